@@ -1,0 +1,29 @@
+# Set-up happens on first use: each target creates .venv in the repo root and installs into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test app-env test-env clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# The app alone: base install (PySide6, onnxruntime, numpy, ...), no torch.
+$(VENV)/.app-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Everything: base + engine + test extras, torch pinned to the CPU build by a constraints file.
+$(VENV)/.test-installed: pyproject.toml constraints-cpu.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints-cpu.txt -e '.[engine,test]'
+	touch $@ $(VENV)/.app-installed
+
+run: $(VENV)/.app-installed
+	$(BIN)/diffusion-studio
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Diffusion Studio desktop app: runtime (no Qt, no torch) and ui (Qt)."""

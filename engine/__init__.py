@@ -1,0 +1,1 @@
+"""PyTorch engine: data, networks, training, checkpoints, loading external models."""

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX model bundles, each graph checked against PyTorch."""
