@@ -1,0 +1,104 @@
+"""Inpainting by blending the known image into the sampler's state (mask 1 = generate, 0 = keep).
+
+``inpaint_hook``: after each step x_prev ← m x_prev + (1 - m) x̃_known with x̃_known = q_sample(known_x0,
+t_prev) (the known image re-noised to the level the sampler just reached); after the last step
+(t_prev = -1) x̃_known = known_x0 itself, so pixels with m = 0 equal the known image exactly. m may be
+soft (values in [0, 1]). Works with every sampler of ``samplers.py`` through its ``hook``.
+
+``sample_repaint``: RePaint (Lugmayr et al. 2022) on the DDPM sampler: after every ``jump_length``
+reverse steps, go back up ``jump_length`` levels with q(x_t | x_{t-1}) (``q_step_sample`` on the
+respaced schedule) and denoise again, so the generated region harmonises with the known one; each
+jump point is passed ``resamples`` times in all (resamples = 1 is plain blended DDPM).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .condition import _as_mask
+from .forward import q_sample, q_step_sample
+from .samplers import VARIANCES, call_model, check_common, check_steps, ddpm_step, predict_x0_eps
+from .schedule import Schedule, respace
+from .spacing import timesteps
+
+
+def _check_known(known_x0, mask, shape=None):
+    known = np.asarray(known_x0)
+    if known.ndim < 2 or not np.issubdtype(known.dtype, np.floating):
+        raise ValueError(f"known_x0 must be a float array [B, C, ...], got shape {known.shape} dtype {known.dtype}")
+    if not np.isfinite(known).all():
+        raise ValueError("known_x0 contains NaN or infinite values")
+    m = _as_mask(mask) if known.ndim == 4 else np.asarray(mask, dtype=np.float32)
+    try:
+        np.broadcast_shapes(m.shape, known.shape)
+    except ValueError:
+        raise ValueError(f"mask shape {m.shape} does not broadcast to known_x0 shape {known.shape}") from None
+    if m.size and not (m.min() >= 0 and m.max() <= 1):
+        raise ValueError("mask values must be in [0, 1] (1 = generate, 0 = keep)")
+    if shape is not None and (known.shape[1:] != tuple(shape[1:]) or known.shape[0] not in (1, shape[0])):
+        raise ValueError(f"known_x0 shape {known.shape} does not fit x_T shape {tuple(shape)}")
+    return known, m
+
+
+def inpaint_hook(schedule: Schedule, known_x0, mask, rng):
+    """A sampler hook ``(x_prev, t_prev) -> x_prev`` blending the re-noised known image where mask < 1."""
+    known, m = _check_known(known_x0, mask)
+    if rng is None or not hasattr(rng, "randn"):
+        raise ValueError("inpaint_hook re-noises the known image and needs rng=BatchRNG(seeds)")
+
+    def hook(x_prev, t_prev):
+        x_prev = np.asarray(x_prev)
+        k = np.broadcast_to(known, x_prev.shape) if known.shape != x_prev.shape else known
+        if t_prev >= 0:
+            k = q_sample(schedule, k.astype(np.float64), int(t_prev), np.asarray(rng.randn(x_prev.shape[1:]),
+                                                                                  dtype=np.float64))
+        return m * x_prev + (1 - m) * k
+
+    return hook
+
+
+def _repaint_plan(n: int, jump_length: int, resamples: int) -> list[tuple[str, int]]:
+    """Moves from level n-1: ("down", k) denoises level k -> k-1, ("up", k) re-noises level k-1 -> k."""
+    left = {j: resamples - 1 for j in range(n - 1 - jump_length, -1, -jump_length)}
+    plan, level = [], n - 1
+    while level >= 0:
+        plan.append(("down", level))
+        level -= 1
+        if left.get(level, 0) > 0:
+            left[level] -= 1
+            for _ in range(jump_length):
+                level += 1
+                plan.append(("up", level))
+    return plan
+
+
+def sample_repaint(model, x_T, schedule: Schedule, steps: int, known_x0, mask, jump_length: int = 10,
+                   resamples: int = 10, rng=None, callback=None, cancel=None, prediction_type: str = "epsilon",
+                   *, variance: str = "beta", spacing: str = "leading", clip_x0: bool = False) -> np.ndarray:
+    """RePaint resampling over ``steps`` DDPM levels; the callback's "steps" counts network calls."""
+    x = check_common(model, x_T, schedule, prediction_type, rng, callback, cancel, None, needs_rng=True)
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
+    for name, v in (("jump_length", jump_length), ("resamples", resamples)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    _check_known(known_x0, mask, x.shape)
+    T = schedule.num_train_timesteps
+    n = check_steps(steps, T)
+    rs = respace(schedule, timesteps(T, n, spacing))
+    blend = inpaint_hook(schedule, known_x0, mask, rng)
+    plan = _repaint_plan(n, jump_length, resamples)
+    calls = sum(move == "down" for move, _ in plan)
+    done = 0
+    for move, k in plan:
+        if move == "up":
+            x = q_step_sample(rs, x, k, np.asarray(rng.randn(x.shape[1:]), dtype=np.float64))
+            continue
+        t = int(rs.respaced_from[k])
+        done += 1
+        out = call_model(model, x, t, done, calls, cancel)
+        x0, _ = predict_x0_eps(schedule, out, x, t, prediction_type, clip_x0)
+        x = ddpm_step(rs, k, x, x0, variance, rng)
+        x = np.asarray(blend(x, int(rs.respaced_from[k - 1]) if k > 0 else -1), dtype=np.float64)
+        if callback is not None:
+            callback({"step": done, "steps": calls, "t": t, "x": x.astype(np.float32), "x0": x0.astype(np.float32)})
+    return x.astype(np.float32)

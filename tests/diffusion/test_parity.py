@@ -1,0 +1,210 @@
+"""Oracle parity with diffusers' schedulers: same betas, same deterministic network, same noise.
+
+diffusers keeps ᾱ in float32; we hand its DDPM/DDIM schedulers our float64 ᾱ (the betas themselves
+are compared separately) so the trajectories can agree to 1e-5 relative (they agree to ~1e-6).
+DPMSolverMultistepScheduler rounds its state to float32 every step, so its long runs drift by ~2e-6
+(ε) .. 1.6e-5 (x_0 prediction at 1000 steps); the cases stay below 1e-5.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler  # noqa: E402
+import diffusers.schedulers.scheduling_ddpm as ddpm_module  # noqa: E402
+
+from diffusion import make_schedule, sample_ddim, sample_ddpm, sample_dpmpp_2m  # noqa: E402
+from diffusion.spacing import dpm_solver_timesteps, timesteps  # noqa: E402
+
+torch.set_num_threads(1)
+TOL = 1e-5
+DIFFUSERS_NAME = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
+
+
+def net(x, t):
+    """A fixed nonlinear stand-in for a network: any prediction type, smooth in x and t."""
+    t = np.asarray(t, dtype=np.float64).reshape(-1, *([1] * (x.ndim - 1)))
+    return (np.tanh(0.8 * x + 0.3 * np.sin(t / 97.0)) + 0.05 * x * np.cos(t / 61.0)).astype(np.float32)
+
+
+class ListRNG:
+    """Hands out pre-drawn noise in order, so both implementations add the very same z."""
+
+    def __init__(self, arrays):
+        self.arrays, self.used = list(arrays), 0
+
+    def randn(self, shape):
+        a = self.arrays[self.used]
+        assert a.shape[1:] == tuple(shape)
+        self.used += 1
+        return a
+
+
+def diffusers_loop(scheduler, x_T, step_kw=lambda i: {}):
+    x = torch.from_numpy(x_T.astype(np.float64))
+    for i, t in enumerate(scheduler.timesteps):
+        out = net(x.numpy().astype(np.float32), np.full(x.shape[0], int(t)))
+        x = scheduler.step(torch.from_numpy(out.astype(np.float64)), t, x, **step_kw(i)).prev_sample
+    return x.numpy()
+
+
+def assert_close(ours, ref):
+    err = np.abs(ours - ref).max() / np.abs(ref).max()
+    assert err < TOL, f"relative max error {err:.2e}"
+
+
+@pytest.fixture(scope="module")
+def x_T():
+    return np.random.default_rng(0).standard_normal((3, 2, 4, 4)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def noises(x_T):
+    rng = np.random.default_rng(1)
+    return [rng.standard_normal(x_T.shape) for _ in range(1001)]
+
+
+def use_float64_alphas(scheduler, schedule):
+    scheduler.alphas_cumprod = torch.from_numpy(schedule.alphas_cumprod)
+    scheduler.one = scheduler.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------------------ schedules
+
+
+@pytest.mark.parametrize("name,start,end", [("linear", 1e-4, 0.02), ("scaled_linear", 0.00085, 0.012),
+                                            ("cosine", 1e-4, 0.02)])
+@pytest.mark.parametrize("T", [1000, 50])
+def test_betas_match_diffusers(name, start, end, T):
+    ours = make_schedule(name, T, start, end)
+    ref = DDPMScheduler(T, start, end, DIFFUSERS_NAME[name])
+    np.testing.assert_allclose(ours.betas, ref.betas.double().numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours.alphas_cumprod, ref.alphas_cumprod.double().numpy(), rtol=2e-5)
+
+
+def test_spacing_matches_diffusers():
+    for T in (1000, 50, 7):
+        for steps in sorted({1, 2, 3, 7, 10, 20, 49, 50, T - 1, T} & set(range(1, T + 1))):
+            for spacing in ("leading", "trailing", "linspace"):
+                ref = DDIMScheduler(T, timestep_spacing=spacing)
+                ref.set_timesteps(steps)
+                expected = ref.timesteps.numpy()
+                if len(expected) == steps:  # diffusers' trailing arange is sometimes one too long
+                    np.testing.assert_array_equal(timesteps(T, steps, spacing), expected, err_msg=f"{T} {steps}")
+                if steps < T:
+                    dpm = DPMSolverMultistepScheduler(T, timestep_spacing=spacing)
+                    dpm.set_timesteps(steps)
+                    np.testing.assert_array_equal(dpm_solver_timesteps(T, steps, spacing), dpm.timesteps.numpy())
+    ref = DDIMScheduler(1000, timestep_spacing="leading", steps_offset=1)
+    ref.set_timesteps(50)
+    np.testing.assert_array_equal(timesteps(1000, 50, "leading", steps_offset=1), ref.timesteps.numpy())
+
+
+# ------------------------------------------------------------------------------------- samplers
+
+
+DDPM_CASES = [  # (schedule, steps, spacing, prediction, variance)
+    ("linear", 1000, "leading", "epsilon", "beta"),
+    ("linear", 1000, "leading", "v_prediction", "beta_tilde"),
+    ("linear", 50, "leading", "sample", "beta"),
+    ("linear", 10, "linspace", "epsilon", "beta_tilde"),
+    ("linear", 20, "trailing", "epsilon", "beta_tilde"),
+    ("cosine", 25, "leading", "v_prediction", "beta"),
+    ("scaled_linear", 30, "linspace", "epsilon", "beta"),
+]
+
+
+@pytest.mark.parametrize("name,steps,spacing,pred,variance", DDPM_CASES)
+def test_ddpm_matches_diffusers(name, steps, spacing, pred, variance, x_T, noises, monkeypatch):
+    schedule = make_schedule(name, 1000)
+    ref = DDPMScheduler(1000, trained_betas=schedule.betas, clip_sample=False, prediction_type=pred,
+                        variance_type="fixed_large" if variance == "beta" else "fixed_small",
+                        timestep_spacing=spacing)
+    ref.set_timesteps(steps)
+    use_float64_alphas(ref, schedule)
+    it = iter(noises)
+    monkeypatch.setattr(ddpm_module, "randn_tensor", lambda *a, **k: torch.from_numpy(next(it)))
+    expected = diffusers_loop(ref, x_T)
+    rng = ListRNG(noises)
+    ours = sample_ddpm(net, x_T, schedule, steps, prediction_type=pred, variance=variance, spacing=spacing, rng=rng)
+    assert_close(ours, expected)
+    # One draw per step except the last, in both implementations (trailing: diffusers draws a last one
+    # scaled by sqrt(1e-20), which we skip).
+    assert rng.used == steps - 1
+
+
+def test_ddpm_clip_matches_diffusers_clip_sample(x_T, noises, monkeypatch):
+    schedule = make_schedule("linear", 1000)
+    ref = DDPMScheduler(1000, trained_betas=schedule.betas, clip_sample=True, variance_type="fixed_large")
+    ref.set_timesteps(40)
+    use_float64_alphas(ref, schedule)
+    it = iter(noises)
+    monkeypatch.setattr(ddpm_module, "randn_tensor", lambda *a, **k: torch.from_numpy(next(it)))
+    expected = diffusers_loop(ref, 3 * x_T)
+    ours = sample_ddpm(net, 3 * x_T, schedule, 40, rng=ListRNG(noises), clip_x0=True)
+    assert_close(ours, expected)
+
+
+@pytest.mark.parametrize("name,steps,spacing,pred,eta,clip", [
+    ("linear", 1000, "leading", "epsilon", 0.0, False),
+    ("linear", 50, "leading", "v_prediction", 0.0, False),
+    ("linear", 10, "trailing", "epsilon", 0.0, False),
+    ("linear", 25, "trailing", "sample", 0.0, False),
+    ("cosine", 20, "leading", "epsilon", 1.0, False),
+    ("scaled_linear", 50, "leading", "epsilon", 0.5, True),
+    ("linear", 7, "leading", "v_prediction", 0.3, False),
+])
+def test_ddim_matches_diffusers(name, steps, spacing, pred, eta, clip, x_T, noises):
+    schedule = make_schedule(name, 1000)
+    ref = DDIMScheduler(1000, trained_betas=schedule.betas, clip_sample=clip, prediction_type=pred,
+                        timestep_spacing=spacing)
+    ref.set_timesteps(steps)
+    use_float64_alphas(ref, schedule)
+    expected = diffusers_loop(ref, x_T, lambda i: {"eta": eta, "variance_noise": torch.from_numpy(noises[i])})
+    ours = sample_ddim(net, x_T, schedule, steps, eta=eta, prediction_type=pred, spacing=spacing,
+                       rng=ListRNG(noises), clip_x0=clip)
+    assert_close(ours, expected)
+
+
+@pytest.mark.parametrize("name,steps,spacing,pred", [
+    ("linear", 1, "leading", "epsilon"),
+    ("linear", 2, "linspace", "epsilon"),
+    ("linear", 10, "leading", "epsilon"),
+    ("linear", 20, "linspace", "v_prediction"),
+    ("linear", 20, "trailing", "epsilon"),
+    ("linear", 999, "leading", "epsilon"),
+    ("linear", 1000, "trailing", "epsilon"),
+    ("linear", 200, "trailing", "sample"),
+    ("cosine", 15, "trailing", "v_prediction"),
+    ("scaled_linear", 30, "linspace", "epsilon"),
+])
+def test_dpmpp_2m_matches_diffusers(name, steps, spacing, pred, x_T):
+    schedule = make_schedule(name, 1000, *((0.00085, 0.012) if name == "scaled_linear" else ()))
+    ref = DPMSolverMultistepScheduler(1000, trained_betas=schedule.betas, prediction_type=pred,
+                                      algorithm_type="dpmsolver++", solver_order=2, timestep_spacing=spacing)
+    ref.set_timesteps(steps)
+    expected = diffusers_loop(ref, x_T)
+    ours = sample_dpmpp_2m(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing)
+    assert_close(ours, expected)
+
+
+def test_callbacks_report_diffusers_x0(x_T):
+    """The callback's x0 is the scheduler's pred_original_sample and t its timestep."""
+    schedule = make_schedule("linear", 1000)
+    ref = DDIMScheduler(1000, trained_betas=schedule.betas, clip_sample=False)
+    ref.set_timesteps(10)
+    use_float64_alphas(ref, schedule)
+    x = torch.from_numpy(x_T.astype(np.float64))
+    expected = []
+    for t in ref.timesteps:
+        out = net(x.numpy().astype(np.float32), np.full(3, int(t)))
+        res = ref.step(torch.from_numpy(out.astype(np.float64)), t, x)
+        expected.append((int(t), res.pred_original_sample.numpy(), res.prev_sample.numpy()))
+        x = res.prev_sample
+    infos = []
+    sample_ddim(net, x_T, schedule, 10, callback=infos.append)
+    assert [i["step"] for i in infos] == list(range(1, 11)) and all(i["steps"] == 10 for i in infos)
+    for info, (t, x0, x_prev) in zip(infos, expected):
+        assert info["t"] == t
+        np.testing.assert_allclose(info["x0"], x0, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(info["x"], x_prev, rtol=1e-5, atol=1e-5)
