@@ -1,0 +1,531 @@
+"""The model bundle format: `studio.json` (DESIGN.md §3, docs/ARCHITECTURE.md "The bundle manifest").
+
+This module is the single definition of the format. Export writes bundles with `write_manifest`;
+the runtime reads them with `read_manifest`. Both go through `validate_manifest`, so a bundle that
+was written is a bundle that opens.
+
+Choices written down here (the contract left them open):
+- `files` maps a role to a path relative to the bundle. The roles `unet`, `vae_decoder`,
+  `vae_encoder`, `text_encoder`, `tokenizer`, `preview` have meaning; any other role (for example
+  an ONNX external-data file) is allowed and is hashed and path-checked like the rest.
+- Required files: `unet` always; `vae_decoder` for latent models; `text_encoder` and `tokenizer` for
+  text models; `vae_encoder` for latent inpainting models.
+- `unet.in_channels` must equal the diffused channels (image channels for pixel models, latent
+  channels for latent models) plus the condition channels (inpaint: 1 + C; semantic: K labels);
+  `unet.out_channels` must equal the diffused channels.
+- `defaults`, `provenance`, `description` and `precision` may be left out; defaults are filled in.
+- `write_manifest` also writes `model_index.json` (the ecosystem layout marker) unless told not to.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+FORMAT = "diffusion-studio-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "studio.json"
+MODEL_INDEX_NAME = "model_index.json"
+
+KINDS = ("pixel", "latent")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+SCHEDULE_NAMES = ("linear", "cosine", "scaled_linear")
+# The names of diffusion.samplers.SAMPLERS and diffusion.spacing; repeated here so that export can
+# write a manifest without the sampler code (a test checks they agree).
+SAMPLERS = ("ddpm", "ddim", "dpmpp_2m")
+SPACINGS = ("leading", "trailing", "linspace")
+PRECISIONS = ("fp32", "fp16")
+MASK_KINDS = ("inpaint", "semantic")
+KNOWN_ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer", "preview")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; `file` and `field` say where (either may be None)."""
+
+    def __init__(self, message: str, file: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.file = file
+        self.field = field
+
+
+def _field_error(field_name: str, expected: str, got: Any, file: str = MANIFEST_NAME) -> BundleError:
+    return BundleError(f"{file}: field '{field_name}' must be {expected}, got {got!r}", file, field_name)
+
+
+# --------------------------------------------------------------------------------------------
+# The dataclasses
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    height: int
+    width: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    channels: int
+    height: int
+    width: int
+    scale_factor: float
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    max_length: int
+    hidden_size: int
+    pad_id: int = 0
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    names: tuple[str, ...]
+
+    @property
+    def null_index(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    color: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    kind: str  # "inpaint" | "semantic"
+    labels: tuple[Label, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    text: TextSpec | None = None
+    class_: ClassSpec | None = None
+    mask: MaskSpec | None = None
+
+
+@dataclass(frozen=True)
+class UNetSpec:
+    in_channels: int
+    out_channels: int
+
+
+@dataclass(frozen=True)
+class Defaults:
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    guidance: float = 1.0
+    spacing: str = "trailing"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    kind: str
+    image: ImageSpec
+    schedule: dict
+    prediction_type: str
+    unet: UNetSpec
+    files: dict  # role -> relative path (posix separators)
+    latent: LatentSpec | None = None
+    conditioning: Conditioning = field(default_factory=Conditioning)
+    defaults: Defaults = field(default_factory=Defaults)
+    description: str = ""
+    precision: str = "fp32"
+    provenance: dict = field(default_factory=dict)
+    sha256: dict = field(default_factory=dict)  # relative path -> hex digest
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def diffused_channels(self) -> int:
+        """C of x_t: latent channels for latent models, image channels for pixel models."""
+        return self.latent.channels if self.latent else self.image.channels
+
+    @property
+    def diffused_size(self) -> tuple[int, int]:
+        """(h, w) of x_t."""
+        return (self.latent.height, self.latent.width) if self.latent else (self.image.height, self.image.width)
+
+    def to_dict(self) -> dict:
+        """The JSON document, in the field order of docs/ARCHITECTURE.md."""
+        c = self.conditioning
+        mask = None
+        if c.mask is not None:
+            mask = {"kind": c.mask.kind}
+            if c.mask.kind == "semantic":
+                mask["labels"] = [{"name": l.name, "color": list(l.color)} for l in c.mask.labels]
+        return {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "name": self.name,
+            "description": self.description,
+            "kind": self.kind,
+            "image": asdict(self.image),
+            "latent": asdict(self.latent) if self.latent else None,
+            "schedule": dict(self.schedule),
+            "prediction_type": self.prediction_type,
+            "conditioning": {
+                "text": asdict(c.text) if c.text else None,
+                "class": {"names": list(c.class_.names)} if c.class_ else None,
+                "mask": mask,
+            },
+            "files": dict(self.files),
+            "unet": asdict(self.unet),
+            "defaults": asdict(self.defaults),
+            "precision": self.precision,
+            "provenance": dict(self.provenance),
+            "sha256": dict(self.sha256),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def _get(d: dict, key: str, prefix: str, required: bool = True, default: Any = None) -> Any:
+    if key not in d:
+        if required:
+            raise BundleError(f"{MANIFEST_NAME}: required field '{prefix}{key}' is missing", MANIFEST_NAME, prefix + key)
+        return default
+    return d[key]
+
+
+def _obj(value: Any, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise _field_error(name, "an object", value)
+    return value
+
+
+def _pos_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise _field_error(name, what, value)
+    return value
+
+
+def _number(value: Any, name: str, lo: float | None = None, hi: float | None = None, open_lo: bool = False) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if open_lo else value >= lo
+    if ok and hi is not None:
+        ok = value <= hi
+    if not ok:
+        if lo is not None and hi is not None:
+            what = f"a number in {'(' if open_lo else '['}{lo}, {hi}]"
+        elif lo is not None:
+            what = f"a number {'>' if open_lo else '>='} {lo}"
+        else:
+            what = "a finite number"
+        raise _field_error(name, what, value)
+    return float(value)
+
+
+def _choice(value: Any, name: str, choices: tuple) -> str:
+    if value not in choices:
+        raise _field_error(name, "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def _string(value: Any, name: str, nonempty: bool = True) -> str:
+    if not isinstance(value, str) or (nonempty and not value.strip()):
+        raise _field_error(name, "a non-empty string" if nonempty else "a string", value)
+    return value
+
+
+def check_relative_path(rel: Any, field_name: str, bundle_dir: Path | None) -> str:
+    """A file name that stays inside the bundle: relative, no `..`, no symlink leading outside."""
+    if not isinstance(rel, str) or not rel:
+        raise _field_error(field_name, "a relative file name inside the bundle", rel)
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive \
+            or rel.startswith(("/", "\\")):
+        raise _field_error(field_name, "a relative file name inside the bundle, not an absolute path", rel)
+    parts = rel.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise _field_error(field_name, "a file name inside the bundle, without '..'", rel)
+    if bundle_dir is not None:
+        root = Path(bundle_dir).resolve()
+        target = (root / rel).resolve()
+        if root != target and root not in target.parents:
+            raise _field_error(field_name, "a file inside the bundle (it links to outside it)", rel)
+    return rel
+
+
+def _validate_schedule(s: Any) -> dict:
+    s = _obj(s, "schedule")
+    name = _choice(_get(s, "name", "schedule."), "schedule.name", SCHEDULE_NAMES)
+    out = {"name": name, "num_train_timesteps": _pos_int(_get(s, "num_train_timesteps", "schedule."), "schedule.num_train_timesteps", 2)}
+    for key, default in (("beta_start", 1e-4), ("beta_end", 0.02)):
+        out[key] = _number(s.get(key, default), f"schedule.{key}", 0.0, 1.0, open_lo=True)
+    if out["beta_end"] < out["beta_start"]:
+        raise _field_error("schedule.beta_end", f"at least beta_start ({out['beta_start']})", out["beta_end"])
+    out["cosine_s"] = _number(s.get("cosine_s", 0.008), "schedule.cosine_s", 0.0, 1.0)
+    return out
+
+
+def _validate_conditioning(c: Any) -> Conditioning:
+    if c is None:
+        return Conditioning()
+    c = _obj(c, "conditioning")
+    text = cls = mask = None
+    if c.get("text") is not None:
+        t = _obj(c["text"], "conditioning.text")
+        text = TextSpec(
+            max_length=_pos_int(_get(t, "max_length", "conditioning.text."), "conditioning.text.max_length"),
+            hidden_size=_pos_int(_get(t, "hidden_size", "conditioning.text."), "conditioning.text.hidden_size"),
+            pad_id=_pos_int(t.get("pad_id", 0), "conditioning.text.pad_id", 0),
+        )
+    if c.get("class") is not None:
+        k = _obj(c["class"], "conditioning.class")
+        names = _get(k, "names", "conditioning.class.")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise _field_error("conditioning.class.names", "a non-empty list of non-empty strings", names)
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise _field_error("conditioning.class.names", "a list of distinct names", f"repeated {dup}")
+        cls = ClassSpec(tuple(names))
+    if c.get("mask") is not None:
+        m = _obj(c["mask"], "conditioning.mask")
+        kind = _choice(_get(m, "kind", "conditioning.mask."), "conditioning.mask.kind", MASK_KINDS)
+        labels: list[Label] = []
+        if kind == "semantic":
+            raw = _get(m, "labels", "conditioning.mask.")
+            if not isinstance(raw, list) or not raw:
+                raise _field_error("conditioning.mask.labels", "a non-empty list of {name, color}", raw)
+            for i, lab in enumerate(raw):
+                where = f"conditioning.mask.labels[{i}]"
+                lab = _obj(lab, where)
+                name = _string(_get(lab, "name", where + "."), where + ".name")
+                color = lab.get("color")
+                if (not isinstance(color, list) or len(color) != 3
+                        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)):
+                    raise _field_error(where + ".color", "[r, g, b] with integers 0..255", color)
+                labels.append(Label(name, tuple(color)))
+        mask = MaskSpec(kind, tuple(labels))
+    return Conditioning(text, cls, mask)
+
+
+def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) -> Manifest:
+    """Check a parsed studio.json and build the Manifest; raise BundleError naming the field.
+
+    With `bundle_dir`, also check that every listed file exists inside the bundle. Hashes are not
+    checked here (that reads every file): see `verify_hashes`.
+    """
+    d = _obj(data, "(top level)")
+    if d.get("format") != FORMAT:
+        raise _field_error("format", repr(FORMAT), d.get("format"))
+    version = d.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _field_error("format_version", "an integer", version)
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"{MANIFEST_NAME}: field 'format_version' is {version}, newer than this program reads ({FORMAT_VERSION}); "
+            "update Diffusion Studio", MANIFEST_NAME, "format_version")
+    if version < 1:
+        raise _field_error("format_version", f"between 1 and {FORMAT_VERSION}", version)
+
+    name = _string(_get(d, "name", ""), "name")
+    description = d.get("description") or ""
+    if not isinstance(description, str):
+        raise _field_error("description", "a string", description)
+    kind = _choice(_get(d, "kind", ""), "kind", KINDS)
+
+    im = _obj(_get(d, "image", ""), "image")
+    image = ImageSpec(
+        height=_pos_int(_get(im, "height", "image."), "image.height"),
+        width=_pos_int(_get(im, "width", "image."), "image.width"),
+        channels=_pos_int(_get(im, "channels", "image."), "image.channels"),
+    )
+    if image.channels not in (1, 3):
+        raise _field_error("image.channels", "1 or 3", image.channels)
+
+    latent = None
+    if kind == "latent":
+        la = _obj(_get(d, "latent", ""), "latent")
+        latent = LatentSpec(
+            channels=_pos_int(_get(la, "channels", "latent."), "latent.channels"),
+            height=_pos_int(_get(la, "height", "latent."), "latent.height"),
+            width=_pos_int(_get(la, "width", "latent."), "latent.width"),
+            scale_factor=_number(_get(la, "scale_factor", "latent."), "latent.scale_factor", 0.0, open_lo=True),
+        )
+        if image.height % latent.height or image.width % latent.width or \
+                image.height // latent.height != image.width // latent.width:
+            raise _field_error("latent.height", f"a divisor of image.height ({image.height}) with the same factor "
+                               f"for the width ({image.width})", f"{latent.height}x{latent.width}")
+        if image.channels != 3:
+            raise _field_error("image.channels", "3 for latent models (the VAE decodes RGB)", image.channels)
+    elif d.get("latent") is not None:
+        raise _field_error("latent", "null for a pixel model", d.get("latent"))
+
+    schedule = _validate_schedule(_get(d, "schedule", ""))
+    prediction_type = _choice(_get(d, "prediction_type", ""), "prediction_type", PREDICTION_TYPES)
+    conditioning = _validate_conditioning(d.get("conditioning"))
+
+    un = _obj(_get(d, "unet", ""), "unet")
+    unet = UNetSpec(
+        in_channels=_pos_int(_get(un, "in_channels", "unet."), "unet.in_channels"),
+        out_channels=_pos_int(_get(un, "out_channels", "unet."), "unet.out_channels"),
+    )
+    c = latent.channels if latent else image.channels
+    extra = 0
+    if conditioning.mask is not None:
+        extra = 1 + c if conditioning.mask.kind == "inpaint" else len(conditioning.mask.labels)
+    if unet.in_channels != c + extra:
+        how = f"{c} diffused" + (f" + {extra} condition" if extra else "")
+        raise _field_error("unet.in_channels", f"{c + extra} ({how} channels)", unet.in_channels)
+    if unet.out_channels != c:
+        raise _field_error("unet.out_channels", f"{c} (the diffused channels)", unet.out_channels)
+
+    files_raw = _obj(_get(d, "files", ""), "files")
+    files: dict[str, str] = {}
+    for role, rel in files_raw.items():
+        files[role] = check_relative_path(rel, f"files.{role}", bundle_dir)
+    required = ["unet"]
+    if kind == "latent":
+        required.append("vae_decoder")
+    if conditioning.text:
+        required += ["text_encoder", "tokenizer"]
+    if kind == "latent" and conditioning.mask is not None and conditioning.mask.kind == "inpaint":
+        required.append("vae_encoder")
+    for role in required:
+        if role not in files:
+            raise BundleError(f"{MANIFEST_NAME}: required field 'files.{role}' is missing "
+                              f"(a {kind} model{' with text' if role in ('text_encoder', 'tokenizer') else ''} needs it)",
+                              MANIFEST_NAME, f"files.{role}")
+    if bundle_dir is not None:
+        for role, rel in files.items():
+            if not (Path(bundle_dir) / rel).is_file():
+                raise BundleError(f"{rel}: file listed in {MANIFEST_NAME} (files.{role}) is missing from the bundle",
+                                  rel, f"files.{role}")
+
+    de = _obj(d.get("defaults") or {}, "defaults")
+    fallback = Defaults(steps=min(20, schedule["num_train_timesteps"]), guidance=3.0 if (conditioning.text or conditioning.class_ or
+                                         (conditioning.mask and conditioning.mask.kind == "semantic")) else 1.0)
+    defaults = Defaults(
+        sampler=_choice(de.get("sampler", fallback.sampler), "defaults.sampler", SAMPLERS),
+        steps=_pos_int(de.get("steps", fallback.steps), "defaults.steps"),
+        guidance=_number(de.get("guidance", fallback.guidance), "defaults.guidance", 0.0, 100.0),
+        spacing=_choice(de.get("spacing", fallback.spacing), "defaults.spacing", SPACINGS),
+    )
+    if defaults.steps > schedule["num_train_timesteps"]:
+        raise _field_error("defaults.steps", f"at most num_train_timesteps ({schedule['num_train_timesteps']})", defaults.steps)
+
+    precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
+    provenance = _obj(d.get("provenance") or {}, "provenance")
+    sha = _obj(d.get("sha256") or {}, "sha256")
+    for rel, digest in sha.items():
+        if not isinstance(digest, str) or len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest.lower()):
+            raise _field_error(f"sha256.{rel}", "64 hexadecimal digits", digest)
+
+    return Manifest(
+        name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
+        files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
+        precision=precision, provenance=dict(provenance), sha256={k: v.lower() for k, v in sha.items()},
+        format_version=version,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_hashes(manifest: Manifest, bundle_dir: str | os.PathLike) -> None:
+    """Every listed file has a sha256 entry and matches it; BundleError naming the file otherwise."""
+    for role, rel in manifest.files.items():
+        expected = manifest.sha256.get(rel)
+        if expected is None:
+            raise BundleError(f"{MANIFEST_NAME}: field 'sha256.{rel}' is missing (every file in 'files' needs a hash)",
+                              MANIFEST_NAME, f"sha256.{rel}")
+        got = sha256_file(Path(bundle_dir) / rel)
+        if got != expected:
+            raise BundleError(
+                f"{rel}: contents do not match the sha256 in {MANIFEST_NAME} (expected {expected[:12]}..., "
+                f"got {got[:12]}...); the file is damaged or was changed after export", rel, f"sha256.{rel}")
+
+
+def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
+    """Parse and validate `bundle_dir/studio.json` (hashes are checked by `verify_hashes`)."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(f"{path}: not a model bundle ({MANIFEST_NAME} is missing)", MANIFEST_NAME, None)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{MANIFEST_NAME}: not UTF-8 text ({exc})", MANIFEST_NAME, None) from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{MANIFEST_NAME}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                          MANIFEST_NAME, None) from None
+    return validate_manifest(data, bundle_dir)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file via a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest, model_index: bool = True) -> Manifest:
+    """Hash every listed file, validate, and write studio.json atomically; return the hashed Manifest.
+
+    Also writes model_index.json (see `model_index_dict`) unless `model_index=False`.
+    """
+    bundle_dir = Path(bundle_dir)
+    for role, rel in manifest.files.items():
+        check_relative_path(rel, f"files.{role}", bundle_dir)
+        if not (bundle_dir / rel).is_file():
+            raise BundleError(f"{rel}: file listed in files.{role} does not exist in {bundle_dir}", rel, f"files.{role}")
+    hashed = replace(manifest, sha256={rel: sha256_file(bundle_dir / rel) for rel in manifest.files.values()})
+    data = hashed.to_dict()
+    validated = validate_manifest(data, bundle_dir)  # what we write is what we read
+    atomic_write_text(bundle_dir / MANIFEST_NAME, json.dumps(data, indent=2) + "\n")
+    if model_index:
+        write_model_index(bundle_dir, validated)
+    return validated
+
+
+def model_index_dict(manifest: Manifest) -> dict:
+    """model_index.json in the diffusers ONNX pipeline layout: one entry per ONNX component."""
+    index: dict[str, Any] = {
+        "_class_name": "DiffusionStudioPipeline",
+        "_diffusion_studio_manifest": MANIFEST_NAME,
+        "_diffusion_studio_format_version": FORMAT_VERSION,
+    }
+    for role in ("unet", "vae_decoder", "vae_encoder", "text_encoder"):
+        if role in manifest.files:
+            index[role] = ["diffusers", "OnnxRuntimeModel"]
+    if "tokenizer" in manifest.files:
+        index["tokenizer"] = ["tokenizers", "Tokenizer"]
+    return index
+
+
+def write_model_index(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
+    atomic_write_text(Path(bundle_dir) / MODEL_INDEX_NAME, json.dumps(model_index_dict(manifest), indent=2) + "\n")
+
+
+def manifest_from_dict(data: dict) -> Manifest:
+    """Build a Manifest from a dict without touching the disk (for writers building one up)."""
+    return validate_manifest(data, None)

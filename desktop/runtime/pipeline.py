@@ -1,0 +1,501 @@
+"""The generation pipeline (DESIGN.md §4): request -> conditioning -> x_T -> sampler over the U-Net -> images.
+
+    x_T ~ N(0, I) per image from seed + i  ->  diffusion.samplers.sample(...)  ->  decode  ->  uint8 RGB
+
+- Classifier-free guidance is one batched U-Net call per step (`diffusion.guidance.cfg_denoiser`):
+  the unconditional half is the empty prompt (or the negative prompt, which replaces it), the null
+  class, or the all-zero one-hot. A model with nothing to drop (unconditional, inpaint-only, a class
+  model without a class, a semantic model without labels) runs one unguided call per step.
+- Random numbers (`diffusion.noise.BatchRNG`, one generator per image, image i uses seed + i):
+  stream 0 draws x_T, stream 1 the sampler's noise, stream 2 the inpainting hook's, stream 3
+  img2img's. So an image depends on its own seed only, never on the batch size.
+- img2img (`init_image` + `strength` < 1): the sampler runs on the schedule truncated after
+  t_start = round(strength * T) training steps (ᾱ_t unchanged for t < t_start), with
+  round(strength * steps) steps, starting from q_sample(x0_init, t_first) where t_first is the first
+  timestep that sampler visits. With trailing spacing this is diffusers' img2img.
+- Inpainting (`mask` with `init_image`; mask 1 = generate, 0 = keep): models whose manifest says
+  mask kind "inpaint" get the channels [x_t, mask, masked (encoded)] (docs/ARCHITECTURE.md); every
+  model gets `diffusion.inpaint.inpaint_hook`; and the final uint8 image is blended in pixel space,
+  round(m * generated + (1 - m) * init), so pixels with m = 0 equal the init image exactly (latent
+  models too). Masks are quantised to 1/65535 (what a 16-bit PNG recipe stores) so a recipe
+  reproduces the image exactly.
+- Previews: a pixel model's predicted x̂_0 is the preview; a latent model's x̂_0 goes through the
+  bundle's linear preview map (latent pixel -> RGB), upscaled by pixel repetition to the image size;
+  the VAE decoder runs once, at the end.
+- `cancel()` is checked before every network call (text encoder, VAE encoder, every U-Net call,
+  every VAE decode); a cancelled generation raises `diffusion.Cancelled` and returns nothing.
+
+Choices: a prompt given to a model without text conditioning is ignored, with a note in
+`GenerationResult.warnings` (the app keeps the prompt box filled when switching models); a class,
+labels or mask the model cannot use is a `RequestError`. height/width default to the model's size;
+other sizes need a U-Net exported with dynamic spatial axes and a multiple of the VAE's factor.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from diffusion.condition import mask_to_size, masked_image, one_hot_labels
+from diffusion.forward import q_sample
+from diffusion.guidance import cfg_denoiser
+from diffusion.inpaint import inpaint_hook
+from diffusion.noise import BatchRNG
+from diffusion.samplers import SAMPLERS, Cancelled, sample
+from diffusion.schedule import Schedule
+from diffusion.spacing import SPACINGS, dpm_solver_timesteps, timesteps
+
+from .bundle import Bundle
+from .preview import latent_preview, to_uint8
+
+__all__ = ["GenerationRequest", "GenerationResult", "RequestError", "StepInfo", "generate", "Cancelled"]
+
+
+class RequestError(ValueError):
+    """A request the model cannot run; the message says which field and what was expected."""
+
+
+# --------------------------------------------------------------------------------------------
+# Arrays <-> base64 PNG (how requests store their images in JSON)
+
+
+def array_to_b64png(a: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(a)).save(buf, format="PNG", optimize=False, compress_level=9)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def b64png_to_array(s: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(s))) as im:
+        return np.array(im)
+
+
+def _mask_to_json(m: np.ndarray) -> dict:
+    return {"png16": array_to_b64png(np.round(np.asarray(m, np.float64) * 65535).astype(np.uint16))}
+
+
+def _labels_to_json(a: np.ndarray) -> dict:
+    a = np.asarray(a)
+    return {"png": array_to_b64png(a.astype(np.uint8 if a.max(initial=0) < 256 else np.uint16))}
+
+
+# --------------------------------------------------------------------------------------------
+# Request, step info, result
+
+
+@dataclass
+class GenerationRequest:
+    """What to generate. None means "the model's default" (sampler, steps, guidance, spacing, size).
+
+    `init_image`: HxWx3 (or HxW) uint8 array or an image path; `strength` in (0, 1] for img2img.
+    `mask`: HxW float in [0, 1] (1 = generate, 0 = keep), uint8 (0..255) or a path; needs init_image.
+    `labels`: HxW int label map (index into the model's labels), or a path (palette PNG, or colours).
+    `model`: the model's name, informational (recipes carry it; generate ignores it).
+    """
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    class_name: str | None = None
+    class_index: int | None = None
+    init_image: Any = None
+    strength: float = 1.0
+    mask: Any = None
+    labels: Any = None
+    sampler: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = 0
+    batch_size: int = 1
+    height: int | None = None
+    width: int | None = None
+    spacing: str | None = None
+    model: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready: arrays become base64 PNGs ({"png": ...}, masks {"png16": ...}), paths stay strings."""
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, os.PathLike):
+                v = os.fspath(v)
+            if isinstance(v, np.ndarray):
+                if f.name == "mask":
+                    v = _mask_to_json(_as_mask_array(v))
+                elif f.name == "labels":
+                    v = _labels_to_json(v)
+                else:
+                    v = {"png": array_to_b64png(v)}
+            elif isinstance(v, np.generic):
+                v = v.item()
+            d[f.name] = v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GenerationRequest:
+        known = {f.name for f in fields(cls)}
+        kw = {}
+        for k, v in d.items():
+            if k not in known:
+                continue  # newer recipes may carry more
+            if isinstance(v, dict) and "png16" in v:
+                v = b64png_to_array(v["png16"]).astype(np.float64) / 65535.0
+            elif isinstance(v, dict) and "png" in v:
+                v = b64png_to_array(v["png"])
+                if k == "labels":
+                    v = v.astype(np.int64)
+            kw[k] = v
+        return cls(**kw)
+
+
+@dataclass
+class StepInfo:
+    step: int  # steps done, 1..steps
+    steps: int
+    t: int  # the timestep just evaluated
+    preview: list  # one HxWx3 uint8 array per image
+    x_t: np.ndarray  # [B, C, h, w] float32, the sampler's state after this step
+
+
+@dataclass
+class GenerationResult:
+    images: list  # HxWx3 uint8 arrays
+    request: GenerationRequest  # resolved: every default filled in, images loaded as arrays
+    seeds: list
+    provider: str
+    timings: dict  # seconds: encode, sample, decode, total
+    model_name: str
+    model_hash: str
+    precision: str = "fp32"
+    unet_calls: int = 0
+    warnings: list = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _load_image(value, what: str) -> np.ndarray:
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            with Image.open(value) as im:
+                if what == "mask" and im.mode in ("I;16", "I;16B", "I"):
+                    return np.array(im)
+                if what == "labels" and im.mode in ("P", "L", "I;16", "I"):
+                    return np.array(im)
+                return np.array(im.convert("L" if what == "mask" else "RGB"))
+        except OSError as exc:
+            raise RequestError(f"{what}: cannot read image '{value}' ({exc})") from None
+    return np.asarray(value)
+
+
+def _as_mask_array(m: np.ndarray) -> np.ndarray:
+    """A mask as float64 in [0, 1] on the 1/65535 grid (uint8 /255, uint16 /65535, floats as given)."""
+    m = np.asarray(m)
+    if m.ndim == 3 and m.shape[2] in (1, 3, 4):
+        m = m[..., 0]
+    if m.dtype == np.uint8:
+        m = m / 255.0
+    elif m.dtype == np.uint16 or (m.dtype.kind in "iu" and m.max(initial=0) > 255):
+        m = m / 65535.0
+    elif m.dtype == bool:
+        m = m.astype(np.float64)
+    m = np.asarray(m, np.float64)
+    if m.ndim != 2:
+        raise RequestError(f"mask must be a 2-D HxW array, got shape {m.shape}")
+    if not np.isfinite(m).all() or m.min(initial=0) < 0 or m.max(initial=0) > 1:
+        raise RequestError("mask values must be in [0, 1] (1 = generate, 0 = keep)")
+    return np.round(m * 65535) / 65535
+
+
+def _as_rgb(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise RequestError(f"{what} must be an HxWx3 image, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise RequestError(f"{what} must be uint8 (0..255), got dtype {a.dtype}")
+    return np.ascontiguousarray(a[..., :3])
+
+
+def _labels_from(value, bundle: Bundle) -> np.ndarray:
+    a = _load_image(value, "labels")
+    labels = bundle.manifest.conditioning.mask.labels
+    if a.ndim == 3:  # colours -> indices by the manifest's label colours
+        rgb = a[..., :3].astype(np.int64)
+        out = np.full(rgb.shape[:2], -1, np.int64)
+        for i, lab in enumerate(labels):
+            out[(rgb == np.asarray(lab.color)).all(axis=2)] = i
+        if (out < 0).any():
+            y, x = np.argwhere(out < 0)[0]
+            raise RequestError(f"labels: colour {tuple(int(v) for v in rgb[y, x])} at ({x}, {y}) is not one of the "
+                               f"model's label colours {[lab.color for lab in labels]}")
+        return out
+    if a.dtype.kind not in "iu":
+        raise RequestError(f"labels must be an integer label map, got dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+def _from_uint8(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """HxWx3 uint8 -> [1, C, H, W] float32 in [-1, 1] (grey by PIL's 'L' conversion for C = 1)."""
+    if channels == 1:
+        rgb = np.array(Image.fromarray(rgb).convert("L"))[..., None]
+    return (np.transpose(rgb, (2, 0, 1))[None].astype(np.float32) / 127.5 - 1.0).astype(np.float32)
+
+
+def truncate_schedule(schedule: Schedule, T: int) -> Schedule:
+    """The forward process restricted to t < T (every array indexed by t is cut; ᾱ_t is unchanged)."""
+    if T >= schedule.num_train_timesteps:
+        return schedule
+    cut = {f.name: getattr(schedule, f.name)[:T] for f in fields(schedule)
+           if isinstance(getattr(schedule, f.name), np.ndarray) and f.name != "respaced_from"}
+    return replace(schedule, num_train_timesteps=T, **cut)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolving a request against a model
+
+
+def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[GenerationRequest, list]:
+    """Fill in defaults, load images, check everything against the model; (resolved, warnings)."""
+    m = bundle.manifest
+    c = m.conditioning
+    warnings: list[str] = []
+    d = m.defaults
+    r = replace(request)
+    r.model = m.name
+    r.sampler = r.sampler or d.sampler
+    r.steps = d.steps if r.steps is None else r.steps
+    r.guidance = d.guidance if r.guidance is None else r.guidance
+    r.spacing = r.spacing or d.spacing
+    if r.sampler not in SAMPLERS:
+        raise RequestError(f"sampler must be one of {', '.join(SAMPLERS)}, got {r.sampler!r}")
+    if r.spacing not in SPACINGS:
+        raise RequestError(f"spacing must be one of {', '.join(SPACINGS)}, got {r.spacing!r}")
+    T = m.schedule["num_train_timesteps"]
+    if isinstance(r.steps, bool) or not isinstance(r.steps, (int, np.integer)) or not 1 <= r.steps <= T:
+        raise RequestError(f"steps must be an integer from 1 to {T}, got {r.steps!r}")
+    if isinstance(r.guidance, bool) or not isinstance(r.guidance, (int, float)) or not 0 <= r.guidance <= 100:
+        raise RequestError(f"guidance must be a number from 0 to 100, got {r.guidance!r}")
+    if isinstance(r.seed, bool) or not isinstance(r.seed, (int, np.integer)) or not 0 <= r.seed < 2**63:
+        raise RequestError(f"seed must be a non-negative integer, got {r.seed!r}")
+    if isinstance(r.batch_size, bool) or not isinstance(r.batch_size, (int, np.integer)) or not 1 <= r.batch_size <= 64:
+        raise RequestError(f"batch_size must be an integer from 1 to 64, got {r.batch_size!r}")
+    r.steps, r.seed, r.batch_size, r.guidance = int(r.steps), int(r.seed), int(r.batch_size), float(r.guidance)
+
+    factor = m.image.height // m.latent.height if m.latent else 1
+    r.height = m.image.height if r.height is None else r.height
+    r.width = m.image.width if r.width is None else r.width
+    for name in ("height", "width"):
+        v = getattr(r, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < factor or v % factor:
+            raise RequestError(f"{name} must be a positive multiple of {factor}, got {v!r}")
+    shape = bundle.unet.inputs["sample"][1]
+    for name, axis, size in (("height", 2, r.height // factor), ("width", 3, r.width // factor)):
+        fixed = shape[axis] if len(shape) > axis and isinstance(shape[axis], int) else None
+        if fixed is not None and fixed != size:
+            raise RequestError(f"{name} {getattr(r, name)} is not possible: this model's U-Net only takes "
+                               f"{m.image.height}x{m.image.width} images")
+
+    if (r.prompt or r.negative_prompt) and not c.text:
+        warnings.append("this model takes no text: the prompt was ignored")
+        r.prompt, r.negative_prompt = "", ""
+    if r.class_name is not None or r.class_index is not None:
+        if not c.class_:
+            raise RequestError(f"this model takes no class (got class {r.class_name or r.class_index!r})")
+        names = c.class_.names
+        if r.class_name is not None:
+            if r.class_name not in names:
+                raise RequestError(f"class {r.class_name!r} is not one of this model's classes: {', '.join(names)}")
+            index = names.index(r.class_name)
+            if r.class_index is not None and r.class_index != index:
+                raise RequestError(f"class_name {r.class_name!r} is class {index}, but class_index says {r.class_index}")
+            r.class_index = index
+        elif isinstance(r.class_index, bool) or not isinstance(r.class_index, (int, np.integer)) \
+                or not 0 <= r.class_index < len(names):
+            raise RequestError(f"class_index must be from 0 to {len(names) - 1}, got {r.class_index!r}")
+        r.class_index = int(r.class_index)
+        r.class_name = names[r.class_index]
+
+    size = (r.height, r.width)
+    if r.init_image is not None:
+        r.init_image = _as_rgb(_load_image(r.init_image, "init_image"), "init_image")
+        if r.init_image.shape[:2] != size:
+            raise RequestError(f"init_image is {r.init_image.shape[1]}x{r.init_image.shape[0]} but the output is "
+                               f"{r.width}x{r.height} (width x height); resize it first")
+        if m.latent and bundle.vae_encoder is None:
+            raise RequestError("this latent model has no VAE encoder (vae_encoder), so it cannot start from an image")
+    if isinstance(r.strength, bool) or not isinstance(r.strength, (int, float)) or not 0 < r.strength <= 1:
+        raise RequestError(f"strength must be a number in (0, 1], got {r.strength!r}")
+    r.strength = float(r.strength)
+    if r.mask is not None:
+        if r.init_image is None:
+            raise RequestError("a mask needs an init_image (the picture whose unmasked part is kept)")
+        r.mask = _as_mask_array(_load_image(r.mask, "mask"))
+        if r.mask.shape != size:
+            raise RequestError(f"mask is {r.mask.shape[1]}x{r.mask.shape[0]} but the image is {r.width}x{r.height} "
+                               "(width x height)")
+    if r.labels is not None:
+        if not (c.mask and c.mask.kind == "semantic"):
+            raise RequestError("this model takes no label map (it is not a semantic-map model)")
+        r.labels = _labels_from(r.labels, bundle)
+        if r.labels.shape != size:
+            raise RequestError(f"labels are {r.labels.shape[1] if r.labels.ndim > 1 else '?'}x{r.labels.shape[0]} "
+                               f"but the image is {r.width}x{r.height} (width x height)")
+        K = len(c.mask.labels)
+        if r.labels.min() < 0 or r.labels.max() >= K:
+            raise RequestError(f"labels must be label indices from 0 to {K - 1}, got {r.labels.min()}..{r.labels.max()}")
+    return r, warnings
+
+
+# --------------------------------------------------------------------------------------------
+# Generation
+
+
+def unet_model(bundle: Bundle) -> Callable:
+    """The U-Net session as `model(x, t, **cond)`; cond's "concat" is appended after x's channels."""
+    def model(x, t, concat=None, **cond):
+        sample_in = x if concat is None else np.concatenate([x, np.asarray(concat, x.dtype)], axis=1)
+        feeds = {"sample": sample_in, "timestep": np.asarray(t, np.int64), **cond}
+        return bundle.unet.run(feeds, output="out_sample")
+    return model
+
+
+def _check_cancel(cancel, step: int, steps: int) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled(step, steps)
+
+
+def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[StepInfo], None] | None = None,
+             cancel: Callable[[], bool] | None = None) -> GenerationResult:
+    """Run one request; see the module docstring. Raises RequestError, diffusion.Cancelled, NonFiniteError."""
+    t_start = time.perf_counter()
+    r, warnings = resolve_request(bundle, request)
+    m = bundle.manifest
+    cond_spec = m.conditioning
+    B, steps = r.batch_size, r.steps
+    seeds = [r.seed + i for i in range(B)]
+    C = m.diffused_channels
+    factor = m.image.height // m.latent.height if m.latent else 1
+    h, w = r.height // factor, r.width // factor
+    calls_before = bundle.unet.calls
+
+    # ---- encode: init image, mask, conditioning
+    known_x0 = None
+    if r.init_image is not None:
+        pixels = _from_uint8(r.init_image, m.image.channels)
+        if m.latent:
+            _check_cancel(cancel, 0, steps)
+            known_x0 = bundle.vae_encoder.run({"sample": pixels}, output="latent_mean") * m.latent.scale_factor
+        else:
+            known_x0 = pixels
+    mask_full = r.mask.astype(np.float32) if r.mask is not None else None
+    mask_small = mask_to_size(mask_full, h, w) if mask_full is not None else None
+
+    cond: dict[str, np.ndarray] = {}
+    uncond: dict[str, np.ndarray] = {}
+    droppable = False
+    if cond_spec.text:
+        _check_cancel(cancel, 0, steps)
+        states = bundle.text.encode([r.negative_prompt, r.prompt])
+        uncond["encoder_hidden_states"], cond["encoder_hidden_states"] = states[:1], states[1:]
+        droppable = True
+    if cond_spec.class_:
+        null = cond_spec.class_.null_index
+        uncond["class_labels"] = np.full(1, null, np.int64)
+        cond["class_labels"] = np.full(1, null if r.class_index is None else r.class_index, np.int64)
+        droppable = droppable or r.class_index is not None
+    concat_c, concat_u = [], []
+    if cond_spec.mask and cond_spec.mask.kind == "inpaint":
+        if r.init_image is None:  # nothing to keep: generate everywhere
+            channels = [np.ones((1, 1, h, w), np.float32), np.zeros((1, C, h, w), np.float32)]
+        else:
+            m_full = mask_full if mask_full is not None else np.ones(r.init_image.shape[:2], np.float32)
+            kept = masked_image(_from_uint8(r.init_image, m.image.channels), m_full)
+            if m.latent:
+                _check_cancel(cancel, 0, steps)
+                kept = bundle.vae_encoder.run({"sample": kept}, output="latent_mean") * m.latent.scale_factor
+            channels = [mask_to_size(m_full, h, w), kept.astype(np.float32)]
+        concat_c += channels
+        concat_u += channels
+    if cond_spec.mask and cond_spec.mask.kind == "semantic":
+        K = len(cond_spec.mask.labels)
+        zeros = np.zeros((1, K, h, w), np.float32)
+        concat_c.append(one_hot_labels(r.labels, K, h, w) if r.labels is not None else zeros)
+        concat_u.append(zeros)
+        droppable = droppable or r.labels is not None
+    if concat_c:
+        cond["concat"] = np.concatenate(concat_c, axis=1)
+        uncond["concat"] = np.concatenate(concat_u, axis=1)
+    t_encoded = time.perf_counter()
+
+    # ---- the denoiser: guided (one batched call) or plain
+    model = unet_model(bundle)
+    if droppable and r.guidance != 1.0:
+        denoiser = cfg_denoiser(model, cond, uncond, r.guidance)
+    else:
+        fixed = {k: np.repeat(v, B, axis=0) for k, v in cond.items()}
+        def denoiser(x, t):
+            return model(x, t, **fixed)
+
+    # ---- starting point: noise, or the noised init image (img2img)
+    schedule = bundle.schedule
+    run_schedule, run_steps = schedule, steps
+    x_T = BatchRNG(seeds, stream=0).randn((C, h, w))
+    if known_x0 is not None and r.strength < 1.0:
+        T = schedule.num_train_timesteps
+        T_run = max(1, min(T, int(round(r.strength * T))))
+        run_steps = max(1, min(T_run, int(round(r.strength * steps))))
+        run_schedule = truncate_schedule(schedule, T_run)
+        visit = dpm_solver_timesteps if r.sampler == "dpmpp_2m" else timesteps
+        t_first = int(visit(T_run, run_steps, r.spacing)[0])
+        noise = BatchRNG(seeds, stream=3).randn((C, h, w))
+        x_T = q_sample(schedule, np.repeat(known_x0, B, axis=0).astype(np.float64), t_first,
+                       noise.astype(np.float64)).astype(np.float32)
+    hook = None
+    if known_x0 is not None and mask_small is not None:
+        hook = inpaint_hook(schedule, np.repeat(known_x0, B, axis=0).astype(np.float64), mask_small,
+                            BatchRNG(seeds, stream=2))
+
+    def callback(info: dict) -> None:
+        if on_step is None:
+            return
+        x0 = info["x0"]
+        rgb = latent_preview(x0, bundle.preview, factor) if m.latent else x0
+        on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=list(to_uint8(rgb)),
+                         x_t=info["x"]))
+
+    kw = dict(steps=run_steps, prediction_type=m.prediction_type, spacing=r.spacing, callback=callback,
+              cancel=cancel, hook=hook)
+    if r.sampler != "dpmpp_2m":
+        kw["rng"] = BatchRNG(seeds, stream=1)
+    x = sample(r.sampler, denoiser, x_T, run_schedule, **kw)
+    t_sampled = time.perf_counter()
+
+    # ---- decode, one image at a time (so an image never depends on the batch)
+    if m.latent:
+        decoded = []
+        for i in range(B):
+            _check_cancel(cancel, run_steps, run_steps)
+            decoded.append(bundle.vae_decoder.run({"latent_sample": x[i:i + 1] / m.latent.scale_factor},
+                                                  output="sample"))
+        x = np.concatenate(decoded)
+    images = list(to_uint8(x))
+    if mask_full is not None:
+        keep = r.init_image.astype(np.float64)
+        mm = mask_full.astype(np.float64)[..., None]
+        images = [np.round(mm * im + (1 - mm) * keep).astype(np.uint8) for im in images]
+    t_done = time.perf_counter()
+    return GenerationResult(
+        images=images, request=r, seeds=seeds, provider=bundle.provider,
+        timings={"encode": t_encoded - t_start, "sample": t_sampled - t_encoded, "decode": t_done - t_sampled,
+                 "total": t_done - t_start},
+        model_name=m.name, model_hash=bundle.model_hash, precision=m.precision,
+        unet_calls=bundle.unet.calls - calls_before, warnings=warnings,
+    )

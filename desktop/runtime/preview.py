@@ -1,0 +1,49 @@
+"""Cheap live previews: float images -> uint8 RGB, and the latent -> RGB linear map of latent bundles.
+
+The bundle's `preview/linear.json` is `{"weight": [[C x 3]], "bias": [3]}`: rgb = z W + b for each
+scaled latent pixel z (docs/ARCHITECTURE.md), giving RGB in about [-1, 1]. The preview is upscaled to
+the image size by pixel repetition so that a viewer shows it at the final image's size.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import BundleError
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """[B, C, H, W] in [-1, 1] -> [B, H, W, 3] uint8: round((clip(x) + 1) * 127.5); one channel -> grey RGB."""
+    u = np.round((np.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    u = np.transpose(u, (0, 2, 3, 1))
+    return np.repeat(u, 3, axis=3) if u.shape[3] == 1 else u[..., :3]
+
+
+def read_preview_map(path: Path, rel: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weight [C, 3], bias [3]) float32 from a bundle's preview JSON; BundleError naming the file."""
+    try:
+        data = json.loads((Path(path) / rel).read_text(encoding="utf-8"))
+        weight = np.asarray(data["weight"], dtype=np.float32)
+        bias = np.asarray(data.get("bias", [0.0, 0.0, 0.0]), dtype=np.float32)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise BundleError(f"{rel}: not a preview map ({{'weight': [[C x 3]], 'bias': [3]}}): {exc}",
+                          rel, "files.preview") from None
+    if weight.shape != (channels, 3) or bias.shape != (3,):
+        raise BundleError(f"{rel}: preview weight must be {channels}x3 and bias 3, got {weight.shape} and "
+                          f"{bias.shape}", rel, "files.preview")
+    return weight, bias
+
+
+def latent_preview(x0: np.ndarray, preview_map: tuple[np.ndarray, np.ndarray] | None, factor: int) -> np.ndarray:
+    """Scaled latent [B, C, h, w] -> RGB [B, 3, h*factor, w*factor] in about [-1, 1].
+
+    Without a map (a bundle that ships none) the preview is the grey tanh of the channel mean.
+    """
+    if preview_map is None:
+        rgb = np.repeat(np.tanh(x0.mean(axis=1, keepdims=True)), 3, axis=1)
+    else:
+        weight, bias = preview_map
+        rgb = np.einsum("bchw,ck->bkhw", x0, weight) + bias[None, :, None, None]
+    return np.repeat(np.repeat(rgb, factor, axis=2), factor, axis=3) if factor > 1 else rgb
