@@ -1,0 +1,16 @@
+"""Evaluate the landscapes model (issue 6): see benchmarks/evals/landscapes.py for what is measured.
+
+    .venv/bin/python benchmarks/eval_landscapes.py [--model PATH] [--n N] [--samplers ddim:50,dpmpp_2m:20]
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.evals.landscapes import main  # noqa: E402
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as exc:
+        sys.exit(f"error: {exc}")

@@ -1,0 +1,216 @@
+"""What every evaluation shares: the sampler settings table, batch generation through the desktop
+runtime (timed per image), and the printed table with machine and commit.
+
+The generator is only ever reached through `desktop.runtime` (`open_bundle`, `generate`,
+`GenerationRequest`), exactly as the app reaches it; the scorers never look inside it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "assets" / "models"
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    """One row of the standard table: a display label, the runtime's sampler name, its steps."""
+
+    label: str
+    sampler: str
+    steps: int
+
+
+SAMPLER_SETTINGS: tuple[SamplerSetting, ...] = (
+    SamplerSetting("DDPM-1000", "ddpm", 1000),
+    SamplerSetting("DDIM-50", "ddim", 50),
+    SamplerSetting("DPM-Solver++ 20", "dpmpp_2m", 20),
+    SamplerSetting("DPM-Solver++ 10", "dpmpp_2m", 10),
+)
+DEFAULT_SETTING = SAMPLER_SETTINGS[2]
+
+_ALIASES = {"ddpm": "ddpm", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m", "dpmpp": "dpmpp_2m",
+            "dpm++": "dpmpp_2m", "dpmsolver++": "dpmpp_2m"}
+_LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++"}
+
+
+def parse_samplers(text: str | None) -> tuple[SamplerSetting, ...]:
+    """`"ddpm:1000,ddim:50,dpmpp_2m:20"` -> settings; None or "" or "standard" -> the standard table."""
+    if not text or text.strip() == "standard":
+        return SAMPLER_SETTINGS
+    settings = []
+    for item in text.split(","):
+        name, sep, steps = item.strip().partition(":")
+        sampler = _ALIASES.get(name.strip().lower())
+        if sampler is None or not sep or not steps.strip().isdigit() or int(steps) < 1:
+            raise ValueError(
+                f"--samplers item {item.strip()!r}: expected NAME:STEPS with NAME one of "
+                f"ddpm, ddim, dpmpp_2m and STEPS a positive integer, e.g. 'ddim:50,dpmpp_2m:20'"
+            )
+        label = f"{_LABELS[sampler]}-{int(steps)}" if sampler != "dpmpp_2m" else f"DPM-Solver++ {int(steps)}"
+        settings.append(SamplerSetting(label, sampler, int(steps)))
+    return tuple(settings)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def open_model(path: str | Path):
+    """Open a bundle folder with the runtime (imported lazily: scorer tests need no runtime)."""
+    from desktop.runtime.bundle import open_bundle
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"model bundle {path} does not exist; train and export it first "
+            f"(the default models live under {MODELS})"
+        )
+    return open_bundle(path)
+
+
+def make_request(**fields):
+    """A `GenerationRequest` from the fields given; None values are left at their defaults.
+
+    An unknown field is a clear error naming the field and the fields the runtime does take."""
+    from desktop.runtime.pipeline import GenerationRequest
+
+    known = {f.name for f in dataclasses.fields(GenerationRequest)}
+    unknown = sorted(k for k, v in fields.items() if v is not None and k not in known)
+    if unknown:
+        raise TypeError(f"GenerationRequest has no field(s) {unknown}; it takes {sorted(known)}")
+    return GenerationRequest(**{k: v for k, v in fields.items() if v is not None})
+
+
+def generate_images(bundle, setting: SamplerSetting, seed: int, count: int, batch_size: int = 8,
+                    **condition) -> tuple[np.ndarray, float]:
+    """Generate `count` images with one condition at seeds seed .. seed+count-1.
+
+    Returns (images uint8 [count,H,W,3], seconds per image). `condition` holds the request fields
+    (prompt, class, label map, init image + mask, guidance, ...)."""
+    from desktop.runtime.pipeline import generate
+
+    images, start = [], time.perf_counter()
+    done = 0
+    while done < count:
+        n = min(batch_size, count - done)
+        request = make_request(sampler=setting.sampler, steps=setting.steps, seed=seed + done,
+                               batch_size=n, **condition)
+        result = generate(bundle, request)
+        images.extend(as_rgb_uint8(im) for im in result.images)
+        done += n
+    seconds = (time.perf_counter() - start) / max(count, 1)
+    return np.stack(images[:count]), seconds
+
+
+def image_size(bundle) -> tuple[int, int]:
+    """(height, width) of the bundle's images, from its manifest."""
+    return int(bundle.manifest.image.height), int(bundle.manifest.image.width)
+
+
+def inpaint_fields(image: np.ndarray, mask: np.ndarray) -> dict:
+    """The request fields of an inpainting job (mask 1 = generate, 0 = keep)."""
+    return {"init_image": np.ascontiguousarray(image), "mask": np.asarray(mask, np.float64)}
+
+
+def as_rgb_uint8(image) -> np.ndarray:
+    """An HxWx3 uint8 array from a runtime image (array HxW, HxWx1, HxWx3, HxWx4 or a PIL image)."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        a = np.clip(np.round(a.astype(np.float64)), 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    if a.shape[-1] == 4:
+        a = a[..., :3]
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected an image HxWx3, got shape {np.shape(image)}")
+    return a
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, check=False, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "uncommitted"
+    head = out.stdout.strip()
+    if out.returncode != 0 or not head:
+        return "uncommitted"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True,
+                           text=True, check=False, timeout=10).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """A plain fixed-width table; floats with 3 decimals."""
+    def cell(v):
+        if isinstance(v, float):
+            return "nan" if np.isnan(v) else f"{v:.3f}"
+        return str(v)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def print_report(title: str, model: str | Path, header: list[str], rows: list[list], notes: str = "") -> None:
+    print(f"# {title}")
+    print(f"model:   {model}")
+    print(f"machine: {machine()}")
+    print(f"commit:  {commit()}")
+    if notes:
+        print(notes)
+    print()
+    print(format_table(header, rows))
+
+
+def add_common_args(parser, model: str, n: int) -> None:
+    parser.add_argument("--model", default=str(MODELS / model), help="bundle folder (default: %(default)s)")
+    parser.add_argument("--n", type=int, default=n, help="images per condition / prompts (default: %(default)s)")
+    parser.add_argument("--samplers", default="standard",
+                        help="'standard' (DDPM-1000, DDIM-50, DPM-Solver++ 20 and 10) or e.g. 'ddim:50,dpmpp_2m:20'")
+    parser.add_argument("--seed", type=int, default=10_000, help="first evaluation seed (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=8)
+
+
+def floor_result(scores: dict, floors: dict) -> dict:
+    """{"scores", "floors", "failures", "ok"}: a measure fails when it is below its floor
+    (or above it, for floors given as ("max", value))."""
+    failures = []
+    for key, floor in floors.items():
+        value = scores.get(key, float("nan"))
+        if isinstance(floor, tuple):
+            _, limit = floor
+            if not value <= limit:
+                failures.append(f"{key} = {value:.3f} > {limit}")
+        elif not value >= floor:
+            failures.append(f"{key} = {value:.3f} < {floor}")
+    return {"scores": scores, "floors": floors, "failures": failures, "ok": not failures}
