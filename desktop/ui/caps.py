@@ -1,0 +1,136 @@
+"""What a model accepts, read from its manifest, in the shape the controls need.
+
+The manifest (`studio.json`, ARCHITECTURE.md) is turned into a plain dict first (`to_dict()`,
+a dataclass, or a dict), so this module depends only on the documented JSON schema.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++ (2M)"}
+
+
+def manifest_dict(manifest) -> dict:
+    if manifest is None:
+        return {}
+    if isinstance(manifest, dict):
+        return manifest
+    for name in ("to_dict", "to_json_dict", "as_dict"):
+        if callable(getattr(manifest, name, None)):
+            return getattr(manifest, name)()
+    if dataclasses.is_dataclass(manifest):
+        return dataclasses.asdict(manifest)
+    return dict(vars(manifest))
+
+
+@dataclass
+class Capabilities:
+    name: str
+    description: str = ""
+    kind: str = "pixel"
+    height: int = 32
+    width: int = 32
+    channels: int = 3
+    text: bool = False
+    class_names: list[str] | None = None
+    mask_kind: str | None = None                 # None | "inpaint" | "semantic"
+    labels: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)
+    sampler: str = "ddim"
+    steps: int = 20
+    guidance: float = 1.0
+    size_adjustable: bool = False                # SD-style folders: any multiple of 8
+    precision: str = "fp32"
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def guided(self) -> bool:
+        """Classifier-free guidance applies to text, class and semantic conditioning."""
+        return self.text or bool(self.class_names) or self.mask_kind == "semantic"
+
+
+def capabilities(manifest, folder: Path | None = None) -> Capabilities:
+    m = manifest_dict(manifest)
+    image = m.get("image") or {}
+    cond = m.get("conditioning") or {}
+    cls = cond.get("class") or None
+    mask = cond.get("mask") or None
+    defaults = m.get("defaults") or {}
+    labels = []
+    if mask and mask.get("kind") == "semantic":
+        for item in mask.get("labels") or []:
+            if isinstance(item, dict):
+                labels.append((str(item.get("name", "")), tuple(int(c) for c in item.get("color", (128, 128, 128)))))
+            else:  # a dataclass or tuple
+                name = getattr(item, "name", None) or item[0]
+                color = getattr(item, "color", None) or item[1]
+                labels.append((str(name), tuple(int(c) for c in color)))
+    sd_style = bool(folder) and not (Path(folder) / "studio.json").exists()
+    return Capabilities(
+        name=str(m.get("name") or (Path(folder).name if folder else "model")),
+        description=str(m.get("description") or ""),
+        kind=str(m.get("kind") or "pixel"),
+        height=int(image.get("height") or 512),
+        width=int(image.get("width") or 512),
+        channels=int(image.get("channels") or 3),
+        text=bool(cond.get("text")),
+        class_names=[str(n) for n in (cls.get("names") if isinstance(cls, dict) else getattr(cls, "names", None) or [])] or None,
+        mask_kind=(mask.get("kind") if isinstance(mask, dict) else getattr(mask, "kind", None)),
+        labels=labels,
+        sampler=str(defaults.get("sampler") or "ddim"),
+        steps=int(defaults.get("steps") or 20),
+        guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None else 1.0),
+        size_adjustable=sd_style,
+        precision=str(m.get("precision") or "fp32"),
+        provenance=dict(m.get("provenance") or {}),
+    )
+
+
+def describe(c: Capabilities) -> str:
+    """One line a user reads in the model picker's status: what the model takes."""
+    return f"{c.kind} · {c.width}×{c.height} · {accepts(c)}"
+
+
+def accepts(c: Capabilities) -> str:
+    parts = []
+    if c.text:
+        parts.append("text prompt")
+    if c.class_names:
+        parts.append(f"{len(c.class_names)} classes")
+    if c.mask_kind == "inpaint":
+        parts.append("inpainting mask")
+    if c.mask_kind == "semantic":
+        parts.append(f"label map ({len(c.labels)} labels)")
+    if not parts:
+        parts.append("unconditional")
+    return " · ".join(parts)
+
+
+def describe_html(c: Capabilities, path: Path | None = None, provider: str = "") -> str:
+    """The model's card for the help dialog."""
+    rows = [
+        ("Name", c.name), ("What it is", c.description or "—"), ("Kind", c.kind),
+        ("Image", f"{c.width}×{c.height}, {c.channels} channel(s)"), ("Accepts", accepts(c)),
+        ("Defaults", f"{SAMPLER_LABELS.get(c.sampler, c.sampler)}, {c.steps} steps, guidance {c.guidance:g}"),
+        ("Precision", c.precision),
+    ]
+    if c.class_names:
+        rows.append(("Classes", ", ".join(c.class_names)))
+    if c.labels:
+        swatches = " ".join(
+            f'<span style="background-color: rgb{tuple(col)}">&nbsp;&nbsp;&nbsp;</span> {name}' for name, col in c.labels
+        )
+        rows.append(("Labels", swatches))
+    for key in ("source", "data", "steps", "train_seconds", "machine", "rebuild"):
+        if c.provenance.get(key) not in (None, "", 0):
+            rows.append((f"Provenance: {key}", str(c.provenance[key])))
+    metrics = c.provenance.get("metrics") or {}
+    if metrics:
+        rows.append(("Metrics", ", ".join(f"{k} = {v}" for k, v in metrics.items())))
+    if provider:
+        rows.append(("Running on", provider))
+    if path:
+        rows.append(("Folder", str(path)))
+    body = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
+    return f"<table cellspacing='4'>{body}</table>"

@@ -1,0 +1,56 @@
+"""The generation history: every result with its recipe, persisted across restarts.
+
+A JSON list (newest first) in `dirs.history_file()`, written atomically after every change. Each
+entry names the PNG on disk and carries the recipe as `GenerationRequest.to_dict()` plus the model
+and provider, so a click restores the parameters even when the PNG has been moved.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import dirs
+
+MAX_ENTRIES = 1000
+
+
+@dataclass
+class HistoryEntry:
+    path: str                  # the PNG written for this image
+    recipe: dict               # GenerationRequest.to_dict() for this one image (its own seed, batch 1)
+    model: str = ""            # bundle folder
+    model_name: str = ""
+    provider: str = ""
+    created: float = field(default_factory=time.time)
+
+    @property
+    def prompt(self) -> str:
+        return str(self.recipe.get("prompt") or self.recipe.get("class_name") or "")
+
+
+class History:
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else dirs.history_file()
+        self.entries: list[HistoryEntry] = []
+        raw = dirs.read_json(self.path, [])
+        for item in raw if isinstance(raw, list) else []:
+            try:
+                self.entries.append(HistoryEntry(**item))
+            except TypeError:
+                continue  # an entry from a future version: skip it, keep the rest
+
+    def add(self, entries: list[HistoryEntry]) -> None:
+        self.entries[:0] = list(reversed(entries))
+        del self.entries[MAX_ENTRIES:]
+        self.save()
+
+    def remove(self, index: int) -> None:
+        del self.entries[index]
+        self.save()
+
+    def save(self) -> None:
+        dirs.write_json_atomic(self.path, [asdict(e) for e in self.entries])
+
+    def __len__(self) -> int:
+        return len(self.entries)

@@ -1,0 +1,57 @@
+"""User settings: one JSON file under the config dir (`dirs.settings_file()`), written atomically.
+
+Kept as JSON rather than QSettings so the file is readable, testable and lives where every other
+per-user file lives. The window layout is stored as base64 of Qt's saveGeometry/saveState.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import dirs
+
+PROVIDERS = ("auto", "cpu", "cuda", "tensorrt", "directml", "coreml", "rocm", "openvino")
+MAX_RECENT_PROMPTS = 20
+
+DEFAULTS = {
+    "output_dir": "",          # "" = dirs.outputs_dir()
+    "provider": "auto",
+    "preview_every": 1,        # refresh the live preview every N steps
+    "recent_prompts": [],
+    "window_geometry": "",
+    "window_state": "",
+    "last_model": "",
+    "overlay_opacity": 0.5,
+    "show_noisy": False,
+}
+
+
+class Settings:
+    """A dict-like view of settings.json with defaults; `save()` writes it atomically."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else dirs.settings_file()
+        stored = dirs.read_json(self.path, {})
+        self.values = dict(DEFAULTS)
+        if isinstance(stored, dict):
+            self.values.update({k: v for k, v in stored.items() if k in DEFAULTS})
+
+    def __getitem__(self, key):
+        return self.values[key]
+
+    def __setitem__(self, key, value):
+        if key not in DEFAULTS:
+            raise KeyError(f"unknown setting {key!r}; known: {', '.join(DEFAULTS)}")
+        self.values[key] = value
+
+    def output_dir(self) -> Path:
+        return Path(self.values["output_dir"]) if self.values["output_dir"] else dirs.outputs_dir()
+
+    def add_recent_prompt(self, prompt: str) -> None:
+        prompt = prompt.strip()
+        if not prompt:
+            return
+        recent = [p for p in self.values["recent_prompts"] if p != prompt]
+        self.values["recent_prompts"] = [prompt, *recent][:MAX_RECENT_PROMPTS]
+
+    def save(self) -> None:
+        dirs.write_json_atomic(self.path, self.values)

@@ -1,0 +1,1 @@
+"""Widgets: each binds to the StudioModel (reads state, calls setters, listens to signals)."""

@@ -1,0 +1,426 @@
+"""The input canvas: the init image, the inpainting mask brush and semantic label painting.
+
+Binds to `StudioModel.canvas` (a CanvasState): every stroke is `checkpoint()` then dabs, so undo
+works per stroke. Brush size: `[` / `]` or the mouse wheel; Ctrl+wheel zooms; middle button or
+Space+drag pans. Dropping an image loads it as the init image; dropping a PNG that carries a recipe
+restores the recipe instead.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPointF, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QKeySequence, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from .. import brush, images
+from .imageview import ImageView
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
+
+
+def swatch(color, size=14) -> QIcon:
+    pm = QPixmap(size, size)
+    pm.fill(QColor(*color))
+    return QIcon(pm)
+
+
+class PaintView(ImageView):
+    """The image view that paints into the CanvasState."""
+
+    brushSizeChanged = Signal(float)
+    fileDropped = Signal(str)
+
+    def __init__(self, canvas, parent=None):
+        super().__init__(parent)
+        self.canvas = canvas
+        self.tool = "brush"            # brush | eraser | labels | bucket | none
+        self.radius = 4.0
+        self.hardness = 0.7
+        self.label = 0
+        self.opacity = 0.5
+        self.palette_colors: list[tuple[int, int, int]] = []
+        self.mode = None               # None | "inpaint" | "semantic"
+        self._last: QPointF | None = None
+        self._cursor: QPointF | None = None
+        self.setMouseTracking(True)
+        self.setAcceptDrops(True)
+        canvas.changed.connect(self.refresh)
+
+    def refresh(self) -> None:
+        cv = self.canvas
+        if self.mode is None and cv.init_image is None and not self.placeholder.startswith("Drop"):
+            self.set_image(None)
+            return
+        base = cv.init_image
+        if base is None:  # no image: a checkerboard under a mask, a flat ground under labels
+            base = np.full((cv.height, cv.width, 3), 48, np.uint8) if self.mode == "semantic" else _checkerboard(cv.height, cv.width)
+        if self.mode == "inpaint":
+            overlay = images.qimage_from_array(brush.mask_to_rgba(cv.mask, self.opacity))
+        elif self.mode == "semantic":
+            overlay = images.qimage_from_array(brush.labels_to_rgba(cv.labels, self.palette_colors, self.opacity))
+        else:
+            overlay = None
+        self.set_image(images.qimage_from_array(base), overlay)
+
+    def set_radius(self, r: float) -> None:
+        self.radius = float(max(0.5, min(256.0, r)))
+        self.brushSizeChanged.emit(self.radius)
+        self.update()
+
+    # --- painting -------------------------------------------------------------------------
+    def _dab(self, pos: QPointF) -> None:
+        if self.tool in ("brush", "eraser"):
+            self.canvas.dab_mask(pos.x(), pos.y(), self.radius, self.hardness, self.tool == "eraser")
+        elif self.tool == "labels":
+            self.canvas.dab_labels(pos.x(), pos.y(), self.radius, self.label)
+        elif self.tool == "label_eraser":
+            self.canvas.dab_labels(pos.x(), pos.y(), self.radius, -1)
+
+    def paints(self) -> bool:
+        return self.mode is not None and self.tool != "none"
+
+    def mousePressEvent(self, event) -> None:
+        if self.start_pan(event) or not self.paints() or event.button() != Qt.MouseButton.LeftButton:
+            return
+        pos = self.to_image(event.position())
+        if self.tool == "bucket":
+            x, y = int(pos.x()), int(pos.y())
+            if 0 <= x < self.canvas.width and 0 <= y < self.canvas.height:
+                self.canvas.bucket(x, y, self.label)
+            return
+        self.canvas.checkpoint()
+        self._last = pos
+        self._dab(pos)
+
+    def mouseMoveEvent(self, event) -> None:
+        self._cursor = event.position()
+        if self._last is not None:
+            pos = self.to_image(event.position())
+            for x, y in brush.stroke_points(self._last.x(), self._last.y(), pos.x(), pos.y(), self.radius):
+                self._dab(QPointF(x, y))
+            self._last = pos
+        super().mouseMoveEvent(event)
+        self.update()
+
+    def mouseReleaseEvent(self, event) -> None:
+        self._last = None
+        super().mouseReleaseEvent(event)
+
+    def leaveEvent(self, event) -> None:
+        self._cursor = None
+        self.update()
+
+    def wheel_handled(self, event) -> bool:
+        if not self.paints():
+            return False
+        self.set_radius(self.radius * (1.12 if event.angleDelta().y() > 0 else 1 / 1.12))
+        return True
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_BracketLeft:
+            self.set_radius(self.radius / 1.25)
+        elif event.key() == Qt.Key.Key_BracketRight:
+            self.set_radius(self.radius * 1.25)
+        else:
+            super().keyPressEvent(event)
+
+    def paint_extra(self, p: QPainter) -> None:
+        if self._cursor is None or not self.paints() or self.tool == "bucket":
+            return
+        r = self.radius * self.scale()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        for color, width in ((QColor(0, 0, 0, 160), 3), (QColor(255, 255, 255, 220), 1)):
+            p.setPen(QPen(color, width))
+            p.drawEllipse(self._cursor, r, r)
+        if self.hardness < 1 and self.tool in ("brush", "eraser"):
+            p.setPen(QPen(QColor(255, 255, 255, 120), 1, Qt.PenStyle.DashLine))
+            p.drawEllipse(self._cursor, r * self.hardness, r * self.hardness)
+
+    # --- drag and drop --------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.fileDropped.emit(url.toLocalFile())
+                event.acceptProposedAction()
+                return
+
+
+def _checkerboard(h: int, w: int, cell: int | None = None) -> np.ndarray:
+    cell = cell or max(2, min(h, w) // 8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    on = ((yy // cell + xx // cell) % 2).astype(bool)
+    out = np.empty((h, w, 3), np.uint8)
+    out[on] = 70
+    out[~on] = 90
+    return out
+
+
+class CanvasPanel(QWidget):
+    """The canvas with its tool bar; which tools show depends on the model's mask kind."""
+
+    def __init__(self, model, window=None, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.window_ = window
+        self.view = PaintView(model.canvas)
+        self.view.set_placeholder("Drop an image here")
+        self.view.fileDropped.connect(self.on_file_dropped)
+
+        def act(text, slot, tip, checkable=False):
+            a = QAction(text, self, checkable=checkable)
+            a.setToolTip(tip)
+            a.triggered.connect(slot)
+            return a
+
+        def button(action):
+            b = QToolButton()
+            b.setDefaultAction(action)
+            b.setAutoRaise(True)
+            return b
+
+        self.a_open = act("Open image…", self.open_image, "Load an image as the starting point (img2img) or the image to inpaint (Ctrl+O); or drop one here")
+        self.a_clear_image = act("Clear image", lambda: model.canvas.set_init_image(None), "Remove the init image; generation starts from pure noise")
+        self.a_undo = act("Undo", model.canvas.undo, "Undo the last stroke (Ctrl+Z)")
+        self.a_redo = act("Redo", model.canvas.redo, "Redo (Ctrl+Shift+Z)")
+        self.a_fit = act("Fit", lambda: self.view.set_zoom(None), "Fit the image to the view (0 or double-click)")
+        group = QActionGroup(self)
+        self.tool_actions = {}
+        for key, text, tip in (
+            ("brush", "Brush", "Paint where the model should generate (B)"),
+            ("eraser", "Eraser", "Erase the mask: these pixels are kept (E)"),
+            ("labels", "Paint", "Paint the selected label (B)"),
+            ("label_eraser", "Erase", "Erase painted labels (E); unpainted pixels take the nearest painted label"),
+            ("bucket", "Fill", "Bucket fill a connected region with the selected label (G)"),
+        ):
+            a = act(text, lambda _=False, k=key: self.set_tool(k), tip, checkable=True)
+            group.addAction(a)
+            self.tool_actions[key] = a
+        self.label_combo = QComboBox()
+        self.label_combo.setToolTip("The label the brush and fill paint (from the model's palette)")
+        self.label_combo.currentIndexChanged.connect(lambda i: setattr(self.view, "label", max(i, 0)))
+        self.a_invert = act("Invert", model.canvas.invert_mask, "Swap painted and unpainted: generate everywhere except where you painted")
+        self.a_fill = act("Fill all", self.fill_all, "Mask the whole image (or fill it with the selected label)")
+        self.a_clear = act("Clear", self.clear_paint, "Remove all painting")
+        self.a_load_mask = act("Load mask…", self.load_mask, "Load a mask PNG (white = generate, black = keep); it must be the model's size")
+        self.a_save_mask = act("Save mask…", self.save_mask, "Save the mask as a grayscale PNG (white = generate)")
+
+        row1 = QHBoxLayout()
+        for a in (self.a_open, self.a_clear_image):
+            row1.addWidget(button(a))
+        row1.addStretch(1)
+        for a in (self.a_undo, self.a_redo, self.a_fit):
+            row1.addWidget(button(a))
+        self.zoom_label = QLabel("fit")
+        self.zoom_label.setToolTip("Zoom: Ctrl+wheel or +/−; double-click or 0 to fit; middle button or Space+drag to pan")
+        self.zoom_label.setMinimumWidth(44)
+        self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.view.zoomChanged.connect(lambda s: self.zoom_label.setText(f"{s * 100:.0f} %"))
+        row1.addWidget(self.zoom_label)
+
+        row2 = QHBoxLayout()
+        self.tool_buttons = {k: button(a) for k, a in self.tool_actions.items()}
+        for b in self.tool_buttons.values():
+            row2.addWidget(b)
+        row2.addWidget(self.label_combo)
+        row2.addStretch(1)
+        self.more = QToolButton()
+        self.more.setText("More ▾")
+        self.more.setToolTip("Clear, fill, invert, load and save the painting")
+        self.more.setAutoRaise(True)
+        self.more.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        more = QMenu(self.more)
+        for a in (self.a_clear, self.a_fill, self.a_invert, self.a_load_mask, self.a_save_mask):
+            more.addAction(a)
+        more.setToolTipsVisible(True)
+        self.more.setMenu(more)
+        row2.addWidget(self.more)
+
+        row3 = QHBoxLayout()
+        self.size_slider = self._slider(1, 128, 4, "Brush size in image pixels ( [ and ] or the mouse wheel )")
+        self.size_slider.valueChanged.connect(lambda v: self.view.set_radius(v / 2))
+        self.view.brushSizeChanged.connect(self._sync_size)
+        self.hard_slider = self._slider(0, 100, 70, "Hardness: 100 % is a hard edge, lower feathers the edge")
+        self.hard_slider.valueChanged.connect(lambda v: setattr(self.view, "hardness", v / 100))
+        self.opacity_slider = self._slider(0, 100, int(model.settings["overlay_opacity"] * 100), "How strongly the mask or labels are drawn over the image")
+        self.opacity_slider.valueChanged.connect(self.set_opacity)
+        self.size_label, self.hard_label, self.opacity_label = QLabel("Size"), QLabel("Hardness"), QLabel("Overlay")
+        for w in (self.size_label, self.size_slider, self.hard_label, self.hard_slider, self.opacity_label, self.opacity_slider):
+            row3.addWidget(w)
+        row3.addStretch(1)
+        self.tools_row, self.sliders_row = QWidget(), QWidget()
+        self.tools_row.setLayout(row2)
+        self.sliders_row.setLayout(row3)
+        for r in (row1, row2, row3):
+            r.setContentsMargins(4, 0, 4, 0)
+            r.setSpacing(2)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        title = QLabel("<b>Input</b>")
+        title.setContentsMargins(6, 4, 6, 0)
+        lay.addWidget(title)
+        lay.addLayout(row1)
+        lay.addWidget(self.tools_row)
+        lay.addWidget(self.sliders_row)
+        lay.addWidget(self.view, 1)
+
+        model.bundleChanged.connect(self.on_bundle)
+        model.canvas.changed.connect(self.update_actions)
+        model.canvas.undoChanged.connect(self.update_actions)
+        self.on_bundle()
+
+    def _slider(self, lo, hi, value, tip) -> QSlider:
+        s = QSlider(Qt.Orientation.Horizontal)
+        s.setRange(lo, hi)
+        s.setValue(value)
+        s.setToolTip(tip)
+        s.setMinimumWidth(70)
+        s.setMaximumWidth(140)
+        return s
+
+    def _sync_size(self, radius: float) -> None:
+        self.size_slider.blockSignals(True)
+        self.size_slider.setValue(int(round(radius * 2)))
+        self.size_slider.blockSignals(False)
+
+    def set_opacity(self, v: int) -> None:
+        self.view.opacity = v / 100
+        self.model.settings["overlay_opacity"] = v / 100
+        self.view.refresh()
+
+    def set_tool(self, key: str) -> None:
+        self.view.tool = key
+        self.tool_actions[key].setChecked(True)
+
+    def on_bundle(self) -> None:
+        c = self.model.caps
+        mode = c.mask_kind if c else None
+        self.view.mode = mode
+        inpaint, semantic = mode == "inpaint", mode == "semantic"
+        for keys, on in ((("brush", "eraser"), inpaint), (("labels", "label_eraser", "bucket"), semantic)):
+            for key in keys:
+                self.tool_actions[key].setVisible(on)
+                self.tool_buttons[key].setVisible(on)
+        self.label_combo.setVisible(semantic)
+        for a in (self.a_invert, self.a_load_mask, self.a_save_mask):
+            a.setVisible(inpaint)
+        self.tools_row.setVisible(inpaint or semantic)
+        self.sliders_row.setVisible(inpaint or semantic)
+        self.hard_slider.setVisible(inpaint)
+        self.hard_label.setVisible(inpaint)
+        self.label_combo.clear()
+        if c and semantic:
+            self.view.palette_colors = [col for _, col in c.labels]
+            for name, col in c.labels:
+                self.label_combo.addItem(swatch(col), name)
+            self.set_tool("labels")
+        elif inpaint:
+            self.set_tool("brush")
+        else:
+            self.view.tool = "none"
+        if c:
+            self.view.set_radius(max(1.0, min(c.height, c.width) / 10))
+            self.view.set_placeholder("Drop an image here")
+        else:
+            self.view.set_placeholder("Load a model to start")
+        self.view.set_zoom(None)
+        self.view.refresh()
+        self.update_actions()
+
+    def update_actions(self) -> None:
+        cv = self.model.canvas
+        self.a_clear_image.setEnabled(cv.init_image is not None)
+        self.a_undo.setEnabled(cv.can_undo())
+        self.a_redo.setEnabled(cv.can_redo())
+
+    # --- file actions ---------------------------------------------------------------------
+    def open_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
+        if path:
+            self.load_image(path)
+
+    def load_image(self, path: str) -> None:
+        try:
+            image = images.load_image(path)
+        except Exception as exc:  # noqa: BLE001
+            self.model.error.emit(f"Could not open {Path(path).name} as an image: {exc}")
+            return
+        self.model.canvas.set_init_image(image)
+        h, w = image.shape[:2]
+        c = self.model.caps
+        if c and (h, w) != (c.height, c.width):
+            self.model.message.emit(f"Resized {Path(path).name} from {w}×{h} to the model's {c.width}×{c.height}.")
+
+    def on_file_dropped(self, path: str) -> None:
+        """A PNG with a recipe restores the recipe; any other image becomes the init image."""
+        if path.lower().endswith(".png") and _has_recipe(path) and self.model.restore_png(path):
+            return
+        self.load_image(path)
+
+    def fill_all(self) -> None:
+        if self.view.mode == "semantic":
+            self.model.canvas.fill_labels(self.view.label)
+        else:
+            self.model.canvas.fill_mask()
+
+    def clear_paint(self) -> None:
+        if self.view.mode == "semantic":
+            self.model.canvas.clear_labels()
+        else:
+            self.model.canvas.clear_mask()
+
+    def load_mask(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load mask", "", "PNG images (*.png);;" + IMAGE_FILTER)
+        if path:
+            self.load_mask_file(path)
+
+    def load_mask_file(self, path: str) -> None:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                mask = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            self.model.canvas.set_mask(mask)
+        except ValueError as exc:
+            self.model.error.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001
+            self.model.error.emit(f"Could not read {Path(path).name} as a mask: {exc}")
+
+    def save_mask(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save mask", "mask.png", "PNG images (*.png)")
+        if path:
+            self.save_mask_file(path)
+
+    def save_mask_file(self, path: str) -> None:
+        from PIL import Image
+        import os, tempfile
+
+        data = (np.clip(self.model.canvas.mask, 0, 1) * 255).round().astype(np.uint8)
+        target = Path(path)
+        fd, tmp = tempfile.mkstemp(suffix=".png", dir=target.parent)
+        os.close(fd)
+        try:
+            Image.fromarray(data, "L").save(tmp, format="PNG")
+            os.replace(tmp, target)
+        except Exception as exc:  # noqa: BLE001
+            Path(tmp).unlink(missing_ok=True)
+            self.model.error.emit(f"Could not save the mask to {target}: {exc}")
+
+
+def _has_recipe(path: str) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            text = dict(getattr(im, "text", {}) or im.info)
+    except Exception:  # noqa: BLE001
+        return False
+    return any(k in text for k in ("parameters", "diffusion-studio", "studio", "recipe"))

@@ -1,0 +1,243 @@
+"""The main window: a layout description binding the panels to one StudioModel.
+
+Left dock: model picker and controls. Centre: input canvas | output preview. Right dock: history.
+Errors appear in a banner at the top of the window, in plain words; the app keeps working.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QScrollArea, QSplitter,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from .model import StudioModel
+from .widgets.canvas import CanvasPanel
+from .widgets.controls import ControlsPanel
+from .widgets.dialogs import HelpDialog, SettingsDialog
+from .widgets.history_panel import HistoryPanel
+from .widgets.preview import PreviewPanel
+
+
+class ErrorBanner(QFrame):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("errorBanner")
+        self.setStyleSheet("#errorBanner { background: #5c1f24; border-radius: 4px; } #errorBanner QLabel { color: #ffe9ea; }")
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setToolTip("Dismiss")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 6, 6)
+        lay.addWidget(self.text, 1)
+        lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_error(self, text: str) -> None:
+        self.text.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, model: StudioModel | None = None, parent=None):
+        super().__init__(parent)
+        self.model = model or StudioModel()
+        m = self.model
+        self.setWindowTitle("Diffusion Studio")
+        self.setAcceptDrops(True)
+
+        self.controls = ControlsPanel(m)
+        self.canvas = CanvasPanel(m, self)
+        self.preview = PreviewPanel(m)
+        self.history = HistoryPanel(m)
+        self.banner = ErrorBanner()
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.canvas)
+        split.addWidget(self.preview)
+        split.setChildrenCollapsible(False)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        self.splitter = split
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(4, 4, 4, 0)
+        lay.addWidget(self.banner)
+        lay.addWidget(split, 1)
+        self.setCentralWidget(central)
+
+        scroll = QScrollArea()
+        scroll.setWidget(self.controls)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.controls.minimumSizeHint().width() + 16)
+        self.controls_dock = self._dock("Generate", scroll, Qt.DockWidgetArea.LeftDockWidgetArea, "controlsDock")
+        self.history_dock = self._dock("History", self.history, Qt.DockWidgetArea.RightDockWidgetArea, "historyDock")
+        self.history.setMinimumWidth(170)
+
+        self.provider_label = QLabel()
+        self.provider_label.setToolTip("The ONNX Runtime execution provider really in use")
+        self.statusBar().addPermanentWidget(self.provider_label)
+
+        self._menus()
+        self.controls.generateRequested.connect(m.generate)
+        self.controls.cancelRequested.connect(m.cancel)
+        m.error.connect(self.show_error)
+        m.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        m.bundleChanged.connect(self.on_bundle)
+        m.modelsChanged.connect(self.on_bundle)
+        m.runningChanged.connect(self.on_running)
+        screen = self.screen().availableGeometry() if self.screen() else None
+        self.resize(min(1320, int(screen.width() * 0.92)) if screen else 1320, min(820, int(screen.height() * 0.9)) if screen else 820)
+        self.restore_layout()
+
+    def _dock(self, title, widget, area, name) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, menu, text, slot, shortcut=None, tip="") -> QAction:
+        a = QAction(text, self)
+        if shortcut:
+            a.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        a.setToolTip(tip or text)
+        a.setStatusTip(tip)
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        return a
+
+    def _menus(self) -> None:
+        m = self.model
+        bar = self.menuBar()
+        f = bar.addMenu("&File")
+        self._action(f, "Open image…", self.canvas.open_image, "Ctrl+O", "Load an image onto the canvas")
+        self._action(f, "Add model…", self.controls.picker.add_model, None, "Copy a model bundle folder into your models")
+        f.addSeparator()
+        self._action(f, "Settings…", self.open_settings, "Ctrl+,", "Output folder, execution provider, preview frequency")
+        f.addSeparator()
+        self._action(f, "Quit", self.close, "Ctrl+Q")
+        e = bar.addMenu("&Edit")
+        self.a_undo = self._action(e, "Undo", m.canvas.undo, "Ctrl+Z", "Undo the last stroke")
+        self.a_redo = self._action(e, "Redo", m.canvas.redo, [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")], "Redo")
+        m.canvas.undoChanged.connect(self._update_undo)
+        self._update_undo()
+        g = bar.addMenu("&Generate")
+        self.a_generate = self._action(g, "Generate", m.generate, [QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")], "Generate (Ctrl+Enter)")
+        self.a_cancel = self._action(g, "Cancel", m.cancel, "Esc", "Stop the run within one step")
+        self._action(g, "Randomise seed", m.randomize_seed, "Ctrl+R")
+        v = bar.addMenu("&View")
+        v.addAction(self.controls_dock.toggleViewAction())
+        v.addAction(self.history_dock.toggleViewAction())
+        for key, text in (("B", "brush"), ("E", "eraser"), ("G", "bucket")):
+            a = QAction(self)
+            a.setShortcut(QKeySequence(key))
+            a.triggered.connect(lambda _=False, t=text: self._tool_shortcut(t))
+            self.addAction(a)
+        h = bar.addMenu("&Help")
+        self._action(h, "Help and models…", self.open_help, "F1")
+
+    def _tool_shortcut(self, name: str) -> None:
+        mode = self.canvas.view.mode
+        key = {"inpaint": {"brush": "brush", "eraser": "eraser"},
+               "semantic": {"brush": "labels", "eraser": "label_eraser", "bucket": "bucket"}}.get(mode, {}).get(name)
+        if key:
+            self.canvas.set_tool(key)
+
+    def _update_undo(self) -> None:
+        self.a_undo.setEnabled(self.model.canvas.can_undo())
+        self.a_redo.setEnabled(self.model.canvas.can_redo())
+
+    # --- reactions ------------------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        self.banner.show_error(text)
+        self.statusBar().showMessage("Error — see the message at the top", 8000)
+
+    def on_bundle(self) -> None:
+        m = self.model
+        if m.caps is None:
+            self.provider_label.setText("no model")
+            if not m.models:
+                self.preview.view.set_placeholder("No model found — add one with “Add model…” (a folder with studio.json).")
+        else:
+            self.banner.hide()
+            self.provider_label.setText(f"{m.caps.name} · {m.provider}")
+            self.preview.view.set_placeholder("Press Generate (Ctrl+Enter): each denoising step appears here")
+            self.setWindowTitle(f"Diffusion Studio — {m.caps.name}")
+
+    def on_running(self, running: bool) -> None:
+        self.a_generate.setEnabled(not running)
+        self.a_cancel.setEnabled(running)
+        if running:
+            self.banner.hide()
+
+    # --- dialogs --------------------------------------------------------------------------
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.model.settings, self)
+        if dialog.exec():
+            provider_changed = dialog.apply()
+            self.model.save_settings()
+            if provider_changed and self.model.entry is not None and not self.model.running:
+                self.model.select_model(self.model.entry.path)
+
+    def open_help(self) -> None:
+        HelpDialog(self.model, self).exec()
+
+    # --- drag and drop onto the whole window ------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                path = url.toLocalFile()
+                if Path(path).is_dir():
+                    self.model.add_model(path)
+                else:
+                    self.canvas.on_file_dropped(path)
+                event.acceptProposedAction()
+                return
+
+    # --- layout persistence ---------------------------------------------------------------
+    def restore_layout(self) -> None:
+        s = self.model.settings
+        try:
+            if s["window_geometry"]:
+                self.restoreGeometry(QByteArray.fromBase64(s["window_geometry"].encode()))
+            if s["window_state"]:
+                self.restoreState(QByteArray.fromBase64(s["window_state"].encode()))
+        except Exception:  # noqa: BLE001 - a bad stored layout falls back to the default one
+            pass
+
+    def save_layout(self) -> None:
+        s = self.model.settings
+        s["window_geometry"] = bytes(self.saveGeometry().toBase64()).decode()
+        s["window_state"] = bytes(self.saveState().toBase64()).decode()
+        self.model.save_settings()
+
+    def closeEvent(self, event) -> None:
+        if self.model.running:
+            self.model.cancel()
+            self.model.wait(10000)
+        self.save_layout()
+        super().closeEvent(event)
+
+    def load_default_model(self) -> None:
+        """Find the models and open the default one (the last used, else the first bundled)."""
+        self.model.refresh_models()
+        path = self.model.default_model_path()
+        if path is not None:
+            self.model.select_model(path)
+        self.on_bundle()

@@ -1,0 +1,136 @@
+"""The worker thread that owns the pipeline call (DESIGN.md §2).
+
+`GenerationThread.run` calls `desktop.runtime.pipeline.generate` (looked up when the run starts,
+so tests can wrap it), turns every `StepInfo` into a display `Frame` off the UI thread, saves the
+PNGs with their recipes, and reports through signals only. Cancel sets an event the sampler polls
+before every network call, so a run stops within one step.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+
+
+from . import images
+
+
+@dataclass
+class Frame:
+    """One denoising step, ready to display: predicted x0 and noisy x_t, tiled over the batch."""
+    step: int
+    steps: int
+    t: int
+    x0: np.ndarray           # HxWx3 uint8
+    x_t: np.ndarray | None   # HxWx3 uint8
+    elapsed: float           # seconds since the run started
+
+
+def frame_from_step(info, started: float) -> Frame:
+    previews = list(getattr(info, "preview", None) or getattr(info, "previews", None) or getattr(info, "images", None) or [])
+    x0 = images.tile(previews) if previews else None
+    x_t = getattr(info, "x_t", None)
+    noisy = None
+    if x_t is not None:
+        arr = np.asarray(x_t)
+        noisy = images.tile([images.latent_to_image(arr[i]) for i in range(arr.shape[0])]) if arr.ndim == 4 else images.latent_to_image(arr)
+    if x0 is None:
+        x0 = noisy if noisy is not None else np.zeros((8, 8, 3), np.uint8)
+    return Frame(int(info.step), int(info.steps), int(getattr(info, "t", -1)), x0, noisy, time.perf_counter() - started)
+
+
+def is_cancelled_error(exc: BaseException) -> bool:
+    try:
+        from diffusion.samplers import Cancelled
+        if isinstance(exc, Cancelled):
+            return True
+    except ImportError:
+        pass
+    return type(exc).__name__ in ("Cancelled", "CancelledError")
+
+
+def friendly_error(exc: BaseException) -> str:
+    """An exception -> one paragraph in plain words, naming what to do where possible."""
+    name = type(exc).__name__
+    text = str(exc).strip() or name
+    if name == "BundleError":
+        file = getattr(exc, "file", None)
+        fld = getattr(exc, "field", None)
+        where = " ".join(x for x in (f"file {file}" if file else "", f"field '{fld}'" if fld else "") if x)
+        return f"This model folder cannot be used{f' ({where})' if where else ''}: {text}"
+    if name == "ProviderError":
+        return f"The execution provider could not be used: {text}. Choose another one in Settings (CPU always works)."
+    if name in ("Fail", "RuntimeException", "InvalidArgument", "EPFail", "NotImplemented") or "onnxruntime" in type(exc).__module__:
+        return f"The execution provider failed while running the model: {text}. Try another provider in Settings (CPU always works)."
+    if name == "NonFiniteError":
+        return f"The model produced invalid numbers (NaN or infinity): {text}. Try fewer guidance or another sampler."
+    if isinstance(exc, MemoryError):
+        return "Out of memory. Try a smaller batch or image size."
+    if isinstance(exc, (ValueError, FileNotFoundError, PermissionError, OSError)):
+        return text
+    return f"{name}: {text}"
+
+
+class GenerationThread(QThread):
+    stepped = Signal(object)             # Frame
+    succeeded = Signal(object, object)   # GenerationResult, list[(Path | None, recipe)]
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, bundle, request, out_dir: Path, *, save: bool = True, parent=None):
+        super().__init__(parent)
+        self.bundle, self.request, self.out_dir, self.save = bundle, request, Path(out_dir), save
+        self._cancel = threading.Event()
+        self.error_detail = ""
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def is_cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def run(self) -> None:  # runs in the worker thread
+        from desktop.runtime import pipeline
+
+        started = time.perf_counter()
+
+        def on_step(info):
+            self.stepped.emit(frame_from_step(info, started))
+
+        try:
+            result = pipeline.generate(self.bundle, self.request, on_step=on_step, cancel=self._cancel.is_set)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a message in the window
+            if is_cancelled_error(exc) or self._cancel.is_set():
+                self.cancelled.emit()
+                return
+            self.error_detail = traceback.format_exc()
+            self.failed.emit(friendly_error(exc))
+            return
+        if getattr(result, "cancelled", False) or self._cancel.is_set():
+            self.cancelled.emit()
+            return
+        saved = []
+        try:
+            from desktop.runtime import pngmeta
+
+            stem = _slug(getattr(result, "model_name", "") or getattr(self.bundle, "name", "image"))
+            for i, image in enumerate(result.images):
+                recipe = pngmeta.make_recipe(result, i)
+                path = pngmeta.save_png(image, recipe, self.out_dir, f"{stem}-{result.seeds[i]}") if self.save else None
+                saved.append((path, recipe))
+        except BaseException as exc:  # noqa: BLE001
+            self.error_detail = traceback.format_exc()
+            self.succeeded.emit(result, saved)
+            self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(exc)}")
+            return
+        self.succeeded.emit(result, saved)
+
+
+def _slug(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(name).strip())
+    return keep.strip("-")[:40] or "image"

@@ -1,0 +1,57 @@
+"""Fixtures for the app's tests: tiny ONNX bundles and a user home inside tmp_path."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.runtime.tiny_bundles import make_bundle  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """DIFFUSION_STUDIO_HOME in tmp_path (data, config, outputs, history), and an empty bundled folder."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(home))
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    from desktop.ui import dirs
+
+    monkeypatch.setattr(dirs, "bundled_models_dir", lambda: bundled)
+    return {"home": home, "bundled": bundled, "tmp": tmp_path}
+
+
+@pytest.fixture
+def open_window(qtbot, home):
+    """open_window(cond=..., kind=...) -> MainWindow with that tiny bundle bundled and loaded."""
+    from desktop.ui.window import MainWindow
+
+    windows = []
+
+    def _open(cond="class", kind="pixel", size=8, name=None, make=True):
+        if make:
+            name = name or f"tiny-{kind}-{cond}"
+            if not (home["bundled"] / name).exists():
+                make_bundle(home["bundled"] / name, kind=kind, cond=cond, size=size)
+        w = MainWindow()
+        qtbot.addWidget(w)
+        w.show()
+        w.load_default_model()
+        windows.append(w)
+        return w
+
+    yield _open
+    for w in windows:
+        w.model.cancel()
+        w.model.wait()
+
+
+def run_and_wait(qtbot, model, start=None, timeout=30000):
+    """Start a run (default: model.generate) and wait until the UI is idle again."""
+    with qtbot.waitSignal(model.runningChanged, timeout=timeout, check_params_cb=lambda r: r is False):
+        (start or model.generate)()
