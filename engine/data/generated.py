@@ -13,7 +13,9 @@ the next seed would be the training set shifted by one).
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +51,10 @@ def generator_module(name: str):
     return importlib.import_module(f"{__package__}.{name}")
 
 
+def _make_item(module_name: str, seed: int, size, options: dict, index: int) -> Item:
+    return importlib.import_module(module_name).make_item(seed, index, size=size, **options)
+
+
 class GeneratedDataset(Dataset):
     """``count`` items of a generator, made on first use and cached.
 
@@ -76,6 +82,25 @@ class GeneratedDataset(Dataset):
         if index not in self._cache:
             self._cache[index] = self.module.make_item(self.seed, index, size=self.size, **self.options)
         return self._cache[index]
+
+    def prefill(self, workers: int | None = None) -> None:
+        """Make every item now, on ``workers`` processes (default: all cores).
+
+        Items depend only on (seed, index), so making them in parallel gives the same data as
+        making them one by one; training then reads from memory instead of drawing scenes.
+        """
+        missing = [i for i in range(self.count) if i not in self._cache]
+        workers = max(1, min(workers or os.cpu_count() or 1, len(missing) // 256 or 1))
+        if workers == 1:
+            for i in missing:
+                self.item(i)
+            return
+        import multiprocessing as mp
+
+        make = functools.partial(_make_item, self.module.__name__, self.seed, self.size, self.options)
+        with mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn").Pool(workers) as pool:
+            for i, it in zip(missing, pool.imap(make, missing, chunksize=64)):
+                self._cache[i] = it
 
     def scene(self, index: int) -> dict:
         return self.item(index).scene

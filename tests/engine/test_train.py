@@ -1,0 +1,200 @@
+"""The DDPM / LDM trainer: the loss falls, resume is exact, a killed run resumes, conditions match diffusion/."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.config import load_config
+from engine.train import CHECKPOINT, batch_indices, mask_to_size, one_hot_labels, train
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ColourSet(torch.utils.data.Dataset):
+    """Easy data: class 0 is a dark, class 1 a bright constant image; top/bottom label map."""
+
+    classes = ["dark", "bright"]
+    labels = [("sky", (0, 0, 255)), ("ground", (0, 255, 0))]
+
+    def __init__(self, n=32, size=16, channels=3):
+        self.n, self.size, self.channels = n, size, channels
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        c = i % 2
+        lab = torch.zeros(self.size, self.size, dtype=torch.int64)
+        lab[self.size // 2:] = 1
+        img = torch.full((self.channels, self.size, self.size), -0.6 if c == 0 else 0.6)
+        return {"image": img, "class": c, "caption": "bright" if c else "dark", "labels": lab}
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(l)["loss"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def falls(values, k=5):
+    return np.mean(values[-k:]) < 0.85 * np.mean(values[:k])
+
+
+@pytest.fixture(scope="module")
+def random_vae(tmp_path_factory):
+    """An untrained tiny VAE saved like a VAE run's model/ (scale factor computed on the data)."""
+    from engine.models import build_vae
+    from engine.vae import compute_scale_factor, save_vae_model
+
+    cfg = load_config("tiny-vae")
+    torch.manual_seed(0)
+    vae = build_vae(cfg, 3, 16)
+    run = tmp_path_factory.mktemp("vae_run")
+    sf = compute_scale_factor(vae, ColourSet(), "cpu")
+    save_vae_model(vae, run / "model", {"kind": "vae", "scale_factor": sf})
+    return run
+
+
+def test_pixel_class_model_loss_falls_and_writes_run(tmp_path):
+    cfg = load_config("tiny-pixel", {"training": {"steps": 24, "sample_every": 24, "sample_steps": 4}})
+    run = train(cfg, tmp_path / "run", dataset=ColourSet(), progress=False)
+    assert falls(losses(run))
+    assert (run / "config.toml").is_file() and (run / CHECKPOINT).is_file()
+    grid = Image.open(run / "samples" / "step_000024.png")
+    assert grid.size == (8 * 16, 16)
+    from engine.loaded import load_model
+
+    loaded = load_model(run)
+    assert loaded.kind == "pixel" and loaded.class_names == ["dark", "bright"]
+    assert loaded.unet.config.num_class_embeds == 3  # two classes + the null class
+
+
+@pytest.mark.parametrize("cond", [
+    {"text": "scratch", "class": True, "mask": ""},
+    {"text": "", "class": False, "mask": "inpaint"},
+    {"text": "", "class": True, "mask": "semantic"},
+])
+def test_latent_model_loss_falls(tmp_path, random_vae, cond):
+    cfg = load_config("tiny-latent", {"vae": str(random_vae), "conditioning": cond,
+                                      "training": {"steps": 24, "sample_every": 0}})
+    text = None
+    if cond["text"]:
+        from engine.text import ScratchTextEncoder
+
+        text = ScratchTextEncoder(max_length=8, dim=32, layers=1, heads=2)  # the real class, made small
+    run = train(cfg, tmp_path / "run", dataset=ColourSet(), text_encoder=text, progress=False)
+    assert falls(losses(run))
+    unet = load_checkpoint(run / CHECKPOINT)["model"]
+    conv_in = [v for k, v in unet.items() if k.endswith("conv_in.weight")][0]
+    extra = {"inpaint": 1 + 4, "semantic": 2, "": 0}[cond["mask"]]
+    assert conv_in.shape[1] == 4 + extra  # latent channels + condition channels (Conventions)
+
+
+def test_resume_is_exact(tmp_path):
+    over = {"conditioning": {"mask": "inpaint"}, "dataset": {"flip": True},
+            "training": {"checkpoint_every": 0, "sample_every": 0}}
+    straight = train(load_config("tiny-pixel", {**over, "training": {**over["training"], "steps": 7}}),
+                     tmp_path / "a", dataset=ColourSet(n=12), progress=False)
+    part = train(load_config("tiny-pixel", {**over, "training": {**over["training"], "steps": 4}}),
+                 tmp_path / "b", dataset=ColourSet(n=12), progress=False)
+    train(load_config("tiny-pixel", {**over, "training": {**over["training"], "steps": 7}}),
+          part, dataset=ColourSet(n=12), resume=True, progress=False)
+    a, b = load_checkpoint(straight / CHECKPOINT), load_checkpoint(part / CHECKPOINT)
+    assert a["step"] == b["step"] == 7
+    for key in ("model", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}/{name} differs after resume"
+    assert losses(straight) == losses(part)
+
+
+def test_existing_run_needs_resume_and_bad_checkpoint_is_named(tmp_path):
+    cfg = load_config("tiny-pixel", {"training": {"steps": 2, "sample_every": 0}})
+    run = train(cfg, tmp_path / "run", dataset=ColourSet(), progress=False)
+    with pytest.raises(Exception, match="--resume"):
+        train(cfg, run, dataset=ColourSet(), progress=False)
+    ckpt = run / CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="last.safetensors"):
+        train(cfg, run, dataset=ColourSet(), resume=True, progress=False)
+
+
+KILL_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from test_train import ColourSet
+from engine.config import load_config
+from engine.train import train
+cfg = load_config("tiny-pixel", {{"training": {{"steps": 100000, "checkpoint_every": 2, "sample_every": 0}}}})
+train(cfg, sys.argv[1], dataset=ColourSet(), progress=False, resume="--resume" in sys.argv)
+"""
+
+
+def test_sigkill_leaves_a_checkpoint_that_resumes(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), str(run)], cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            meta = run / "checkpoints" / "last.json"
+            if meta.is_file() and json.loads(meta.read_text())["step"] >= 6:
+                break
+            assert proc.poll() is None, "training process died"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    state = load_checkpoint(run / CHECKPOINT)
+    step = state["step"]
+    assert step >= 6 and step % 2 == 0
+    cfg = load_config("tiny-pixel", {"training": {"steps": step + 2, "checkpoint_every": 2, "sample_every": 0}})
+    train(cfg, run, dataset=ColourSet(), resume=True, progress=False)
+    assert load_checkpoint(run / CHECKPOINT)["step"] == step + 2
+    assert (run / "model").is_dir()
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == step + 2  # metrics of the lost steps were redone once
+
+
+def test_data_order_shards_ranks_and_covers_each_epoch():
+    n, batch, world = 12, 3, 2  # a global batch of 6: two steps per epoch
+    stream = [i for step in range(4) for rank in range(world) for i in batch_indices(n, batch, step, 5, rank, world)]
+    assert sorted(stream[:12]) == list(range(12)) and sorted(stream[12:]) == list(range(12))
+    assert stream[:12] != stream[12:]  # a new permutation each epoch
+    for step in range(4):
+        r0, r1 = (set(batch_indices(n, batch, step, 5, r, world)) for r in range(world))
+        assert not r0 & r1
+    assert batch_indices(n, batch, 3, 5) == batch_indices(n, batch, 3, 5)
+    assert batch_indices(n, batch, 0, 5) != batch_indices(n, batch, 0, 6)
+
+
+@pytest.mark.parametrize("h", [8, 6])
+def test_torch_conditions_match_diffusion_condition(h):
+    cond = pytest.importorskip("diffusion.condition")
+    rng = np.random.default_rng(0)
+    mask = (rng.random((2, 1, 16, 16)) > 0.5).astype(np.float32)
+    labels = rng.integers(0, 5, (2, 16, 16))
+    np.testing.assert_allclose(mask_to_size(torch.from_numpy(mask), h, h).numpy(), cond.mask_to_size(mask, h, h), atol=1e-6)
+    np.testing.assert_allclose(one_hot_labels(torch.from_numpy(labels), 5, h, h).numpy(),
+                               cond.one_hot_labels(labels, 5, h, h), atol=1e-5)
+
+
+def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
+    from engine.train_cli import main
+
+    out = tmp_path / "run"
+    assert main(["tiny-pixel", "--out", str(out), "--steps", "2", "--no-progress", "--device", "cpu"]) == 0
+    assert (out / "model").is_dir() and (out / CHECKPOINT).is_file()
+    assert main(["tiny-pixel", "--out", str(out), "--steps", "2", "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["no-such-preset"]) == 2
+    assert "tiny-pixel" in capsys.readouterr().err
