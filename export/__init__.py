@@ -1,1 +1,9 @@
-"""PyTorch -> ONNX model bundles, each graph checked against PyTorch."""
+"""PyTorch -> ONNX model bundles, each graph checked against PyTorch.
+
+- `bundle_writer.export_bundle(model, out_dir, ...)`: a LoadedModel -> a bundle folder.
+- `onnx_graphs`: the wrappers with the contract's I/O names and `export_graph`.
+- `parity`: ONNX Runtime vs PyTorch on random inputs (tolerances documented there).
+- `fp16`: fp16 weights, fp16 compute, U-Net fusions, saving with external data.
+- `preview_fit`: the linear latent -> RGB live-preview map.
+- `cli.main(argv)`: `diffusion-studio export SOURCE OUT_DIR`.
+"""

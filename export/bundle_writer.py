@@ -1,0 +1,296 @@
+"""`export_bundle`: a LoadedModel (engine.loaded) -> a checked model bundle (DESIGN.md §3).
+
+Steps, all inside a temporary folder next to OUT_DIR:
+1. each network is exported (onnx_graphs) and checked in ONNX Runtime against PyTorch at batch
+   sizes 1 and 3 (parity); the fp32 graph is always checked, and then the file actually shipped
+   (fp16 weights, fp16 compute or optimizer fusions) against the same PyTorch model;
+2. latent models get the fitted linear preview (preview_fit), text models the tokenizer JSON
+   (with padding/truncation set to the encoder's max_length);
+3. studio.json and model_index.json through desktop.runtime.manifest (hashes every file);
+4. only when all of that succeeded is the folder renamed to OUT_DIR. An existing OUT_DIR is
+   refused unless overwrite=True; then it is swapped out and removed after the rename.
+
+Choices the contract left open (also in the report):
+- `--gpu-fp16` converts the U-Net and text encoder to fp16 compute; the VAE graphs keep fp32
+  compute with fp16 weights (VAE decoders overflow fp16). The manifest's `precision` is "fp16"
+  and `provenance.export.compute` says "fp16 (CUDA)".
+- `--optimize` only rewrites the U-Net (the per-step cost); its fused operators (NhwcConv,
+  GroupNorm...) exist only in the CUDA provider, so it is checked on CUDA and refused without it.
+- Large models use external data (`<graph>.onnx.data`), listed in `files` under the role
+  `<role>_data` so it is hashed with the rest.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from desktop.runtime.manifest import FORMAT, FORMAT_VERSION, manifest_from_dict, write_manifest
+from export import fp16 as fp16_tools
+from export import onnx_graphs, parity, preview_fit
+from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
+
+FILE_OF_ROLE = {
+    "unet": "unet/model.onnx",
+    "vae_decoder": "vae_decoder/model.onnx",
+    "vae_encoder": "vae_encoder/model.onnx",
+    "text_encoder": "text_encoder/model.onnx",
+    "tokenizer": "tokenizer/tokenizer.json",
+    "preview": "preview/linear.json",
+}
+BASE_DEFAULTS = {"sampler": "dpmpp_2m", "steps": 20, "guidance": 3.0, "spacing": "trailing"}
+
+
+class BundleExistsError(ExportError, FileExistsError):
+    """OUT_DIR exists and overwrite was not asked for."""
+
+
+def _size2(size) -> tuple[int, int]:
+    return onnx_graphs._size2(size)
+
+
+def _code_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "uncommitted"
+    except (OSError, subprocess.SubprocessError):
+        return "uncommitted"
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def model_graphs(model) -> list:
+    """The graphs a model's bundle holds, in export order."""
+    T = int(model.schedule["num_train_timesteps"])
+    H, W = _size2(model.image_size)
+    takes_class = onnx_graphs.unet_takes_class(model.unet)
+    if bool(model.class_names) != takes_class:
+        raise ExportError(
+            f"class_names is {model.class_names!r} but the U-Net {'has' if takes_class else 'has no'} class "
+            "embedding; class models need both (names plus the null class = num_class_embeds)")
+    if model.text_encoder is not None and not onnx_graphs.unet_takes_context(model.unet):
+        raise ExportError(f"the model has a text encoder but its U-Net ({type(model.unet).__name__}) takes no "
+                          "encoder_hidden_states")
+    graphs = []
+    if model.kind == "latent":
+        if model.vae is None:
+            raise ExportError("a latent model needs its VAE (model.vae is None); export needs the vae/ folder")
+        f = onnx_graphs.vae_factor(model.vae)
+        sample_size = (H // f, W // f)
+    else:
+        sample_size = (H, W)
+    graphs.append(onnx_graphs.unet_graph(model.unet, sample_size=sample_size, num_train_timesteps=T,
+                                         text_encoder=model.text_encoder,
+                                         num_classes=len(model.class_names) + 1 if model.class_names else None))
+    if model.kind == "latent":
+        graphs.append(onnx_graphs.vae_decoder_graph(model.vae, (H, W), float(model.scale_factor)))
+        graphs.append(onnx_graphs.vae_encoder_graph(model.vae, (H, W)))
+    if model.text_encoder is not None:
+        graphs.append(onnx_graphs.text_encoder_graph(model.text_encoder))
+    return graphs
+
+
+def _cuda_available() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _export_one(graph, raw_dir: Path, bundle_dir: Path, *, fp16: bool, gpu_fp16: bool, optimize: bool,
+                external_data, check: bool, log) -> tuple[list[str], list[dict]]:
+    """Exports and checks one graph; returns (files relative to the bundle, parity results)."""
+    raw_path = onnx_graphs.export_graph(graph, raw_dir / graph.role / "model.onnx")
+    checks = []
+    if check:
+        checks.append(parity.require(parity.check_graph(graph, raw_path, precision="fp32"), raw_path))
+        log(checks[-1].line())
+    proto = fp16_tools.load_model(raw_path)
+    precision, providers = "fp32", None
+    if optimize and graph.role == "unet":
+        if check and not _cuda_available():
+            raise ExportError("--optimize writes fused operators that only ONNX Runtime's CUDA provider runs, "
+                              "and this machine has no CUDA provider to check them; export without --optimize "
+                              "or on a machine with an NVIDIA GPU (or skip the check: check=False)")
+        proto = fp16_tools.optimize_unet(raw_path, use_gpu=True)
+        # TF32 off: the check compares fp32 with fp32 (TF32 alone would cost ~1e-3 relative)
+        providers = [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    if gpu_fp16 and graph.role in ("unet", "text_encoder"):
+        proto, precision = fp16_tools.compute_to_fp16(proto), "fp16-compute"
+    elif fp16 or gpu_fp16:
+        proto, precision = fp16_tools.weights_to_fp16(proto), "fp16"
+    out_path = bundle_dir / FILE_OF_ROLE[graph.role]
+    written = fp16_tools.save_model(proto, out_path, external_data)
+    del proto
+    if check and (precision != "fp32" or providers):
+        checks.append(parity.require(parity.check_graph(graph, out_path, precision=precision,
+                                                        providers=providers), out_path))
+        log(checks[-1].line())
+    return [p.relative_to(bundle_dir).as_posix() for p in written], [c.to_dict() for c in checks]
+
+
+def _mask_spec(mask):
+    if mask is None:
+        return None
+    mask = dict(mask)
+    if mask.get("kind") == "semantic":
+        mask["labels"] = [{"name": str(l["name"]), "color": [int(c) for c in l["color"]]} for l in mask["labels"]]
+        return {"kind": "semantic", "labels": mask["labels"]}
+    return {"kind": mask.get("kind")}
+
+
+def _text_spec(text_encoder):
+    if text_encoder is None:
+        return None
+    settings = text_encoder.tokenizer_settings() if hasattr(text_encoder, "tokenizer_settings") else {}
+    return {"max_length": int(text_encoder.max_length), "hidden_size": int(text_encoder.dim),
+            "pad_id": int(settings.get("pad_id", getattr(text_encoder, "pad_id", 0)))}
+
+
+def _write_tokenizer(text_encoder, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(text_encoder, "write_tokenizer_json"):
+        text_encoder.write_tokenizer_json(path)
+    else:
+        shutil.copyfile(text_encoder.tokenizer_json, path)
+
+
+def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    """Renames the finished temporary folder to OUT_DIR (swapping out an old one if allowed)."""
+    if out_dir.exists() or out_dir.is_symlink():
+        if not overwrite:
+            raise BundleExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / "bundle")
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            os.replace(old / "bundle", out_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: bool = False,
+                  external_data: bool | None = None, check: bool = True, preview_samples: int = 32,
+                  name: str | None = None, description: str | None = None, overwrite: bool = False,
+                  source: str | None = None, log=print) -> Path:
+    """Writes the bundle of `model` (an engine.loaded.LoadedModel) to `out_dir`; returns out_dir.
+
+    Raises BundleExistsError (out_dir exists, overwrite False), ParityError (a graph disagrees with
+    PyTorch), ExportError (the model cannot be exported as asked). On any error nothing is written
+    to out_dir. `check=False` skips the parity checks and opening the finished bundle with
+    desktop.runtime (provenance then says "parity": "skipped"; the manifest is still validated and
+    hashed). `external_data`: None = only graphs over 2 GB, True/False = always/never.
+    The model's networks are put in eval mode and float32 in place.
+    """
+    out_dir = Path(out_dir).absolute()
+    if (out_dir.exists() or out_dir.is_symlink()) and not overwrite:
+        raise BundleExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
+    if model.kind not in ("pixel", "latent"):
+        raise ExportError(f"model.kind is {model.kind!r}; expected 'pixel' or 'latent'")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    raw = tmp / ".raw"
+    bundle = tmp / "bundle"
+    try:
+        for module in (model.unet, model.vae, model.text_encoder):
+            if isinstance(module, torch.nn.Module):
+                module.float().eval()
+        files, parity_results = {}, {}
+        for graph in model_graphs(model):
+            written, checks = _export_one(graph, raw, bundle, fp16=fp16, gpu_fp16=gpu_fp16, optimize=optimize,
+                                          external_data=external_data, check=check, log=log)
+            files[graph.role] = written[0]
+            for extra in written[1:]:
+                files[f"{graph.role}_data"] = extra
+            parity_results[graph.role] = checks
+            shutil.rmtree(raw / graph.role, ignore_errors=True)
+        shutil.rmtree(raw, ignore_errors=True)
+
+        H, W = _size2(model.image_size)
+        latent = None
+        preview_report = None
+        if model.kind == "latent":
+            f = onnx_graphs.vae_factor(model.vae)
+            latent = {"channels": int(model.vae.config.latent_channels), "height": H // f, "width": W // f,
+                      "scale_factor": float(model.scale_factor)}
+            data_dir = (model.provenance or {}).get("data")
+            preview, preview_report = preview_fit.fit_preview(model.vae, float(model.scale_factor), (H, W),
+                                                              samples=preview_samples, data_dir=data_dir)
+            preview_fit.write_preview(preview, bundle / FILE_OF_ROLE["preview"])
+            files["preview"] = FILE_OF_ROLE["preview"]
+            log(f"preview        linear map fitted on {preview_report['latents']}: mse {preview_report['mse']:.4f} "
+                f"(mean colour {preview_report['mean_colour_mse']:.4f})")
+        if model.text_encoder is not None:
+            _write_tokenizer(model.text_encoder, bundle / FILE_OF_ROLE["tokenizer"])
+            files["tokenizer"] = FILE_OF_ROLE["tokenizer"]
+
+        provenance = dict(_jsonable(model.provenance or {}))
+        provenance.update({
+            "source": str(source or provenance.get("source") or ""),
+            "export": {
+                "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "commit": _code_commit(), "machine": f"{platform.system()} {platform.machine()}",
+                "torch": torch.__version__, "opset": onnx_graphs.OPSET,
+                "fp16_weights": bool(fp16 or gpu_fp16), "compute": "fp16 (CUDA)" if gpu_fp16 else "fp32",
+                "optimized": bool(optimize), "parity": parity_results if check else "skipped", "preview": preview_report,
+            },
+        })
+        defaults = {**BASE_DEFAULTS, **_jsonable(model.defaults or {})}
+        unet_cfg = model.unet.config
+        data = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "name": name or getattr(model, "name", None) or out_dir.name,
+            "description": description if description is not None else str(getattr(model, "description", "") or ""),
+            "kind": model.kind,
+            "image": {"height": H, "width": W, "channels": int(model.image_channels)},
+            "latent": latent,
+            "schedule": _jsonable(model.schedule),
+            "prediction_type": model.prediction_type,
+            "conditioning": {
+                "text": _text_spec(model.text_encoder),
+                "class": {"names": [str(n) for n in model.class_names]} if model.class_names else None,
+                "mask": _mask_spec(model.mask),
+            },
+            "files": files,
+            "unet": {"in_channels": int(unet_cfg.in_channels), "out_channels": int(unet_cfg.out_channels)},
+            "defaults": defaults,
+            "precision": "fp16" if (fp16 or gpu_fp16) else "fp32",
+            "provenance": provenance,
+            "sha256": {},
+        }
+        write_manifest(bundle, manifest_from_dict(data))
+        if check:
+            _open_check(bundle, log)
+        _publish(bundle, out_dir, overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"wrote {out_dir}")
+    return out_dir
+
+
+def _open_check(bundle: Path, log) -> None:
+    """Opens the finished bundle the way the app does (when desktop.runtime.bundle exists)."""
+    try:
+        from desktop.runtime.bundle import open_bundle
+    except ImportError:
+        from desktop.runtime.manifest import read_manifest, verify_hashes
+
+        verify_hashes(read_manifest(bundle), bundle)
+        return
+    opened = open_bundle(bundle)
+    close = getattr(opened, "close", None)
+    if callable(close):
+        close()
+    log("bundle         opens with desktop.runtime.bundle.open_bundle")

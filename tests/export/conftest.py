@@ -1,0 +1,94 @@
+"""Tiny random-initialised models for the export tests (seconds to export, no downloads)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+SCHEDULE = {"name": "linear", "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "cosine_s": 0.008}
+CAPTIONS = ["a red circle", "a blue square on green", "two small triangles", "a yellow sun over the sea"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_unet2d(in_channels, out_channels, size, num_class_embeds=None, seed=0):
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=size, in_channels=in_channels, out_channels=out_channels, block_out_channels=(8, 16),
+        layers_per_block=1, norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=4, num_class_embeds=num_class_embeds,
+    ).eval()
+
+
+def tiny_vae(seed=0):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=4, norm_num_groups=4, sample_size=16,
+    ).eval()
+
+
+def tiny_text_encoder(tmp_path, seed=0):
+    from engine.text import ScratchTextEncoder, train_wordpiece
+
+    tok = train_wordpiece(CAPTIONS, tmp_path / "tok.json", vocab_size=80)
+    torch.manual_seed(seed)
+    return ScratchTextEncoder(tokenizer_json=tok, max_length=8, dim=16, layers=1, heads=2, ff_mult=2).eval()
+
+
+def loaded(**kw):
+    from engine.loaded import LoadedModel
+
+    base = dict(schedule=dict(SCHEDULE), prediction_type="epsilon", defaults={"steps": 10},
+                provenance={"data": "none", "steps": 0})
+    base.update(kw)
+    return LoadedModel(**base)
+
+
+@pytest.fixture
+def pixel_class_model():
+    """Grey 8x8 pixel DDPM with two classes (+ the null class)."""
+    return loaded(kind="pixel", unet=tiny_unet2d(1, 1, 8, num_class_embeds=3), image_size=8, image_channels=1,
+                  class_names=["zero", "one"], name="tiny-pixel")
+
+
+@pytest.fixture
+def latent_text_model(tmp_path_factory):
+    """16x16 RGB latent model: cross-attention on a scratch text encoder, plus a class embedding."""
+    from diffusers import UNet2DConditionModel
+
+    te = tiny_text_encoder(tmp_path_factory.mktemp("tokenizer"))
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4, num_class_embeds=3,
+    ).eval()
+    return loaded(kind="latent", unet=unet, vae=tiny_vae(), scale_factor=0.8, text_encoder=te, image_size=16,
+                  image_channels=3, class_names=["cat", "dog"], name="tiny-latent")
+
+
+@pytest.fixture
+def latent_inpaint_model():
+    """16x16 latent inpainting model: [z_t (4), mask (1), masked latent (4)] -> 4."""
+    return loaded(kind="latent", unet=tiny_unet2d(9, 4, 8), vae=tiny_vae(), scale_factor=1.1, image_size=16,
+                  image_channels=3, mask={"kind": "inpaint"}, name="tiny-inpaint")
+
+
+@pytest.fixture
+def semantic_model():
+    """8x8 RGB pixel model on semantic maps with 3 labels: [x_t (3), one-hot (3)] -> 3."""
+    labels = [{"name": "sky", "color": (90, 160, 230)}, {"name": "grass", "color": [60, 150, 60]},
+              {"name": "rock", "color": [120, 110, 100]}]
+    return loaded(kind="pixel", unet=tiny_unet2d(6, 3, 8), image_size=8, image_channels=3,
+                  mask={"kind": "semantic", "labels": labels}, name="tiny-semantic")
