@@ -24,6 +24,8 @@ class EMA:
         d = self.current_decay()
         for k, v in model.state_dict().items():
             s = self.shadow[k]
+            if s.device != v.device:  # the model moved (e.g. prepared onto the GPU) after the EMA was made
+                s = self.shadow[k] = s.to(v.device)
             if v.dtype.is_floating_point:
                 s.mul_(d).add_(v.detach().float(), alpha=1 - d)
             else:

@@ -71,6 +71,17 @@ def _data_images(folder: Path, size: tuple[int, int], channels: int, limit: int)
     return np.stack(arrays)
 
 
+def _generated_images(name: str, size: int, channels: int, limit: int) -> np.ndarray | None:
+    """Up to `limit` images of one of our procedural data sets (provenance data "shapes", ...)."""
+    from engine.data.generated import GENERATORS, GeneratedDataset
+
+    if name not in GENERATORS:
+        return None
+    ds = GeneratedDataset(name, count=limit, seed=7919, size=size)
+    images = np.stack([ds[i]["image"].numpy() for i in range(len(ds))])
+    return images if images.shape[1] == channels else None
+
+
 def training_pairs(vae, scale_factor: float, image_size, *, samples: int = 32, data_dir=None,
                    seed: int = 0, batch: int = 8) -> tuple[np.ndarray, np.ndarray, str]:
     """(scaled latents [N,C,h,w], pooled decodes [N,3,h,w], where the latents came from)."""
@@ -81,11 +92,13 @@ def training_pairs(vae, scale_factor: float, image_size, *, samples: int = 32, d
     images = None
     if data_dir is not None and Path(data_dir).is_dir():
         images = _data_images(Path(data_dir), (H, W), int(vae.config.in_channels), samples)
+    elif data_dir is not None:
+        images = _generated_images(str(data_dir), H, int(vae.config.in_channels), samples)
     latents, decodes = [], []
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         if images is not None:
-            source = f"{len(images)} images from {data_dir}"
+            source = f"{len(images)} images of {data_dir}"
             for i in range(0, len(images), batch):
                 x = torch.from_numpy(images[i:i + batch])
                 latents.append(encode_mean(vae, x) * scale_factor)

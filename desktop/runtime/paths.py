@@ -47,12 +47,19 @@ def is_model_dir(path: Path) -> bool:
     return path.is_dir() and ((path / MANIFEST_NAME).is_file() or (path / MODEL_INDEX_NAME).is_file())
 
 
+# The bundled model a new user sees first, then the others in this order (assets/models).
+PREFERRED_MODELS = ("shapes", "digits", "landscapes")
+
+
 def list_models() -> list[Path]:
-    """Every model folder in the bundled and the user's models folders (user models after bundled)."""
+    """Every model folder in the bundled and the user's models folders (user models after bundled;
+    bundled ones in PREFERRED_MODELS order, so the first is the app's default)."""
     found = []
+    rank = {name: i for i, name in enumerate(PREFERRED_MODELS)}
     for root in (bundled_models_dir(), user_models_dir()):
         if root.is_dir():
-            found += sorted(p for p in root.iterdir() if is_model_dir(p))
+            found += sorted((p for p in root.iterdir() if is_model_dir(p)),
+                            key=lambda p: (rank.get(p.name, len(rank)) if root == bundled_models_dir() else 0, p.name))
     return found
 
 

@@ -471,8 +471,11 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
         on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=list(to_uint8(rgb)),
                          x_t=info["x"]))
 
+    # Pixel models live in [-1, 1]: clip the predicted x0 there (diffusers' clip_sample). Without it an
+    # epsilon model at a timestep whose alphas_cumprod is ~0 (cosine schedule, "trailing" spacing)
+    # divides its error by sqrt(alphas_cumprod) and the image saturates.
     kw = dict(steps=run_steps, prediction_type=m.prediction_type, spacing=r.spacing, callback=callback,
-              cancel=cancel, hook=hook)
+              cancel=cancel, hook=hook, clip_x0=not m.latent)
     if r.sampler != "dpmpp_2m":
         kw["rng"] = BatchRNG(seeds, stream=1)
     x = sample(r.sampler, denoiser, x_T, run_schedule, **kw)

@@ -1,0 +1,53 @@
+"""The one `diffusion-studio` command: shared help, dispatch, and the missing-extra message."""
+import subprocess
+import sys
+
+import pytest
+
+from desktop import cli
+
+
+def test_help_lists_every_subcommand(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for sub in cli.SUBCOMMANDS:
+        assert sub.name in out
+    assert "needs the 'engine' extra" in out
+
+
+def test_unknown_subcommand_is_exit_2(capsys):
+    assert cli.main(["paint-me-a-cat"]) == 2
+    assert "unknown subcommand 'paint-me-a-cat'" in capsys.readouterr().err
+
+
+def test_every_subcommand_target_resolves():
+    for sub in cli.SUBCOMMANDS:
+        assert callable(cli.resolve(sub)), sub.target
+
+
+@pytest.mark.parametrize("name", ["train", "export", "make-dataset"])
+def test_missing_engine_extra_is_one_line_not_a_traceback(name, monkeypatch, capsys):
+    def fake_resolve(sub):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(cli, "resolve", fake_resolve)
+    assert cli.main([name, "--help"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "pip install 'diffusion-studio[engine]'" in err[0] and name in err[0]
+
+
+def test_a_missing_module_of_our_own_still_raises(monkeypatch):
+    """Only missing optional packages become the one-line message; our own bugs stay loud."""
+    def fake_resolve(sub):
+        raise ModuleNotFoundError("No module named 'engine.nope'", name="engine.nope")
+
+    monkeypatch.setattr(cli, "resolve", fake_resolve)
+    with pytest.raises(ModuleNotFoundError):
+        cli.main(["train"])
+
+
+def test_subcommand_help_through_the_installed_entry_point():
+    out = subprocess.run([sys.executable, "-m", "desktop", "generate", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "diffusion-studio generate" in out.stdout and "--model" in out.stdout
