@@ -277,7 +277,11 @@ def append_metrics(path: Path, record: dict) -> None:
 
 
 def machine_name() -> str:
-    return f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip()
+    """The machine a run trained on, for provenance: OS, CPU cores, and the GPU when there is one."""
+    name = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"
+    if torch.cuda.is_available():
+        name += f", {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}"
+    return name
 
 
 @contextmanager

@@ -5,3 +5,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Tests never touch the network: any accidental hub access fails fast instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _user_files_in_a_temporary_home(tmp_path_factory):
+    """Models, outputs, history and settings go to a temporary folder, never the real user's."""
+    if "DIFFUSION_STUDIO_HOME" not in os.environ:
+        os.environ["DIFFUSION_STUDIO_HOME"] = str(tmp_path_factory.mktemp("studio-home"))
+    yield

@@ -48,7 +48,7 @@ def is_model_dir(path: Path) -> bool:
 
 
 # The bundled model a new user sees first, then the others in this order (assets/models).
-PREFERRED_MODELS = ("shapes", "digits", "landscapes")
+PREFERRED_MODELS = ("shapes", "landscapes", "digits")
 
 
 def list_models() -> list[Path]:
