@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,26 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from diffusion import SAMPLERS, BatchRNG, initial_noise, make_schedule, sample  # noqa: E402
 from diffusion.mixture import example_mixture, mixture_denoiser, mixture_error  # noqa: E402
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.platform()}, {cpu}, python {platform.python_version()}, numpy {np.__version__}"
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "uncommitted"
-    except OSError:
-        return "uncommitted"
+from benchmarks.report import commit, machine  # noqa: E402
 
 
 class BatchNormalRNG:
@@ -105,7 +84,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="10 and 20 steps only")
     args = parser.parse_args(argv)
     step_counts = (10, 20) if args.quick else (10, 20, 50, 1000)
-    print(f"machine: {machine()}\ncommit: {commit()}\n")
+    print(f"machine: {machine(f'numpy {np.__version__}')}\ncommit: {commit()}\n")
     print("Gaussian mixture (3 components, 2-D, N=4000), linear T=1000, leading spacing: "
           "max abs error (in standard errors)")
     print(table(("sampler", "steps", "weights", "mean", "cov"), quality(step_counts)))

@@ -11,33 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
-        return out.stdout.strip() or "uncommitted"
-    except OSError:
-        return "uncommitted"
-
-
-def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", {torch.cuda.get_device_name()}" if device == "cuda" else ""
-    return f"{platform.system()} {cpu} x{torch.get_num_threads()} threads{gpu}"
+from benchmarks.report import commit, machine  # noqa: E402
 
 
 def bench(preset: str, steps: int, warmup: int, device: str, tmp: Path, vae_run: Path | None) -> dict:
@@ -81,7 +64,8 @@ def main() -> None:
                                                tmp / f"vae-{vae_name}", device=args.device, progress=False)
                 vae_run = vae_runs[vae_name]
             results.append(bench(preset, args.steps, args.warmup, args.device, tmp, vae_run))
-    print(f"machine: {machine(args.device)}\ncommit: {commit()}\ndevice: {args.device}, steps timed: {args.steps} after {args.warmup} warm-up\n")
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else ""
+    print(f"machine: {machine(f'{torch.get_num_threads()} torch threads', gpu)}\ncommit: {commit()}\ndevice: {args.device}, steps timed: {args.steps} after {args.warmup} warm-up\n")
     print(f"| {'preset':<14} | {'kind':<6} | {'size':>4} | {'batch':>5} | {'images/s':>9} |")
     print(f"|{'-' * 16}|{'-' * 8}|{'-' * 6}|{'-' * 7}|{'-' * 11}|")
     for r in results:

@@ -6,11 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.evals.landscapes import main  # noqa: E402
+from benchmarks.evals import common, landscapes  # noqa: E402
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as exc:
-        sys.exit(f"error: {exc}")
+    common.run_main(landscapes.main)

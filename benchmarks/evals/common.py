@@ -7,13 +7,14 @@ The generator is only ever reached through `desktop.runtime` (`open_bundle`, `ge
 from __future__ import annotations
 
 import dataclasses
-import platform
-import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..report import commit, machine
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "assets" / "models"
@@ -138,34 +139,6 @@ def as_rgb_uint8(image) -> np.ndarray:
 # --------------------------------------------------------------------------- reporting
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, check=False, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
-    head = out.stdout.strip()
-    if out.returncode != 0 or not head:
-        return "uncommitted"
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True,
-                           text=True, check=False, timeout=10).stdout.strip()
-    return head + ("+dirty" if dirty else "")
-
-
 def format_table(header: list[str], rows: list[list]) -> str:
     """A plain fixed-width table; floats with 3 decimals."""
     def cell(v):
@@ -190,6 +163,14 @@ def print_report(title: str, model: str | Path, header: list[str], rows: list[li
         print(notes)
     print()
     print(format_table(header, rows))
+
+
+def run_main(main) -> None:
+    """Run an evaluation's `main()`, turning a missing bundle or a bad option into a one-line error."""
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
 
 
 def add_common_args(parser, model: str, n: int) -> None:

@@ -63,9 +63,13 @@ class ModelEntry:
 
 
 def find_model_folders(root: Path) -> list[Path]:
+    """Model folders in `root`; the bundled default (PREFERRED_MODELS) first, then by name."""
+    from desktop.runtime.paths import PREFERRED_MODELS, is_model_dir
+
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and ((p / "studio.json").exists() or (p / "model_index.json").exists()))
+    rank = {name: i for i, name in enumerate(PREFERRED_MODELS)}
+    return sorted((p for p in root.iterdir() if is_model_dir(p)), key=lambda p: (rank.get(p.name, len(rank)), p.name))
 
 
 def read_entry(path: Path, source: str) -> ModelEntry:
