@@ -178,7 +178,7 @@ def eval_scenes(bundle, n: int, seed: int):
     from . import shapes
 
     h, w = common.image_size(bundle)
-    data = str((bundle.manifest.provenance or {}).get("data", ""))
+    data = str((getattr(getattr(bundle, "manifest", None), "provenance", None) or {}).get("data", ""))
     if data == "landscapes":  # scenes of the kind the model was trained on
         from engine.data import landscapes
 

@@ -40,10 +40,11 @@ class ListRNG:
         return a
 
 
-def diffusers_loop(scheduler, x_T, step_kw=lambda i: {}):
+def diffusers_loop(scheduler, x_T, step_kw=lambda i: {}, model=None):
+    model = model or net
     x = torch.from_numpy(x_T.astype(np.float64))
     for i, t in enumerate(scheduler.timesteps):
-        out = net(x.numpy().astype(np.float32), np.full(x.shape[0], int(t)))
+        out = model(x.numpy().astype(np.float32), np.full(x.shape[0], int(t)))
         x = scheduler.step(torch.from_numpy(out.astype(np.float64)), t, x, **step_kw(i)).prev_sample
     return x.numpy()
 
@@ -151,7 +152,7 @@ def test_ddpm_clip_matches_diffusers_clip_sample(x_T, noises, monkeypatch):
     ("linear", 10, "trailing", "epsilon", 0.0, False),
     ("linear", 25, "trailing", "sample", 0.0, False),
     ("cosine", 20, "leading", "epsilon", 1.0, False),
-    ("scaled_linear", 50, "leading", "epsilon", 0.5, True),
+    ("scaled_linear", 50, "leading", "epsilon", 0.5, False),
     ("linear", 7, "leading", "v_prediction", 0.3, False),
 ])
 def test_ddim_matches_diffusers(name, steps, spacing, pred, eta, clip, x_T, noises):
@@ -164,6 +165,32 @@ def test_ddim_matches_diffusers(name, steps, spacing, pred, eta, clip, x_T, nois
     ours = sample_ddim(net, x_T, schedule, steps, eta=eta, prediction_type=pred, spacing=spacing,
                        rng=ListRNG(noises), clip_x0=clip)
     assert_close(ours, expected)
+
+
+def test_ddim_clip_equals_diffusers_when_nothing_is_clipped(x_T, noises):
+    """With x̂_0 inside [-1, 1] clipping changes nothing, so we still match diffusers' clip_sample."""
+    schedule = make_schedule("scaled_linear", 1000)
+    bounded = lambda x, t: (0.5 * np.tanh(x)).astype(np.float32)  # noqa: E731  an x̂_0 inside [-1, 1]
+    ref = DDIMScheduler(1000, trained_betas=schedule.betas, clip_sample=True, prediction_type="sample",
+                        timestep_spacing="leading")
+    ref.set_timesteps(20)
+    use_float64_alphas(ref, schedule)
+    expected = diffusers_loop(ref, x_T, lambda i: {"eta": 0.0}, model=bounded)
+    ours = sample_ddim(bounded, x_T, schedule, 20, prediction_type="sample", clip_x0=True)
+    assert_close(ours, expected)
+
+
+def test_ddim_clip_keeps_x0_and_eps_consistent(x_T):
+    """After clipping, ε̂ is recomputed so that x_t = sqrt(ᾱ) x̂_0 + sqrt(1-ᾱ) ε̂ still holds."""
+    from diffusion.samplers import predict_x0_eps
+
+    schedule = make_schedule("cosine", 1000)
+    x = 3 * x_T.astype(np.float64)
+    for t in (999, 500, 10):
+        x0, eps = predict_x0_eps(schedule, 5 * net(x, np.array([t])), x, t, "epsilon", True)
+        a = schedule.alphas_cumprod[t]
+        assert np.abs(x0).max() <= 1.0
+        np.testing.assert_allclose(np.sqrt(a) * x0 + np.sqrt(1 - a) * eps, x, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name,steps,spacing,pred", [

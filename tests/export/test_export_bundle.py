@@ -190,7 +190,7 @@ def test_fp16_weights_halve_the_weights_within_tolerance(tmp_path, latent_text_m
 
 
 def test_fp16_file_is_about_half_for_a_real_width(tmp_path):
-    from conftest import loaded
+    from tiny_models import loaded
     from diffusers import UNet2DModel
 
     unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
