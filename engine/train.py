@@ -42,6 +42,7 @@ from torch import nn
 from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import dump_toml, load_config
 from .ema import EMA
+from .loop import StepBookkeeping
 from .models import build_unet, unet_forward
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -416,7 +417,6 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     T = len(alphas_cumprod)
     null_class = len(class_names)
     p_drop = cc["cond_drop_prob"]
-    empty_states = None
     caption_cache: dict[str, torch.Tensor] = {}
 
     def frozen_text_states(captions: list[str]) -> torch.Tensor:
@@ -483,9 +483,12 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
 
     sample_fn = _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
                               ds, sched, diff_channels, diff_size, dev)
-    t_start, t_last, steps_since, stopped = time.time(), time.time(), 0, False
+    books = StepBookkeeping(acc, tc, out, flag=None, checkpoint=checkpoint, sample=sample_fn,
+                            append_metrics=append_metrics, bar=bar)
+    t_start, stopped = books.t_start, False
     model.train()
     with interrupt_flag() as flag:
+        books.flag = flag
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
             if "on_batch" in hooks:
@@ -520,34 +523,12 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
             optimizer.zero_grad(set_to_none=True)
             ema.update(raw)
             step += 1
-            steps_since += 1
             if "on_step" in hooks:
                 hooks["on_step"](step, float(loss))
-            if tc["log_every"] and (step % tc["log_every"] == 0 or step == tc["steps"]):
-                mean_loss = float(acc.gather(loss.detach().reshape(1)).mean())
-                now = time.time()
-                ips = steps_since * tc["batch"] * world / max(now - t_last, 1e-9)
-                t_last, steps_since = now, 0
-                if acc.is_main_process:
-                    append_metrics(out / "metrics.jsonl", {"step": step, "loss": mean_loss, "lr": lr, "images_per_s": ips})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.1f}")
-            if bar is not None:
-                bar.update(1)
-            stop = flag["stop"]
-            time_up = bool(tc["max_seconds"]) and time.time() - t_start >= tc["max_seconds"]
-            if world > 1:
-                flags = acc.reduce(torch.tensor([float(stop), float(time_up)], device=dev), "max")
-                stop, time_up = bool(flags[0].item()), bool(flags[1].item())
-            if stop:
-                stopped = True
+            ended = books.after_step(step, lr, {"loss": loss})
+            if ended:
+                stopped = ended == "interrupted"
                 break
-            if time_up:  # a time budget ends the run like its last step: final model written
-                break
-            if tc["checkpoint_every"] and step % tc["checkpoint_every"] == 0 and step < tc["steps"]:
-                checkpoint("periodic")
-            if tc["sample_every"] and step % tc["sample_every"] == 0 and acc.is_main_process:
-                sample_fn(out / "samples" / f"step_{step:06d}.png")
     if bar is not None:
         bar.close()
     checkpoint("interrupted" if stopped else "end")

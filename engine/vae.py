@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import CheckpointError, capture_rng, restore_rng, save_checkpoint
 from .config import load_config
+from .loop import StepBookkeeping
 from .models import PatchDiscriminator, build_vae
-from .train import (CHECKPOINT, StepBatchSampler, TrainError, append_metrics, atomic_write_text, batch_indices, collate,
+from .train import (CHECKPOINT, StepBatchSampler, TrainError, append_metrics, batch_indices, collate,
                     interrupt_flag, lr_at, machine_name, make_accelerator, make_dataset, prepare_run_folder,
                     save_png_grid, step_generator)
 
@@ -238,10 +239,13 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
             raw.train()
         save_png_grid(path, torch.cat([x, rec]).float().cpu().numpy(), cols=n)
 
-    t_start, t_last, steps_since, stopped = time.time(), time.time(), 0, False
+    books = StepBookkeeping(acc, tc, out, flag=None, checkpoint=checkpoint, sample=sample_grid,
+                            append_metrics=append_metrics, bar=bar)
+    t_start, stopped = books.t_start, False
     model.train()
     disc.train()
     with interrupt_flag() as flag:
+        books.flag = flag
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
             if "on_batch" in hooks:
@@ -281,35 +285,12 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
                 opt_d.step()
                 opt_d.zero_grad(set_to_none=True)
             step += 1
-            steps_since += 1
             if "on_step" in hooks:
                 hooks["on_step"](step, float(rec_loss))
-            if tc["log_every"] and (step % tc["log_every"] == 0 or step == tc["steps"]):
-                vals = acc.gather(torch.stack([loss.detach(), rec_loss.detach(), d_loss.detach()]).reshape(1, 3)).mean(0)
-                now = time.time()
-                ips = steps_since * tc["batch"] * world / max(now - t_last, 1e-9)
-                t_last, steps_since = now, 0
-                if acc.is_main_process:
-                    append_metrics(out / "metrics.jsonl", {"step": step, "loss": float(vals[0]), "rec_loss": float(vals[1]),
-                                                           "disc_loss": float(vals[2]), "lr": lr, "images_per_s": ips})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{float(vals[0]):.4f}", rec=f"{float(vals[1]):.4f}", img_s=f"{ips:.1f}")
-            if bar is not None:
-                bar.update(1)
-            stop = flag["stop"]
-            time_up = bool(tc["max_seconds"]) and time.time() - t_start >= tc["max_seconds"]
-            if world > 1:
-                flags = acc.reduce(torch.tensor([float(stop), float(time_up)], device=dev), "max")
-                stop, time_up = bool(flags[0].item()), bool(flags[1].item())
-            if stop:
-                stopped = True
+            ended = books.after_step(step, lr, {"loss": loss, "rec_loss": rec_loss, "disc_loss": d_loss})
+            if ended:
+                stopped = ended == "interrupted"
                 break
-            if time_up:  # a time budget ends the run like its last step: final model written
-                break
-            if tc["checkpoint_every"] and step % tc["checkpoint_every"] == 0 and step < tc["steps"]:
-                checkpoint("periodic")
-            if tc["sample_every"] and step % tc["sample_every"] == 0 and acc.is_main_process:
-                sample_grid(out / "samples" / f"step_{step:06d}.png")
     if bar is not None:
         bar.close()
     checkpoint("interrupted" if stopped else "end")

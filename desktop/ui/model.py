@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
