@@ -20,6 +20,7 @@ reads TOML but does not write it).
                     ("auto" = bf16 on CUDA, off on CPU | "no" | "bf16" | "fp16"), checkpoint_every,
                     sample_every, log_every, seed, prediction_type, num_workers, sample_steps,
                     max_seconds (wall-clock budget; 0 = none; the run ends early with its final model)
+    [defaults]      sampler, steps, guidance (0 = automatic), spacing: the bundle's defaults
     [vae_loss]      recon ("l1"|"l2"), kl_weight, perceptual_weight, perceptual_weights (path,
                     optional), adv_weight, adv_start, adaptive_weight
 """
@@ -50,6 +51,9 @@ DEFAULTS: dict = {
         "disc_channels": 32,
     },
     "conditioning": {"text": "", "class": False, "mask": "", "cond_drop_prob": 0.1},
+    # What the exported bundle offers first in the app and `generate` (guidance 0 = 3 for
+    # conditional models, 1 otherwise). Chosen from the model's evaluation, not at training time.
+    "defaults": {"sampler": "dpmpp_2m", "steps": 20, "guidance": 0.0, "spacing": "trailing"},
     "schedule": {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02, "cosine_s": 0.008},
     "training": {
         "steps": 1000,
@@ -88,6 +92,8 @@ CHOICES = {
     ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16"),
     ("training", "prediction_type"): ("epsilon", "v_prediction"),
     ("vae_loss", "recon"): ("l1", "l2"),
+    ("defaults", "sampler"): ("ddpm", "ddim", "dpmpp_2m"),
+    ("defaults", "spacing"): ("leading", "trailing", "linspace"),
 }
 
 

@@ -621,7 +621,8 @@ def save_final_model(cfg, out, raw, ema, vae, scale_factor, text, text_trains, c
         kind=cfg["kind"], unet=model.unet.cpu(), vae=vae.cpu() if vae is not None else None, scale_factor=float(scale_factor),
         text_encoder=(model.text if text_trains else text), class_names=list(class_names) or None, mask=mask,
         schedule=sched.to_dict(), prediction_type=tc["prediction_type"], image_size=size, image_channels=channels,
-        defaults={"sampler": "dpmpp_2m", "steps": 20, "guidance": 3.0 if (cc["class"] or cc["text"] or cc["mask"] == "semantic") else 1.0, "spacing": "trailing"},
+        defaults={**cfg["defaults"], "guidance": cfg["defaults"]["guidance"]
+                  or (3.0 if (cc["class"] or cc["text"] or cc["mask"] == "semantic") else 1.0)},
         provenance={"source": f"diffusion-studio train {cfg['name']}", "data": cfg["dataset"]["name"] + (f":{cfg['dataset']['path']}" if cfg["dataset"]["path"] else ""),
                     "steps": step, "train_seconds": round(seconds, 1), "machine": machine_name(), "metrics": metrics,
                     "rebuild": f"diffusion-studio train {cfg['name'] or 'config.toml'} --out {out.name}"},
