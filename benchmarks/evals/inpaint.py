@@ -170,6 +170,12 @@ def cell_box(h: int, w: int, region: tuple[int, int]) -> np.ndarray:
     return box
 
 
+def scene_kind(bundle) -> str:
+    """Which procedural scenes the evaluation inpaints: those the model was trained on."""
+    data = str((getattr(getattr(bundle, "manifest", None), "provenance", None) or {}).get("data", ""))
+    return "landscapes" if data == "landscapes" else "shapes"
+
+
 def eval_scenes(bundle, n: int, seed: int):
     """n (image, mask, reference boxes) at the bundle's size: procedural shapes scenes (evaluation
     seeds), or landscapes for a model trained on them; the mask is one random cell of the 3x3 grid (objects lie inside cells, so the border
@@ -178,8 +184,7 @@ def eval_scenes(bundle, n: int, seed: int):
     from . import shapes
 
     h, w = common.image_size(bundle)
-    data = str((getattr(getattr(bundle, "manifest", None), "provenance", None) or {}).get("data", ""))
-    if data == "landscapes":  # scenes of the kind the model was trained on
+    if scene_kind(bundle) == "landscapes":
         from engine.data import landscapes
 
         images = [landscapes.make_item(seed, i, size=h).image for i in range(n)]
@@ -235,5 +240,5 @@ def main(argv=None) -> None:
     table = [[r["setting"], r["max_abs_kept"], r["mean_abs_kept"], r["seam_ratio"], r["seam_ratio_median"],
               r["colour_ratio"], r["gradient_ratio"], r["seconds_per_image"]] for r in rows]
     common.print_report("inpainting: kept pixels and seam score (target seam ratio <= 1.2)", args.model,
-                        header, table, notes=f"{args.n} procedural shapes scenes, one 3x3 grid cell masked, seeds from {args.seed}; "
+                        header, table, notes=f"{args.n} procedural {scene_kind(bundle)} scenes, one 3x3 grid cell masked, seeds from {args.seed}; "
                               "seam ratio pooled over images (ratio of means)")
