@@ -208,9 +208,24 @@ def main(argv=None) -> int:
         cv = m.canvas
         cv.fill_labels(0)
         cv.checkpoint()
+        names = [name for name, _ in lc.labels]
+        index = {name: names.index(name) for name in names}
         yy, xx = np.mgrid[0:lc.height, 0:lc.width]
-        cv.labels[yy > lc.height * 0.62 + 3 * np.sin(xx / 5)] = 1
-        cv.labels[(xx - lc.width * 0.3) ** 2 + (yy - lc.height * 0.55) ** 2 < (lc.width * 0.12) ** 2] = 2
+        h, w_ = lc.height, lc.width
+        if {"sky", "mountains", "snow", "water", "sand", "grass", "trees"} <= set(index):
+            # a scene a user might paint: sky, a snowy peak, a lake with a beach, a meadow with trees
+            ridge = h * 0.55 - h * 0.25 * np.clip(1 - np.abs(xx - w_ * 0.62) / (w_ * 0.3), 0, 1)
+            cv.labels[:] = index["sky"]
+            cv.labels[yy > ridge] = index["mountains"]
+            cv.labels[(yy > ridge) & (yy < ridge + h * 0.07) & (yy < h * 0.42)] = index["snow"]
+            cv.labels[yy > h * 0.58] = index["water"]
+            cv.labels[yy > h * 0.7 + 2 * np.sin(xx / 6)] = index["sand"]
+            cv.labels[yy > h * 0.78 + 2 * np.sin(xx / 9 + 1)] = index["grass"]
+            for cx in (w_ * 0.15, w_ * 0.3, w_ * 0.8):
+                cv.labels[(yy > h * 0.74) & (yy < h * 0.92) & (np.abs(xx - cx) < (yy - h * 0.74) * 0.45)] = index["trees"]
+        else:
+            cv.labels[yy > h * 0.62 + 3 * np.sin(xx / 5)] = 1
+            cv.labels[(xx - w_ * 0.3) ** 2 + (yy - h * 0.55) ** 2 < (w_ * 0.12) ** 2] = 2
         cv.changed.emit()
         w.canvas.label_combo.setCurrentIndex(1)
         m.generate()
