@@ -60,3 +60,12 @@ class StepBookkeeping:
         if tc["sample_every"] and step % tc["sample_every"] == 0 and acc.is_main_process:
             self.sample(self.out / "samples" / f"step_{step:06d}.png")
         return None
+
+
+def progress_bar(acc, enabled: bool, tc: dict, step: int, name: str):
+    """A tqdm bar on the main process (None elsewhere or when disabled), resuming at `step`."""
+    if not (enabled and acc.is_main_process):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=tc["steps"], initial=step, desc=f"train {name}", unit="step", dynamic_ncols=True)

@@ -42,7 +42,7 @@ from torch import nn
 from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import dump_toml, load_config
 from .ema import EMA
-from .loop import StepBookkeeping
+from .loop import StepBookkeeping, progress_bar
 from .models import build_unet, unet_forward
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -465,11 +465,7 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     loader = torch.utils.data.DataLoader(
         ds, batch_sampler=StepBatchSampler(len(ds), tc["batch"], step, tc["steps"], tc["seed"], rank, world),
         num_workers=tc["num_workers"], collate_fn=collate)
-    bar = None
-    if progress and acc.is_main_process:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=tc["steps"], initial=step, desc=f"train {cfg['name'] or cfg['kind']}", unit="step", dynamic_ncols=True)
+    bar = progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"])
 
     def checkpoint(reason: str) -> None:
         acc.wait_for_everyone()

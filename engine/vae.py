@@ -35,7 +35,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, capture_rng, restore_rng, save_checkpoint
 from .config import load_config
-from .loop import StepBookkeeping
+from .loop import StepBookkeeping, progress_bar
 from .models import PatchDiscriminator, build_vae
 from .train import (CHECKPOINT, StepBatchSampler, TrainError, append_metrics, batch_indices, collate,
                     interrupt_flag, lr_at, machine_name, make_accelerator, make_dataset, prepare_run_folder,
@@ -215,11 +215,7 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
     loader = torch.utils.data.DataLoader(
         ds, batch_sampler=StepBatchSampler(len(ds), tc["batch"], step, tc["steps"], tc["seed"], rank, world),
         num_workers=tc["num_workers"], collate_fn=collate)
-    bar = None
-    if progress and acc.is_main_process:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=tc["steps"], initial=step, desc=f"train {cfg['name'] or 'vae'}", unit="step", dynamic_ncols=True)
+    bar = progress_bar(acc, progress, tc, step, cfg["name"] or "vae")
 
     def checkpoint(reason: str) -> None:
         acc.wait_for_everyone()
