@@ -45,12 +45,12 @@ def first_image(model: Path | None, tmp: Path) -> tuple[float, str, str]:
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
-    from desktop.ui import dirs
+    from desktop.runtime import paths
     from desktop.ui.model import find_model_folders
     from desktop.ui.window import MainWindow
 
     label = ""
-    if model is None and not find_model_folders(dirs.bundled_models_dir()):
+    if model is None and not find_model_folders(paths.bundled_models_dir()):
         sys.path.insert(0, str(ROOT / "scripts"))
         from screenshots import demo_bundles
 
@@ -58,7 +58,7 @@ def first_image(model: Path | None, tmp: Path) -> tuple[float, str, str]:
         label = " (demo bundle, not trained)"
     if model is not None:
         folder = Path(model).parent
-        dirs.bundled_models_dir = lambda: folder
+        paths.bundled_models_dir = lambda: folder
     app = QApplication.instance() or QApplication(["bench"])
     w = MainWindow()
     w.show()

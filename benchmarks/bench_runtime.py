@@ -52,7 +52,7 @@ def model_from_preset(name: str):
     channels = 1 if cfg["dataset"].get("grayscale") else 3
     vae, diff_channels, diff_size = None, channels, size
     if cfg["kind"] == "latent":
-        vae_cfg = load_config(Path(cfg["vae"]).name) if cfg["vae"] else load_config("tiny-vae")
+        vae_cfg = load_config(Path(cfg["vae"]).name)  # latent configs always name their VAE
         vae = build_vae(vae_cfg, channels, size).eval()
         diff_channels = int(vae.config.latent_channels)
         diff_size = size // 2 ** (len(vae.config.block_out_channels) - 1)
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from desktop.runtime.bundle import open_bundle
+    from desktop.runtime.pipeline import GenerationRequest, generate
     from export.bundle_writer import export_bundle, model_graphs
 
     model = load_source(args.source)
@@ -124,18 +125,12 @@ def main(argv=None) -> int:
             t_onnx = median_seconds(run_onnx, args.repeats)
             rows.append((b, t_torch * 1e3, t_onnx * 1e3, t_torch / t_onnx))
 
-        e2e = None
-        try:
-            from desktop.runtime.pipeline import GenerationRequest, generate
-
-            req = GenerationRequest(prompt="a red circle on blue", steps=args.steps, seed=0, batch_size=1,
-                                    sampler="dpmpp_2m")
-            generate(bundle, GenerationRequest(prompt="warm up", steps=2, seed=1))
-            t0 = time.perf_counter()
-            generate(bundle, req)
-            e2e = time.perf_counter() - t0
-        except ImportError:
-            pass
+        req = GenerationRequest(prompt="a red circle on blue", steps=args.steps, seed=0, batch_size=1,
+                                sampler="dpmpp_2m")
+        generate(bundle, GenerationRequest(prompt="warm up", steps=2, seed=1))
+        t0 = time.perf_counter()
+        generate(bundle, req)
+        e2e = time.perf_counter() - t0
 
         preview_share = None
         if bundle.preview is not None:
@@ -158,8 +153,7 @@ def main(argv=None) -> int:
     for b, tt, to, r in rows:
         print(f"| {b} | {tt:.2f} | {to:.2f} | {r:.2f} |")
     print()
-    if e2e is not None:
-        print(f"end to end (desktop.runtime.pipeline.generate, dpmpp_2m {args.steps} steps, 1 image): {e2e:.3f} s/image")
+    print(f"end to end (desktop.runtime.pipeline.generate, dpmpp_2m {args.steps} steps, 1 image): {e2e:.3f} s/image")
     if preview_share is not None:
         print(f"live preview (linear map + upsample): {preview_share * 100:.2f}% of a batch-1 U-Net step")
     else:

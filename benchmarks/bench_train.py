@@ -23,15 +23,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import commit, machine  # noqa: E402
 
 
-def bench(preset: str, steps: int, warmup: int, device: str, tmp: Path, vae_run: Path | None) -> dict:
-    from engine.config import load_config
+def bench(preset: str, cfg: dict, warmup: int, device: str, tmp: Path) -> dict:
+    """Trains `cfg` (the preset loaded with the timing overrides and, latent presets, the VAE run)."""
     from engine.train import train
 
-    over = {"training": {"steps": warmup + steps, "log_every": 1, "checkpoint_every": 0, "sample_every": 0}}
-    cfg = load_config(preset, over)
-    if cfg["kind"] == "latent":
-        over["vae"] = str(vae_run)
-        cfg = load_config(preset, over)
     run = train(cfg, tmp / preset, device=device, progress=False)
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     ips = [r["images_per_s"] for r in rows if r["step"] > warmup]
@@ -50,11 +45,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         vae_runs: dict[int, Path] = {}
-        for preset in args.presets:
-            from engine.config import load_config
+        from engine.config import load_config
 
-            cfg = load_config(preset)
-            vae_run = None
+        over = {"training": {"steps": args.warmup + args.steps, "log_every": 1, "checkpoint_every": 0,
+                             "sample_every": 0}}
+        for preset in args.presets:
+            cfg = load_config(preset, over)
             if cfg["kind"] == "latent":
                 vae_name = Path(cfg["vae"]).name if (Path(__file__).parent.parent / "engine" / "presets" / f"{Path(cfg['vae']).name}.toml").is_file() else "tiny-vae"
                 if vae_name not in vae_runs:
@@ -62,8 +58,8 @@ def main() -> None:
 
                     vae_runs[vae_name] = train(load_config(vae_name, {"training": {"steps": 2, "sample_every": 0, "checkpoint_every": 0}}),
                                                tmp / f"vae-{vae_name}", device=args.device, progress=False)
-                vae_run = vae_runs[vae_name]
-            results.append(bench(preset, args.steps, args.warmup, args.device, tmp, vae_run))
+                cfg["vae"] = str(vae_runs[vae_name])
+            results.append(bench(preset, cfg, args.warmup, args.device, tmp))
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else ""
     print(f"machine: {machine(f'{torch.get_num_threads()} torch threads', gpu)}\ncommit: {commit()}\ndevice: {args.device}, steps timed: {args.steps} after {args.warmup} warm-up\n")
     print(f"| {'preset':<14} | {'kind':<6} | {'size':>4} | {'batch':>5} | {'images/s':>9} |")

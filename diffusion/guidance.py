@@ -31,13 +31,17 @@ def cfg_denoiser(model, cond: dict, uncond: dict, scale: float):
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not np.isfinite(scale):
         raise ValueError(f"guidance scale must be a finite number, got {scale!r}")
     scale = float(scale)
+    cache: dict[int, dict] = {}  # batch size -> the doubled conditioning (built once, not every step)
 
     def denoiser(x, t):
         x = np.asarray(x)
         batch = x.shape[0]
         t = np.broadcast_to(np.asarray(t, dtype=np.int64), (batch,))
-        cond2 = {k: np.concatenate([_batched(uncond[k], batch, k, "uncond"), _batched(cond[k], batch, k, "cond")])
-                 for k in cond}
+        cond2 = cache.get(batch)
+        if cond2 is None:
+            cond2 = cache[batch] = {
+                k: np.concatenate([_batched(uncond[k], batch, k, "uncond"), _batched(cond[k], batch, k, "cond")])
+                for k in cond}
         out = np.asarray(model(np.concatenate([x, x]), np.concatenate([t, t]), **cond2))
         if out.shape[0] != 2 * batch:
             raise ValueError(f"the model returned batch {out.shape[0]} for a guided batch of {2 * batch}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from .condition import _as_mask
 from .forward import q_sample, q_step_sample
-from .samplers import VARIANCES, call_model, check_common, check_steps, ddpm_step, predict_x0_eps
+from .samplers import VARIANCES, call_model, check_common, check_steps, ddpm_step, finish_step, predict_x0_eps
 from .schedule import Schedule, respace
 from .spacing import timesteps
 
@@ -42,15 +42,21 @@ def _check_known(known_x0, mask, shape=None):
 def inpaint_hook(schedule: Schedule, known_x0, mask, rng):
     """A sampler hook ``(x_prev, t_prev) -> x_prev`` blending the re-noised known image where mask < 1."""
     known, m = _check_known(known_x0, mask)
+    return _blend_hook(schedule, known, m, rng)
+
+
+def _blend_hook(schedule: Schedule, known: np.ndarray, m: np.ndarray, rng):
+    """inpaint_hook's hook for an already checked (known, m)."""
     if rng is None or not hasattr(rng, "randn"):
         raise ValueError("inpaint_hook re-noises the known image and needs rng=BatchRNG(seeds)")
+    known64 = known.astype(np.float64, copy=False)  # converted once, not at every step
 
     def hook(x_prev, t_prev):
         x_prev = np.asarray(x_prev)
         k = np.broadcast_to(known, x_prev.shape) if known.shape != x_prev.shape else known
         if t_prev >= 0:
-            k = q_sample(schedule, k.astype(np.float64), int(t_prev), np.asarray(rng.randn(x_prev.shape[1:]),
-                                                                                  dtype=np.float64))
+            k64 = np.broadcast_to(known64, x_prev.shape) if known64.shape != x_prev.shape else known64
+            k = q_sample(schedule, k64, int(t_prev), np.asarray(rng.randn(x_prev.shape[1:]), dtype=np.float64))
         return m * x_prev + (1 - m) * k
 
     return hook
@@ -81,11 +87,11 @@ def sample_repaint(model, x_T, schedule: Schedule, steps: int, known_x0, mask, j
     for name, v in (("jump_length", jump_length), ("resamples", resamples)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    _check_known(known_x0, mask, x.shape)
+    known, m = _check_known(known_x0, mask, x.shape)
     T = schedule.num_train_timesteps
     n = check_steps(steps, T)
     rs = respace(schedule, timesteps(T, n, spacing))
-    blend = inpaint_hook(schedule, known_x0, mask, rng)
+    blend = _blend_hook(schedule, known, m, rng)
     plan = _repaint_plan(n, jump_length, resamples)
     calls = sum(move == "down" for move, _ in plan)
     done = 0
@@ -98,7 +104,5 @@ def sample_repaint(model, x_T, schedule: Schedule, steps: int, known_x0, mask, j
         out = call_model(model, x, t, done, calls, cancel)
         x0, _ = predict_x0_eps(schedule, out, x, t, prediction_type, clip_x0)
         x = ddpm_step(rs, k, x, x0, variance, rng)
-        x = np.asarray(blend(x, int(rs.respaced_from[k - 1]) if k > 0 else -1), dtype=np.float64)
-        if callback is not None:
-            callback({"step": done, "steps": calls, "t": t, "x": x.astype(np.float32), "x0": x0.astype(np.float32)})
+        x = finish_step(x, x0, done, calls, t, int(rs.respaced_from[k - 1]) if k > 0 else -1, callback, blend)
     return x.astype(np.float32)

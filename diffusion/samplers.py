@@ -37,7 +37,7 @@ import inspect
 
 import numpy as np
 
-from .forward import PREDICTION_TYPES, to_x0_eps
+from .forward import PREDICTION_TYPES, eps_from_x0, to_x0_eps
 from .schedule import Schedule, respace
 from .spacing import dpm_solver_timesteps, timesteps
 
@@ -89,6 +89,12 @@ def check_common(model, x_T, schedule, prediction_type, rng=None, callback=None,
     return x.astype(np.float64)
 
 
+def sampler_timesteps(name: str, T: int, steps: int, spacing: str, steps_offset: int = 0) -> np.ndarray:
+    """The timesteps sampler ``name`` visits: ``dpm_solver_timesteps`` for dpmpp_2m, else ``timesteps``."""
+    visit = dpm_solver_timesteps if name == "dpmpp_2m" else timesteps
+    return visit(T, steps, spacing, steps_offset)
+
+
 def check_steps(steps, T: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
         raise ValueError(f"steps must be an integer, got {steps!r}")
@@ -123,8 +129,7 @@ def predict_x0_eps(schedule, out, x, t, prediction_type, clip_x0):
     x0, eps = to_x0_eps(schedule, out, x, int(t), prediction_type)
     if clip_x0:
         x0 = np.clip(x0, -1.0, 1.0)
-        a = schedule.alphas_cumprod[int(t)]
-        eps = (x - np.sqrt(a) * x0) / np.sqrt(1.0 - a)
+        eps = eps_from_x0(schedule, x, int(t), x0)
     return x0, eps
 
 
@@ -162,7 +167,7 @@ def sample_ddpm(model, x_T, schedule: Schedule, steps: int | None = None, *, pre
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
     T = schedule.num_train_timesteps
     n = check_steps(T if steps is None else steps, T)
-    ts = timesteps(T, n, spacing, steps_offset)
+    ts = sampler_timesteps("ddpm", T, n, spacing, steps_offset)
     rs = respace(schedule, ts)
     for j, t in enumerate(ts):
         out = call_model(model, x, t, j + 1, n, cancel)
@@ -184,7 +189,7 @@ def sample_ddim(model, x_T, schedule: Schedule, steps: int, *, eta: float = 0.0,
     x = check_common(model, x_T, schedule, prediction_type, rng, callback, cancel, hook, needs_rng=eta > 0)
     T = schedule.num_train_timesteps
     n = check_steps(steps, T)
-    ts = timesteps(T, n, spacing, steps_offset)
+    ts = sampler_timesteps("ddim", T, n, spacing, steps_offset)
     ac = schedule.alphas_cumprod
     for j, t in enumerate(ts):
         t_prev = int(ts[j + 1]) if j + 1 < n else -1
@@ -211,7 +216,7 @@ def sample_dpmpp_2m(model, x_T, schedule: Schedule, steps: int, *, prediction_ty
     x = check_common(model, x_T, schedule, prediction_type, None, callback, cancel, hook)
     T = schedule.num_train_timesteps
     n = check_steps(steps, T)
-    ts = dpm_solver_timesteps(T, n, spacing, steps_offset)
+    ts = sampler_timesteps("dpmpp_2m", T, n, spacing, steps_offset)
     ac = schedule.alphas_cumprod
     alpha, sigma = np.sqrt(ac), np.sqrt(1 - ac)
     lam = np.log(alpha) - np.log(sigma)

@@ -16,7 +16,7 @@ Schedules (all float64, indexed like diffusers: ``betas[0]`` takes the data x_0 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -135,3 +135,12 @@ def respace(schedule: Schedule, timesteps) -> Schedule:
     betas = 1.0 - ac / np.append(1.0, ac[:-1])
     return _derive(schedule.name, betas, ac, beta_start=schedule.beta_start, beta_end=schedule.beta_end,
                    cosine_s=schedule.cosine_s, respaced_from=ts)
+
+
+def truncate_schedule(schedule: Schedule, T: int) -> Schedule:
+    """The forward process restricted to t < T (every array indexed by t is cut; ᾱ_t is unchanged)."""
+    if T >= schedule.num_train_timesteps:
+        return schedule
+    cut = {f.name: getattr(schedule, f.name)[:T] for f in fields(schedule)
+           if isinstance(getattr(schedule, f.name), np.ndarray) and f.name != "respaced_from"}
+    return replace(schedule, num_train_timesteps=T, **cut)

@@ -78,8 +78,13 @@ def _digest(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, fsync'd and renamed over
+    `path` (readers see the old file or the new one, never a partial one); the temporary file is
+    removed if anything fails. Every atomic file write in engine/ goes through here."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -91,6 +96,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
 def save_checkpoint(path: str | Path, state: dict, summary: dict | None = None) -> Path:
     """Write `state` atomically to `path` (.safetensors) and `summary` (JSON) beside it."""
     from safetensors.torch import save
@@ -100,9 +110,9 @@ def save_checkpoint(path: str | Path, state: dict, summary: dict | None = None) 
     tensors: dict = {}
     skeleton = _flatten(state, "s", tensors)
     metadata = {"format": FORMAT, "version": VERSION, "skeleton": json.dumps(skeleton), "sha256": _digest(tensors)}
-    _atomic_write_bytes(path, save(tensors, metadata=metadata))
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
     if summary is not None:
-        _atomic_write_bytes(path.with_suffix(".json"), (json.dumps(summary, indent=2) + "\n").encode())
+        atomic_write_bytes(path.with_suffix(".json"), (json.dumps(summary, indent=2) + "\n").encode())
     return path
 
 

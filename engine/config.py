@@ -31,6 +31,8 @@ import math
 import tomllib
 from pathlib import Path
 
+from diffusion.schedule import SCHEDULES
+
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 KINDS = ("vae", "pixel", "latent")
@@ -88,7 +90,7 @@ CHOICES = {
     ("dataset", "name"): ("shapes", "landscapes", "digits", "folder"),
     ("conditioning", "text"): ("", "minilm", "scratch"),
     ("conditioning", "mask"): ("", "inpaint", "semantic"),
-    ("schedule", "name"): ("linear", "cosine", "scaled_linear"),
+    ("schedule", "name"): SCHEDULES,
     ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16"),
     ("training", "prediction_type"): ("epsilon", "v_prediction"),
     ("vae_loss", "recon"): ("l1", "l2"),

@@ -35,7 +35,8 @@ class EMA:
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Load the averaged weights into `model` (same architecture)."""
-        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.shadow.items()})
+        current = model.state_dict()
+        model.load_state_dict({k: v.to(current[k].dtype) for k, v in self.shadow.items()})
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.shadow)

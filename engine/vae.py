@@ -35,6 +35,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, capture_rng, restore_rng, save_checkpoint
 from .config import load_config
+from .loaded import replace_dir, vae_downscale
 from .loop import StepBookkeeping, progress_bar
 from .models import PatchDiscriminator, build_vae
 from .train import (CHECKPOINT, StepBatchSampler, TrainError, append_metrics, batch_indices, collate,
@@ -165,14 +166,12 @@ def save_vae_model(vae: nn.Module, folder: Path, info: dict) -> Path:
     """model/vae (diffusers save_pretrained) + model/studio_model.json, via a temporary folder + rename."""
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    vae.save_pretrained(str(tmp / "vae"), safe_serialization=True)
-    (tmp / "studio_model.json").write_text(json.dumps(info, indent=2) + "\n")
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        vae.save_pretrained(str(tmp / "vae"), safe_serialization=True)
+        (tmp / "studio_model.json").write_text(json.dumps(info, indent=2) + "\n")
+        replace_dir(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -235,13 +234,14 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
             raw.train()
         save_png_grid(path, torch.cat([x, rec]).float().cpu().numpy(), cols=n)
 
-    books = StepBookkeeping(acc, tc, out, flag=None, checkpoint=checkpoint, sample=sample_grid,
-                            append_metrics=append_metrics, bar=bar)
-    t_start, stopped = books.t_start, False
+    # eps for the reparameterisation, at the latent size (the data set's images are all size x size)
+    latent_shape = (cfg["model"]["latent_channels"], *[size // vae_downscale(raw.vae.config)] * 2)
+    t_start, stopped = time.time(), False
     model.train()
     disc.train()
     with interrupt_flag() as flag:
-        books.flag = flag
+        books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample_grid,
+                                append_metrics=append_metrics, bar=bar, t_start=t_start)
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
             if "on_batch" in hooks:
@@ -252,8 +252,7 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
                 for group in o.param_groups:
                     group["lr"] = lr
             with acc.autocast():
-                eps_shape = (x.shape[0], cfg["model"]["latent_channels"], *[s // 2 ** (len(cfg["model"]["block_out_channels"]) - 1) for s in x.shape[-2:]])
-                eps = torch.randn(eps_shape, generator=g, device=dev)
+                eps = torch.randn((x.shape[0], *latent_shape), generator=g, device=dev)
                 rec, mu, logvar = model(x, eps)
                 rec = rec.float()
                 rec_loss = (rec - x).abs().mean() if lc["recon"] == "l1" else (rec - x).pow(2).mean()

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from desktop.runtime.manifest import FORMAT, FORMAT_VERSION, manifest_from_dict, write_manifest
+from engine.loaded import replace_dir
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
@@ -52,10 +53,6 @@ class BundleExistsError(ExportError, FileExistsError):
     """OUT_DIR exists and overwrite was not asked for."""
 
 
-def _size2(size) -> tuple[int, int]:
-    return onnx_graphs._size2(size)
-
-
 def _code_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
@@ -72,7 +69,7 @@ def _jsonable(value):
 def model_graphs(model) -> list:
     """The graphs a model's bundle holds, in export order."""
     T = int(model.schedule["num_train_timesteps"])
-    H, W = _size2(model.image_size)
+    H = W = int(model.image_size)
     takes_class = onnx_graphs.unet_takes_class(model.unet)
     if bool(model.class_names) != takes_class:
         raise ExportError(
@@ -85,11 +82,7 @@ def model_graphs(model) -> list:
     if model.kind == "latent":
         if model.vae is None:
             raise ExportError("a latent model needs its VAE (model.vae is None); export needs the vae/ folder")
-        f = onnx_graphs.vae_factor(model.vae)
-        sample_size = (H // f, W // f)
-    else:
-        sample_size = (H, W)
-    graphs.append(onnx_graphs.unet_graph(model.unet, sample_size=sample_size, num_train_timesteps=T,
+    graphs.append(onnx_graphs.unet_graph(model.unet, sample_size=model.sample_size, num_train_timesteps=T,
                                          text_encoder=model.text_encoder,
                                          num_classes=len(model.class_names) + 1 if model.class_names else None))
     if model.kind == "latent":
@@ -110,13 +103,22 @@ def _export_one(graph, raw_dir: Path, bundle_dir: Path, *, fp16: bool, gpu_fp16:
                 external_data, check: bool, log) -> tuple[list[str], list[dict]]:
     """Exports and checks one graph; returns (files relative to the bundle, parity results)."""
     raw_path = onnx_graphs.export_graph(graph, raw_dir / graph.role / "model.onnx")
+    out_path = bundle_dir / FILE_OF_ROLE[graph.role]
+    references = parity.reference_outputs(graph) if check else None
     checks = []
     if check:
-        checks.append(parity.require(parity.check_graph(graph, raw_path, precision="fp32"), raw_path))
+        checks.append(parity.require(parity.check_graph(graph, raw_path, precision="fp32",
+                                                        references=references), raw_path))
         log(checks[-1].line())
+    optimize_unet = optimize and graph.role == "unet"
+    if not (fp16 or gpu_fp16 or optimize_unet) and _can_move_raw(raw_path, external_data):
+        # nothing to convert: the checked fp32 graph is the file shipped
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(raw_path, out_path)
+        return [out_path.relative_to(bundle_dir).as_posix()], [c.to_dict() for c in checks]
     proto = fp16_tools.load_model(raw_path)
     precision, providers = "fp32", None
-    if optimize and graph.role == "unet":
+    if optimize_unet:
         if check and not _cuda_available():
             raise ExportError("--optimize writes fused operators that only ONNX Runtime's CUDA provider runs, "
                               "and this machine has no CUDA provider to check them; export without --optimize "
@@ -128,14 +130,21 @@ def _export_one(graph, raw_dir: Path, bundle_dir: Path, *, fp16: bool, gpu_fp16:
         proto, precision = fp16_tools.compute_to_fp16(proto), "fp16-compute"
     elif fp16 or gpu_fp16:
         proto, precision = fp16_tools.weights_to_fp16(proto), "fp16"
-    out_path = bundle_dir / FILE_OF_ROLE[graph.role]
     written = fp16_tools.save_model(proto, out_path, external_data)
     del proto
     if check and (precision != "fp32" or providers):
-        checks.append(parity.require(parity.check_graph(graph, out_path, precision=precision,
-                                                        providers=providers), out_path))
+        checks.append(parity.require(parity.check_graph(graph, out_path, precision=precision, providers=providers,
+                                                        references=references), out_path))
         log(checks[-1].line())
     return [p.relative_to(bundle_dir).as_posix() for p in written], [c.to_dict() for c in checks]
+
+
+def _can_move_raw(raw_path: Path, external_data) -> bool:
+    """True when the exported file is what save_model would write: one self-contained graph (no
+    external data beside it) that is not asked, or too large, to get external data."""
+    if external_data or [p.name for p in raw_path.parent.iterdir()] != [raw_path.name]:
+        return False
+    return external_data is False or raw_path.stat().st_size < fp16_tools.EXTERNAL_DATA_THRESHOLD
 
 
 def _mask_spec(mask):
@@ -151,17 +160,13 @@ def _mask_spec(mask):
 def _text_spec(text_encoder):
     if text_encoder is None:
         return None
-    settings = text_encoder.tokenizer_settings() if hasattr(text_encoder, "tokenizer_settings") else {}
     return {"max_length": int(text_encoder.max_length), "hidden_size": int(text_encoder.dim),
-            "pad_id": int(settings.get("pad_id", getattr(text_encoder, "pad_id", 0)))}
+            "pad_id": int(text_encoder.tokenizer_settings()["pad_id"])}
 
 
 def _write_tokenizer(text_encoder, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if hasattr(text_encoder, "write_tokenizer_json"):
-        text_encoder.write_tokenizer_json(path)
-    else:
-        shutil.copyfile(text_encoder.tokenizer_json, path)
+    text_encoder.write_tokenizer_json(path)
 
 
 def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
@@ -169,16 +174,9 @@ def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() or out_dir.is_symlink():
         if not overwrite:
             raise BundleExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / "bundle")
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            os.replace(old / "bundle", out_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+        if not out_dir.exists():  # a dangling symlink: replace_dir only swaps out what exists
+            out_dir.unlink()
+    replace_dir(tmp, out_dir)
 
 
 def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: bool = False,
@@ -218,12 +216,11 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             shutil.rmtree(raw / graph.role, ignore_errors=True)
         shutil.rmtree(raw, ignore_errors=True)
 
-        H, W = _size2(model.image_size)
+        H = W = int(model.image_size)
         latent = None
         preview_report = None
         if model.kind == "latent":
-            f = onnx_graphs.vae_factor(model.vae)
-            latent = {"channels": int(model.vae.config.latent_channels), "height": H // f, "width": W // f,
+            latent = {"channels": model.latent_channels, "height": model.latent_size, "width": model.latent_size,
                       "scale_factor": float(model.scale_factor)}
             data_dir = (model.provenance or {}).get("data")
             preview, preview_report = preview_fit.fit_preview(model.vae, float(model.scale_factor), (H, W),
@@ -281,16 +278,8 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
 
 
 def _open_check(bundle: Path, log) -> None:
-    """Opens the finished bundle the way the app does (when desktop.runtime.bundle exists)."""
-    try:
-        from desktop.runtime.bundle import open_bundle
-    except ImportError:
-        from desktop.runtime.manifest import read_manifest, verify_hashes
+    """Opens the finished bundle the way the app does (write_manifest has just hashed every file)."""
+    from desktop.runtime.bundle import open_bundle
 
-        verify_hashes(read_manifest(bundle), bundle)
-        return
-    opened = open_bundle(bundle)
-    close = getattr(opened, "close", None)
-    if callable(close):
-        close()
+    open_bundle(bundle, verify=False)
     log("bundle         opens with desktop.runtime.bundle.open_bundle")

@@ -20,13 +20,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 TWO_GB = 2**31
+EXTERNAL_DATA_THRESHOLD = TWO_GB - 64 * 2**20  # a margin for the graph structure itself
 FP16_MAX = 65504.0
 MIN_ELEMENTS = 16
 
 
 def weights_to_fp16(model: onnx.ModelProto, min_elements: int = MIN_ELEMENTS) -> onnx.ModelProto:
-    """Stores float32 initializers as float16 followed by Cast(to=float); returns a new model."""
-    model = onnx.ModelProto.FromString(model.SerializeToString()) if _size(model) < TWO_GB else model
+    """Stores float32 initializers as float16 followed by Cast(to=float); converts `model` in place
+    and returns it."""
     graph = model.graph
     kept, casts = [], []
     for init in graph.initializer:
@@ -82,7 +83,7 @@ def _size(model: onnx.ModelProto) -> int:
 
 
 def needs_external_data(model: onnx.ModelProto) -> bool:
-    return _size(model) >= TWO_GB - 64 * 2**20  # a margin for the graph structure itself
+    return _size(model) >= EXTERNAL_DATA_THRESHOLD
 
 
 def save_model(model: onnx.ModelProto, path: Path, external_data: bool | None = None) -> list[Path]:

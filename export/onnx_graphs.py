@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -45,7 +45,6 @@ class Graph:
     output_names: list[str]
     dynamic_axes: dict[str, dict[int, str]]
     make_inputs: InputMaker  # (batch, rng) -> {input name: numpy array}
-    notes: dict = field(default_factory=dict)
 
     def torch_forward(self, feeds: dict) -> np.ndarray:
         """Runs the wrapper on numpy inputs (in `input_names` order) and returns a numpy output."""
@@ -118,10 +117,7 @@ class TextEncoderGraph(nn.Module):
 
     def __init__(self, text_encoder, uses_attention_mask: bool):
         super().__init__()
-        if isinstance(text_encoder, nn.Module):
-            self.text_encoder = text_encoder
-        else:  # a plain object with a forward(); its tensors are traced as constants
-            object.__setattr__(self, "text_encoder", text_encoder)
+        self.text_encoder = text_encoder
         self.uses_attention_mask = uses_attention_mask
 
     def forward(self, input_ids, attention_mask=None):
@@ -188,8 +184,7 @@ def unet_graph(unet: nn.Module, *, sample_size, num_train_timesteps: int, text_e
         axes["encoder_hidden_states"] = {0: "batch", 1: "sequence"}
     if "class_labels" in names:
         axes["class_labels"] = {0: "batch"}
-    return Graph("unet", UNetGraph(unet, names, null_context), names, ["out_sample"], axes, make_inputs,
-                 notes={"null_context": null_context is not None})
+    return Graph("unet", UNetGraph(unet, names, null_context), names, ["out_sample"], axes, make_inputs)
 
 
 def vae_factor(vae: nn.Module) -> int:
@@ -224,15 +219,10 @@ def vae_encoder_graph(vae: nn.Module, image_size) -> Graph:
 
 
 def text_vocab_size(text_encoder) -> int:
-    """The vocabulary size, read from the encoder's tokenizer JSON (or a `vocab_size` attribute)."""
+    """The vocabulary size: a `vocab_size` attribute, else the encoder's tokenizer's."""
     size = getattr(text_encoder, "vocab_size", None)
     if not size:
-        tokenizer = getattr(text_encoder, "tokenizer", None)
-        if tokenizer is None:
-            from tokenizers import Tokenizer
-
-            tokenizer = Tokenizer.from_file(str(text_encoder.tokenizer_json))
-        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        size = text_encoder.tokenizer.get_vocab_size(with_added_tokens=True)
     model_vocab = getattr(getattr(getattr(text_encoder, "model", None), "config", None), "vocab_size", None)
     return int(min(size, model_vocab) if model_vocab else size)
 

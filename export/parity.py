@@ -81,19 +81,31 @@ def make_session(path: Path, providers=None):
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
 
 
+def reference_outputs(graph, batch_sizes=BATCH_SIZES, seed: int = 1234) -> list[tuple[dict, np.ndarray]]:
+    """The random inputs of `check_graph` (per batch size, from `seed`) with PyTorch's outputs on them,
+    to pass as its `references` when one graph is checked more than once."""
+    rng = np.random.default_rng(seed)
+    references = []
+    for batch in batch_sizes:
+        feeds = graph.make_inputs(batch, rng)
+        references.append((feeds, graph.torch_forward(feeds)))
+    return references
+
+
 def check_graph(graph, onnx_path: Path, *, precision: str = "fp32", tolerance: float | None = None,
-                batch_sizes=BATCH_SIZES, seed: int = 1234, providers=None, session=None) -> ParityResult:
+                batch_sizes=BATCH_SIZES, seed: int = 1234, providers=None, session=None,
+                references=None) -> ParityResult:
     """Runs `onnx_path` in ONNX Runtime and `graph.module` in PyTorch on the same random inputs.
 
-    Returns the errors; does not raise (see `require`)."""
+    `references`: `reference_outputs(graph, batch_sizes, seed)` computed before (the PyTorch side
+    is then not run again). Returns the errors; does not raise (see `require`)."""
     tol = TOLERANCE[precision] if tolerance is None else tolerance
     session = session or make_session(onnx_path, providers)
     session_inputs = {i.name for i in session.get_inputs()}
-    rng = np.random.default_rng(seed)
+    if references is None:
+        references = reference_outputs(graph, batch_sizes, seed)
     max_abs = max_rel = 0.0
-    for batch in batch_sizes:
-        feeds = graph.make_inputs(batch, rng)
-        reference = graph.torch_forward(feeds)
+    for feeds, reference in references:
         out = session.run(None, {k: v for k, v in feeds.items() if k in session_inputs})[0]
         a, r = errors(out, reference)
         max_abs, max_rel = max(max_abs, a), max(max_rel, r)

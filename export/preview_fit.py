@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.onnx_graphs import encode_mean
+from desktop.runtime.manifest import atomic_write_text
+from desktop.runtime.preview import latent_preview
+from export.onnx_graphs import _size2, encode_mean, vae_factor
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -39,8 +41,7 @@ def apply_linear(preview: dict, latents: np.ndarray) -> np.ndarray:
     """rgb [N,3,h,w] = weight.T z + bias, clipped to [-1, 1] (what the runtime does)."""
     w = np.asarray(preview["weight"], dtype=np.float32)
     b = np.asarray(preview["bias"], dtype=np.float32)
-    rgb = np.einsum("nchw,ck->nkhw", latents.astype(np.float32), w) + b[None, :, None, None]
-    return np.clip(rgb, -1.0, 1.0)
+    return np.clip(latent_preview(latents.astype(np.float32), (w, b), 1), -1.0, 1.0)
 
 
 def _pool(images: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -85,11 +86,14 @@ def _generated_images(name: str, size: int, channels: int, limit: int) -> np.nda
 def training_pairs(vae, scale_factor: float, image_size, *, samples: int = 32, data_dir=None,
                    seed: int = 0, batch: int = 8) -> tuple[np.ndarray, np.ndarray, str]:
     """(scaled latents [N,C,h,w], pooled decodes [N,3,h,w], where the latents came from)."""
-    H, W = (image_size if isinstance(image_size, (list, tuple)) else (image_size, image_size))
-    f = 2 ** (len(vae.config.block_out_channels) - 1)
+    H, W = _size2(image_size)
+    f = vae_factor(vae)
     c = int(vae.config.latent_channels)
     h, w = H // f, W // f
     images = None
+    # a run trained on an image folder records its data as "folder:<path>"
+    if isinstance(data_dir, str) and data_dir.startswith("folder:") and Path(data_dir[len("folder:"):]).is_dir():
+        data_dir = data_dir[len("folder:"):]
     if data_dir is not None and Path(data_dir).is_dir():
         images = _data_images(Path(data_dir), (H, W), int(vae.config.in_channels), samples)
     elif data_dir is not None:
@@ -129,7 +133,5 @@ def fit_preview(vae, scale_factor: float, image_size, *, samples: int = 32, data
 def write_preview(preview: dict, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(preview, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(preview, indent=1))
     return path

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from desktop.runtime import pipeline
-    from desktop.ui import dirs
+    from desktop.runtime import paths
     from desktop.ui.model import find_model_folders
     from desktop.ui.widgets.dialogs import HelpDialog
     from desktop.ui.window import MainWindow
@@ -136,19 +136,20 @@ def main(argv=None) -> int:
         return w
 
     # 1. empty state: no models anywhere
-    dirs.bundled_models_dir = lambda: tmp / "none"
+    shipped = paths.bundled_models_dir()
+    paths.bundled_models_dir = lambda: tmp / "none"
     w = new_window()
     shot(w, "01-empty")
     w.close()
 
     models = args.models
     if models is None:
-        bundled = find_model_folders(dirs.paths.bundled_models_dir())
-        models = dirs.paths.bundled_models_dir() if bundled else None
+        bundled = find_model_folders(shipped)
+        models = shipped if bundled else None
     if models is None:
         models = tmp / "demo"
         demo_bundles(models)
-    dirs.bundled_models_dir = lambda: models
+    paths.bundled_models_dir = lambda: models
 
     w = new_window()
     m = w.model

@@ -4,12 +4,10 @@ desktop/ never pulls in torch, diffusers, transformers or engine; desktop/runtim
 Qt; diffusion/ pulls in nothing but numpy and the standard library.
 """
 import json
-import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 

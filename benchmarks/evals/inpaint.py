@@ -209,7 +209,12 @@ def generate_inpainted(bundle, setting, images, masks, seed: int):
 
 def evaluate(model_path, settings=common.SAMPLER_SETTINGS, n: int = 32, seed: int = 10_000) -> list[dict]:
     bundle = common.open_model(model_path)
-    images, masks, boxes = eval_scenes(bundle, n, seed)
+    return _evaluate_scenes(bundle, eval_scenes(bundle, n, seed), settings, seed)
+
+
+def _evaluate_scenes(bundle, scenes, settings, seed: int) -> list[dict]:
+    """One row per sampler setting on `scenes` = eval_scenes(bundle, n, seed)."""
+    images, masks, boxes = scenes
     rows = []
     for setting in settings:
         results, sec = generate_inpainted(bundle, setting, images, masks, seed)
@@ -230,11 +235,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_common_args(parser, "shapes", n=32)
     args = parser.parse_args(argv)
-    rows = evaluate(args.model, common.parse_samplers(args.samplers), args.n, args.seed)
+    bundle = common.open_model(args.model)
+    images, masks, boxes = scenes = eval_scenes(bundle, args.n, args.seed)
+    rows = _evaluate_scenes(bundle, scenes, common.parse_samplers(args.samplers), args.seed)
     header = ["sampler", "max |kept diff|", "mean |kept diff|", "seam ratio", "median", "colour ratio",
               "gradient ratio", "s/image"]
-    bundle = common.open_model(args.model)
-    images, masks, boxes = eval_scenes(bundle, args.n, args.seed)
     rows.append({"setting": "untouched scenes (baseline)", "seconds_per_image": float("nan"),
                  **score_inpainting(images, images, masks, boxes)})
     table = [[r["setting"], r["max_abs_kept"], r["mean_abs_kept"], r["seam_ratio"], r["seam_ratio_median"],

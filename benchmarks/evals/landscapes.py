@@ -158,6 +158,11 @@ def evaluate(model_path, settings=common.SAMPLER_SETTINGS, n: int = 24, seed: in
     bundle = common.open_model(model_path)
     h, _ = common.image_size(bundle)
     _, maps = scenes(n, seed, h)
+    return _evaluate_maps(bundle, maps, settings, seed)
+
+
+def _evaluate_maps(bundle, maps, settings, seed: int) -> list[dict]:
+    """One row per sampler setting on the label maps of scenes(n, seed, h)."""
     rows = []
     for setting in settings:
         images, sec = generate_for_maps(bundle, setting, maps, seed)
@@ -179,14 +184,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_common_args(parser, "landscapes", n=24)
     args = parser.parse_args(argv)
-    rows = evaluate(args.model, common.parse_samplers(args.samplers), args.n, args.seed)
+    bundle = common.open_model(args.model)
+    images, maps = scenes(args.n, args.seed, common.image_size(bundle)[0])
+    rows = _evaluate_maps(bundle, maps, common.parse_samplers(args.samplers), args.seed)
     names = label_names()
     header = ["sampler", "mIoU", "pixel acc"] + names + ["s/image"]
     table = [[r["setting"], r["miou"], r["pixel_accuracy"]] + [r["per_label"][n] for n in names]
              + [r["seconds_per_image"]] for r in rows]
     # the judge on real procedural scenes at the same seeds: the ceiling
-    bundle = common.open_model(args.model)
-    images, maps = scenes(args.n, args.seed, common.image_size(bundle)[0])
     ref = score_landscapes(images, maps)
     table.append(["procedural (ceiling)", ref["miou"], ref["pixel_accuracy"]] + [ref["per_label"][n] for n in names]
                  + [float("nan")])

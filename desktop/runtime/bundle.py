@@ -29,8 +29,8 @@ from diffusion.schedule import schedule_from_dict
 
 from . import providers
 from .manifest import (
-    MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Conditioning, Defaults, ImageSpec, LatentSpec, Manifest,
-    MaskSpec, TextSpec, UNetSpec, read_manifest, sha256_file, verify_hashes,
+    MANIFEST_NAME, MODEL_INDEX_NAME, PREDICTION_TYPES, SPACINGS, BundleError, Conditioning, Defaults, ImageSpec,
+    LatentSpec, Manifest, MaskSpec, TextSpec, UNetSpec, read_manifest, sha256_file, verify_hashes,
 )
 from .preview import read_preview_map
 from .text import TextEncoder, load_tokenizer
@@ -181,10 +181,9 @@ def _load_models(path: Path, files: dict, provider: str) -> tuple[dict, str]:
     models: dict[str, OnnxModel] = {}
     session, chosen = _session(path, files["unet"], "unet", provider)
     models["unet"] = OnnxModel("unet", files["unet"], session)
-    forced = providers.short_name(chosen) if chosen in providers.ALIASES.values() else chosen
     for role in ("vae_decoder", "vae_encoder", "text_encoder"):
         if role in files:
-            s, _ = _session(path, files[role], role, forced)
+            s, _ = _session(path, files[role], role, chosen)
             models[role] = OnnxModel(role, files[role], s)
     return models, chosen
 
@@ -249,25 +248,31 @@ def _sd_schedule(path: Path) -> tuple[dict, str, str]:
     }
     prediction_type = cfg.get("prediction_type", "epsilon")
     spacing = cfg.get("timestep_spacing", "leading")
-    if spacing not in ("leading", "trailing", "linspace"):
+    if spacing not in SPACINGS:
         spacing = "leading"
     return schedule, prediction_type, spacing
 
 
-def _sd_pad_id(path: Path, tokenizer) -> int:
+def _sd_pad_id(path: Path, tokenizer, tokenizer_config: dict | None = None) -> int:
+    """The pad token's id: special_tokens_map.json, else tokenizer_config.json (given if already read)."""
     for rel in ("tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json"):
-        if (path / rel).is_file():
-            pad = _json(path, rel).get("pad_token")
-            if isinstance(pad, dict):
-                pad = pad.get("content")
-            if isinstance(pad, str) and tokenizer.token_to_id(pad) is not None:
-                return tokenizer.token_to_id(pad)
+        if rel == "tokenizer/tokenizer_config.json" and tokenizer_config is not None:
+            data = tokenizer_config
+        elif (path / rel).is_file():
+            data = _json(path, rel)
+        else:
+            continue
+        pad = data.get("pad_token")
+        if isinstance(pad, dict):
+            pad = pad.get("content")
+        if isinstance(pad, str) and tokenizer.token_to_id(pad) is not None:
+            return tokenizer.token_to_id(pad)
     eos = tokenizer.token_to_id("<|endoftext|>")
     return eos if eos is not None else 0
 
 
 def _open_sd_folder(path: Path, provider: str) -> Bundle:
-    _json(path, MODEL_INDEX_NAME)  # must at least parse
+    index = _json(path, MODEL_INDEX_NAME)  # must at least parse
     files = {}
     for role in ("unet", "vae_decoder", "vae_encoder", "text_encoder"):
         if (path / role / "model.onnx").is_file():
@@ -293,18 +298,19 @@ def _open_sd_folder(path: Path, provider: str) -> Bundle:
             raise BundleError(f"tokenizer: cannot build the tokenizer ({exc})", "tokenizer", None) from None
         files["tokenizer"] = "tokenizer"
         max_length = 77
+        tok_config = None
         if (path / "tokenizer/tokenizer_config.json").is_file():
-            value = _json(path, "tokenizer/tokenizer_config.json").get("model_max_length")
+            tok_config = _json(path, "tokenizer/tokenizer_config.json")
+            value = tok_config.get("model_max_length")
             if isinstance(value, int) and 0 < value <= 4096:
                 max_length = value
         out = models["text_encoder"].outputs
         hidden_shape = out.get("last_hidden_state", next(iter(out.values())))[1]
-        text = TextSpec(max_length, _shape_dim(hidden_shape, 2) or 768, _sd_pad_id(path, tokenizer))
+        text = TextSpec(max_length, _shape_dim(hidden_shape, 2) or 768, _sd_pad_id(path, tokenizer, tok_config))
     schedule, prediction_type, spacing = _sd_schedule(path)
-    index = _json(path, MODEL_INDEX_NAME)
     manifest = Manifest(
         name=path.name, kind="latent", image=ImageSpec(h * 8, w * 8, 3), schedule=schedule,
-        prediction_type=prediction_type if prediction_type in ("epsilon", "v_prediction", "sample") else "epsilon",
+        prediction_type=prediction_type if prediction_type in PREDICTION_TYPES else "epsilon",
         unet=UNetSpec(cin, c), files=files, latent=LatentSpec(c, h, w, SD_SCALE_FACTOR),
         conditioning=Conditioning(text=text, mask=mask),
         defaults=Defaults(sampler="dpmpp_2m", steps=25, guidance=7.5 if text else 1.0, spacing=spacing),

@@ -27,18 +27,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from diffusion.forward import PREDICTION_TYPES
+from diffusion.samplers import SAMPLERS
+from diffusion.schedule import SCHEDULES
+from diffusion.spacing import SPACINGS
+
 FORMAT = "diffusion-studio-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "studio.json"
 MODEL_INDEX_NAME = "model_index.json"
 
 KINDS = ("pixel", "latent")
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-SCHEDULE_NAMES = ("linear", "cosine", "scaled_linear")
-# The names of diffusion.samplers.SAMPLERS and diffusion.spacing; repeated here so that export can
-# write a manifest without the sampler code (a test checks they agree).
-SAMPLERS = ("ddpm", "ddim", "dpmpp_2m")
-SPACINGS = ("leading", "trailing", "linspace")
+# PREDICTION_TYPES, SAMPLERS, SPACINGS (imported above) and SCHEDULE_NAMES are diffusion/'s names
+# (numpy only, so export can still write a manifest without the runtime).
+SCHEDULE_NAMES = SCHEDULES
 PRECISIONS = ("fp32", "fp16")
 MASK_KINDS = ("inpaint", "semantic")
 KNOWN_ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer", "preview")
@@ -149,9 +151,19 @@ class Manifest:
         return self.latent.channels if self.latent else self.image.channels
 
     @property
-    def diffused_size(self) -> tuple[int, int]:
-        """(h, w) of x_t."""
-        return (self.latent.height, self.latent.width) if self.latent else (self.image.height, self.image.width)
+    def vae_factor(self) -> int:
+        """Image pixels per x_t pixel along each side: image height / latent height, 1 for pixel models."""
+        return self.image.height // self.latent.height if self.latent else 1
+
+    @property
+    def clip_x0(self) -> bool:
+        """Whether samplers clamp the predicted x̂_0 to [-1, 1] (diffusers' clip_sample): pixel models only.
+
+        A pixel model's x_0 lives in [-1, 1]; without the clamp an epsilon model at a timestep whose
+        ᾱ_t is ~0 (cosine schedule, "trailing" spacing) divides its error by sqrt(ᾱ_t) and the image
+        saturates. Latent values are not bounded to [-1, 1], so latent models are never clipped.
+        """
+        return self.latent is None  # a pixel model (validation ties kind "pixel" to latent None)
 
     def to_dict(self) -> dict:
         """The JSON document, in the field order of docs/ARCHITECTURE.md."""

@@ -39,10 +39,6 @@ def outputs_dir() -> Path:
     return user_data_dir() / "outputs"
 
 
-def history_path() -> Path:
-    return user_data_dir() / "history.jsonl"
-
-
 def is_model_dir(path: Path) -> bool:
     return path.is_dir() and ((path / MANIFEST_NAME).is_file() or (path / MODEL_INDEX_NAME).is_file())
 

@@ -47,11 +47,11 @@ from diffusion.forward import q_sample
 from diffusion.guidance import cfg_denoiser
 from diffusion.inpaint import inpaint_hook
 from diffusion.noise import BatchRNG
-from diffusion.samplers import SAMPLERS, Cancelled, sample
-from diffusion.schedule import Schedule
-from diffusion.spacing import SPACINGS, dpm_solver_timesteps, timesteps
+from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_timesteps
+from diffusion.schedule import truncate_schedule
+from diffusion.spacing import SPACINGS
 
-from .bundle import Bundle
+from .bundle import Bundle, _shape_dim
 from .preview import latent_preview, to_uint8
 
 __all__ = ["GenerationRequest", "GenerationResult", "RequestError", "StepInfo", "generate", "Cancelled"]
@@ -249,15 +249,6 @@ def _from_uint8(rgb: np.ndarray, channels: int) -> np.ndarray:
     return (np.transpose(rgb, (2, 0, 1))[None].astype(np.float32) / 127.5 - 1.0).astype(np.float32)
 
 
-def truncate_schedule(schedule: Schedule, T: int) -> Schedule:
-    """The forward process restricted to t < T (every array indexed by t is cut; ᾱ_t is unchanged)."""
-    if T >= schedule.num_train_timesteps:
-        return schedule
-    cut = {f.name: getattr(schedule, f.name)[:T] for f in fields(schedule)
-           if isinstance(getattr(schedule, f.name), np.ndarray) and f.name != "respaced_from"}
-    return replace(schedule, num_train_timesteps=T, **cut)
-
-
 # --------------------------------------------------------------------------------------------
 # Resolving a request against a model
 
@@ -289,7 +280,7 @@ def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[Generat
         raise RequestError(f"batch_size must be an integer from 1 to 64, got {r.batch_size!r}")
     r.steps, r.seed, r.batch_size, r.guidance = int(r.steps), int(r.seed), int(r.batch_size), float(r.guidance)
 
-    factor = m.image.height // m.latent.height if m.latent else 1
+    factor = m.vae_factor
     r.height = m.image.height if r.height is None else r.height
     r.width = m.image.width if r.width is None else r.width
     for name in ("height", "width"):
@@ -298,7 +289,7 @@ def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[Generat
             raise RequestError(f"{name} must be a positive multiple of {factor}, got {v!r}")
     shape = bundle.unet.inputs["sample"][1]
     for name, axis, size in (("height", 2, r.height // factor), ("width", 3, r.width // factor)):
-        fixed = shape[axis] if len(shape) > axis and isinstance(shape[axis], int) else None
+        fixed = _shape_dim(shape, axis)
         if fixed is not None and fixed != size:
             raise RequestError(f"{name} {getattr(r, name)} is not possible: this model's U-Net only takes "
                                f"{m.image.height}x{m.image.width} images")
@@ -382,12 +373,12 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
     B, steps = r.batch_size, r.steps
     seeds = [r.seed + i for i in range(B)]
     C = m.diffused_channels
-    factor = m.image.height // m.latent.height if m.latent else 1
+    factor = m.vae_factor
     h, w = r.height // factor, r.width // factor
     calls_before = bundle.unet.calls
 
     # ---- encode: init image, mask, conditioning
-    known_x0 = None
+    known_x0 = pixels = None
     if r.init_image is not None:
         pixels = _from_uint8(r.init_image, m.image.channels)
         if m.latent:
@@ -417,7 +408,7 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
             channels = [np.ones((1, 1, h, w), np.float32), np.zeros((1, C, h, w), np.float32)]
         else:
             m_full = mask_full if mask_full is not None else np.ones(r.init_image.shape[:2], np.float32)
-            kept = masked_image(_from_uint8(r.init_image, m.image.channels), m_full)
+            kept = masked_image(pixels, m_full)
             if m.latent:
                 _check_cancel(cancel, 0, steps)
                 kept = bundle.vae_encoder.run({"sample": kept}, output="latent_mean") * m.latent.scale_factor
@@ -448,37 +439,32 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
     schedule = bundle.schedule
     run_schedule, run_steps = schedule, steps
     x_T = BatchRNG(seeds, stream=0).randn((C, h, w))
+    known_batch = None  # the encoded init image per batch item, float64 (img2img's start, the inpaint hook)
+    if known_x0 is not None and (r.strength < 1.0 or mask_small is not None):
+        known_batch = np.repeat(known_x0, B, axis=0).astype(np.float64)
     if known_x0 is not None and r.strength < 1.0:
         T = schedule.num_train_timesteps
         T_run = max(1, min(T, int(round(r.strength * T))))
         run_steps = max(1, min(T_run, int(round(r.strength * steps))))
         run_schedule = truncate_schedule(schedule, T_run)
-        visit = dpm_solver_timesteps if r.sampler == "dpmpp_2m" else timesteps
-        t_first = int(visit(T_run, run_steps, r.spacing)[0])
+        t_first = int(sampler_timesteps(r.sampler, T_run, run_steps, r.spacing)[0])
         noise = BatchRNG(seeds, stream=3).randn((C, h, w))
-        x_T = q_sample(schedule, np.repeat(known_x0, B, axis=0).astype(np.float64), t_first,
-                       noise.astype(np.float64)).astype(np.float32)
+        x_T = q_sample(schedule, known_batch, t_first, noise.astype(np.float64)).astype(np.float32)
     hook = None
     if known_x0 is not None and mask_small is not None:
-        hook = inpaint_hook(schedule, np.repeat(known_x0, B, axis=0).astype(np.float64), mask_small,
-                            BatchRNG(seeds, stream=2))
+        hook = inpaint_hook(schedule, known_batch, mask_small, BatchRNG(seeds, stream=2))
 
     def callback(info: dict) -> None:
-        if on_step is None:
-            return
         x0 = info["x0"]
         rgb = latent_preview(x0, bundle.preview, factor) if m.latent else x0
         on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=list(to_uint8(rgb)),
                          x_t=info["x"]))
 
-    # Pixel models live in [-1, 1]: clip the predicted x0 there (diffusers' clip_sample). Without it an
-    # epsilon model at a timestep whose alphas_cumprod is ~0 (cosine schedule, "trailing" spacing)
-    # divides its error by sqrt(alphas_cumprod) and the image saturates.
-    kw = dict(steps=run_steps, prediction_type=m.prediction_type, spacing=r.spacing, callback=callback,
-              cancel=cancel, hook=hook, clip_x0=not m.latent)
-    if r.sampler != "dpmpp_2m":
-        kw["rng"] = BatchRNG(seeds, stream=1)
-    x = sample(r.sampler, denoiser, x_T, run_schedule, **kw)
+    # Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why). Without on_step there
+    # is no callback, so the sampler makes no per-step float32 copies.
+    x = sample(r.sampler, denoiser, x_T, run_schedule, steps=run_steps, prediction_type=m.prediction_type,
+               spacing=r.spacing, rng=BatchRNG(seeds, stream=1), callback=callback if on_step is not None else None,
+               cancel=cancel, hook=hook, clip_x0=m.clip_x0)
     t_sampled = time.perf_counter()
 
     # ---- decode, one image at a time (so an image never depends on the batch)

@@ -14,6 +14,7 @@ atomically and never overwrites: `stem.png`, else `stem-1.png`, `stem-2.png`, ..
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -39,6 +40,12 @@ class RecipeError(ValueError):
 
 
 def versions() -> dict:
+    """Versions of this app, ONNX Runtime, numpy and Python (looked up once per process)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict:
     import onnxruntime
     try:
         from importlib.metadata import version

@@ -99,7 +99,10 @@ def create_session(path: str | os.PathLike, provider: str = "auto") -> tuple[ort
         raise ProviderError(
             f"execution provider '{provider}' is not available in this ONNX Runtime build "
             f"(available: {', '.join(short_name(p) for p in ort.get_available_providers())})")
+    fallback = None  # a CPU session ONNX Runtime fell back to, reused if CPU's turn comes
     for p in order:
+        if p == CPU and fallback is not None:
+            return fallback, CPU  # this fallback session is what CPU would have given
         session = _try_session(path, p, quiet=not forced and p != CPU)
         loaded = session.get_providers()[0]
         if loaded == p:
@@ -109,6 +112,8 @@ def create_session(path: str | os.PathLike, provider: str = "auto") -> tuple[ort
                 f"execution provider '{provider}' could not be loaded on this machine (ONNX Runtime fell back "
                 f"to {short_name(loaded)}); check the drivers, or use --provider cpu")
         _failed.add(p)
-        if loaded == CPU and CPU in order:
-            return session, CPU  # this fallback session is what CPU would have given
+        if loaded == CPU and fallback is None:
+            fallback = session
+    if fallback is not None:
+        return fallback, CPU
     return _try_session(path, CPU, quiet=False), CPU

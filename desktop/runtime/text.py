@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -70,23 +71,31 @@ def tokenize(tokenizer: Tokenizer, prompts: list[str]) -> tuple[np.ndarray, np.n
 
 
 class TextEncoder:
-    """Tokenizer + ONNX text encoder. `model` is a bundle.OnnxModel (has `.inputs` and `.run`)."""
+    """Tokenizer + ONNX text encoder. `model` is a bundle.OnnxModel (has `.inputs` and `.run`).
+
+    The states of the last `CACHE_SIZE` prompts are kept (least recently used dropped first)."""
+
+    CACHE_SIZE = 64
 
     def __init__(self, model, tokenizer: Tokenizer, max_length: int, pad_id: int):
         self.model = model
         self.tokenizer = configure(tokenizer, max_length, pad_id)
-        self.max_length = max_length
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def encode(self, prompts: list[str]) -> np.ndarray:
         """last_hidden_state [B, S, D] float32 for a list of prompts (each prompt encoded once)."""
-        todo = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        found = {p: self._cache[p] for p in dict.fromkeys(prompts) if p in self._cache}
+        todo = [p for p in dict.fromkeys(prompts) if p not in found]
         if todo:
             ids, mask = tokenize(self.tokenizer, todo)
             feeds = {"input_ids": ids}
             if "attention_mask" in self.model.inputs:
                 feeds["attention_mask"] = mask
             states = self.model.run(feeds, output="last_hidden_state")
-            for p, s in zip(todo, states):
-                self._cache[p] = s
-        return np.stack([self._cache[p] for p in prompts]).astype(np.float32)
+            found.update(zip(todo, states))
+        for p in dict.fromkeys(prompts):  # most recently used last
+            self._cache[p] = found[p]
+            self._cache.move_to_end(p)
+        while len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return np.stack([found[p] for p in prompts]).astype(np.float32)

@@ -1,28 +1,23 @@
 """What a model accepts, read from its manifest, in the shape the controls need.
 
-The manifest (`studio.json`, ARCHITECTURE.md) is turned into a plain dict first (`to_dict()`,
-a dataclass, or a dict), so this module depends only on the documented JSON schema.
+The manifest (`studio.json`, ARCHITECTURE.md) is turned into a plain dict first (`Manifest.to_dict()`),
+so this module depends only on the documented JSON schema.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from desktop.runtime.manifest import MANIFEST_NAME
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++ (2M)"}
 
 
 def manifest_dict(manifest) -> dict:
+    """A Manifest as its JSON dict (`to_dict()`); a plain dict is taken as it is."""
     if manifest is None:
         return {}
-    if isinstance(manifest, dict):
-        return manifest
-    for name in ("to_dict", "to_json_dict", "as_dict"):
-        if callable(getattr(manifest, name, None)):
-            return getattr(manifest, name)()
-    if dataclasses.is_dataclass(manifest):
-        return dataclasses.asdict(manifest)
-    return dict(vars(manifest))
+    return manifest if isinstance(manifest, dict) else manifest.to_dict()
 
 
 @dataclass
@@ -66,7 +61,7 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
                 name = getattr(item, "name", None) or item[0]
                 color = getattr(item, "color", None) or item[1]
                 labels.append((str(name), tuple(int(c) for c in color)))
-    sd_style = bool(folder) and not (Path(folder) / "studio.json").exists()
+    sd_style = bool(folder) and not (Path(folder) / MANIFEST_NAME).exists()
     return Capabilities(
         name=str(m.get("name") or (Path(folder).name if folder else "model")),
         description=str(m.get("description") or ""),

@@ -1,4 +1,4 @@
-"""Where the app keeps a user's files, and atomic writes.
+"""The app's own per-user files (history, settings) and their atomic JSON writes.
 
 Per-user files live under platformdirs' data and config dirs (DESIGN.md §5), as
 `desktop.runtime.paths` defines them (so the command line and the app agree; DIFFUSION_STUDIO_HOME
@@ -9,58 +9,26 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from desktop.runtime import paths
-
-
-def data_dir() -> Path:
-    return paths.user_data_dir()
-
-
-def config_dir() -> Path:
-    return paths.user_config_dir()
-
-
-def models_dir() -> Path:
-    return paths.user_models_dir()
-
-
-def outputs_dir() -> Path:
-    return paths.outputs_dir()
+from desktop.runtime.manifest import atomic_write_text
 
 
 def history_file() -> Path:
     """The app's history (a JSON list; the runtime's history.jsonl is the command line's log)."""
-    return data_dir() / "history.json"
+    return paths.user_data_dir() / "history.json"
 
 
 def settings_file() -> Path:
-    return config_dir() / "settings.json"
-
-
-def bundled_models_dir() -> Path:
-    return paths.bundled_models_dir()
+    return paths.user_config_dir() / "settings.json"
 
 
 def write_json_atomic(path: Path, data) -> None:
     """Write JSON to `path` via a temporary file in the same folder and os.replace."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def read_json(path: Path, default):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QImage
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -29,10 +29,6 @@ def qimage_from_array(image: np.ndarray) -> QImage:
     a = to_rgb_uint8(a)
     h, w, _ = a.shape
     return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
-def pixmap_from_array(image: np.ndarray) -> QPixmap:
-    return QPixmap.fromImage(qimage_from_array(image))
 
 
 def array_from_qimage(image: QImage) -> np.ndarray:

@@ -17,13 +17,15 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 
-from . import brush, dirs, images
+from desktop.runtime import paths
+from desktop.runtime.manifest import MANIFEST_NAME, SAMPLERS
+
+from . import brush, images
 from .caps import Capabilities, capabilities
 from .history import History, HistoryEntry
 from .settings import Settings
 from .worker import Frame, GenerationThread, friendly_error
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp_2m")
 MAX_SEED = 2**31 - 1
 MAX_UNDO = 50
 
@@ -64,18 +66,16 @@ class ModelEntry:
 
 def find_model_folders(root: Path) -> list[Path]:
     """Model folders in `root`; the bundled default (PREFERRED_MODELS) first, then by name."""
-    from desktop.runtime.paths import PREFERRED_MODELS, is_model_dir
-
     if not root.is_dir():
         return []
-    rank = {name: i for i, name in enumerate(PREFERRED_MODELS)}
-    return sorted((p for p in root.iterdir() if is_model_dir(p)), key=lambda p: (rank.get(p.name, len(rank)), p.name))
+    rank = {name: i for i, name in enumerate(paths.PREFERRED_MODELS)}
+    return sorted((p for p in root.iterdir() if paths.is_model_dir(p)), key=lambda p: (rank.get(p.name, len(rank)), p.name))
 
 
 def read_entry(path: Path, source: str) -> ModelEntry:
     """Describe a model folder from its manifest without loading any network."""
-    if not (path / "studio.json").exists():
-        return ModelEntry(path, source, capabilities({"name": path.name, "conditioning": {"text": {}}}, path))
+    if not (path / MANIFEST_NAME).exists():
+        return ModelEntry(path, source, capabilities({"name": path.name, "conditioning": {"text": True}}, path))
     try:
         from desktop.runtime.manifest import read_manifest
 
@@ -224,7 +224,6 @@ class StudioModel(QObject):
     trajectoryChanged = Signal()
     resultChanged = Signal()
     historyChanged = Signal()
-    settingsChanged = Signal()
     error = Signal(str)
     message = Signal(str)
 
@@ -244,14 +243,13 @@ class StudioModel(QObject):
         self.result_paths: list[Path | None] = []
         self.last_request = None
         self.show_noisy = bool(self.settings["show_noisy"])
-        self._last_step_time = 0.0
         self._run_started = 0.0
+        self._verified: set[Path] = set()   # bundles whose hashes were checked this session
 
     # --- models ---------------------------------------------------------------------------
     def refresh_models(self) -> None:
-        entries = [read_entry(p, "bundled") for p in find_model_folders(dirs.bundled_models_dir())]
-        entries += [read_entry(p, "user") for p in find_model_folders(dirs.models_dir())]
-        self.models = entries
+        bundled = paths.bundled_models_dir()
+        self.models = [read_entry(p, "bundled" if p.parent == bundled else "user") for p in paths.list_models()]
         self.modelsChanged.emit()
 
     def select_model(self, path: Path | str | None) -> bool:
@@ -265,10 +263,11 @@ class StudioModel(QObject):
         try:
             from desktop.runtime.bundle import open_bundle
 
-            bundle = open_bundle(path, provider=self.settings["provider"])
+            bundle = open_bundle(path, provider=self.settings["provider"], verify=path not in self._verified)
         except Exception as exc:  # noqa: BLE001
             self.error.emit(friendly_error(exc))
             return False
+        self._verified.add(path)
         self.bundle = bundle
         self.caps = capabilities(bundle.manifest, path)
         self.entry = next((e for e in self.models if e.path == path), ModelEntry(path, "user", self.caps))
@@ -280,7 +279,7 @@ class StudioModel(QObject):
         )
         self.canvas.resize(c.height, c.width)
         self.settings["last_model"] = str(path)
-        self._save_settings()
+        self.save_settings()
         self.bundleChanged.emit()
         self.paramsChanged.emit("")
         self.message.emit(f"Loaded {c.name} on {self.provider}")
@@ -307,21 +306,22 @@ class StudioModel(QObject):
         try:
             if not folder.is_dir():
                 raise FileNotFoundError(f"{folder} is not a folder. Choose the folder that holds studio.json (or model_index.json).")
-            if not ((folder / "studio.json").exists() or (folder / "model_index.json").exists()):
+            if not paths.is_model_dir(folder):
                 raise FileNotFoundError(f"{folder} holds no studio.json or model_index.json, so it is not a model bundle.")
             from desktop.runtime.bundle import open_bundle
 
             open_bundle(folder, provider="cpu")  # validates manifest, hashes and graphs
-            target = dirs.models_dir() / folder.name
+            target = paths.user_models_dir() / folder.name
             if target.resolve() != folder.resolve():
                 n = 2
                 while target.exists():
-                    target = dirs.models_dir() / f"{folder.name}-{n}"
+                    target = paths.user_models_dir() / f"{folder.name}-{n}"
                     n += 1
                 tmp = target.with_name(target.name + ".partial")
                 shutil.rmtree(tmp, ignore_errors=True)
                 shutil.copytree(folder, tmp)
                 tmp.replace(target)
+            self._verified.add(target)  # a copy of the folder just verified
         except Exception as exc:  # noqa: BLE001
             self.error.emit(friendly_error(exc))
             return False
@@ -333,10 +333,17 @@ class StudioModel(QObject):
         if getattr(self.params, name) == value:
             return
         self.params = replace(self.params, **{name: value})
+        if name in ("height", "width"):
+            self.canvas.resize(self.params.height, self.params.width)
         self.paramsChanged.emit(name)
 
     def randomize_seed(self) -> None:
         self.set_param("seed", random.randint(0, MAX_SEED))
+
+    def uses_strength(self) -> bool:
+        """img2img: an init image without an inpainting mask, so the strength applies."""
+        c, cv = self.caps, self.canvas
+        return cv.init_image is not None and not (c is not None and c.mask_kind == "inpaint" and cv.has_mask())
 
     def build_request(self):
         """The GenerationRequest for the current state, or raise ValueError in plain words."""
@@ -357,7 +364,7 @@ class StudioModel(QObject):
         return GenerationRequest(
             prompt=p.prompt if c.text else "", negative_prompt=p.negative_prompt if c.text else "",
             class_name=p.class_name if c.class_names else None,
-            init_image=init, strength=float(p.strength) if (init is not None and mask is None) else 1.0,
+            init_image=init, strength=float(p.strength) if self.uses_strength() else 1.0,
             mask=mask, labels=labels, sampler=p.sampler, steps=int(p.steps), guidance=float(p.guidance),
             seed=int(p.seed), batch_size=int(p.batch_size), height=int(p.height), width=int(p.width),
             spacing=p.spacing, model=c.name,
@@ -381,6 +388,7 @@ class StudioModel(QObject):
             if k in values:
                 values[k] = float(values[k])
         self.params = replace(self.params, **values, seed_locked=True)
+        self.canvas.resize(self.params.height, self.params.width)
         self.paramsChanged.emit("")
         self.message.emit("Restored the recipe (seed locked).")
 
@@ -407,8 +415,6 @@ class StudioModel(QObject):
             request = read_recipe(Path(path))
         except Exception as exc:  # noqa: BLE001
             self.error.emit(f"Could not read a recipe from {Path(path).name}: {friendly_error(exc)}")
-            return False
-        if request is None:
             return False
         model = getattr(request, "model", None)
         match = next((e.path for e in self.models if e.caps and model and e.caps.name == model), None)
@@ -456,7 +462,7 @@ class StudioModel(QObject):
             self.error.emit(str(exc))
             return False
         self.settings.add_recent_prompt(self.params.prompt)
-        self._save_settings()
+        self.save_settings()
         self.last_request = request
         self.frames = []
         self.trajectoryChanged.emit()
@@ -466,7 +472,7 @@ class StudioModel(QObject):
         self.thread.failed.connect(self._on_failed)
         self.thread.cancelled.connect(self._on_cancelled)
         self.thread.finished.connect(self._on_thread_finished)
-        self._run_started = self._last_step_time = time.perf_counter()
+        self._run_started = time.perf_counter()
         self.runningChanged.emit(True)
         self.progressChanged.emit(0, int(request.steps), 0.0, -1.0)
         n = int(request.batch_size)
@@ -489,7 +495,7 @@ class StudioModel(QObject):
             self.frameChanged.emit(frame)
 
     def _on_success(self, result, saved) -> None:
-        self.result_images = [images.to_rgb_uint8(i) for i in result.images]
+        self.result_images = list(result.images)  # HxWx3 uint8 (GenerationResult)
         self.result_paths = [p for p, _ in saved]
         entries = [
             HistoryEntry(path=str(p), recipe=_json_recipe(r["request"]), model=str(self.entry.path) if self.entry else "",
@@ -536,18 +542,14 @@ class StudioModel(QObject):
         if self.result_images:
             self.canvas.set_init_image(self.result_images[min(index, len(self.result_images) - 1)])
 
-    def _save_settings(self) -> None:
+    def save_settings(self) -> None:
         try:
             self.settings.save()
         except OSError as exc:
             self.error.emit(f"Could not save settings to {self.settings.path}: {exc}")
 
-    def save_settings(self) -> None:
-        self._save_settings()
-        self.settingsChanged.emit()
-
 
 def _json_recipe(recipe) -> dict:
-    d = recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe)
+    d = dict(recipe)
     return {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool, type(None), list, dict))
             and k not in ("init_image", "mask", "labels")}

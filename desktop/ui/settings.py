@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from desktop.runtime import paths
+
 from . import dirs
 
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt", "directml", "coreml", "rocm", "openvino")
 MAX_RECENT_PROMPTS = 20
 
 DEFAULTS = {
-    "output_dir": "",          # "" = dirs.outputs_dir()
+    "output_dir": "",          # "" = paths.outputs_dir()
     "provider": "auto",
     "preview_every": 1,        # refresh the live preview every N steps
     "recent_prompts": [],
@@ -44,7 +46,7 @@ class Settings:
         self.values[key] = value
 
     def output_dir(self) -> Path:
-        return Path(self.values["output_dir"]) if self.values["output_dir"] else dirs.outputs_dir()
+        return Path(self.values["output_dir"]) if self.values["output_dir"] else paths.outputs_dir()
 
     def add_recent_prompt(self, prompt: str) -> None:
         prompt = prompt.strip()

@@ -53,7 +53,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
 
         self.controls = ControlsPanel(m)
-        self.canvas = CanvasPanel(m, self)
+        self.canvas = CanvasPanel(m)
         self.preview = PreviewPanel(m)
         self.history = HistoryPanel(m)
         self.banner = ErrorBanner()

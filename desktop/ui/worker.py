@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +31,16 @@ class Frame:
 
 
 def frame_from_step(info, started: float) -> Frame:
-    previews = list(getattr(info, "preview", None) or getattr(info, "previews", None) or getattr(info, "images", None) or [])
+    previews = list(info.preview or [])
     x0 = images.tile(previews) if previews else None
-    x_t = getattr(info, "x_t", None)
+    x_t = info.x_t
     noisy = None
     if x_t is not None:
         arr = np.asarray(x_t)
         noisy = images.tile([images.latent_to_image(arr[i]) for i in range(arr.shape[0])]) if arr.ndim == 4 else images.latent_to_image(arr)
     if x0 is None:
         x0 = noisy if noisy is not None else np.zeros((8, 8, 3), np.uint8)
-    return Frame(int(info.step), int(info.steps), int(getattr(info, "t", -1)), x0, noisy, time.perf_counter() - started)
+    return Frame(int(info.step), int(info.steps), int(info.t), x0, noisy, time.perf_counter() - started)
 
 
 def is_cancelled_error(exc: BaseException) -> bool:
@@ -82,17 +81,13 @@ class GenerationThread(QThread):
     failed = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, bundle, request, out_dir: Path, *, save: bool = True, parent=None):
+    def __init__(self, bundle, request, out_dir: Path, *, parent=None):
         super().__init__(parent)
-        self.bundle, self.request, self.out_dir, self.save = bundle, request, Path(out_dir), save
+        self.bundle, self.request, self.out_dir = bundle, request, Path(out_dir)
         self._cancel = threading.Event()
-        self.error_detail = ""
 
     def cancel(self) -> None:
         self._cancel.set()
-
-    def is_cancel_requested(self) -> bool:
-        return self._cancel.is_set()
 
     def run(self) -> None:  # runs in the worker thread
         from desktop.runtime import pipeline
@@ -108,7 +103,6 @@ class GenerationThread(QThread):
             if is_cancelled_error(exc) or self._cancel.is_set():
                 self.cancelled.emit()
                 return
-            self.error_detail = traceback.format_exc()
             self.failed.emit(friendly_error(exc))
             return
         if getattr(result, "cancelled", False) or self._cancel.is_set():
@@ -121,10 +115,9 @@ class GenerationThread(QThread):
             stem = _slug(getattr(result, "model_name", "") or getattr(self.bundle, "name", "image"))
             for i, image in enumerate(result.images):
                 recipe = pngmeta.make_recipe(result, i)
-                path = pngmeta.save_png(image, recipe, self.out_dir, f"{stem}-{result.seeds[i]}") if self.save else None
+                path = pngmeta.save_png(image, recipe, self.out_dir, f"{stem}-{result.seeds[i]}")
                 saved.append((path, recipe))
         except BaseException as exc:  # noqa: BLE001
-            self.error_detail = traceback.format_exc()
             self.succeeded.emit(result, saved)
             self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(exc)}")
             return

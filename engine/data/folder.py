@@ -244,10 +244,6 @@ class ImageFolderDataset(Dataset):
         return [e.path for e in self.entries]
 
     @property
-    def captions(self) -> list[str]:
-        return [e.caption for e in self.entries]
-
-    @property
     def has_masks(self) -> bool:
         """True when every item has a mask (so a default collate can batch them)."""
         return all(e.mask is not None for e in self.entries)

@@ -60,8 +60,8 @@ class GeneratedDataset(Dataset):
 
     size: output side (None = the generator's native size). Items are dicts like
     ``ImageFolderDataset``'s: "image" float32 [C,H,W] in [-1,1], "class" int, "caption" str, and
-    "labels" int64 [H,W] for generators that make label maps. ``scene(i)`` gives the structured
-    description of item i.
+    "labels" int64 [H,W] for generators that make label maps. ``item(i).scene`` gives the
+    structured description of item i.
     """
 
     def __init__(self, name: str, count: int, seed: int = 0, size: int | None = None, **options):
@@ -101,9 +101,6 @@ class GeneratedDataset(Dataset):
         with mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn").Pool(workers) as pool:
             for i, it in zip(missing, pool.imap(make, missing, chunksize=64)):
                 self._cache[i] = it
-
-    def scene(self, index: int) -> dict:
-        return self.item(index).scene
 
     def __len__(self) -> int:
         return self.count

@@ -82,9 +82,9 @@ HOLDOUT: frozenset[tuple[str, str]] = frozenset({
     ("red", "heart"), ("green", "star"), ("blue", "triangle"), ("yellow", "circle"), ("purple", "square"),
 })
 
+# label map colour of each shape class (a fixed palette, independent of the colour the shape is drawn in)
 LABELS: list[tuple[str, tuple[int, int, int]]] = [("background", (0, 0, 0))] + [
-    (s, c) for s, c in zip(SHAPES, [(230, 30, 30), (40, 200, 50), (45, 85, 245), (245, 235, 40),
-                                    (255, 150, 20), (30, 220, 230), (170, 60, 235), (245, 245, 245)])
+    (s, COLORS[c]) for s, c in zip(SHAPES, ("red", "green", "blue", "yellow", "orange", "cyan", "purple", "white"))
 ]
 
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "medium-sized", "mid-sized"),

@@ -20,9 +20,9 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(home))
     bundled = tmp_path / "bundled"
     bundled.mkdir()
-    from desktop.ui import dirs
+    from desktop.runtime import paths
 
-    monkeypatch.setattr(dirs, "bundled_models_dir", lambda: bundled)
+    monkeypatch.setattr(paths, "bundled_models_dir", lambda: bundled)
     return {"home": home, "bundled": bundled, "tmp": tmp_path}
 
 

@@ -2,8 +2,8 @@
 
 Binds to `StudioModel.canvas` (a CanvasState): every stroke is `checkpoint()` then dabs, so undo
 works per stroke. Brush size: `[` / `]` or the mouse wheel; Ctrl+wheel zooms; middle button or
-Space+drag pans. Dropping an image loads it as the init image; dropping a PNG that carries a recipe
-restores the recipe instead.
+Space+drag pans. Dropping an image (the window handles drops) loads it as the init image; dropping a PNG
+that carries a recipe restores the recipe instead.
 """
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ class PaintView(ImageView):
     """The image view that paints into the CanvasState."""
 
     brushSizeChanged = Signal(float)
-    fileDropped = Signal(str)
 
     def __init__(self, canvas, parent=None):
         super().__init__(parent)
@@ -46,7 +45,6 @@ class PaintView(ImageView):
         self._last: QPointF | None = None
         self._cursor: QPointF | None = None
         self.setMouseTracking(True)
-        self.setAcceptDrops(True)
         canvas.changed.connect(self.refresh)
 
     def refresh(self) -> None:
@@ -139,18 +137,6 @@ class PaintView(ImageView):
             p.setPen(QPen(QColor(255, 255, 255, 120), 1, Qt.PenStyle.DashLine))
             p.drawEllipse(self._cursor, r * self.hardness, r * self.hardness)
 
-    # --- drag and drop --------------------------------------------------------------------
-    def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        for url in event.mimeData().urls():
-            if url.isLocalFile():
-                self.fileDropped.emit(url.toLocalFile())
-                event.acceptProposedAction()
-                return
-
 
 def _checkerboard(h: int, w: int, cell: int | None = None) -> np.ndarray:
     cell = cell or max(2, min(h, w) // 8)
@@ -165,13 +151,11 @@ def _checkerboard(h: int, w: int, cell: int | None = None) -> np.ndarray:
 class CanvasPanel(QWidget):
     """The canvas with its tool bar; which tools show depends on the model's mask kind."""
 
-    def __init__(self, model, window=None, parent=None):
+    def __init__(self, model, parent=None):
         super().__init__(parent)
         self.model = model
-        self.window_ = window
         self.view = PaintView(model.canvas)
         self.view.set_placeholder("Drop an image here")
-        self.view.fileDropped.connect(self.on_file_dropped)
 
         def act(text, slot, tip, checkable=False):
             a = QAction(text, self, checkable=checkable)
@@ -416,11 +400,12 @@ class CanvasPanel(QWidget):
 
 
 def _has_recipe(path: str) -> bool:
-    from PIL import Image
+    from desktop.runtime.pngmeta import RecipeError, read_recipe_dict
 
     try:
-        with Image.open(path) as im:
-            text = dict(getattr(im, "text", {}) or im.info)
-    except Exception:  # noqa: BLE001
+        read_recipe_dict(path)
+    except RecipeError:
         return False
-    return any(k in text for k in ("parameters", "diffusion-studio", "studio", "recipe"))
+    except Exception:  # noqa: BLE001 - a malformed recipe: restore_png reports it in plain words
+        return True
+    return True

@@ -278,7 +278,7 @@ class ControlsPanel(QWidget):
         self.times.setVisible(adjustable)
         self.size_fixed.setVisible(not adjustable)
         self.size_fixed.setText(f"{c.width} × {c.height} (fixed)" if c else "—")
-        img2img = self.model.canvas.init_image is not None and not (c and c.mask_kind == "inpaint" and self.model.canvas.has_mask())
+        img2img = self.model.uses_strength()
         self.strength_label.setVisible(img2img)
         self.strength.setVisible(img2img)
         self.generate_button.setEnabled(c is not None and not self.model.running)

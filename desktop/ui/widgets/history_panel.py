@@ -30,6 +30,7 @@ class HistoryPanel(QWidget):
     def __init__(self, model, parent=None):
         super().__init__(parent)
         self.model = model
+        self._icons: dict[str, QIcon] = {}   # thumbnails by PNG path, decoded once
         self.list = QListWidget()
         self.list.setViewMode(QListWidget.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB, THUMB))
@@ -55,8 +56,10 @@ class HistoryPanel(QWidget):
 
     def refresh(self) -> None:
         self.list.clear()
-        for e in self.model.history.entries:
-            item = QListWidgetItem(_thumb(e.path), (e.prompt or f"seed {e.recipe.get('seed')}")[:18])
+        entries = self.model.history.entries
+        self._icons = {e.path: self._icons[e.path] if e.path in self._icons else _thumb(e.path) for e in entries}
+        for e in entries:
+            item = QListWidgetItem(self._icons[e.path], (e.prompt or f"seed {e.recipe.get('seed')}")[:18])
             item.setToolTip(recipe_tooltip(e))
             self.list.addItem(item)
         self.empty.setVisible(not self.model.history.entries)
