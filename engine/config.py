@@ -14,7 +14,8 @@ reads TOML but does not write it).
                     norm_num_groups, cross_attention_dim (0 = the text encoder's dim),
                     latent_channels (VAE), disc_channels (VAE patch discriminator)
     [conditioning]  text ("minilm" | "scratch" | ""), class (bool), mask ("inpaint"|"semantic"|""),
-                    cond_drop_prob
+                    cond_drop_prob, inpaint_full_prob (mask "inpaint": share of training masks that
+                    cover the whole image, i.e. plain generation; the rest are boxes and strokes)
     [schedule]      name, T, beta_start, beta_end, cosine_s
     [training]      steps, batch, lr, warmup, ema_decay, grad_clip, mixed_precision
                     ("auto" = bf16 on CUDA, off on CPU | "no" | "bf16" | "fp16"), checkpoint_every,
@@ -52,7 +53,7 @@ DEFAULTS: dict = {
         "latent_channels": 4,
         "disc_channels": 32,
     },
-    "conditioning": {"text": "", "class": False, "mask": "", "cond_drop_prob": 0.1},
+    "conditioning": {"text": "", "class": False, "mask": "", "cond_drop_prob": 0.1, "inpaint_full_prob": 0.1},
     # What the exported bundle offers first in the app and `generate` (guidance 0 = 3 for
     # conditional models, 1 otherwise). Chosen from the model's evaluation, not at training time.
     "defaults": {"sampler": "dpmpp_2m", "steps": 20, "guidance": 0.0, "spacing": "trailing"},
@@ -148,6 +149,8 @@ def validate(cfg: dict, source: str = "config") -> dict:
             raise ConfigError(f"{source}: 'training.{key}' must be >= 1, got {t[key]}")
     if not 0.0 <= cfg["conditioning"]["cond_drop_prob"] < 1.0:
         raise ConfigError(f"{source}: 'conditioning.cond_drop_prob' must be in [0, 1)")
+    if not 0.0 <= cfg["conditioning"]["inpaint_full_prob"] <= 1.0:
+        raise ConfigError(f"{source}: 'conditioning.inpaint_full_prob' must be in [0, 1]")
     if cfg["kind"] == "latent" and not cfg["vae"]:
         raise ConfigError(f"{source}: a latent run needs 'vae' = path to a trained VAE run")
     if cfg["dataset"]["name"] == "folder" and not cfg["dataset"]["path"]:

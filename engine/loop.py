@@ -1,6 +1,8 @@
-"""The bookkeeping a training loop does after each optimizer step, shared by the VAE and the
-diffusion trainers: metrics (gathered across processes) to metrics.jsonl and the progress bar,
-Ctrl+C and the time budget (agreed across processes), periodic checkpoints and sample grids."""
+"""What the VAE and the diffusion trainers share around their own step: the data order
+(`batch_indices`, a pure function of seed and step; see engine.train), resuming from a checkpoint,
+writing one, and the bookkeeping after each optimizer step: metrics (gathered across processes) to
+metrics.jsonl and the progress bar, Ctrl+C and the time budget (agreed across processes), periodic
+checkpoints and sample grids."""
 from __future__ import annotations
 
 import time
@@ -8,7 +10,74 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+
+from .checkpoint import CheckpointError, capture_rng, restore_rng, save_checkpoint
+
+
+def batch_indices(n: int, batch: int, step: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
+    """Indices for process `rank` at global `step`: slice of the stream perm(seed,0) ++ perm(seed,1) ++ ..."""
+    start = (step * world + rank) * batch
+    out, epoch_cache = [], {}
+    for pos in range(start, start + batch):
+        epoch = pos // n
+        if epoch not in epoch_cache:
+            g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+            epoch_cache[epoch] = torch.randperm(n, generator=g)
+        out.append(int(epoch_cache[epoch][pos % n]))
+    return out
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Yields batch_indices(...) for steps start..steps-1 (a DataLoader batch_sampler)."""
+
+    def __init__(self, n, batch, start, steps, seed, rank, world):
+        self.args = (n, batch, seed, rank, world)
+        self.start, self.steps = start, steps
+
+    def __len__(self):
+        return max(0, self.steps - self.start)
+
+    def __iter__(self):
+        n, batch, seed, rank, world = self.args
+        for step in range(self.start, self.steps):
+            yield batch_indices(n, batch, step, seed, rank, world)
+
+
+def step_loader(ds, tc: dict, step: int, rank: int, world: int, collate) -> torch.utils.data.DataLoader:
+    """The batches of steps step..tc["steps"]-1 for process `rank` (`batch_indices`)."""
+    sampler = StepBatchSampler(len(ds), tc["batch"], step, tc["steps"], tc["seed"], rank, world)
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=tc["num_workers"], collate_fn=collate)
+
+
+def restore_state(state: dict | None, path: Path, loaders: dict[str, Callable[[dict], object]]) -> int:
+    """Resume: loaders[key](state[key]) for each part and the RNG states; returns the step (0 for a
+    new run). A checkpoint that does not fit the model raises CheckpointError naming `path`."""
+    if state is None:
+        return 0
+    try:
+        for key, load in loaders.items():
+            load(state[key])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path} does not match this config ({exc})") from exc
+    restore_rng(state["rng"])
+    return int(state["step"])
+
+
+def checkpointer(acc, path: Path, tc: dict, kind: str, name: str, step: Callable[[], int],
+                 parts: Callable[[], dict]) -> Callable[[str], None]:
+    """checkpoint(reason): the main process writes parts() + step, RNG and LR state to `path`
+    (atomically); every process waits for it."""
+    def checkpoint(reason: str) -> None:
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            s = step()
+            save_checkpoint(path, {**parts(), "step": s, "rng": capture_rng(),
+                                   "lr_scheduler": {"kind": "linear_warmup", "warmup": tc["warmup"], "last_step": s}},
+                            summary={"step": s, "reason": reason, "time": time.time(), "kind": kind, "config": name})
+        acc.wait_for_everyone()
+    return checkpoint
 
 
 @dataclass

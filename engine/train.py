@@ -6,8 +6,8 @@ t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (q_s
 ||target - net(x_t, t, cond)||^2 with target eps ("epsilon") or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0
 ("v_prediction"). Conditions are dropped with probability `cond_drop_prob` for classifier-free
 guidance: class -> the null index len(names), text -> the empty prompt "", semantic -> all-zero
-one-hot. Inpainting trains on random masks (boxes, brush strokes, 10% full masks); its channels are
-never dropped. AdamW, linear LR warm-up, gradient clipping, EMA, bf16 autocast on CUDA.
+one-hot. Inpainting trains on random masks (boxes, brush strokes, and a share `inpaint_full_prob` of
+full masks, i.e. plain generation); its channels are never dropped. AdamW, linear LR warm-up, gradient clipping, EMA, bf16 autocast on CUDA.
 
 Determinism and resume (decisions, also for multi-process runs):
 - The data order is a pure function of (seed, step): the index stream is the concatenation of
@@ -39,11 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_text, capture_rng, load_checkpoint,
-                         restore_rng, save_checkpoint)
+from .checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
 from .config import dump_toml, load_config
 from .ema import EMA
-from .loop import StepBookkeeping, progress_bar
+from .loop import StepBookkeeping, batch_indices, checkpointer, progress_bar, restore_state, step_loader
 from .models import build_unet, unet_forward
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -91,35 +90,6 @@ def dataset_label_spec(ds) -> list[dict]:
     return out
 
 
-def batch_indices(n: int, batch: int, step: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
-    """Indices for process `rank` at global `step`: slice of the stream perm(seed,0) ++ perm(seed,1) ++ ..."""
-    start = (step * world + rank) * batch
-    out, epoch_cache = [], {}
-    for pos in range(start, start + batch):
-        epoch = pos // n
-        if epoch not in epoch_cache:
-            g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
-            epoch_cache[epoch] = torch.randperm(n, generator=g)
-        out.append(int(epoch_cache[epoch][pos % n]))
-    return out
-
-
-class StepBatchSampler(torch.utils.data.Sampler):
-    """Yields batch_indices(...) for steps start..steps-1 (a DataLoader batch_sampler)."""
-
-    def __init__(self, n, batch, start, steps, seed, rank, world):
-        self.args = (n, batch, seed, rank, world)
-        self.start, self.steps = start, steps
-
-    def __len__(self):
-        return max(0, self.steps - self.start)
-
-    def __iter__(self):
-        n, batch, seed, rank, world = self.args
-        for step in range(self.start, self.steps):
-            yield batch_indices(n, batch, step, seed, rank, world)
-
-
 def collate(items: list[dict]) -> dict:
     out = {"image": torch.stack([it["image"] for it in items]),
            "class": torch.tensor([int(it.get("class", -1)) for it in items], dtype=torch.int64),
@@ -160,8 +130,9 @@ def one_hot_labels(labels: torch.Tensor, K: int, h: int, w: int) -> torch.Tensor
     return mask_to_size(oh, h, w)
 
 
-def random_inpaint_masks(b: int, h: int, w: int, g: torch.Generator, device) -> torch.Tensor:
-    """[B,1,H,W] in {0,1}, 1 = generate: a random box (45%), brush strokes (45%) or everything (10%).
+def random_inpaint_masks(b: int, h: int, w: int, g: torch.Generator, device, full_prob: float = 0.1) -> torch.Tensor:
+    """[B,1,H,W] in {0,1}, 1 = generate: everything (`full_prob`, i.e. plain generation), else a
+    random box or brush strokes (half of the rest each).
 
     Vectorised over the batch (no per-image Python loop, no device syncs): a stroke is discs of one
     radius at 8 points along each of 2..5 random segments of a polyline.
@@ -194,8 +165,29 @@ def random_inpaint_masks(b: int, h: int, w: int, g: torch.Generator, device) -> 
     d2 = (ys - c[..., 0, None, None]) ** 2 + (xs - c[..., 1, None, None]) ** 2  # [B, K, H, W]
     stroke = ((d2 <= col(radius) ** 2) & v[..., None, None]).any(1, keepdim=True)
     kinds = col(u[:, 0])
-    masks = torch.where(kinds < 0.1, torch.ones_like(box), torch.where(kinds < 0.55, box, stroke))
+    masks = torch.where(kinds < full_prob, torch.ones_like(box),
+                        torch.where(kinds < full_prob + (1 - full_prob) / 2, box, stroke))
     return masks.float()
+
+
+def cached_latents(cache: dict, encode, x: torch.Tensor, keys: list) -> torch.Tensor:
+    """encode(x) row by row through `cache` (key -> latent): only the rows not seen before are encoded."""
+    todo = [i for i, k in enumerate(keys) if k not in cache]
+    if todo:
+        cache.update(zip((keys[i] for i in todo), encode(x[todo])))
+    return torch.stack([cache[k] for k in keys])
+
+
+def masked_latents(encode, masked: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """encode(masked) row by row, where a fully masked row (an all-zero image) is encoded once for all."""
+    full = m.flatten(1).amin(1) > 0.5
+    if not full.any():
+        return encode(masked)
+    z_zero = encode(torch.zeros_like(masked[:1]))
+    z = z_zero.expand(masked.shape[0], *z_zero.shape[1:]).clone()
+    if (~full).any():
+        z[~full] = encode(masked[~full])
+    return z
 
 
 # ----------------------------------------------------------------------------- the model
@@ -391,16 +383,9 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc["lr"], weight_decay=0.0)
     ema = EMA(model, tc["ema_decay"])
 
-    step = 0
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            ema.load_state_dict(state["ema"], state["ema_updates"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"{out / CHECKPOINT} does not match this config ({exc})") from exc
-        step = int(state["step"])
-        restore_rng(state["rng"])
+    step = restore_state(state, out / CHECKPOINT, {
+        "model": model.load_state_dict, "optimizer": optimizer.load_state_dict,
+        "ema": lambda s: ema.load_state_dict(s, state["ema_updates"])})
     model, optimizer = acc.prepare(model, optimizer)
     raw = acc.unwrap_model(model)
 
@@ -427,6 +412,10 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         with torch.no_grad():
             return vae.encode(x).latent_dist.mean * scale_factor
 
+    # The VAE is frozen and a generated data set is the same image for the same index, so each
+    # (index, flipped) latent is encoded once (a folder data set augments itself: no cache).
+    latent_cache: dict | None = {} if vae is not None and cfg["dataset"]["name"] != "folder" else None
+
     def conditions(batch: dict, x_img: torch.Tensor, g: torch.Generator) -> tuple[list[torch.Tensor], dict]:
         """Condition channels and keyword inputs for one batch, with CFG dropout."""
         b = x_img.shape[0]
@@ -449,26 +438,17 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
             drop_map = torch.rand(b, generator=g, device=dev) < p_drop
             channels_in.append(oh * (~drop_map)[:, None, None, None].float())
         if cc["mask"] == "inpaint":
-            m = random_inpaint_masks(b, size, size, g, dev)
+            m = random_inpaint_masks(b, size, size, g, dev, cc["inpaint_full_prob"])
             masked = x_img * (1 - m)  # diffusion.condition.masked_image
-            channels_in += [mask_to_size(m, diff_size, diff_size), encode_latent(masked) if vae is not None else masked]
+            channels_in += [mask_to_size(m, diff_size, diff_size), masked_latents(encode_latent, masked, m) if vae is not None else masked]
         return channels_in, kw
 
     flip = cfg["dataset"]["flip"] and cfg["dataset"]["name"] != "folder"  # folders flip themselves
-    loader = torch.utils.data.DataLoader(
-        ds, batch_sampler=StepBatchSampler(len(ds), tc["batch"], step, tc["steps"], tc["seed"], rank, world),
-        num_workers=tc["num_workers"], collate_fn=collate)
+    loader = step_loader(ds, tc, step, rank, world, collate)
     bar = progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"])
-
-    def checkpoint(reason: str) -> None:
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            save_checkpoint(out / CHECKPOINT, {
-                "model": raw.state_dict(), "ema": ema.state_dict(), "ema_updates": ema.num_updates,
-                "optimizer": optimizer.state_dict(), "step": step, "rng": capture_rng(),
-                "lr_scheduler": {"kind": "linear_warmup", "warmup": tc["warmup"], "last_step": step},
-            }, summary={"step": step, "reason": reason, "time": time.time(), "kind": cfg["kind"], "config": cfg["name"]})
-        acc.wait_for_everyone()
+    checkpoint = checkpointer(acc, out / CHECKPOINT, tc, cfg["kind"], cfg["name"], lambda: step, lambda: {
+        "model": raw.state_dict(), "ema": ema.state_dict(), "ema_updates": ema.num_updates,
+        "optimizer": optimizer.state_dict()})
 
     sample_fn = _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
                               ds, sched, diff_channels, diff_size, dev)
@@ -479,18 +459,26 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
                                 append_metrics=append_metrics, bar=bar, t_start=t_start)
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
+            indices = batch_indices(len(ds), tc["batch"], step, tc["seed"], rank, world)
             if "on_batch" in hooks:
-                hooks["on_batch"](step, rank, batch_indices(len(ds), tc["batch"], step, tc["seed"], rank, world))
+                hooks["on_batch"](step, rank, indices)
             x = batch["image"].to(dev)
+            flipped = [False] * x.shape[0]
             if x.shape[1] != channels:
                 raise TrainError(f"data set image has {x.shape[1]} channels, expected {channels}")
             if flip:
                 fl = torch.rand(x.shape[0], generator=g, device=dev) < 0.5
                 x = torch.where(fl[:, None, None, None], x.flip(-1), x)
+                flipped = fl.tolist()
                 if "labels" in batch:
                     batch["labels"] = torch.where(fl.cpu()[:, None, None], batch["labels"].flip(-1), batch["labels"])
             cond_channels, kw = conditions(batch, x, g)
-            x0 = encode_latent(x) if vae is not None else x
+            if vae is None:
+                x0 = x
+            elif latent_cache is None:
+                x0 = encode_latent(x)
+            else:
+                x0 = cached_latents(latent_cache, encode_latent, x, list(zip(indices, flipped)))
             t = torch.randint(0, T, (x0.shape[0],), generator=g, device=dev)
             eps = torch.randn(x0.shape, generator=g, device=dev)
             abar = alphas_cumprod[t].view(-1, 1, 1, 1)

@@ -33,12 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, capture_rng, restore_rng, save_checkpoint
 from .config import load_config
 from .loaded import replace_dir, vae_downscale
-from .loop import StepBookkeeping, progress_bar
+from .loop import StepBookkeeping, batch_indices, checkpointer, progress_bar, restore_state, step_loader
 from .models import PatchDiscriminator, build_vae
-from .train import (CHECKPOINT, StepBatchSampler, TrainError, append_metrics, batch_indices, collate,
+from .train import (CHECKPOINT, TrainError, append_metrics, collate,
                     interrupt_flag, lr_at, machine_name, make_accelerator, make_dataset, prepare_run_folder,
                     save_png_grid, step_generator)
 
@@ -195,36 +194,19 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
     perceptual = LPIPS(lc["perceptual_weights"]).to(dev) if lc["perceptual_weights"] else structural_loss
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], betas=(0.5, 0.9), weight_decay=0.0)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=tc["lr"], betas=(0.5, 0.9), weight_decay=0.0)
-    step = 0
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            disc.load_state_dict(state["disc"])
-            opt.load_state_dict(state["optimizer"])
-            opt_d.load_state_dict(state["optimizer_disc"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"{out / CHECKPOINT} does not match this config ({exc})") from exc
-        step = int(state["step"])
-        restore_rng(state["rng"])
+    step = restore_state(state, out / CHECKPOINT, {
+        "model": model.load_state_dict, "disc": disc.load_state_dict,
+        "optimizer": opt.load_state_dict, "optimizer_disc": opt_d.load_state_dict})
     model, disc, opt, opt_d = acc.prepare(model, disc, opt, opt_d)
     raw, raw_disc = acc.unwrap_model(model), acc.unwrap_model(disc)
     last_layer = raw.vae.decoder.conv_out.weight
     pixels = channels * size * size
 
-    loader = torch.utils.data.DataLoader(
-        ds, batch_sampler=StepBatchSampler(len(ds), tc["batch"], step, tc["steps"], tc["seed"], rank, world),
-        num_workers=tc["num_workers"], collate_fn=collate)
+    loader = step_loader(ds, tc, step, rank, world, collate)
     bar = progress_bar(acc, progress, tc, step, cfg["name"] or "vae")
-
-    def checkpoint(reason: str) -> None:
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            save_checkpoint(out / CHECKPOINT, {
-                "model": raw.state_dict(), "disc": raw_disc.state_dict(), "optimizer": opt.state_dict(),
-                "optimizer_disc": opt_d.state_dict(), "step": step, "rng": capture_rng(),
-                "lr_scheduler": {"kind": "linear_warmup", "warmup": tc["warmup"], "last_step": step},
-            }, summary={"step": step, "reason": reason, "time": time.time(), "kind": "vae", "config": cfg["name"]})
-        acc.wait_for_everyone()
+    checkpoint = checkpointer(acc, out / CHECKPOINT, tc, "vae", cfg["name"], lambda: step, lambda: {
+        "model": raw.state_dict(), "disc": raw_disc.state_dict(), "optimizer": opt.state_dict(),
+        "optimizer_disc": opt_d.state_dict()})
 
     def sample_grid(path: Path, n: int = 8) -> None:
         with torch.no_grad():

@@ -14,7 +14,8 @@ from PIL import Image
 
 from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.config import load_config
-from engine.train import CHECKPOINT, batch_indices, mask_to_size, one_hot_labels, train
+from engine.train import (CHECKPOINT, batch_indices, cached_latents, mask_to_size, masked_latents, one_hot_labels,
+                          random_inpaint_masks, train)
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,6 +187,49 @@ def test_torch_conditions_match_diffusion_condition(h):
     np.testing.assert_allclose(mask_to_size(torch.from_numpy(mask), h, h).numpy(), cond.mask_to_size(mask, h, h), atol=1e-6)
     np.testing.assert_allclose(one_hot_labels(torch.from_numpy(labels), 5, h, h).numpy(),
                                cond.one_hot_labels(labels, 5, h, h), atol=1e-5)
+
+
+@pytest.mark.parametrize("full_prob", [0.0, 0.1, 0.5, 1.0])
+def test_inpaint_masks_cover_the_whole_image_at_the_configured_rate(full_prob):
+    m = random_inpaint_masks(4000, 16, 16, torch.Generator().manual_seed(1), "cpu", full_prob)
+    assert set(m.unique().tolist()) <= {0.0, 1.0}
+    full = (m.flatten(1).amin(1) > 0.5).float().mean().item()
+    assert abs(full - full_prob) < 0.03  # a box may cover everything by chance, rarely
+    if full_prob < 1:
+        assert (m.flatten(1).amax(1) > 0.5).all()  # every mask asks for something
+
+
+def _conv_encoder():
+    conv = torch.nn.Conv2d(3, 4, 4, stride=4)
+    calls = []
+
+    def encode(x):
+        calls.append(x.shape[0])
+        with torch.no_grad():
+            return conv(x)
+    return conv, encode, calls
+
+
+def test_cached_latents_encode_each_key_once_and_match_the_encoder():
+    conv, encode, calls = _conv_encoder()
+    x = torch.randn(6, 3, 8, 8)
+    cache = {}
+    z = cached_latents(cache, encode, x[:4], [(0, False), (1, False), (2, False), (0, True)])
+    torch.testing.assert_close(z, conv(x[:4]).detach())
+    z2 = cached_latents(cache, encode, x[[1, 4, 0]], [(1, False), (4, False), (0, False)])
+    torch.testing.assert_close(z2, conv(x[[1, 4, 0]]).detach())
+    assert calls == [4, 1]  # only index 4 was new
+
+
+def test_masked_latents_encode_a_fully_masked_image_once():
+    conv, encode, calls = _conv_encoder()
+    x = torch.randn(5, 3, 8, 8)
+    m = torch.zeros(5, 1, 8, 8)
+    m[[0, 2, 3]] = 1.0
+    m[1, :, :4] = 1.0
+    masked = x * (1 - m)
+    torch.testing.assert_close(masked_latents(encode, masked, m), conv(masked).detach(), atol=1e-6, rtol=1e-6)
+    assert calls == [1, 2]  # the zero image once, then the two partly masked rows
 
 
 def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
