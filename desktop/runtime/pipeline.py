@@ -14,7 +14,8 @@
   round(strength * steps) steps, starting from q_sample(x0_init, t_first) where t_first is the first
   timestep that sampler visits. With trailing spacing this is diffusers' img2img.
 - Inpainting (`mask` with `init_image`; mask 1 = generate, 0 = keep): models whose manifest says
-  mask kind "inpaint" get the channels [x_t, mask, masked (encoded)] (docs/ARCHITECTURE.md); every
+  mask kind "inpaint" get the channels [x_t, mask, masked (encoded)] (docs/ARCHITECTURE.md; without
+  an init image: mask 1 and the encoded all-zero image, as in training); every
   model gets `diffusion.inpaint.inpaint_hook`; and the final uint8 image is blended in pixel space,
   round(m * generated + (1 - m) * init), so pixels with m = 0 equal the init image exactly (latent
   models too). Masks are quantised to 1/65535 (what a 16-bit PNG recipe stores) so a recipe
@@ -404,15 +405,16 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
         droppable = droppable or r.class_index is not None
     concat_c, concat_u = [], []
     if cond_spec.mask and cond_spec.mask.kind == "inpaint":
-        if r.init_image is None:  # nothing to keep: generate everywhere
-            channels = [np.ones((1, 1, h, w), np.float32), np.zeros((1, C, h, w), np.float32)]
+        if r.init_image is None:  # nothing to keep: generate everywhere; the masked image is all zeros
+            m_full = np.ones((r.height, r.width), np.float32)
+            kept = np.zeros((1, m.image.channels, r.height, r.width), np.float32)
         else:
             m_full = mask_full if mask_full is not None else np.ones(r.init_image.shape[:2], np.float32)
             kept = masked_image(pixels, m_full)
-            if m.latent:
-                _check_cancel(cancel, 0, steps)
-                kept = bundle.vae_encoder.run({"sample": kept}, output="latent_mean") * m.latent.scale_factor
-            channels = [mask_to_size(m_full, h, w), kept.astype(np.float32)]
+        if m.latent:  # through the VAE encoder, as in training (an all-zero image is not an all-zero latent)
+            _check_cancel(cancel, 0, steps)
+            kept = bundle.vae_encoder.run({"sample": kept}, output="latent_mean") * m.latent.scale_factor
+        channels = [mask_to_size(m_full, h, w), kept.astype(np.float32)]
         concat_c += channels
         concat_u += channels
     if cond_spec.mask and cond_spec.mask.kind == "semantic":

@@ -135,6 +135,29 @@ def test_inpaint_model_gets_mask_channels(opened):
     np.testing.assert_allclose(x[:, 4:], np.broadcast_to(expected, (2, 3, 8, 8)), atol=1e-6)
 
 
+def test_inpaint_model_without_an_image_sees_the_encoded_zero_image(opened):
+    """Plain generation with an inpainting model: mask 1 everywhere and the all-zero image, through
+    the VAE encoder for a latent model, as in training (engine.train masked_latents)."""
+    b = opened["latent_inpaint"]
+    seen, encoded = [], []
+    unet_run, enc_run = b.unet.run, b.vae_encoder.run
+
+    def fake_encoder(feeds, output=None):  # a real VAE does not map the zero image to a zero latent
+        encoded.append(feeds["sample"])
+        return np.full_like(enc_run(feeds, output), 0.25)
+    b.unet.run = lambda feeds, output=None: (seen.append(feeds["sample"]), unet_run(feeds, output))[1]
+    b.vae_encoder.run = fake_encoder
+    try:
+        generate(b, GenerationRequest(seed=0, steps=2, batch_size=2))
+    finally:
+        del b.unet.run, b.vae_encoder.run
+    H = b.manifest.image.height
+    assert len(encoded) == 1 and encoded[0].shape == (1, 3, H, H) and not encoded[0].any()
+    x, C = seen[0], b.manifest.diffused_channels
+    np.testing.assert_array_equal(x[:, C], 1.0)
+    np.testing.assert_allclose(x[:, C + 1:], 0.25 * b.manifest.latent.scale_factor, rtol=1e-6)
+
+
 def test_img2img_runs_the_remaining_steps(opened):
     b = opened["pixel_class"]
     init = np.full((8, 8, 3), 30, np.uint8)
