@@ -448,11 +448,12 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     bar = progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"])
     checkpoint = checkpointer(acc, out / CHECKPOINT, tc, cfg["kind"], cfg["name"], lambda: step, lambda: {
         "model": raw.state_dict(), "ema": ema.state_dict(), "ema_updates": ema.num_updates,
-        "optimizer": optimizer.state_dict()})
+        "optimizer": optimizer.state_dict(), "train_seconds": seconds_before + time.time() - t_start})
 
     sample_fn = _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
                               ds, sched, diff_channels, diff_size, dev)
     t_start, stopped = time.time(), False
+    seconds_before = float(state.get("train_seconds", 0.0)) if state is not None else 0.0  # earlier sessions of this run
     model.train()
     with interrupt_flag() as flag:
         books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample_fn,
@@ -510,7 +511,7 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     checkpoint("interrupted" if stopped else "end")
     if not stopped and acc.is_main_process:
         save_final_model(cfg, out, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
-                         sched, diff_size, channels, size, step, time.time() - t_start, ds)
+                         sched, diff_size, channels, size, step, seconds_before + time.time() - t_start, ds)
     acc.wait_for_everyone()
     if "on_end" in hooks:
         hooks["on_end"](raw, ema)

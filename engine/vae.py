@@ -206,7 +206,7 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
     bar = progress_bar(acc, progress, tc, step, cfg["name"] or "vae")
     checkpoint = checkpointer(acc, out / CHECKPOINT, tc, "vae", cfg["name"], lambda: step, lambda: {
         "model": raw.state_dict(), "disc": raw_disc.state_dict(), "optimizer": opt.state_dict(),
-        "optimizer_disc": opt_d.state_dict()})
+        "optimizer_disc": opt_d.state_dict(), "train_seconds": seconds_before + time.time() - t_start})
 
     def sample_grid(path: Path, n: int = 8) -> None:
         with torch.no_grad():
@@ -219,6 +219,7 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
     # eps for the reparameterisation, at the latent size (the data set's images are all size x size)
     latent_shape = (cfg["model"]["latent_channels"], *[size // vae_downscale(raw.vae.config)] * 2)
     t_start, stopped = time.time(), False
+    seconds_before = float(state.get("train_seconds", 0.0)) if state is not None else 0.0  # earlier sessions of this run
     model.train()
     disc.train()
     with interrupt_flag() as flag:
@@ -278,7 +279,7 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
             "kind": "vae", "scale_factor": scale_factor, "image_size": size, "image_channels": channels,
             "latent_channels": cfg["model"]["latent_channels"],
             "provenance": {"source": f"diffusion-studio train {cfg['name']}", "data": cfg["dataset"]["name"], "steps": step,
-                           "train_seconds": round(time.time() - t_start, 1), "machine": machine_name()},
+                           "train_seconds": round(seconds_before + time.time() - t_start, 1), "machine": machine_name()},
         })
     acc.wait_for_everyone()
     return out

@@ -106,6 +106,8 @@ def test_resume_is_exact(tmp_path):
                      tmp_path / "a", dataset=ColourSet(n=12), progress=False)
     part = train(load_config("tiny-pixel", {**over, "training": {**over["training"], "steps": 4}}),
                  tmp_path / "b", dataset=ColourSet(n=12), progress=False)
+    first_seconds = load_checkpoint(part / CHECKPOINT)["train_seconds"]
+    assert first_seconds > 0
     train(load_config("tiny-pixel", {**over, "training": {**over["training"], "steps": 7}}),
           part, dataset=ColourSet(n=12), resume=True, progress=False)
     a, b = load_checkpoint(straight / CHECKPOINT), load_checkpoint(part / CHECKPOINT)
@@ -114,6 +116,8 @@ def test_resume_is_exact(tmp_path):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}/{name} differs after resume"
     assert losses(straight) == losses(part)
+    assert b["train_seconds"] > first_seconds  # training time adds up over the sessions of a run
+    assert json.loads((part / "model" / "studio_model.json").read_text())["provenance"]["train_seconds"] >= round(first_seconds, 1)
 
 
 def test_existing_run_needs_resume_and_bad_checkpoint_is_named(tmp_path):
