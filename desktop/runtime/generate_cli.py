@@ -23,6 +23,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="PNG to start from (img2img / inpainting)")
     p.add_argument("--strength", type=float, help="img2img strength in (0, 1]: 1 ignores the init image's content")
     p.add_argument("--mask", help="PNG mask: white = generate, black = keep (needs --init)")
+    p.add_argument("--no-seamless", dest="seamless", action="store_false", default=None,
+                   help="inpainting: keep the raw composite (default: Poisson-blend the generated region into the kept pixels)")
     p.add_argument("--labels", help="PNG label map (semantic models): palette indices or the model's colours")
     p.add_argument("--sampler", help="ddpm, ddim or dpmpp_2m (default: the model's)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
@@ -44,7 +46,7 @@ def build_request(args):
         "prompt": args.prompt, "negative_prompt": args.negative, "class_name": args.class_name,
         "init_image": args.init, "strength": args.strength, "mask": args.mask, "labels": args.labels,
         "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
-        "batch_size": args.batch}.items() if v is not None}
+        "batch_size": args.batch, "seamless": args.seamless}.items() if v is not None}
     if args.class_name is not None:
         changes["class_index"] = None
     if args.init is not None and args.strength is None and not args.from_png and args.mask is None:

@@ -18,7 +18,8 @@
   an init image: mask 1 and the encoded all-zero image, as in training); every
   model gets `diffusion.inpaint.inpaint_hook`; and the final uint8 image is blended in pixel space,
   round(m * generated + (1 - m) * init), so pixels with m = 0 equal the init image exactly (latent
-  models too). Masks are quantised to 1/65535 (what a 16-bit PNG recipe stores) so a recipe
+  models too). Before that, `seamless` (the default) Poisson-blends the generated region into the
+  kept pixels (gradients kept, no colour jump at the border). Masks are quantised to 1/65535 (what a 16-bit PNG recipe stores) so a recipe
   reproduces the image exactly.
 - Previews: a pixel model's predicted x̂_0 is the preview; a latent model's x̂_0 goes through the
   bundle's linear preview map (latent pixel -> RGB), upscaled by pixel repetition to the image size;
@@ -46,7 +47,7 @@ from PIL import Image
 from diffusion.condition import mask_to_size, masked_image, one_hot_labels
 from diffusion.forward import q_sample
 from diffusion.guidance import cfg_denoiser
-from diffusion.inpaint import inpaint_hook
+from diffusion.inpaint import inpaint_hook, poisson_blend
 from diffusion.noise import BatchRNG
 from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_timesteps
 from diffusion.schedule import truncate_schedule
@@ -98,6 +99,8 @@ class GenerationRequest:
     `mask`: HxW float in [0, 1] (1 = generate, 0 = keep), uint8 (0..255) or a path; needs init_image.
     `labels`: HxW int label map (index into the model's labels), or a path (palette PNG, or colours).
     `model`: the model's name, informational (recipes carry it; generate ignores it).
+    `seamless`: inpainting only: Poisson-blend the generated region into the kept pixels
+    (`diffusion.inpaint.poisson_blend`) before the final composite, so the mask's border leaves no seam.
     """
 
     prompt: str = ""
@@ -117,6 +120,7 @@ class GenerationRequest:
     width: int | None = None
     spacing: str | None = None
     model: str | None = None
+    seamless: bool = True
 
     def to_dict(self) -> dict:
         """JSON-ready: arrays become base64 PNGs ({"png": ...}, masks {"png16": ...}), paths stay strings."""
@@ -279,6 +283,8 @@ def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[Generat
         raise RequestError(f"seed must be a non-negative integer, got {r.seed!r}")
     if isinstance(r.batch_size, bool) or not isinstance(r.batch_size, (int, np.integer)) or not 1 <= r.batch_size <= 64:
         raise RequestError(f"batch_size must be an integer from 1 to 64, got {r.batch_size!r}")
+    if not isinstance(r.seamless, (bool, np.bool_)):
+        raise RequestError(f"seamless must be true or false, got {r.seamless!r}")
     r.steps, r.seed, r.batch_size, r.guidance = int(r.steps), int(r.seed), int(r.batch_size), float(r.guidance)
 
     factor = m.vae_factor
@@ -480,8 +486,10 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
     images = list(to_uint8(x))
     if mask_full is not None:
         keep = r.init_image.astype(np.float64)
+        if r.seamless:
+            images = [poisson_blend(im, keep, mask_full) for im in images]
         mm = mask_full.astype(np.float64)[..., None]
-        images = [np.round(mm * im + (1 - mm) * keep).astype(np.uint8) for im in images]
+        images = [np.clip(np.round(mm * im + (1 - mm) * keep), 0, 255).astype(np.uint8) for im in images]
     t_done = time.perf_counter()
     return GenerationResult(
         images=images, request=r, seeds=seeds, provider=bundle.provider,

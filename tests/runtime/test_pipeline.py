@@ -116,6 +116,24 @@ def test_inpainting_keeps_unmasked_pixels_exactly(opened, name):
         assert not np.array_equal(im[mask == 1], init[mask == 1])
 
 
+def test_seamless_inpainting_blends_the_generated_region_into_the_kept_pixels(opened):
+    from diffusion.inpaint import poisson_blend
+
+    b = opened["pixel_class"]
+    H = b.manifest.image.height
+    init = np.full((H, H, 3), 200, np.uint8)  # a flat bright picture; the tiny model generates noise
+    mask = np.zeros((H, H)); mask[2:6, 2:6] = 1.0
+    kw = dict(init_image=init, mask=mask, seed=4, sampler="ddim", steps=4)
+    hard = generate(b, GenerationRequest(**kw, seamless=False)).images[0]
+    soft = generate(b, GenerationRequest(**kw)).images[0]  # seamless is the default
+    np.testing.assert_array_equal(soft[mask == 0], init[mask == 0])
+    np.testing.assert_array_equal(hard[mask == 0], init[mask == 0])
+    expected = np.clip(np.round(poisson_blend(hard.astype(np.float64), init.astype(np.float64), mask)), 0, 255)
+    np.testing.assert_array_equal(soft, expected.astype(np.uint8))
+    ring = np.zeros((H, H), bool); ring[2:6, 2] = ring[2:6, 5] = ring[2, 2:6] = ring[5, 2:6] = True
+    assert np.abs(soft[ring].astype(float) - 200).mean() < np.abs(hard[ring].astype(float) - 200).mean()
+
+
 def test_inpaint_model_gets_mask_channels(opened):
     """The inpaint U-Net's sample input is [x_t, mask, init (1 - mask)] (docs/ARCHITECTURE.md conventions)."""
     b = opened["pixel_inpaint"]

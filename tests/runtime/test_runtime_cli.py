@@ -66,6 +66,14 @@ def test_generate_init_mask_from_files(bundles, tmp_path, capsys):
     (path,) = capsys.readouterr().out.split()
     got = np.array(Image.open(path))
     np.testing.assert_array_equal(got[:, :4], init[:, :4])
+    from desktop.runtime.pngmeta import read_recipe
+    assert read_recipe(path).seamless is True
+    assert generate_cli.main(["--from-png", path, "--model", str(bundles["pixel_inpaint"]), "--no-seamless", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    (raw,) = capsys.readouterr().out.split()
+    assert read_recipe(raw).seamless is False
+    raw_image = np.array(Image.open(raw))
+    np.testing.assert_array_equal(raw_image[:, :4], init[:, :4])
+    assert not np.array_equal(raw_image, got)  # the blend changed the generated half
 
 
 def test_info(bundles, capsys):
