@@ -40,6 +40,13 @@ class Capabilities:
     provenance: dict = field(default_factory=dict)
 
     @property
+    def canvas_mode(self) -> str:
+        """What the canvas paints: "semantic" label maps, else an "inpaint" mask. Every other model can
+        inpaint: with mask channels (mask_kind "inpaint") or through the sampler's blend
+        (diffusion.inpaint.inpaint_hook) plus the seamless composite."""
+        return "semantic" if self.mask_kind == "semantic" else "inpaint"
+
+    @property
     def guided(self) -> bool:
         """Classifier-free guidance applies to text, class and semantic conditioning."""
         return self.text or bool(self.class_names) or self.mask_kind == "semantic"
@@ -94,6 +101,8 @@ def accepts(c: Capabilities) -> str:
     if c.class_names:
         parts.append(f"{len(c.class_names)} classes")
     if c.mask_kind == "inpaint":
+        parts.append("inpainting mask (trained)")
+    elif c.canvas_mode == "inpaint":
         parts.append("inpainting mask")
     if c.mask_kind == "semantic":
         parts.append(f"label map ({len(c.labels)} labels)")

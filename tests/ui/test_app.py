@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
@@ -91,8 +92,9 @@ def test_prompt_generate_previews_every_step_and_saves_png_with_recipe(qtbot, op
     assert w.preview.step_label.text() == f"step 1 / {steps}"
 
 
-def test_inpainting_keeps_unmasked_pixels(qtbot, open_window, home):
-    w = open_window(cond="inpaint", size=16)
+@pytest.mark.parametrize("cond", ["inpaint", "class"])  # mask channels, or the sampler's blend (any model)
+def test_inpainting_keeps_unmasked_pixels(qtbot, open_window, home, cond):
+    w = open_window(cond=cond, size=16)
     m = w.model
     assert w.canvas.tool_buttons["brush"].isVisible() and not w.canvas.tool_buttons["bucket"].isVisible()
     init = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)

@@ -286,7 +286,7 @@ class CanvasPanel(QWidget):
 
     def on_bundle(self) -> None:
         c = self.model.caps
-        mode = c.mask_kind if c else None
+        mode = c.canvas_mode if c else None
         self.view.mode = mode
         inpaint, semantic = mode == "inpaint", mode == "semantic"
         for keys, on in ((("brush", "eraser"), inpaint), (("labels", "label_eraser", "bucket"), semantic)):
