@@ -154,7 +154,9 @@ def format_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def print_report(title: str, model: str | Path, header: list[str], rows: list[list], notes: str = "") -> None:
+def print_report(title: str, model: str | Path, header: list[str], rows: list[list], notes: str = "",
+                 record: str | None = None) -> None:
+    """Print the table; with `record` (the evaluation's name), also keep it in the bundle's manifest."""
     print(f"# {title}")
     print(f"model:   {model}")
     print(f"machine: {machine()}")
@@ -163,6 +165,38 @@ def print_report(title: str, model: str | Path, header: list[str], rows: list[li
         print(notes)
     print()
     print(format_table(header, rows))
+    if record:
+        path = record_in_manifest(model, record, title, header, rows, notes)
+        print(f"\nrecorded in {path} (provenance.evaluation.{record})")
+
+
+def _plain(v):
+    if isinstance(v, (float, np.floating)):
+        return None if not np.isfinite(v) else round(float(v), 4)
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def record_in_manifest(model: str | Path, name: str, title: str, header: list[str], rows: list[list],
+                       notes: str = "") -> Path:
+    """Write one evaluation's table into <model>/studio.json as provenance.evaluation[name] (with the
+    command, machine, commit and date), atomically. The manifest's files and hashes are untouched, so
+    the bundle stays valid and its model hash (the U-Net's) does not change."""
+    import json
+    from datetime import datetime, timezone
+
+    from desktop.runtime.manifest import MANIFEST_NAME, atomic_write_text, validate_manifest
+
+    path = Path(model) / MANIFEST_NAME
+    d = json.loads(path.read_text(encoding="utf-8"))
+    evaluation = d.setdefault("provenance", {}).setdefault("evaluation", {})
+    evaluation[name] = {
+        "title": title, "command": " ".join(["python"] + [Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+        "machine": machine(), "commit": commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "notes": notes, "rows": [{h: _plain(v) for h, v in zip(header, row)} for row in rows],
+    }
+    validate_manifest(d, Path(model))  # still a valid manifest
+    atomic_write_text(path, json.dumps(d, indent=2) + "\n")
+    return path
 
 
 def run_main(main) -> None:
@@ -180,6 +214,8 @@ def add_common_args(parser, model: str, n: int) -> None:
                         help="'standard' (DDPM-1000, DDIM-50, DPM-Solver++ 20 and 10) or e.g. 'ddim:50,dpmpp_2m:20'")
     parser.add_argument("--seed", type=int, default=10_000, help="first evaluation seed (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--record", action="store_true",
+                        help="also write the table into the bundle's studio.json (provenance.evaluation)")
 
 
 def floor_result(scores: dict, floors: dict) -> dict:

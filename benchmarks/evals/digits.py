@@ -233,7 +233,8 @@ def main(argv=None) -> None:
     common.print_report("digits: class accuracy by a real-data SVM, Fréchet distance in PCA space",
                         args.model, header, table,
                         notes=f"judge: RBF SVM on 75% of load_digits, held-out accuracy {judge.heldout_accuracy:.3f}; "
-                              f"{args.n} samples per class, seeds from {args.seed}")
+                              f"{args.n} samples per class, seeds from {args.seed}",
+                        record="digits" if args.record else None)
     print()
     print(common.format_table(["sampler"] + [str(c) for c in range(10)],
                               [[r["setting"]] + [r["per_class"].get(c, float("nan")) for c in range(10)] for r in rows]))

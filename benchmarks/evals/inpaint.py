@@ -252,4 +252,5 @@ def main(argv=None) -> None:
               r["colour_ratio"], r["gradient_ratio"], r["seconds_per_image"]] for r in rows]
     common.print_report("inpainting: kept pixels and seam score (target seam ratio <= 1.2)", args.model,
                         header, table, notes=f"{args.n} procedural {scene_kind(bundle)} scenes, one 3x3 grid cell masked, seeds from {args.seed}; "
-                              "seam ratio pooled over images (ratio of means)")
+                              "seam ratio pooled over images (ratio of means)",
+                        record="inpaint" if args.record else None)

@@ -196,4 +196,5 @@ def main(argv=None) -> None:
     table.append(["procedural (ceiling)", ref["miou"], ref["pixel_accuracy"]] + [ref["per_label"][n] for n in names]
                  + [float("nan")])
     common.print_report("landscapes: mIoU of painted label map vs a per-pixel judge", args.model, header, table,
-                        notes=f"{args.n} painted maps (procedural, seeds from {args.seed}); judge fitted on seed {TRAIN_SEED}")
+                        notes=f"{args.n} painted maps (procedural, seeds from {args.seed}); judge fitted on seed {TRAIN_SEED}",
+                        record="landscapes" if args.record else None)

@@ -394,4 +394,5 @@ def main(argv=None) -> None:
               r["two"]["attribution"], r["seconds_per_image"]] for r in rows]
     common.print_report("shapes: GenEval-style scores on held-out colour-shape pairs (analytic detector)",
                         args.model, header, table,
-                        notes=f"{args.n} prompts per category x {args.images_per_prompt} image(s), seeds from {args.seed}")
+                        notes=f"{args.n} prompts per category x {args.images_per_prompt} image(s), seeds from {args.seed}",
+                        record="shapes" if args.record else None)

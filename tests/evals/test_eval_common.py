@@ -86,3 +86,27 @@ def test_digits_evaluation_end_to_end_with_a_perfect_generator(monkeypatch):
     assert rows[0]["accuracy"] >= 0.95 and rows[0]["diversity"] > 0.7
     result = digits.floor_check("fake", n_small=4, seed=0)
     assert result["ok"], result["failures"]
+
+
+def test_record_keeps_the_table_in_a_still_valid_manifest(tmp_path, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    from tiny_bundles import make_bundle
+    from desktop.runtime.bundle import open_bundle
+
+    folder = make_bundle(tmp_path / "m", kind="pixel", cond="class")
+    hash_before = open_bundle(folder).model_hash
+    common.print_report("t", folder, ["sampler", "accuracy", "s/image"],
+                        [["DPM-Solver++ 20", np.float64(0.97), 0.5], ["real", 1.0, float("nan")]],
+                        notes="n=4", record="digits")
+    assert "provenance.evaluation.digits" in capsys.readouterr().out
+    saved = json.loads((folder / "studio.json").read_text())["provenance"]["evaluation"]["digits"]
+    assert saved["rows"] == [{"sampler": "DPM-Solver++ 20", "accuracy": 0.97, "s/image": 0.5},
+                             {"sampler": "real", "accuracy": 1.0, "s/image": None}]
+    assert saved["notes"] == "n=4" and saved["commit"] and saved["machine"]
+    bundle = open_bundle(folder)  # hashes still verify; the identity (the U-Net's hash) is the same
+    assert bundle.model_hash == hash_before
+    assert bundle.manifest.provenance["evaluation"]["digits"]["rows"][0]["accuracy"] == 0.97
