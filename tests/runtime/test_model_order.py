@@ -10,11 +10,11 @@ def _fake_bundle(folder):
 
 
 def test_bundled_models_come_in_preferred_order(tmp_path, monkeypatch):
-    for name in ["aardvark", "digits", "landscapes"]:
+    for name in ["aardvark", "digits", "landscapes", "shapes"]:
         _fake_bundle(tmp_path / "bundled" / name)
     monkeypatch.setattr(paths, "bundled_models_dir", lambda: tmp_path / "bundled")
     monkeypatch.setattr(paths, "user_models_dir", lambda: tmp_path / "user")
-    assert [p.name for p in paths.list_models()] == ["landscapes", "digits", "aardvark"]
+    assert [p.name for p in paths.list_models()] == ["landscapes", "shapes", "digits", "aardvark"]
 
 
 def test_the_app_lists_the_same_order(tmp_path):
