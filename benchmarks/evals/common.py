@@ -37,6 +37,19 @@ SAMPLER_SETTINGS: tuple[SamplerSetting, ...] = (
 )
 DEFAULT_SETTING = SAMPLER_SETTINGS[2]
 
+def with_default(bundle, settings) -> tuple[SamplerSetting, ...]:
+    """`settings` plus the bundle's own default sampler and steps (what a user gets) when it is not
+    among them already; mock bundles without defaults get `settings` unchanged."""
+    d = getattr(getattr(bundle, "manifest", None), "defaults", None)
+    sampler, steps = getattr(d, "sampler", None), getattr(d, "steps", None)
+    if not isinstance(sampler, str) or not isinstance(steps, int):
+        return tuple(settings)
+    if any(s.sampler == sampler and s.steps == steps for s in settings):
+        return tuple(settings)
+    label = f"{_LABELS.get(sampler, sampler)}-{steps}" if sampler != "dpmpp_2m" else f"DPM-Solver++ {steps}"
+    return (*settings, SamplerSetting(f"{label} (model default)", sampler, steps))
+
+
 _ALIASES = {"ddpm": "ddpm", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m", "dpmpp": "dpmpp_2m",
             "dpm++": "dpmpp_2m", "dpmsolver++": "dpmpp_2m"}
 _LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++"}

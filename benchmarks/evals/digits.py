@@ -203,7 +203,7 @@ def evaluate(model_path, settings=common.SAMPLER_SETTINGS, n_per_class: int = 20
     bundle = common.open_model(model_path)
     judge = load_judge()
     rows = []
-    for setting in settings:
+    for setting in common.with_default(bundle, settings):
         images, labels, sec = generate_digits(bundle, setting, n_per_class, seed, batch_size)
         rows.append({"setting": setting.label, "seconds_per_image": sec, **score_digits(images, labels, judge)})
     return rows

@@ -219,7 +219,7 @@ def _evaluate_scenes(bundle, scenes, settings, seed: int) -> list[dict]:
     """One row per sampler setting on `scenes` = eval_scenes(bundle, n, seed)."""
     images, masks, boxes = scenes
     rows = []
-    for setting in settings:
+    for setting in common.with_default(bundle, settings):
         results, sec = generate_inpainted(bundle, setting, images, masks, seed)
         rows.append({"setting": setting.label, "seconds_per_image": sec,
                      **score_inpainting(results, images, masks, boxes)})

@@ -164,7 +164,7 @@ def evaluate(model_path, settings=common.SAMPLER_SETTINGS, n: int = 24, seed: in
 def _evaluate_maps(bundle, maps, settings, seed: int) -> list[dict]:
     """One row per sampler setting on the label maps of scenes(n, seed, h)."""
     rows = []
-    for setting in settings:
+    for setting in common.with_default(bundle, settings):
         images, sec = generate_for_maps(bundle, setting, maps, seed)
         rows.append({"setting": setting.label, "seconds_per_image": sec, **score_landscapes(images, maps)})
     return rows

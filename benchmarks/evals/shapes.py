@@ -362,7 +362,7 @@ def evaluate(model_path, settings=common.SAMPLER_SETTINGS, n_per_category: int =
     bundle = common.open_model(model_path)
     prompts = make_prompts(n_per_category, seed)
     rows = []
-    for setting in settings:
+    for setting in common.with_default(bundle, settings):
         images, owners, sec = generate_for_prompts(bundle, setting, prompts, images_per_prompt, seed, batch_size)
         rows.append({"setting": setting.label, "seconds_per_image": sec, **score_images(images, owners)})
     return rows

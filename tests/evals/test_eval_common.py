@@ -110,3 +110,16 @@ def test_record_keeps_the_table_in_a_still_valid_manifest(tmp_path, capsys):
     bundle = open_bundle(folder)  # hashes still verify; the identity (the U-Net's hash) is the same
     assert bundle.model_hash == hash_before
     assert bundle.manifest.provenance["evaluation"]["digits"]["rows"][0]["accuracy"] == 0.97
+
+
+def test_the_models_own_default_sampler_gets_a_row():
+    from types import SimpleNamespace
+
+    def bundle(sampler, steps):
+        return SimpleNamespace(manifest=SimpleNamespace(defaults=SimpleNamespace(sampler=sampler, steps=steps)))
+
+    rows = common.with_default(bundle("ddpm", 30), common.SAMPLER_SETTINGS)
+    assert rows[:-1] == common.SAMPLER_SETTINGS
+    assert (rows[-1].label, rows[-1].sampler, rows[-1].steps) == ("DDPM-30 (model default)", "ddpm", 30)
+    assert common.with_default(bundle("dpmpp_2m", 20), common.SAMPLER_SETTINGS) == common.SAMPLER_SETTINGS
+    assert common.with_default(SimpleNamespace(), common.SAMPLER_SETTINGS[:1]) == common.SAMPLER_SETTINGS[:1]
