@@ -28,6 +28,7 @@ Samplers and their diffusers counterparts (tests/diffusion/test_parity.py checks
   algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", lower_order_final=True,
   final_sigmas_type="zero": first step first order, last step to σ = 0 (returns x̂_0), timesteps from
   ``spacing.dpm_solver_timesteps``.
+- ``sample_dpmpp_2m_sde``: the same with algorithm_type="sde-dpmsolver++" (noise from ``rng``).
 
 Default spacing is "leading" for all three (diffusers' DDPM/DDIM default); pass the bundle's.
 """
@@ -41,7 +42,7 @@ from .forward import PREDICTION_TYPES, eps_from_x0, to_x0_eps
 from .schedule import Schedule, respace
 from .spacing import dpm_solver_timesteps, timesteps
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp_2m")
+SAMPLERS = ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2m_sde")
 VARIANCES = ("beta", "beta_tilde")
 
 
@@ -90,8 +91,8 @@ def check_common(model, x_T, schedule, prediction_type, rng=None, callback=None,
 
 
 def sampler_timesteps(name: str, T: int, steps: int, spacing: str, steps_offset: int = 0) -> np.ndarray:
-    """The timesteps sampler ``name`` visits: ``dpm_solver_timesteps`` for dpmpp_2m, else ``timesteps``."""
-    visit = dpm_solver_timesteps if name == "dpmpp_2m" else timesteps
+    """The timesteps sampler ``name`` visits: ``dpm_solver_timesteps`` for the DPM-Solver++ ones, else ``timesteps``."""
+    visit = dpm_solver_timesteps if name.startswith("dpmpp_2m") else timesteps
     return visit(T, steps, spacing, steps_offset)
 
 
@@ -214,6 +215,27 @@ def sample_dpmpp_2m(model, x_T, schedule: Schedule, steps: int, *, prediction_ty
     Deterministic: ``rng`` is accepted (so one set of arguments fits every sampler) and unused.
     """
     x = check_common(model, x_T, schedule, prediction_type, None, callback, cancel, hook)
+    return _dpmpp_2m(model, x, schedule, steps, prediction_type, spacing, steps_offset, None, callback, cancel,
+                     hook, clip_x0)
+
+
+def sample_dpmpp_2m_sde(model, x_T, schedule: Schedule, steps: int, *, prediction_type: str = "epsilon",
+                        spacing: str = "leading", steps_offset: int = 0, rng=None, callback=None, cancel=None,
+                        hook=None, clip_x0: bool = False) -> np.ndarray:
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022, the SDE variant; diffusers' algorithm_type="sde-dpmsolver++"):
+
+    x_next = (σ_next/σ) e^{-h} x + α_next (1 - e^{-2h}) (D0 + D1/2) + σ_next sqrt(1 - e^{-2h}) z,
+    with D0, D1 and h as in ``sample_dpmpp_2m``; z ~ N(0, I) from ``rng`` (fresh noise each step, like
+    ancestral DDPM, at DPM-Solver++'s step count); the last step returns x̂_0.
+    """
+    x = check_common(model, x_T, schedule, prediction_type, rng, callback, cancel, hook, needs_rng=True)
+    return _dpmpp_2m(model, x, schedule, steps, prediction_type, spacing, steps_offset, rng, callback, cancel,
+                     hook, clip_x0)
+
+
+def _dpmpp_2m(model, x, schedule, steps, prediction_type, spacing, steps_offset, rng, callback, cancel, hook,
+              clip_x0) -> np.ndarray:
+    """DPM-Solver++(2M); with ``rng`` its SDE variant."""
     T = schedule.num_train_timesteps
     n = check_steps(steps, T)
     ts = sampler_timesteps("dpmpp_2m", T, n, spacing, steps_offset)
@@ -230,14 +252,19 @@ def sample_dpmpp_2m(model, x_T, schedule: Schedule, steps: int, *, prediction_ty
         else:
             h = lam[t_prev] - lam[t]
             d = x0 if x0_prev is None else x0 + 0.5 * (h / h_prev) * (x0 - x0_prev)
-            x_next = (sigma[t_prev] / sigma[t]) * x - alpha[t_prev] * np.expm1(-h) * d
+            if rng is None:
+                x_next = (sigma[t_prev] / sigma[t]) * x - alpha[t_prev] * np.expm1(-h) * d
+            else:
+                z = np.asarray(rng.randn(x.shape[1:]), dtype=np.float64)
+                x_next = ((sigma[t_prev] / sigma[t]) * np.exp(-h) * x - alpha[t_prev] * np.expm1(-2 * h) * d
+                          + sigma[t_prev] * np.sqrt(-np.expm1(-2 * h)) * z)
             h_prev = h
         x0_prev = x0
         x = finish_step(x_next, x0, j + 1, n, t, t_prev, callback, hook)
     return x.astype(np.float32)
 
 
-_FUNCTIONS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpmpp_2m": sample_dpmpp_2m}
+_FUNCTIONS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpmpp_2m": sample_dpmpp_2m, "dpmpp_2m_sde": sample_dpmpp_2m_sde}
 
 
 def sample(name: str, model, x_T, schedule: Schedule, **kw) -> np.ndarray:

@@ -95,7 +95,7 @@ CHOICES = {
     ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16"),
     ("training", "prediction_type"): ("epsilon", "v_prediction"),
     ("vae_loss", "recon"): ("l1", "l2"),
-    ("defaults", "sampler"): ("ddpm", "ddim", "dpmpp_2m"),
+    ("defaults", "sampler"): ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2m_sde"),
     ("defaults", "spacing"): ("leading", "trailing", "linspace"),
 }
 

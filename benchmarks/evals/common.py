@@ -46,13 +46,18 @@ def with_default(bundle, settings) -> tuple[SamplerSetting, ...]:
         return tuple(settings)
     if any(s.sampler == sampler and s.steps == steps for s in settings):
         return tuple(settings)
-    label = f"{_LABELS.get(sampler, sampler)}-{steps}" if sampler != "dpmpp_2m" else f"DPM-Solver++ {steps}"
-    return (*settings, SamplerSetting(f"{label} (model default)", sampler, steps))
+    return (*settings, SamplerSetting(f"{setting_label(sampler, steps)} (model default)", sampler, steps))
 
 
 _ALIASES = {"ddpm": "ddpm", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m", "dpmpp": "dpmpp_2m",
-            "dpm++": "dpmpp_2m", "dpmsolver++": "dpmpp_2m"}
-_LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++"}
+            "dpm++": "dpmpp_2m", "dpmsolver++": "dpmpp_2m", "dpmpp_2m_sde": "dpmpp_2m_sde",
+            "dpm++sde": "dpmpp_2m_sde", "dpmpp_sde": "dpmpp_2m_sde"}
+_LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++", "dpmpp_2m_sde": "SDE-DPM-Solver++"}
+
+
+def setting_label(sampler: str, steps: int) -> str:
+    """"DDPM-1000", "DDIM-50", "DPM-Solver++ 20", "SDE-DPM-Solver++ 20"."""
+    return f"{_LABELS[sampler]} {steps}" if sampler.startswith("dpmpp") else f"{_LABELS.get(sampler, sampler)}-{steps}"
 
 
 def parse_samplers(text: str | None) -> tuple[SamplerSetting, ...]:
@@ -66,10 +71,9 @@ def parse_samplers(text: str | None) -> tuple[SamplerSetting, ...]:
         if sampler is None or not sep or not steps.strip().isdigit() or int(steps) < 1:
             raise ValueError(
                 f"--samplers item {item.strip()!r}: expected NAME:STEPS with NAME one of "
-                f"ddpm, ddim, dpmpp_2m and STEPS a positive integer, e.g. 'ddim:50,dpmpp_2m:20'"
+                f"ddpm, ddim, dpmpp_2m, dpmpp_2m_sde and STEPS a positive integer, e.g. 'ddim:50,dpmpp_2m:20'"
             )
-        label = f"{_LABELS[sampler]}-{int(steps)}" if sampler != "dpmpp_2m" else f"DPM-Solver++ {int(steps)}"
-        settings.append(SamplerSetting(label, sampler, int(steps)))
+        settings.append(SamplerSetting(setting_label(sampler, int(steps)), sampler, int(steps)))
     return tuple(settings)
 
 

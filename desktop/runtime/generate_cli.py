@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-seamless", dest="seamless", action="store_false", default=None,
                    help="inpainting: keep the raw composite (default: Poisson-blend the generated region into the kept pixels)")
     p.add_argument("--labels", help="PNG label map (semantic models): palette indices or the model's colours")
-    p.add_argument("--sampler", help="ddpm, ddim or dpmpp_2m (default: the model's)")
+    p.add_argument("--sampler", help="ddpm, ddim, dpmpp_2m or dpmpp_2m_sde (default: the model's)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     p.add_argument("--seed", type=int, help="seed of the first image; image i uses seed + i (default 0)")

@@ -30,9 +30,10 @@ from .pipeline import GenerationRequest, GenerationResult
 CHUNK = "diffusion-studio"
 A1111_CHUNK = "parameters"
 RECIPE_FORMAT = "diffusion-studio-recipe"
-SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM++ 2M"}
+SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_sde": "DPM++ 2M SDE"}
 SAMPLERS_BY_NAME = {"ddpm": "ddpm", "ddim": "ddim", "dpm++ 2m": "dpmpp_2m", "dpm++ 2m karras": "dpmpp_2m",
-                    "dpmpp_2m": "dpmpp_2m"}
+                    "dpmpp_2m": "dpmpp_2m", "dpm++ 2m sde": "dpmpp_2m_sde", "dpm++ 2m sde karras": "dpmpp_2m_sde",
+                    "dpmpp_2m_sde": "dpmpp_2m_sde"}
 
 
 class RecipeError(ValueError):

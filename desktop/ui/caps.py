@@ -10,7 +10,8 @@ from pathlib import Path
 
 from desktop.runtime.manifest import MANIFEST_NAME
 
-SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++ (2M)"}
+SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++ (2M)",
+                  "dpmpp_2m_sde": "DPM-Solver++ (2M SDE)"}
 
 
 def manifest_dict(manifest) -> dict:

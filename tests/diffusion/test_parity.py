@@ -13,7 +13,7 @@ diffusers = pytest.importorskip("diffusers")
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler  # noqa: E402
 import diffusers.schedulers.scheduling_ddpm as ddpm_module  # noqa: E402
 
-from diffusion import make_schedule, sample_ddim, sample_ddpm, sample_dpmpp_2m  # noqa: E402
+from diffusion import make_schedule, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_dpmpp_2m_sde  # noqa: E402
 from diffusion.spacing import dpm_solver_timesteps, timesteps  # noqa: E402
 
 torch.set_num_threads(1)
@@ -213,6 +213,26 @@ def test_dpmpp_2m_matches_diffusers(name, steps, spacing, pred, x_T):
     expected = diffusers_loop(ref, x_T)
     ours = sample_dpmpp_2m(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing)
     assert_close(ours, expected)
+
+
+@pytest.mark.parametrize("name,steps,spacing,pred", [
+    ("linear", 1, "leading", "epsilon"),
+    ("linear", 2, "trailing", "epsilon"),
+    ("linear", 20, "trailing", "epsilon"),
+    ("linear", 20, "linspace", "v_prediction"),
+    ("cosine", 15, "trailing", "v_prediction"),
+    ("scaled_linear", 30, "leading", "epsilon"),
+])
+def test_dpmpp_2m_sde_matches_diffusers(name, steps, spacing, pred, x_T, noises):
+    schedule = make_schedule(name, 1000, *((0.00085, 0.012) if name == "scaled_linear" else ()))
+    ref = DPMSolverMultistepScheduler(1000, trained_betas=schedule.betas, prediction_type=pred,
+                                      algorithm_type="sde-dpmsolver++", solver_order=2, timestep_spacing=spacing)
+    ref.set_timesteps(steps)
+    expected = diffusers_loop(ref, x_T, lambda i: {"variance_noise": torch.from_numpy(noises[i])})
+    rng = ListRNG(noises)
+    ours = sample_dpmpp_2m_sde(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing, rng=rng)
+    assert_close(ours, expected)
+    assert rng.used == steps - 1  # fresh noise on every step but the last (to sigma = 0)
 
 
 def test_callbacks_report_diffusers_x0(x_T):

@@ -29,7 +29,7 @@ def net(x, t):
 
 
 def kwargs_for(name, batch, seed=0):
-    return {"rng": BatchRNG.from_seed(seed, batch)} if name == "ddpm" else {}
+    return {"rng": BatchRNG.from_seed(seed, batch)} if name in ("ddpm", "dpmpp_2m_sde") else {}
 
 
 class Counter:
