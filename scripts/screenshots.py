@@ -168,13 +168,14 @@ def main(argv=None) -> int:
 
     pipeline.generate = slowed
     c = m.caps
-    if c and c.mask_kind == "inpaint":
-        # a first run to have an image, used as input, then a painted mask
+    if c:
+        # a first run to have an image, used as input, then a painted inpainting mask (every model inpaints)
         m.generate()
         m.wait()
         settle(400)
         m.use_result_as_input(0)
         m.set_param("seed", 7)
+        w.canvas.set_tool("brush")
         view = w.canvas.view
         view.set_radius(max(2.0, c.width / 9))
         m.canvas.checkpoint()

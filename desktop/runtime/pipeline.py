@@ -23,7 +23,8 @@
   reproduces the image exactly.
 - Previews: a pixel model's predicted x̂_0 is the preview; a latent model's x̂_0 goes through the
   bundle's linear preview map (latent pixel -> RGB), upscaled by pixel repetition to the image size;
-  the VAE decoder runs once, at the end.
+  the VAE decoder runs once, at the end. When inpainting, the preview shows the init image where the
+  mask keeps it (blended like the final composite).
 - `cancel()` is checked before every network call (text encoder, VAE encoder, every U-Net call,
   every VAE decode); a cancelled generation raises `diffusion.Cancelled` and returns nothing.
 
@@ -462,11 +463,19 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
     if known_x0 is not None and mask_small is not None:
         hook = inpaint_hook(schedule, known_batch, mask_small, BatchRNG(seeds, stream=2))
 
+    # Inpainting previews show the kept pixels as they will be, and the prediction inside the mask.
+    preview_keep = None
+    if mask_full is not None:
+        preview_m = mask_full.astype(np.float64)[..., None]
+        preview_keep = (1 - preview_m) * r.init_image.astype(np.float64)
+
     def callback(info: dict) -> None:
         x0 = info["x0"]
         rgb = latent_preview(x0, bundle.preview, factor) if m.latent else x0
-        on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=list(to_uint8(rgb)),
-                         x_t=info["x"]))
+        previews = list(to_uint8(rgb))
+        if preview_keep is not None and previews[0].shape == preview_keep.shape:
+            previews = [np.round(preview_m * p + preview_keep).astype(np.uint8) for p in previews]
+        on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=previews, x_t=info["x"]))
 
     # Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why). Without on_step there
     # is no callback, so the sampler makes no per-step float32 copies.

@@ -42,9 +42,9 @@ class Capabilities:
 
     @property
     def canvas_mode(self) -> str:
-        """What the canvas paints: "semantic" label maps, else an "inpaint" mask. Every other model can
+        """What the canvas paints first: "semantic" label maps, else an "inpaint" mask. Every model can
         inpaint: with mask channels (mask_kind "inpaint") or through the sampler's blend
-        (diffusion.inpaint.inpaint_hook) plus the seamless composite."""
+        (diffusion.inpaint.inpaint_hook) plus the seamless composite; label-map models paint both."""
         return "semantic" if self.mask_kind == "semantic" else "inpaint"
 
     @property
@@ -101,14 +101,11 @@ def accepts(c: Capabilities) -> str:
         parts.append("text prompt")
     if c.class_names:
         parts.append(f"{len(c.class_names)} classes")
-    if c.mask_kind == "inpaint":
-        parts.append("inpainting mask (trained)")
-    elif c.canvas_mode == "inpaint":
-        parts.append("inpainting mask")
     if c.mask_kind == "semantic":
         parts.append(f"label map ({len(c.labels)} labels)")
     if not parts:
         parts.append("unconditional")
+    parts.append("inpainting mask (trained)" if c.mask_kind == "inpaint" else "inpainting")
     return " · ".join(parts)
 
 

@@ -343,7 +343,7 @@ class StudioModel(QObject):
     def uses_strength(self) -> bool:
         """img2img: an init image without an inpainting mask, so the strength applies."""
         c, cv = self.caps, self.canvas
-        return cv.init_image is not None and not (c is not None and c.canvas_mode == "inpaint" and cv.has_mask())
+        return cv.init_image is not None and not (c is not None and cv.has_mask())
 
     def build_request(self):
         """The GenerationRequest for the current state, or raise ValueError in plain words."""
@@ -353,7 +353,7 @@ class StudioModel(QObject):
         if c is None:
             raise ValueError("No model is loaded. Add a model folder with Models ▸ Add model….")
         mask = labels = init = None
-        if c.canvas_mode == "inpaint" and cv.has_mask():
+        if cv.has_mask():  # every model inpaints (label-map models too, with their map)
             if cv.init_image is None:
                 raise ValueError("Inpainting needs an image to keep: open or drop one on the canvas (or use a result as input).")
             mask = cv.mask.copy()

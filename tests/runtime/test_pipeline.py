@@ -134,6 +134,20 @@ def test_seamless_inpainting_blends_the_generated_region_into_the_kept_pixels(op
     assert np.abs(soft[ring].astype(float) - 200).mean() < np.abs(hard[ring].astype(float) - 200).mean()
 
 
+def test_inpainting_previews_show_the_kept_pixels(opened):
+    b = opened["latent_inpaint"]
+    H = b.manifest.image.height
+    init = np.random.default_rng(3).integers(0, 256, (H, H, 3), dtype=np.uint8)
+    mask = np.zeros((H, H)); mask[:, : H // 2] = 1.0
+    previews = []
+    generate(b, GenerationRequest(init_image=init, mask=mask, seed=1, steps=3, sampler="ddim"),
+             on_step=lambda info: previews.append(info.preview[0]))
+    assert len(previews) == 3
+    for p in previews:
+        np.testing.assert_array_equal(p[:, H // 2:], init[:, H // 2:])
+    assert not np.array_equal(previews[0][:, : H // 2], init[:, : H // 2])
+
+
 def test_inpaint_model_gets_mask_channels(opened):
     """The inpaint U-Net's sample input is [x_t, mask, init (1 - mask)] (docs/ARCHITECTURE.md conventions)."""
     b = opened["pixel_inpaint"]

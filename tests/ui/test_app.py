@@ -141,6 +141,33 @@ def test_painted_label_map_reaches_the_generation(qtbot, open_window, monkeypatc
     assert m.result_images
 
 
+def test_label_map_model_inpaints_with_its_map(qtbot, open_window, home):
+    """A label-map model paints both: labels with the label tools, the inpainting mask with Mask."""
+    w = open_window(cond="semantic", size=16)
+    m, view = w.model, w.canvas.view
+    assert w.canvas.tool_buttons["bucket"].isVisible() and w.canvas.tool_buttons["brush"].isVisible()
+    init = np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    m.canvas.set_init_image(init)
+    w.canvas.label_combo.setCurrentIndex(1)
+    w.canvas.set_tool("bucket")
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=widget_pos(view, 2, 2))
+    assert (m.canvas.labels == 1).all() and view.mode == "semantic"
+    w.canvas.set_tool("brush")
+    assert view.mode == "inpaint" and not w.canvas.label_combo.isVisible()
+    view.set_radius(3)
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=widget_pos(view, 4, 8))
+    qtbot.mouseMove(view, widget_pos(view, 11, 8))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=widget_pos(view, 11, 8))
+    mask = m.canvas.mask.copy()
+    assert mask[8, 8] == 1 and (m.canvas.labels == 1).all()  # the mask stroke left the labels alone
+    request = m.build_request()
+    assert request.mask is not None and np.array_equal(np.asarray(request.labels), m.canvas.labels)
+    run_and_wait(qtbot, m)
+    out = m.result_images[0]
+    assert np.array_equal(out[mask == 0], init[mask == 0])
+    assert not np.array_equal(out[mask == 1], init[mask == 1])
+
+
 def test_cancel_mid_run_is_idle_within_one_step_and_writes_nothing(qtbot, open_window, monkeypatch, home):
     w = open_window(cond="class")
     m = w.model

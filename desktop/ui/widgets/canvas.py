@@ -283,33 +283,49 @@ class CanvasPanel(QWidget):
     def set_tool(self, key: str) -> None:
         self.view.tool = key
         self.tool_actions[key].setChecked(True)
+        c = self.model.caps
+        if c is not None and c.canvas_mode == "semantic":  # label tools paint the map, mask tools the inpainting mask
+            mode = "inpaint" if key in ("brush", "eraser") else "semantic"
+            if mode != self.view.mode:
+                self.view.mode = mode
+                self._show_mode_widgets()
+                self.view.refresh()
+
+    def _show_mode_widgets(self) -> None:
+        inpaint = self.view.mode == "inpaint"
+        self.label_combo.setVisible(self.view.mode == "semantic")
+        self.hard_slider.setVisible(inpaint)
+        self.hard_label.setVisible(inpaint)
 
     def on_bundle(self) -> None:
+        """Every model gets the inpainting mask tools; label-map models also the label tools (their
+        starting mode)."""
         c = self.model.caps
         mode = c.canvas_mode if c else None
         self.view.mode = mode
-        inpaint, semantic = mode == "inpaint", mode == "semantic"
-        for keys, on in ((("brush", "eraser"), inpaint), (("labels", "label_eraser", "bucket"), semantic)):
+        semantic = mode == "semantic"
+        for keys, on in ((("brush", "eraser"), c is not None), (("labels", "label_eraser", "bucket"), semantic)):
             for key in keys:
                 self.tool_actions[key].setVisible(on)
                 self.tool_buttons[key].setVisible(on)
-        self.label_combo.setVisible(semantic)
+        self.tool_actions["brush"].setText("Mask" if semantic else "Brush")
+        self.tool_actions["brush"].setToolTip("Paint the inpainting mask: where the opened image is regenerated (B)"
+                                              if semantic else "Paint where the model should generate (B)")
         for a in (self.a_invert, self.a_load_mask, self.a_save_mask):
-            a.setVisible(inpaint)
-        self.tools_row.setVisible(inpaint or semantic)
-        self.sliders_row.setVisible(inpaint or semantic)
-        self.hard_slider.setVisible(inpaint)
-        self.hard_label.setVisible(inpaint)
+            a.setVisible(c is not None)
+        self.tools_row.setVisible(c is not None)
+        self.sliders_row.setVisible(c is not None)
         self.label_combo.clear()
         if c and semantic:
             self.view.palette_colors = [col for _, col in c.labels]
             for name, col in c.labels:
                 self.label_combo.addItem(swatch(col), name)
             self.set_tool("labels")
-        elif inpaint:
+        elif c:
             self.set_tool("brush")
         else:
             self.view.tool = "none"
+        self._show_mode_widgets()
         if c:
             self.view.set_radius(max(1.0, min(c.height, c.width) / 10))
             self.view.set_placeholder("Drop an image here")
