@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from diffusion import SAMPLERS, BatchRNG, initial_noise, make_schedule, sample  # noqa: E402
 from diffusion.mixture import example_mixture, mixture_denoiser, mixture_error  # noqa: E402
+from diffusion.samplers import NEEDS_RNG  # noqa: E402
 from benchmarks.report import commit, machine  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def quality(step_counts, n=4000):
     rows = []
     for name in SAMPLERS:
         for steps in step_counts:
-            kw = {"rng": BatchNormalRNG(n, 1)} if name == "ddpm" else {}
+            kw = {"rng": BatchNormalRNG(n, 1)} if name in NEEDS_RNG else {}
             x = sample(name, mixture_denoiser(mixture, schedule), x_T, schedule, steps=steps, **kw)
             err = mixture_error(mixture, x)
             cells = []
@@ -64,7 +65,7 @@ def overhead(step_counts, batches=(1, 4)):
                 zeros = np.zeros_like(x_T)
                 best = float("inf")
                 for _ in range(3 if steps < 1000 else 1):
-                    kw = {"rng": BatchRNG.from_seed(0, batch)} if name == "ddpm" else {}
+                    kw = {"rng": BatchRNG.from_seed(0, batch)} if name in NEEDS_RNG else {}
                     start = time.perf_counter()
                     sample(name, lambda x, t: zeros, x_T, schedule, steps=steps, **kw)
                     best = min(best, time.perf_counter() - start)

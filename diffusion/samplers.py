@@ -43,6 +43,7 @@ from .schedule import Schedule, respace
 from .spacing import dpm_solver_timesteps, timesteps
 
 SAMPLERS = ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2m_sde")
+NEEDS_RNG = ("ddpm", "dpmpp_2m_sde")  # samplers that always add noise (DDIM only with eta > 0)
 VARIANCES = ("beta", "beta_tilde")
 
 

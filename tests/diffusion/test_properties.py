@@ -18,6 +18,7 @@ from diffusion import (
     sample_repaint,
 )
 from diffusion.inpaint import _repaint_plan
+from diffusion.samplers import NEEDS_RNG
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -29,7 +30,7 @@ def net(x, t):
 
 
 def kwargs_for(name, batch, seed=0):
-    return {"rng": BatchRNG.from_seed(seed, batch)} if name in ("ddpm", "dpmpp_2m_sde") else {}
+    return {"rng": BatchRNG.from_seed(seed, batch)} if name in NEEDS_RNG else {}
 
 
 class Counter:
