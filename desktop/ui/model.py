@@ -46,10 +46,11 @@ class Params:
     width: int = 32
     strength: float = 0.75
     spacing: str | None = None      # None = the model's default; kept so a restored recipe is exact
+    seamless: bool = True           # inpainting: Poisson-blend the generated region into the kept pixels
 
 
 RECIPE_FIELDS = ("prompt", "negative_prompt", "class_name", "sampler", "steps", "guidance", "seed",
-                 "batch_size", "height", "width", "strength", "spacing")
+                 "batch_size", "height", "width", "strength", "spacing", "seamless")
 
 
 @dataclass
@@ -340,6 +341,10 @@ class StudioModel(QObject):
     def randomize_seed(self) -> None:
         self.set_param("seed", random.randint(0, MAX_SEED))
 
+    def inpaints(self) -> bool:
+        """Inpainting: an init image and a painted mask."""
+        return self.canvas.init_image is not None and self.canvas.has_mask()
+
     def uses_strength(self) -> bool:
         """img2img: an init image without an inpainting mask, so the strength applies."""
         c, cv = self.caps, self.canvas
@@ -367,7 +372,7 @@ class StudioModel(QObject):
             init_image=init, strength=float(p.strength) if self.uses_strength() else 1.0,
             mask=mask, labels=labels, sampler=p.sampler, steps=int(p.steps), guidance=float(p.guidance),
             seed=int(p.seed), batch_size=int(p.batch_size), height=int(p.height), width=int(p.width),
-            spacing=p.spacing, model=c.name,
+            spacing=p.spacing, model=c.name, seamless=bool(p.seamless),
         )
 
     def restore_recipe(self, recipe, model_path: str | None = None) -> None:

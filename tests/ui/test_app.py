@@ -107,6 +107,11 @@ def test_inpainting_keeps_unmasked_pixels(qtbot, open_window, home, cond):
     qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=widget_pos(view, 11, 8))
     mask = m.canvas.mask.copy()
     assert mask[8, 8] == 1 and mask[0, 0] == 0 and 0 < mask.mean() < 0.5
+    assert w.controls.seamless.isVisible() and w.controls.seamless.isChecked()
+    w.controls.seamless.setChecked(False)
+    assert m.build_request().seamless is False
+    w.controls.seamless.setChecked(True)
+    assert m.build_request().seamless is True
     run_and_wait(qtbot, m)
     out = m.result_images[0]
     keep = mask == 0

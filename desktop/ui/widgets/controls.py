@@ -175,6 +175,11 @@ class ControlsPanel(QWidget):
         self.strength.setToolTip("img2img strength: how much noise is added to the init image (0 keeps it, 1 ignores it)")
         self.strength.valueChanged.connect(lambda v: model.set_param("strength", float(v)))
 
+        self.seamless = QCheckBox("Blend seams")
+        self.seamless.setToolTip("Inpainting: blend the regenerated region into the kept pixels so the mask's "
+                                 "border leaves no seam (Poisson blending); off keeps the raw composite")
+        self.seamless.toggled.connect(lambda v: model.set_param("seamless", bool(v)))
+
         self.generate_button = QPushButton("Generate")
         self.generate_button.setToolTip("Generate (Ctrl+Enter)")
         self.generate_button.setDefault(True)
@@ -215,6 +220,7 @@ class ControlsPanel(QWidget):
         form.addRow("Batch", self.batch)
         form.addRow("Size", size_row)
         form.addRow(self.strength_label, self.strength)
+        form.addRow("", self.seamless)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 2)
@@ -281,6 +287,7 @@ class ControlsPanel(QWidget):
         img2img = self.model.uses_strength()
         self.strength_label.setVisible(img2img)
         self.strength.setVisible(img2img)
+        self.seamless.setVisible(self.model.inpaints())
         self.generate_button.setEnabled(c is not None and not self.model.running)
 
     def refresh(self, name: str = "") -> None:
@@ -298,6 +305,7 @@ class ControlsPanel(QWidget):
             "width": lambda: self.width_box.setValue(p.width),
             "height": lambda: self.height_box.setValue(p.height),
             "strength": lambda: self.strength.setValue(p.strength),
+            "seamless": lambda: self.seamless.setChecked(p.seamless),
         }
         for key, apply in widgets.items():
             if name in ("", key):
