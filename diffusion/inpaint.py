@@ -157,28 +157,63 @@ def poisson_blend(generated, known, mask, tol: float = 1e-4, max_iter: int = 400
     return out[..., 0] if flat else out
 
 
+def _dst1(a: np.ndarray, axis: int) -> np.ndarray:
+    """Type-I discrete sine transform along `axis` (unnormalised; its own inverse up to 2 / (N + 1))."""
+    a = np.moveaxis(a, axis, 0)
+    z = np.zeros((1, *a.shape[1:]))
+    y = np.concatenate([z, a, z, -a[::-1]], axis=0)
+    return np.moveaxis(-np.fft.fft(y, axis=0).imag[1:a.shape[0] + 1] / 2, 0, axis)
+
+
+def _box_poisson_solver(h: int, w: int):
+    """u = L⁻¹ r for the 5-point Laplacian on an h x w box with zero values outside it, by sine transforms."""
+    lam = (4 - 2 * np.cos(np.pi * np.arange(1, h + 1) / (h + 1))[:, None]
+           - 2 * np.cos(np.pi * np.arange(1, w + 1) / (w + 1))[None, :])[..., None]
+    scale = 4.0 / ((h + 1) * (w + 1))
+
+    def solve(r: np.ndarray) -> np.ndarray:
+        return scale * _dst1(_dst1(_dst1(_dst1(r, 0), 1) / lam, 0), 1)
+    return solve
+
+
 def _solve_blend(g: np.ndarray, k: np.ndarray, inside: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
-    """poisson_blend on a window whose edge pixels are either kept pixels or the image's own edges."""
+    """poisson_blend on a window whose edge pixels are either kept pixels or the image's own edges.
+
+    Conjugate gradients, preconditioned by the window's own Dirichlet Laplacian (solved exactly by sine
+    transforms) when Ω fills at least half its window: then a blob or box converges in a few dozen
+    iterations where plain CG needs about one per pixel of its width. Thin strokes (Ω a small part of
+    its window) converge fast without it, and cheaper per iteration."""
     omega = inside[..., None].astype(np.float64)
     n = _neighbour_sum(np.ones_like(omega))  # in-image neighbours: 2, 3 or 4
 
     def A(d):  # the Laplacian system on Ω; d is 0 outside Ω
         return omega * (n * d - _neighbour_sum(omega * d))
 
+    if inside.mean() >= 0.5:  # Ω fills its window: the window's Laplacian is a good approximation
+        box_solve = _box_poisson_solver(*inside.shape)
+
+        def M(r):  # the preconditioner, kept on Ω (symmetric positive definite there)
+            return omega * box_solve(omega * r)
+    else:  # thin strokes: plain CG converges in about their width, each iteration far cheaper
+        def M(r):
+            return r
+
     b = omega * (_neighbour_sum((1 - omega) * k) - (n - _neighbour_sum(omega)) * g)
     d = np.zeros_like(g)
     r = b.copy()
-    p = r.copy()
-    rr = (r * r).sum(axis=(0, 1))  # one system per channel, solved together
+    z = M(r)
+    p = z.copy()
+    rz = (r * z).sum(axis=(0, 1))  # one system per channel, solved together
     stop = (tol ** 2) * np.maximum((b * b).sum(axis=(0, 1)), 1e-24)
     for _ in range(max_iter):
-        if (rr <= stop).all():
+        if ((r * r).sum(axis=(0, 1)) <= stop).all():
             break
         Ap = A(p)
-        alpha = rr / np.maximum((p * Ap).sum(axis=(0, 1)), 1e-300)
+        alpha = rz / np.maximum((p * Ap).sum(axis=(0, 1)), 1e-300)
         d += alpha * p
         r -= alpha * Ap
-        rr_new = (r * r).sum(axis=(0, 1))
-        p = r + (rr_new / np.maximum(rr, 1e-300)) * p
-        rr = rr_new
+        z = M(r)
+        rz_new = (r * z).sum(axis=(0, 1))
+        p = z + (rz_new / np.maximum(rz, 1e-300)) * p
+        rz = rz_new
     return omega * (g + d) + (1 - omega) * k
