@@ -205,34 +205,23 @@ def test_ddim_clip_keeps_x0_and_eps_consistent(x_T):
     ("cosine", 15, "trailing", "v_prediction"),
     ("scaled_linear", 30, "linspace", "epsilon"),
 ])
-def test_dpmpp_2m_matches_diffusers(name, steps, spacing, pred, x_T):
+@pytest.mark.parametrize("sde", [False, True])
+def test_dpmpp_2m_matches_diffusers(name, steps, spacing, pred, sde, x_T, noises):
+    """DPM-Solver++(2M) and its SDE variant, the latter with the very same noise on each step."""
     schedule = make_schedule(name, 1000, *((0.00085, 0.012) if name == "scaled_linear" else ()))
-    ref = DPMSolverMultistepScheduler(1000, trained_betas=schedule.betas, prediction_type=pred,
-                                      algorithm_type="dpmsolver++", solver_order=2, timestep_spacing=spacing)
+    ref = DPMSolverMultistepScheduler(1000, trained_betas=schedule.betas, prediction_type=pred, solver_order=2,
+                                      algorithm_type="sde-dpmsolver++" if sde else "dpmsolver++",
+                                      timestep_spacing=spacing)
     ref.set_timesteps(steps)
-    expected = diffusers_loop(ref, x_T)
-    ours = sample_dpmpp_2m(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing)
-    assert_close(ours, expected)
-
-
-@pytest.mark.parametrize("name,steps,spacing,pred", [
-    ("linear", 1, "leading", "epsilon"),
-    ("linear", 2, "trailing", "epsilon"),
-    ("linear", 20, "trailing", "epsilon"),
-    ("linear", 20, "linspace", "v_prediction"),
-    ("cosine", 15, "trailing", "v_prediction"),
-    ("scaled_linear", 30, "leading", "epsilon"),
-])
-def test_dpmpp_2m_sde_matches_diffusers(name, steps, spacing, pred, x_T, noises):
-    schedule = make_schedule(name, 1000, *((0.00085, 0.012) if name == "scaled_linear" else ()))
-    ref = DPMSolverMultistepScheduler(1000, trained_betas=schedule.betas, prediction_type=pred,
-                                      algorithm_type="sde-dpmsolver++", solver_order=2, timestep_spacing=spacing)
-    ref.set_timesteps(steps)
-    expected = diffusers_loop(ref, x_T, lambda i: {"variance_noise": torch.from_numpy(noises[i])})
     rng = ListRNG(noises)
-    ours = sample_dpmpp_2m_sde(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing, rng=rng)
+    if sde:
+        expected = diffusers_loop(ref, x_T, lambda i: {"variance_noise": torch.from_numpy(noises[i])})
+        ours = sample_dpmpp_2m_sde(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing, rng=rng)
+    else:
+        expected = diffusers_loop(ref, x_T)
+        ours = sample_dpmpp_2m(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing)
     assert_close(ours, expected)
-    assert rng.used == steps - 1  # fresh noise on every step but the last (to sigma = 0)
+    assert rng.used == (steps - 1 if sde else 0)  # fresh noise on every step but the last (to sigma = 0)
 
 
 def test_callbacks_report_diffusers_x0(x_T):
