@@ -146,14 +146,16 @@ def poisson_blend(generated, known, mask, tol: float = 1e-4, max_iter: int = 400
     if flat:
         g, k = g[..., None], k[..., None]
     inside = m > 0
-    if not inside.any() or inside.all():  # nothing generated, or nothing kept to meet
-        return (g if inside.all() else k)[..., 0] if flat else (g if inside.all() else k).copy()
-    out = k.copy()
-    box = (slice(None), slice(None))
-    if crop:  # Ω, its kept neighbours and nothing else (the Laplacian only couples neighbours)
-        ys, xs = np.nonzero(inside)
-        box = (slice(max(ys.min() - 1, 0), ys.max() + 2), slice(max(xs.min() - 1, 0), xs.max() + 2))
-    out[box] = _solve_blend(g[box], k[box], inside[box], tol, max_iter)
+    if inside.all():  # nothing kept to meet
+        out = g.copy()
+    else:
+        out = k.copy()
+        if inside.any():
+            box = (slice(None), slice(None))
+            if crop:  # Ω, its kept neighbours and nothing else (the Laplacian only couples neighbours)
+                ys, xs = np.nonzero(inside)
+                box = (slice(max(ys.min() - 1, 0), ys.max() + 2), slice(max(xs.min() - 1, 0), xs.max() + 2))
+            out[box] = _solve_blend(g[box], k[box], inside[box], tol, max_iter)
     return out[..., 0] if flat else out
 
 

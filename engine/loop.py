@@ -45,10 +45,25 @@ class StepBatchSampler(torch.utils.data.Sampler):
             yield batch_indices(n, batch, step, seed, rank, world)
 
 
+class _Indexed(torch.utils.data.Dataset):
+    """The data set's items with their "index" added, so a batch says which items it holds."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return {**self.ds[i], "index": i}
+
+
 def step_loader(ds, tc: dict, step: int, rank: int, world: int, collate) -> torch.utils.data.DataLoader:
-    """The batches of steps step..tc["steps"]-1 for process `rank` (`batch_indices`)."""
+    """The batches of steps step..tc["steps"]-1 for process `rank` (`batch_indices`); each item
+    carries its "index" for `collate`."""
     sampler = StepBatchSampler(len(ds), tc["batch"], step, tc["steps"], tc["seed"], rank, world)
-    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=tc["num_workers"], collate_fn=collate)
+    return torch.utils.data.DataLoader(_Indexed(ds), batch_sampler=sampler, num_workers=tc["num_workers"],
+                                       collate_fn=collate)
 
 
 def restore_state(state: dict | None, path: Path, loaders: dict[str, Callable[[dict], object]]) -> int:
@@ -65,19 +80,40 @@ def restore_state(state: dict | None, path: Path, loaders: dict[str, Callable[[d
     return int(state["step"])
 
 
+def run_clock(state: dict | None) -> Callable[[], float]:
+    """Seconds this run has trained: its earlier sessions (the checkpoint's "train_seconds") plus this one."""
+    before, start = float(state.get("train_seconds", 0.0)) if state is not None else 0.0, time.time()
+    return lambda: before + time.time() - start
+
+
 def checkpointer(acc, path: Path, tc: dict, kind: str, name: str, step: Callable[[], int],
-                 parts: Callable[[], dict]) -> Callable[[str], None]:
-    """checkpoint(reason): the main process writes parts() + step, RNG and LR state to `path`
-    (atomically); every process waits for it."""
+                 parts: Callable[[], dict], seconds: Callable[[], float]) -> Callable[[str], None]:
+    """checkpoint(reason): the main process writes parts() + step, RNG, LR state and the run's
+    training seconds to `path` (atomically); every process waits for it."""
     def checkpoint(reason: str) -> None:
         acc.wait_for_everyone()
         if acc.is_main_process:
             s = step()
-            save_checkpoint(path, {**parts(), "step": s, "rng": capture_rng(),
+            save_checkpoint(path, {**parts(), "step": s, "rng": capture_rng(), "train_seconds": seconds(),
                                    "lr_scheduler": {"kind": "linear_warmup", "warmup": tc["warmup"], "last_step": s}},
                             summary={"step": s, "reason": reason, "time": time.time(), "kind": kind, "config": name})
         acc.wait_for_everyone()
     return checkpoint
+
+
+def set_lr(lr: float, *optimizers) -> None:
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
+def optimizer_step(acc, loss: torch.Tensor, model, optimizer, grad_clip: float) -> None:
+    """Backward through Accelerate, clip the gradient norm (grad_clip > 0), step, clear the gradients."""
+    acc.backward(loss)
+    if grad_clip > 0:
+        acc.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 @dataclass

@@ -7,7 +7,8 @@ t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (q_s
 ("v_prediction"). Conditions are dropped with probability `cond_drop_prob` for classifier-free
 guidance: class -> the null index len(names), text -> the empty prompt "", semantic -> all-zero
 one-hot. Inpainting trains on random masks (boxes, brush strokes, and a share `inpaint_full_prob` of
-full masks, i.e. plain generation); its channels are never dropped. AdamW, linear LR warm-up, gradient clipping, EMA, bf16 autocast on CUDA.
+full masks, i.e. plain generation); its channels are never dropped. AdamW, linear LR warm-up,
+gradient clipping, EMA, bf16 autocast on CUDA.
 
 Determinism and resume (decisions, also for multi-process runs):
 - The data order is a pure function of (seed, step): the index stream is the concatenation of
@@ -42,7 +43,8 @@ from torch import nn
 from .checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
 from .config import dump_toml, load_config
 from .ema import EMA
-from .loop import StepBookkeeping, batch_indices, checkpointer, progress_bar, restore_state, step_loader
+from .loop import (StepBookkeeping, checkpointer, optimizer_step, progress_bar, restore_state, run_clock, set_lr,
+                   step_loader)
 from .models import build_unet, unet_forward
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -94,6 +96,8 @@ def collate(items: list[dict]) -> dict:
     out = {"image": torch.stack([it["image"] for it in items]),
            "class": torch.tensor([int(it.get("class", -1)) for it in items], dtype=torch.int64),
            "caption": [str(it.get("caption", "")) for it in items]}
+    if all("index" in it for it in items):  # the loader's items say which data set index they are
+        out["index"] = [int(it["index"]) for it in items]
     if all("labels" in it for it in items):  # semantic maps; inpainting masks are drawn per step (random_inpaint_masks)
         out["labels"] = torch.stack([torch.as_tensor(it["labels"]) for it in items])
     return out
@@ -446,21 +450,21 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     flip = cfg["dataset"]["flip"] and cfg["dataset"]["name"] != "folder"  # folders flip themselves
     loader = step_loader(ds, tc, step, rank, world, collate)
     bar = progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"])
+    clock = run_clock(state)
     checkpoint = checkpointer(acc, out / CHECKPOINT, tc, cfg["kind"], cfg["name"], lambda: step, lambda: {
         "model": raw.state_dict(), "ema": ema.state_dict(), "ema_updates": ema.num_updates,
-        "optimizer": optimizer.state_dict(), "train_seconds": seconds_before + time.time() - t_start})
+        "optimizer": optimizer.state_dict()}, clock)
 
     sample_fn = _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
                               ds, sched, diff_channels, diff_size, dev)
     t_start, stopped = time.time(), False
-    seconds_before = float(state.get("train_seconds", 0.0)) if state is not None else 0.0  # earlier sessions of this run
     model.train()
     with interrupt_flag() as flag:
         books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample_fn,
                                 append_metrics=append_metrics, bar=bar, t_start=t_start)
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
-            indices = batch_indices(len(ds), tc["batch"], step, tc["seed"], rank, world)
+            indices = batch["index"]
             if "on_batch" in hooks:
                 hooks["on_batch"](step, rank, indices)
             x = batch["image"].to(dev)
@@ -486,18 +490,13 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
             x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps  # q_sample
             target = eps if tc["prediction_type"] == "epsilon" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
             lr = lr_at(step, tc["lr"], tc["warmup"])
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(lr, optimizer)
             with acc.autocast():
                 pred = model(torch.cat([x_t, *cond_channels], dim=1), t, **kw)
             loss = F.mse_loss(pred.float(), target)
             if not torch.isfinite(loss):
                 raise TrainError(f"loss became {loss.item()} at step {step}; lower training.lr or check the data")
-            acc.backward(loss)
-            if tc["grad_clip"] > 0:
-                acc.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(acc, loss, model, optimizer, tc["grad_clip"])
             ema.update(raw)
             step += 1
             if "on_step" in hooks:
@@ -511,7 +510,7 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     checkpoint("interrupted" if stopped else "end")
     if not stopped and acc.is_main_process:
         save_final_model(cfg, out, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
-                         sched, diff_size, channels, size, step, seconds_before + time.time() - t_start, ds)
+                         sched, diff_size, channels, size, step, clock(), ds)
     acc.wait_for_everyone()
     if "on_end" in hooks:
         hooks["on_end"](raw, ema)

@@ -35,7 +35,8 @@ from torch import nn
 
 from .config import load_config
 from .loaded import replace_dir, vae_downscale
-from .loop import StepBookkeeping, batch_indices, checkpointer, progress_bar, restore_state, step_loader
+from .loop import (StepBookkeeping, checkpointer, optimizer_step, progress_bar, restore_state, run_clock, set_lr,
+                   step_loader)
 from .models import PatchDiscriminator, build_vae
 from .train import (CHECKPOINT, TrainError, append_metrics, collate,
                     interrupt_flag, lr_at, machine_name, make_accelerator, make_dataset, prepare_run_folder,
@@ -204,9 +205,10 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
 
     loader = step_loader(ds, tc, step, rank, world, collate)
     bar = progress_bar(acc, progress, tc, step, cfg["name"] or "vae")
+    clock = run_clock(state)
     checkpoint = checkpointer(acc, out / CHECKPOINT, tc, "vae", cfg["name"], lambda: step, lambda: {
         "model": raw.state_dict(), "disc": raw_disc.state_dict(), "optimizer": opt.state_dict(),
-        "optimizer_disc": opt_d.state_dict(), "train_seconds": seconds_before + time.time() - t_start})
+        "optimizer_disc": opt_d.state_dict()}, clock)
 
     def sample_grid(path: Path, n: int = 8) -> None:
         with torch.no_grad():
@@ -219,7 +221,6 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
     # eps for the reparameterisation, at the latent size (the data set's images are all size x size)
     latent_shape = (cfg["model"]["latent_channels"], *[size // vae_downscale(raw.vae.config)] * 2)
     t_start, stopped = time.time(), False
-    seconds_before = float(state.get("train_seconds", 0.0)) if state is not None else 0.0  # earlier sessions of this run
     model.train()
     disc.train()
     with interrupt_flag() as flag:
@@ -228,12 +229,10 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
             if "on_batch" in hooks:
-                hooks["on_batch"](step, rank, batch_indices(len(ds), tc["batch"], step, tc["seed"], rank, world))
+                hooks["on_batch"](step, rank, batch["index"])
             x = batch["image"].to(dev)
             lr = lr_at(step, tc["lr"], tc["warmup"])
-            for o in (opt, opt_d):
-                for group in o.param_groups:
-                    group["lr"] = lr
+            set_lr(lr, opt, opt_d)
             with acc.autocast():
                 eps = torch.randn((x.shape[0], *latent_shape), generator=g, device=dev)
                 rec, mu, logvar = model(x, eps)
@@ -249,11 +248,7 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
                     loss = loss + lc["adv_weight"] * weight * g_loss
             if not torch.isfinite(loss):
                 raise TrainError(f"VAE loss became {loss.item()} at step {step}; lower training.lr")
-            acc.backward(loss)
-            if tc["grad_clip"] > 0:
-                acc.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            optimizer_step(acc, loss, model, opt, tc["grad_clip"])
             opt_d.zero_grad(set_to_none=True)
             d_loss = torch.zeros((), device=dev)
             if use_adv:  # hinge loss: relu(1 - D(x)) + relu(1 + D(x_rec))
@@ -279,7 +274,7 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
             "kind": "vae", "scale_factor": scale_factor, "image_size": size, "image_channels": channels,
             "latent_channels": cfg["model"]["latent_channels"],
             "provenance": {"source": f"diffusion-studio train {cfg['name']}", "data": cfg["dataset"]["name"], "steps": step,
-                           "train_seconds": round(seconds_before + time.time() - t_start, 1), "machine": machine_name()},
+                           "train_seconds": round(clock(), 1), "machine": machine_name()},
         })
     acc.wait_for_everyone()
     return out

@@ -37,6 +37,17 @@ SAMPLER_SETTINGS: tuple[SamplerSetting, ...] = (
 )
 DEFAULT_SETTING = SAMPLER_SETTINGS[2]
 
+_ALIASES = {"ddpm": "ddpm", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m", "dpmpp": "dpmpp_2m",
+            "dpm++": "dpmpp_2m", "dpmsolver++": "dpmpp_2m", "dpmpp_2m_sde": "dpmpp_2m_sde",
+            "dpm++sde": "dpmpp_2m_sde", "dpmpp_sde": "dpmpp_2m_sde"}
+_LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++", "dpmpp_2m_sde": "SDE-DPM-Solver++"}
+
+
+def setting_label(sampler: str, steps: int) -> str:
+    """"DDPM-1000", "DDIM-50", "DPM-Solver++ 20", "SDE-DPM-Solver++ 20"."""
+    return f"{_LABELS[sampler]} {steps}" if sampler.startswith("dpmpp") else f"{_LABELS.get(sampler, sampler)}-{steps}"
+
+
 def with_default(bundle, settings) -> tuple[SamplerSetting, ...]:
     """`settings` plus the bundle's own default sampler and steps (what a user gets) when it is not
     among them already; mock bundles without defaults get `settings` unchanged."""
@@ -47,17 +58,6 @@ def with_default(bundle, settings) -> tuple[SamplerSetting, ...]:
     if any(s.sampler == sampler and s.steps == steps for s in settings):
         return tuple(settings)
     return (*settings, SamplerSetting(f"{setting_label(sampler, steps)} (model default)", sampler, steps))
-
-
-_ALIASES = {"ddpm": "ddpm", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m", "dpmpp": "dpmpp_2m",
-            "dpm++": "dpmpp_2m", "dpmsolver++": "dpmpp_2m", "dpmpp_2m_sde": "dpmpp_2m_sde",
-            "dpm++sde": "dpmpp_2m_sde", "dpmpp_sde": "dpmpp_2m_sde"}
-_LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++", "dpmpp_2m_sde": "SDE-DPM-Solver++"}
-
-
-def setting_label(sampler: str, steps: int) -> str:
-    """"DDPM-1000", "DDIM-50", "DPM-Solver++ 20", "SDE-DPM-Solver++ 20"."""
-    return f"{_LABELS[sampler]} {steps}" if sampler.startswith("dpmpp") else f"{_LABELS.get(sampler, sampler)}-{steps}"
 
 
 def parse_samplers(text: str | None) -> tuple[SamplerSetting, ...]:

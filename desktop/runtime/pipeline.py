@@ -19,8 +19,8 @@
   model gets `diffusion.inpaint.inpaint_hook`; and the final uint8 image is blended in pixel space,
   round(m * generated + (1 - m) * init), so pixels with m = 0 equal the init image exactly (latent
   models too). Before that, `seamless` (the default) Poisson-blends the generated region into the
-  kept pixels (gradients kept, no colour jump at the border). Masks are quantised to 1/65535 (what a 16-bit PNG recipe stores) so a recipe
-  reproduces the image exactly.
+  kept pixels (gradients kept, no colour jump at the border). Masks are quantised to 1/65535 (what
+  a 16-bit PNG recipe stores) so a recipe reproduces the image exactly.
 - Previews: a pixel model's predicted x̂_0 is the preview; a latent model's x̂_0 goes through the
   bundle's linear preview map (latent pixel -> RGB), upscaled by pixel repetition to the image size;
   the VAE decoder runs once, at the end. When inpainting, the preview shows the init image where the
@@ -463,18 +463,20 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
     if known_x0 is not None and mask_small is not None:
         hook = inpaint_hook(schedule, known_batch, mask_small, BatchRNG(seeds, stream=2))
 
-    # Inpainting previews show the kept pixels as they will be, and the prediction inside the mask.
-    preview_keep = None
+    # Inpainting composites (the previews and the final image): m * generated + (1 - m) * init.
     if mask_full is not None:
-        preview_m = mask_full.astype(np.float64)[..., None]
-        preview_keep = (1 - preview_m) * r.init_image.astype(np.float64)
+        keep = r.init_image.astype(np.float64)
+        m_pix = mask_full.astype(np.float64)[..., None]
+
+        def composite(im: np.ndarray) -> np.ndarray:
+            return np.clip(np.round(m_pix * im + (1 - m_pix) * keep), 0, 255).astype(np.uint8)
 
     def callback(info: dict) -> None:
         x0 = info["x0"]
         rgb = latent_preview(x0, bundle.preview, factor) if m.latent else x0
         previews = list(to_uint8(rgb))
-        if preview_keep is not None and previews[0].shape == preview_keep.shape:
-            previews = [np.round(preview_m * p + preview_keep).astype(np.uint8) for p in previews]
+        if mask_full is not None:  # the kept pixels as they will be, the prediction inside the mask
+            previews = [composite(p) for p in previews]
         on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=previews, x_t=info["x"]))
 
     # Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why). Without on_step there
@@ -494,11 +496,7 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
         x = np.concatenate(decoded)
     images = list(to_uint8(x))
     if mask_full is not None:
-        keep = r.init_image.astype(np.float64)
-        if r.seamless:
-            images = [poisson_blend(im, keep, mask_full) for im in images]
-        mm = mask_full.astype(np.float64)[..., None]
-        images = [np.clip(np.round(mm * im + (1 - mm) * keep), 0, 255).astype(np.uint8) for im in images]
+        images = [composite(poisson_blend(im, keep, mask_full) if r.seamless else im) for im in images]
     t_done = time.perf_counter()
     return GenerationResult(
         images=images, request=r, seeds=seeds, provider=bundle.provider,

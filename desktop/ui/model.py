@@ -138,16 +138,16 @@ class CanvasState(QObject):
         return bool(self._redo)
 
     def undo(self) -> None:
-        if self._undo:
-            self._redo.append(self._snapshot())
-            self.init_image, self.mask, self.labels = self._undo.pop()
-            self.changed.emit()
-            self.undoChanged.emit()
+        self._step_back(self._undo, self._redo)
 
     def redo(self) -> None:
-        if self._redo:
-            self._undo.append(self._snapshot())
-            self.init_image, self.mask, self.labels = self._redo.pop()
+        self._step_back(self._redo, self._undo)
+
+    def _step_back(self, source: list, target: list) -> None:
+        """Restore the newest snapshot of `source`, keeping the current state on `target`."""
+        if source:
+            target.append(self._snapshot())
+            self.init_image, self.mask, self.labels = source.pop()
             self.changed.emit()
             self.undoChanged.emit()
 
@@ -347,8 +347,7 @@ class StudioModel(QObject):
 
     def uses_strength(self) -> bool:
         """img2img: an init image without an inpainting mask, so the strength applies."""
-        c, cv = self.caps, self.canvas
-        return cv.init_image is not None and not (c is not None and cv.has_mask())
+        return self.canvas.init_image is not None and not self.canvas.has_mask()
 
     def build_request(self):
         """The GenerationRequest for the current state, or raise ValueError in plain words."""

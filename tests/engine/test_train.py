@@ -14,7 +14,8 @@ from PIL import Image
 
 from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.config import load_config
-from engine.train import (CHECKPOINT, batch_indices, cached_latents, mask_to_size, masked_latents, one_hot_labels,
+from engine.loop import batch_indices
+from engine.train import (CHECKPOINT, cached_latents, mask_to_size, masked_latents, one_hot_labels,
                           random_inpaint_masks, train)
 
 torch.set_num_threads(1)
