@@ -20,7 +20,8 @@ reads TOML but does not write it).
     [training]      steps, batch, lr, warmup, ema_decay, grad_clip, mixed_precision
                     ("auto" = bf16 on CUDA, off on CPU | "no" | "bf16" | "fp16"), checkpoint_every,
                     sample_every, log_every, seed, prediction_type, num_workers, sample_steps,
-                    max_seconds (wall-clock budget; 0 = none; the run ends early with its final model)
+                    max_seconds (wall-clock budget; 0 = none; the run ends early with its final model),
+                    init (fine-tuning: a trained run or model folder whose U-Net weights start the run)
     [defaults]      sampler, steps, guidance (0 = automatic), spacing: the bundle's defaults
     [vae_loss]      recon ("l1"|"l2"), kl_weight, perceptual_weight, perceptual_weights (path,
                     optional), adv_weight, adv_start, adaptive_weight
@@ -74,6 +75,7 @@ DEFAULTS: dict = {
         "num_workers": 0,
         "sample_steps": 20,
         "max_seconds": 0.0,
+        "init": "",
     },
     "vae_loss": {
         "recon": "l1",

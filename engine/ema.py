@@ -22,14 +22,18 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
+        shadows, weights = [], []
         for k, v in model.state_dict().items():
             s = self.shadow[k]
             if s.device != v.device:  # the model moved (e.g. prepared onto the GPU) after the EMA was made
                 s = self.shadow[k] = s.to(v.device)
             if v.dtype.is_floating_point:
-                s.mul_(d).add_(v.detach().float(), alpha=1 - d)
+                shadows.append(s)
+                weights.append(v.detach().float())
             else:
                 s.copy_(v)
+        if shadows:  # s <- s + (1 - d)(v - s) = d s + (1 - d) v, as a few fused kernels (not two per tensor)
+            torch._foreach_lerp_(shadows, weights, 1 - d)
         self.num_updates += 1
 
     @torch.no_grad()

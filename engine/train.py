@@ -48,6 +48,9 @@ from .loop import (StepBookkeeping, checkpointer, optimizer_step, progress_bar, 
 from .models import build_unet, unet_forward
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
+# Frozen text encoders: token states of up to this many captions stay cached (32 tokens x 384
+# floats: about 1 GB, a whole 20,000-caption data set, so after one epoch no caption is re-encoded).
+CAPTION_CACHE_ENTRIES = 20_000
 
 
 class TrainError(RuntimeError):
@@ -212,6 +215,28 @@ class Denoiser(nn.Module):
         if input_ids is not None:
             encoder_hidden_states = self.text(input_ids, attention_mask)
         return unet_forward(self.unet, x, t, encoder_hidden_states=encoder_hidden_states, class_labels=class_labels)
+
+
+def init_unet(unet: nn.Module, path: str | Path) -> None:
+    """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
+    into `unet` (fine-tuning); the architecture must match."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    for folder in (path / "model" / "unet", path / "unet", path):
+        weights = folder / "diffusion_pytorch_model.safetensors"
+        if weights.is_file():
+            break
+    else:
+        raise TrainError(f"training.init: no U-Net weights at {path} (expected a run folder with "
+                         "model/unet/diffusion_pytorch_model.safetensors)")
+    current = unet.state_dict()
+    sd = load_file(str(weights))
+    wrong = sorted(set(sd) ^ set(current)) + sorted(k for k in set(sd) & set(current) if sd[k].shape != current[k].shape)
+    if wrong:
+        raise TrainError(f"training.init: {weights} does not fit this config's U-Net "
+                         f"({len(wrong)} tensors differ, e.g. {wrong[0]}); use the same [model] settings")
+    unet.load_state_dict({k: v.to(current[k].dtype) for k, v in sd.items()})
 
 
 def load_vae(path: str | Path):
@@ -381,6 +406,8 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
 
     unet = build_unet(cfg, sample_size=diff_size, channels=diff_channels, num_classes=len(class_names),
                       num_labels=len(labels_spec), text_dim=int(text.dim) if text is not None else 0)
+    if tc["init"] and state is None:
+        init_unet(unet, tc["init"])
     model = Denoiser(unet, text if text_trains else None)
     if text is not None and not text_trains:
         text.requires_grad_(False).eval().to(dev)
@@ -404,7 +431,7 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     def frozen_text_states(captions: list[str]) -> torch.Tensor:
         missing = [c for c in dict.fromkeys(captions) if c not in caption_cache]
         if missing:
-            if len(caption_cache) + len(missing) > 4096:
+            if len(caption_cache) + len(missing) > CAPTION_CACHE_ENTRIES:
                 caption_cache.clear()
                 missing = list(dict.fromkeys(captions))
             with torch.no_grad():

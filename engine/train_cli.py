@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--steps", type=int, metavar="N", help="override training.steps")
     p.add_argument("--batch", type=int, metavar="N", help="override training.batch (per process)")
+    p.add_argument("--lr", type=float, metavar="LR", help="override training.lr (e.g. higher with a larger --batch)")
     p.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of training and write the final model")
+    p.add_argument("--init", metavar="PATH", help="fine-tune: start the U-Net from a trained run or model folder of the same architecture")
     p.add_argument("--vae", metavar="PATH", help="latent runs: the VAE run folder to use")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.safetensors")
     p.add_argument("--device", choices=("cpu", "cuda"), help="force a device (default: cuda when available)")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict = {}
     if args.data:
         overrides["dataset"] = {"name": "folder", "path": str(args.data)}
-    training = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("max_seconds", args.max_seconds)) if v is not None}
+    training = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("lr", args.lr), ("max_seconds", args.max_seconds), ("init", args.init)) if v is not None}
     if training:
         overrides["training"] = training
     if args.vae:

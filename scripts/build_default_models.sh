@@ -9,6 +9,8 @@
 #
 # Time budgets (seconds of training per stage; unset = the preset's step count):
 #   DIGITS_SECONDS, SHAPES_VAE_SECONDS, SHAPES_SECONDS, LANDSCAPES_VAE_SECONDS, LANDSCAPES_SECONDS
+# Extra `diffusion-studio train` options per stage (e.g. a GPU's larger batch), same names with _ARGS:
+#   SHAPES_ARGS="--batch 256 --lr 5e-4" ...
 # The three chains run in parallel (one GPU is shared fine; on a CPU set PARALLEL=0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +25,11 @@ PY=${PYTHON:-python3}
 mkdir -p "$RUNS"
 
 train() {  # train PRESET OUT BUDGET_VAR [extra args]
-  local preset=$1 out=$2 budget=${!3:-}; shift 3
+  local preset=$1 out=$2 budget=${!3:-} extra_var=${3%_SECONDS}_ARGS; shift 3
   local args=("$preset" --out "$out" --no-progress)
   [ -n "$budget" ] && args+=(--max-seconds "$budget")
+  read -r -a extra <<< "${!extra_var:-}"
+  args+=("${extra[@]}")
   "$PY" -m desktop train "${args[@]}" "$@" > "$out.log" 2>&1 || { echo "training $preset failed; see $out.log" >&2; tail -20 "$out.log" >&2; return 1; }
   echo "trained $preset -> $out ($(tail -1 "$out/metrics.jsonl" 2>/dev/null))"
 }

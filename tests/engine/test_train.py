@@ -247,3 +247,28 @@ def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["no-such-preset"]) == 2
     assert "tiny-pixel" in capsys.readouterr().err
+
+
+def test_init_starts_the_unet_from_a_trained_run(tmp_path):
+    from safetensors.torch import load_file
+
+    from engine.train import TrainError
+
+    over = {"training": {"steps": 3, "sample_every": 0, "checkpoint_every": 0}}
+    base = train(load_config("tiny-pixel", over), tmp_path / "base", dataset=ColourSet(), progress=False)
+    # lr 0: the weights cannot move, so the fine-tuned model is exactly the one it started from
+    tuned = train(load_config("tiny-pixel", {"training": {**over["training"], "lr": 0.0, "init": str(base)}}),
+                  tmp_path / "tuned", dataset=ColourSet(), progress=False)
+    fresh = train(load_config("tiny-pixel", {"training": {**over["training"], "lr": 0.0, "seed": 1}}),
+                  tmp_path / "fresh", dataset=ColourSet(), progress=False)
+    weights = lambda run: load_file(str(run / "model" / "unet" / "diffusion_pytorch_model.safetensors"))  # noqa: E731
+    a, b, c = weights(base), weights(tuned), weights(fresh)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # without init: other weights
+    wider = load_config("tiny-pixel", {"model": {"block_out_channels": [48, 64]},
+                                       "training": {**over["training"], "init": str(base)}})
+    with pytest.raises(TrainError, match="diffusion_pytorch_model.safetensors.*same \\[model\\]"):
+        train(wider, tmp_path / "wider", dataset=ColourSet(), progress=False)
+    with pytest.raises(TrainError, match="no U-Net weights"):
+        train(load_config("tiny-pixel", {"training": {**over["training"], "init": str(tmp_path / "nothing")}}),
+              tmp_path / "none", dataset=ColourSet(), progress=False)
