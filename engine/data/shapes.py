@@ -15,8 +15,8 @@ supersampled and box-filtered, so edges are antialiased.
   "two small green circles ...") or *mixed*. Objects are ordered largest first (stable), and the
   caption names them in that order; the **class is the shape of the first object** (for a mixed
   scene, the largest one; on a tie, the first drawn). ``CLASSES == SHAPES``.
-- Captions always name each object's colour, shape and region; size (80 %) and background (60 %)
-  are mentioned often, in varied templates and synonyms (``SIZE_WORDS``, ``SHAPE_WORDS``,
+- Captions always name each object's colour and shape; its region (70 %, all objects' or none),
+  size (80 %) and background (60 %) are mentioned often, in varied templates and synonyms (``SIZE_WORDS``, ``SHAPE_WORDS``,
   ``REGION_WORDS``).
 - Label map (uint8, ``LABELS``): 0 = background, k = ``SHAPES.index(shape) + 1`` where the
   object covers at least half of the pixel.
@@ -77,6 +77,8 @@ REGIONS: dict[str, tuple[int, int]] = {
     "bottom left": (2, 0), "bottom": (2, 1), "bottom right": (2, 2),
 }
 SIZES: dict[str, float] = {"small": 0.09, "medium": 0.125, "large": 0.16}
+
+PLACED_CAPTION_PROB = 0.7  # captions that name each object's region (the rest name none)
 
 HOLDOUT: frozenset[tuple[str, str]] = frozenset({
     ("red", "heart"), ("green", "star"), ("blue", "triangle"), ("yellow", "circle"), ("purple", "square"),
@@ -288,6 +290,9 @@ def _background_phrase(rng, bg: dict) -> str:
 
 
 def make_caption(rng, scene: dict) -> str:
+    """The scene's caption. Regions are named with probability `PLACED_CAPTION_PROB`, so that plain
+    prompts ("a red heart", "three red hearts") are in the training distribution too; the position
+    decision is drawn last, so every other word is the same either way."""
     objs, with_size = scene["objects"], rng.random() < 0.8
     def noun(o, plural=False):
         w = _pick(rng, SHAPE_WORDS[o["shape"]])
@@ -295,20 +300,23 @@ def make_caption(rng, scene: dict) -> str:
         return " ".join(desc + [_plural(w) if plural else w])
     if scene["layout"] == "group":
         places = [_pick(rng, REGION_WORDS[o["region"]]) for o in objs]
+        name = noun(objs[0], plural=True)
         where = ", ".join(places[:-1]) + " and " + places[-1]
-        text = f"{NUMBER_WORDS[len(objs)]} {noun(objs[0], plural=True)}, {where}"
+        placed = f"{NUMBER_WORDS[len(objs)]} {name}, {where}"
+        plain = f"{NUMBER_WORDS[len(objs)]} {name}"
     else:
-        parts = []
-        for i, o in enumerate(objs):
+        placed_parts, plain_parts = [], []
+        for o in objs:
             n, place = noun(o), _pick(rng, REGION_WORDS[o["region"]])
             if len(objs) == 1 and rng.random() < 0.3:
-                parts.append(f"{place}, {_article(n)} {n}")
+                placed_parts.append(f"{place}, {_article(n)} {n}")
             else:
-                parts.append(f"{_article(n)} {n} {place}")
-        text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    if rng.random() < 0.6:
-        text += " " + _background_phrase(rng, scene["background"])
-    return text
+                placed_parts.append(f"{_article(n)} {n} {place}")
+            plain_parts.append(f"{_article(n)} {n}")
+        join = lambda parts: parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]  # noqa: E731
+        placed, plain = join(placed_parts), join(plain_parts)
+    background = " " + _background_phrase(rng, scene["background"]) if rng.random() < 0.6 else ""
+    return (placed if rng.random() < PLACED_CAPTION_PROB else plain) + background
 
 
 def render_scene(scene: dict, size: int = NATIVE_SIZE):

@@ -53,7 +53,7 @@ def _mentions(caption, words):
 
 
 def test_shapes_captions_name_each_objects_colour_shape_and_region():
-    layouts = set()
+    layouts, kinds = set(), set()
     for it in SHAPE_ITEMS:
         scene, cap = it.scene, it.caption
         layouts.add(scene["layout"])
@@ -61,13 +61,18 @@ def test_shapes_captions_name_each_objects_colour_shape_and_region():
         for o in scene["objects"]:
             assert o["color"] in cap, (cap, o)
             assert _mentions(cap, shapes.SHAPE_WORDS[o["shape"]]), (cap, o)
-            assert _mentions(cap, shapes.REGION_WORDS[o["region"]]), (cap, o)
+        # regions: every object's, or none at all (a plain prompt such as "a red heart")
+        placed = all(_mentions(cap, shapes.REGION_WORDS[o["region"]]) for o in scene["objects"])
+        plain = not any(_mentions(cap, words) for words in shapes.REGION_WORDS.values())
+        assert placed != plain, cap
+        kinds.add(placed)
         # no colour that is not in the scene is named (background names are distinct from COLORS)
         named = {c for c in shapes.COLORS if f" {c} " in f" {cap} "}
         assert named == {o["color"] for o in scene["objects"]}, cap
         if scene["layout"] == "group":
             assert cap.startswith(shapes.NUMBER_WORDS[len(scene["objects"])])
     assert layouts == {"single", "group", "mixed"}
+    assert kinds == {True, False}
 
 
 def test_shapes_class_is_the_first_and_largest_object():
