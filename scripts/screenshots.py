@@ -235,6 +235,20 @@ def main(argv=None) -> int:
         settle(400)
         shot(w, "06-labels")
 
+    # a text model, when there is one: a prompt naming a colour-shape pair it never saw in training
+    text_models = [e for e in m.models if e.caps and e.caps.text]
+    if text_models:
+        m.select_model(text_models[0].path)
+        m.canvas.set_init_image(None)
+        m.canvas.clear_mask()  # plain text-to-image
+        settle(200)
+        m.set_param("prompt", "a red heart at the top left on a navy background")
+        m.set_param("batch_size", 4)
+        m.generate()
+        m.wait()
+        settle(400)
+        shot(w, "08-text-prompt")
+
     help_dialog = HelpDialog(m, w)
     help_dialog.show()
     help_dialog.findChild(type(help_dialog.children()[0]))

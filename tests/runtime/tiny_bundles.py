@@ -144,15 +144,17 @@ def write_tokenizer(path: Path) -> None:
 
 def make_bundle(root: Path, kind: str = "pixel", cond: str | None = "class", channels: int = 3, size: int = 8,
                 name: str | None = None, **manifest_overrides) -> Path:
-    """Write a bundle: kind "pixel" | "latent"; cond None | "class" | "text" | "inpaint" | "semantic"."""
+    """Write a bundle: kind "pixel" | "latent"; cond None | "class" | "text" | "text+class" (both, like
+    the shapes model) | "inpaint" | "semantic"."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     latent = kind == "latent"
     c = 4 if latent else channels
     h = size // 2 if latent else size
     extra = {"inpaint": 1 + c, "semantic": len(LABELS)}.get(cond, 0)
-    weights = unet_weights(c + extra, c, len(CLASS_NAMES) if cond == "class" else None)
-    _save(unet_onnx(weights, c + extra, c, text=cond == "text", classes=cond == "class"), root / "unet/model.onnx")
+    has_text, has_class = cond in ("text", "text+class"), cond in ("class", "text+class")
+    weights = unet_weights(c + extra, c, len(CLASS_NAMES) if has_class else None)
+    _save(unet_onnx(weights, c + extra, c, text=has_text, classes=has_class), root / "unet/model.onnx")
     np.savez(root.parent / f"{root.name}.weights.npz", **weights)
     files = {"unet": "unet/model.onnx"}
     if latent:
@@ -163,14 +165,14 @@ def make_bundle(root: Path, kind: str = "pixel", cond: str | None = "class", cha
         files.update(vae_decoder="vae_decoder/model.onnx", vae_encoder="vae_encoder/model.onnx",
                      preview="preview/linear.json")
     conditioning = {"text": None, "class": None, "mask": None}
-    if cond == "text":
+    if has_text:
         _save(text_encoder_onnx(), root / "text_encoder/model.onnx")
         write_tokenizer(root / "tokenizer/tokenizer.json")
         files.update(text_encoder="text_encoder/model.onnx", tokenizer="tokenizer/tokenizer.json")
         conditioning["text"] = {"max_length": MAX_LEN, "hidden_size": TEXT_DIM, "pad_id": 0}
-    elif cond == "class":
+    if has_class:
         conditioning["class"] = {"names": CLASS_NAMES}
-    elif cond == "inpaint":
+    if cond == "inpaint":
         conditioning["mask"] = {"kind": "inpaint"}
     elif cond == "semantic":
         conditioning["mask"] = {"kind": "semantic", "labels": LABELS}

@@ -450,3 +450,19 @@ def test_ctrl_enter_in_the_prompt_generates(qtbot, open_window):
         qtbot.keyClick(w.controls.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert w.controls.prompt.toPlainText() == "a tree"   # no newline typed
     assert len(m.history) == 1 and m.history.entries[0].recipe["prompt"] == "a tree"
+
+
+def test_text_model_with_classes_starts_at_any_class_and_generates(qtbot, open_window):
+    # like the shapes model: the prompt names the shape, so a class picked for the user would fight it
+    w = open_window(cond="text+class")
+    m, c = w.model, w.controls
+    assert c.prompt.isVisible() and c.class_combo.isVisible()
+    assert c.class_combo.itemData(0) is None and c.class_combo.count() == 1 + len(m.caps.class_names)
+    assert m.params.class_name is None and m.build_request().class_name is None
+    qtbot.keyClicks(c.prompt, "a red heart")
+    run_and_wait(qtbot, m)
+    assert len(m.history) == 1 and m.history.entries[0].recipe["class_name"] is None
+    c.class_combo.setCurrentIndex(2)
+    assert m.build_request().class_name == m.caps.class_names[1]
+    c.class_combo.setCurrentIndex(0)  # and back to "any"
+    assert m.build_request().class_name is None

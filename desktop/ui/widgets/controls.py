@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 from ..caps import SAMPLER_LABELS, describe
 from ..model import MAX_SEED, SAMPLERS
 
+ANY_CLASS = "any (as the prompt says)"
+
 
 class PromptEdit(QPlainTextEdit):
     """Multi-line prompt; Ctrl+Enter is left to the window's Generate shortcut."""
@@ -261,6 +263,8 @@ class ControlsPanel(QWidget):
         c = self.model.caps
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
+        if c and c.class_names and c.text:  # the prompt names the shape; a class is an optional extra
+            self.class_combo.addItem(ANY_CLASS, None)
         for name in (c.class_names or []) if c else []:
             self.class_combo.addItem(name, name)
         self.class_combo.blockSignals(False)
