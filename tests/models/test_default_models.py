@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.evals import digits, inpaint, landscapes  # noqa: E402
+from benchmarks.evals import digits, inpaint, landscapes, shapes  # noqa: E402
 
 MODELS = ROOT / "assets" / "models"
 
@@ -35,6 +35,10 @@ def test_digits_are_the_digits_asked_for():
 
 def test_landscapes_follow_the_painted_map():
     assert_clears(landscapes.floor_check(bundle("landscapes"), n_small=4))
+
+
+def test_shapes_follow_the_prompt():
+    assert_clears(shapes.floor_check(bundle("shapes"), n_small=8))
 
 
 def test_inpainting_keeps_the_known_pixels_without_a_visible_seam():
