@@ -48,6 +48,12 @@ class Capabilities:
         return "semantic" if self.mask_kind == "semantic" else "inpaint"
 
     @property
+    def class_optional(self) -> bool:
+        """A text model with classes (shapes): the prompt says what to draw, so the class starts at
+        "any" (None, the null class) and is an optional extra."""
+        return self.text and bool(self.class_names)
+
+    @property
     def guided(self) -> bool:
         """Classifier-free guidance applies to text, class and semantic conditioning."""
         return self.text or bool(self.class_names) or self.mask_kind == "semantic"

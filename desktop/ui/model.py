@@ -276,8 +276,7 @@ class StudioModel(QObject):
         self.params = replace(
             self.params, sampler=c.sampler if c.sampler in SAMPLERS else "ddim", steps=c.steps, guidance=c.guidance,
             height=c.height, width=c.width, spacing=None,
-            # a text model's prompt says what to draw, so its class starts at "any" (the null class)
-            class_name=(c.class_names[0] if c.class_names and not c.text else None),
+            class_name=(c.class_names[0] if c.class_names and not c.class_optional else None),
         )
         self.canvas.resize(c.height, c.width)
         self.settings["last_model"] = str(path)

@@ -15,9 +15,9 @@ supersampled and box-filtered, so edges are antialiased.
   "two small green circles ...") or *mixed*. Objects are ordered largest first (stable), and the
   caption names them in that order; the **class is the shape of the first object** (for a mixed
   scene, the largest one; on a tie, the first drawn). ``CLASSES == SHAPES``.
-- Captions always name each object's colour and shape; its region (70 %, all objects' or none),
-  size (80 %) and background (60 %) are mentioned often, in varied templates and synonyms (``SIZE_WORDS``, ``SHAPE_WORDS``,
-  ``REGION_WORDS``).
+- Captions always name each object's colour and shape; regions (70 %: every object's, or none),
+  size (80 %) and background (60 %) are mentioned often, in varied templates and synonyms
+  (``SIZE_WORDS``, ``SHAPE_WORDS``, ``REGION_WORDS``).
 - Label map (uint8, ``LABELS``): 0 = background, k = ``SHAPES.index(shape) + 1`` where the
   object covers at least half of the pixel.
 - ``HOLDOUT``: (colour, shape) pairs never generated while ``holdout=True`` (the default), kept back
@@ -289,6 +289,11 @@ def _background_phrase(rng, bg: dict) -> str:
     return _pick(rng, (f"on a {bg['color']} {tex} texture", f"over a {tex}-textured {bg['color']} background"))
 
 
+def _listing(parts: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def make_caption(rng, scene: dict) -> str:
     """The scene's caption. Regions are named with probability `PLACED_CAPTION_PROB`, so that plain
     prompts ("a red heart", "three red hearts") are in the training distribution too; the position
@@ -301,8 +306,7 @@ def make_caption(rng, scene: dict) -> str:
     if scene["layout"] == "group":
         places = [_pick(rng, REGION_WORDS[o["region"]]) for o in objs]
         name = noun(objs[0], plural=True)
-        where = ", ".join(places[:-1]) + " and " + places[-1]
-        placed = f"{NUMBER_WORDS[len(objs)]} {name}, {where}"
+        placed = f"{NUMBER_WORDS[len(objs)]} {name}, {_listing(places)}"
         plain = f"{NUMBER_WORDS[len(objs)]} {name}"
     else:
         placed_parts, plain_parts = [], []
@@ -313,8 +317,7 @@ def make_caption(rng, scene: dict) -> str:
             else:
                 placed_parts.append(f"{_article(n)} {n} {place}")
             plain_parts.append(f"{_article(n)} {n}")
-        join = lambda parts: parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]  # noqa: E731
-        placed, plain = join(placed_parts), join(plain_parts)
+        placed, plain = _listing(placed_parts), _listing(plain_parts)
     background = " " + _background_phrase(rng, scene["background"]) if rng.random() < 0.6 else ""
     return (placed if rng.random() < PLACED_CAPTION_PROB else plain) + background
 

@@ -263,7 +263,7 @@ class ControlsPanel(QWidget):
         c = self.model.caps
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
-        if c and c.class_names and c.text:  # the prompt names the shape; a class is an optional extra
+        if c and c.class_optional:
             self.class_combo.addItem(ANY_CLASS, None)
         for name in (c.class_names or []) if c else []:
             self.class_combo.addItem(name, name)
