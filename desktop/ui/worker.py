@@ -16,7 +16,18 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 
+from desktop.runtime.manifest import BundleError
+from desktop.runtime.providers import ProviderError
+from diffusion.samplers import Cancelled, NonFiniteError
+
 from . import images
+
+try:  # ONNX Runtime's own exception types (Fail, InvalidArgument, RuntimeException, ...)
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+    ORT_ERRORS: tuple[type, ...] = tuple(
+        v for v in vars(ort_state).values() if isinstance(v, type) and issubclass(v, Exception))
+except ImportError:  # pragma: no cover - onnxruntime is a base dependency
+    ORT_ERRORS = ()
 
 
 @dataclass
@@ -44,35 +55,26 @@ def frame_from_step(info, started: float) -> Frame:
 
 
 def is_cancelled_error(exc: BaseException) -> bool:
-    try:
-        from diffusion.samplers import Cancelled
-        if isinstance(exc, Cancelled):
-            return True
-    except ImportError:
-        pass
-    return type(exc).__name__ in ("Cancelled", "CancelledError")
+    return isinstance(exc, Cancelled)
 
 
 def friendly_error(exc: BaseException) -> str:
     """An exception -> one paragraph in plain words, naming what to do where possible."""
-    name = type(exc).__name__
-    text = str(exc).strip() or name
-    if name == "BundleError":
-        file = getattr(exc, "file", None)
-        fld = getattr(exc, "field", None)
-        where = " ".join(x for x in (f"file {file}" if file else "", f"field '{fld}'" if fld else "") if x)
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, BundleError):
+        where = " ".join(x for x in (f"file {exc.file}" if exc.file else "", f"field '{exc.field}'" if exc.field else "") if x)
         return f"This model folder cannot be used{f' ({where})' if where else ''}: {text}"
-    if name == "ProviderError":
+    if isinstance(exc, ProviderError):
         return f"The execution provider could not be used: {text}. Choose another one in Settings (CPU always works)."
-    if name in ("Fail", "RuntimeException", "InvalidArgument", "EPFail", "NotImplemented") or "onnxruntime" in type(exc).__module__:
+    if isinstance(exc, ORT_ERRORS):
         return f"The execution provider failed while running the model: {text}. Try another provider in Settings (CPU always works)."
-    if name == "NonFiniteError":
-        return f"The model produced invalid numbers (NaN or infinity): {text}. Try fewer guidance or another sampler."
+    if isinstance(exc, NonFiniteError):
+        return f"The model produced invalid numbers (NaN or infinity): {text}. Try less guidance or another sampler."
     if isinstance(exc, MemoryError):
         return "Out of memory. Try a smaller batch or image size."
-    if isinstance(exc, (ValueError, FileNotFoundError, PermissionError, OSError)):
+    if isinstance(exc, (ValueError, OSError)):
         return text
-    return f"{name}: {text}"
+    return f"{type(exc).__name__}: {text}"
 
 
 class GenerationThread(QThread):
