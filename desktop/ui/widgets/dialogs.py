@@ -87,6 +87,12 @@ class SettingsDialog(QDialog):
         return changed
 
 
+PRIVACY = ("Diffusion Studio never uses the network. ONNX Runtime's telemetry is switched off: on Linux and "
+           "macOS by ORT_DISABLE_TELEMETRY=1 (proven on Linux by a test that sees no name lookup and no "
+           "connection), on Windows by turning its ETW events off, which we could not test; what Windows itself "
+           "reports is set in its own privacy settings.")
+
+
 class HelpDialog(QDialog):
     def __init__(self, model, parent=None):
         super().__init__(parent)
@@ -101,6 +107,7 @@ class HelpDialog(QDialog):
             "removes a little noise per step; the preview shows the model's guess of the clean image at each step. "
             "Paint on the canvas where the model should generate (inpainting) or which region is what (label maps). "
             "Drop a PNG made here on the canvas to restore its settings.</p>"
+            f"<h3>Privacy</h3><p>{PRIVACY}</p>"
         )
         tabs.addTab(keys, "Shortcuts")
         models = QTextBrowser()
