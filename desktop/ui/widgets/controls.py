@@ -232,14 +232,15 @@ class ControlsPanel(QWidget):
         self.times = QLabel("×")
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         for label, fields in ((self.class_label, [self.class_combo]), ("Sampler", [self.sampler]),
                               ("Steps", [self.steps]), (self.guidance_label, [self.guidance]),
                               ("Seed", [(self.seed, 1), self.dice, self.lock]), ("Batch", [self.batch]),
                               ("Size", [self.width_box, self.times, self.height_box, (self.size_fixed, 1)]),
                               (self.strength_label, [self.strength]), ("", [self.seamless])):
             form.addRow(label, fields[0] if len(fields) == 1 else row_of(fields))
-        buttons = QHBoxLayout()
+        self.buttons = QWidget()   # the window puts these below the scrolling controls
+        buttons = QHBoxLayout(self.buttons)
+        buttons.setContentsMargins(9, 0, 9, 0)
         buttons.addWidget(self.generate_button, 2)
         buttons.addWidget(self.cancel_button, 1)
         line = QFrame()
@@ -255,7 +256,6 @@ class ControlsPanel(QWidget):
         lay.addWidget(self.negative)
         lay.addLayout(form)
         lay.addStretch(1)
-        lay.addLayout(buttons)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
 
     def fill_recent(self) -> None:

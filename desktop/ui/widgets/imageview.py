@@ -12,7 +12,7 @@ import math
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QComboBox, QSizePolicy, QWidget
 
 ZOOM_LEVELS = (0.125, 0.25, 1 / 3, 0.5, 2 / 3, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
 MARGIN = 16       # screen pixels around the content in fit mode
@@ -152,6 +152,11 @@ class ImageView(QWidget):
         s = self.scale()
         return s >= 1.0 and abs(s - round(s)) < 1e-6
 
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.zoom is None and self.images:
+            self.zoomChanged.emit(self.scale())
+
     # --- painting --------------------------------------------------------------------------
     def paintEvent(self, event) -> None:
         p = QPainter(self)
@@ -243,3 +248,30 @@ class ImageView(QWidget):
             self.unsetCursor()
         else:
             super().keyReleaseEvent(event)
+
+
+def zoom_box(view: ImageView) -> QComboBox:
+    """A zoom control for a view: Fit, then the zoom levels; follows the view's zoom."""
+    box = QComboBox()
+    box.setToolTip("Zoom: Fit shows the whole picture as large as it fits (crisp pixels for small ones); "
+                   "Ctrl+wheel or + / − zoom too, 0 fits")
+    box.addItem("Fit", None)
+    for z in ZOOM_LEVELS:
+        box.addItem(f"{z * 100:.0f} %", z)
+    box.setStyleSheet("QComboBox { combobox-popup: 0; }")
+    box.setMaxVisibleItems(12)
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(10)
+
+    def chosen(index):
+        view.set_zoom(box.itemData(index))
+
+    def follow(_scale):
+        box.blockSignals(True)
+        box.setCurrentIndex(0 if view.zoom is None else max(0, box.findData(view.zoom)))
+        box.setItemText(0, f"Fit · {view.scale() * 100:.0f} %" if view.images else "Fit")
+        box.blockSignals(False)
+
+    box.activated.connect(chosen)
+    view.zoomChanged.connect(follow)
+    return box
