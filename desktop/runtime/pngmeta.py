@@ -97,13 +97,23 @@ def save_png(image: np.ndarray, recipe: dict | None, out_dir: str | os.PathLike,
     if out_dir not in _cleaned:  # temporaries a killed writer left, once per folder and process
         fileio.clean_leftovers(out_dir)
         _cleaned.add(out_dir)
+    names = (out_dir / (f"{stem}.png" if n == 0 else f"{stem}-{n}.png") for n in itertools.count())
+    return fileio.publish_new(png_writer(image, recipe), names)
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray, recipe: dict | None) -> Path:
+    """Write `image` with the recipe's chunks to `path`, replacing it (Save as…), whole or not at all."""
+    return fileio.write_file(path, png_writer(image, recipe))
+
+
+def png_writer(image: np.ndarray, recipe: dict | None):
+    """A function that writes `image` as a PNG with the recipe's two text chunks to a binary file."""
     info = PngImagePlugin.PngInfo()
     if recipe is not None:
         info.add_text(A1111_CHUNK, a1111_text(recipe))
         info.add_text(CHUNK, json.dumps(recipe, separators=(",", ":")), zip=True)
     picture = Image.fromarray(np.ascontiguousarray(image))
-    names = (out_dir / (f"{stem}.png" if n == 0 else f"{stem}-{n}.png") for n in itertools.count())
-    return fileio.publish_new(lambda f: picture.save(f, format="PNG", pnginfo=info), names)
+    return lambda f: picture.save(f, format="PNG", pnginfo=info)
 
 
 _cleaned: set[Path] = set()
