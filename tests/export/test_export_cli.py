@@ -32,7 +32,7 @@ def test_export_command_reports_a_bad_source(tmp_path, capsys):
 
 
 def test_export_command_takes_a_plain_diffusers_folder(tmp_path):
-    from tiny_models import tiny_unet2d
+    from tests.helpers.tiny_models import tiny_unet2d
     from diffusers import DDPMScheduler
 
     src = tmp_path / "diffusers-model"

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from tiny_models import tiny_vae
+from tests.helpers.tiny_models import tiny_vae
 
 from export.preview_fit import apply_linear, fit_linear, fit_preview, training_pairs
 

@@ -287,7 +287,7 @@ def test_bad_model_folder_shows_an_error_and_the_app_keeps_working(qtbot, open_w
 
 
 def test_add_model_copies_a_valid_bundle_and_selects_it(qtbot, open_window, home, tmp_path):
-    from tests.runtime.tiny_bundles import make_bundle
+    from tests.helpers.tiny_bundles import make_bundle
 
     w = open_window(cond="class")
     src = make_bundle(tmp_path / "mine", cond="text")
