@@ -13,6 +13,8 @@ from export import bundle_writer, onnx_graphs
 from export.bundle_writer import BundleExistsError, export_bundle
 from export.parity import TOLERANCE, ParityError, check_graph, make_session
 
+pytestmark = pytest.mark.slow  # exports ONNX bundles
+
 
 def _export(model, out, **kw):
     lines = []

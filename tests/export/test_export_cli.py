@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from desktop.cli import main as studio_main
 from desktop.runtime.bundle import open_bundle
+
+pytestmark = pytest.mark.slow  # exports ONNX bundles
 
 
 def test_export_command_writes_a_bundle_and_refuses_to_clobber(tmp_path, pixel_class_model, capsys):

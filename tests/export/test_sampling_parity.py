@@ -19,6 +19,8 @@ from desktop.runtime.bundle import open_bundle
 from engine.torch_denoiser import torch_denoiser
 from export.bundle_writer import export_bundle
 
+pytestmark = pytest.mark.slow  # exports ONNX bundles
+
 
 def onnx_denoiser(bundle):
     def denoise(x, t, class_labels=None):

@@ -11,6 +11,8 @@ import pytest
 
 from benchmarks.evals import digits, inpaint, landscapes, shapes
 
+pytestmark = pytest.mark.slow  # samples the shipped models
+
 ROOT = Path(__file__).resolve().parents[2]
 
 MODELS = ROOT / "assets" / "models"

@@ -23,6 +23,8 @@ from desktop.runtime import pipeline, pngmeta
 from desktop.ui import app, images
 from tests.ui.conftest import run_and_wait
 
+pytestmark = pytest.mark.slow  # drives the app
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
