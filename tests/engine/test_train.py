@@ -46,6 +46,7 @@ def random_vae(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow  # trains
 def test_pixel_class_model_loss_falls_and_writes_run(tmp_path):
     cfg = load_config("tiny-pixel", {"training": {"steps": 24, "sample_every": 24, "sample_steps": 4}})
     run = train(cfg, tmp_path / "run", dataset=ColourSet(), progress=False)
@@ -60,6 +61,7 @@ def test_pixel_class_model_loss_falls_and_writes_run(tmp_path):
     assert loaded.unet.config.num_class_embeds == 3  # two classes + the null class
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("cond", [
     {"text": "scratch", "class": True, "mask": ""},
     {"text": "", "class": False, "mask": "inpaint"},
@@ -81,6 +83,7 @@ def test_latent_model_loss_falls(tmp_path, random_vae, cond):
     assert conv_in.shape[1] == 4 + extra  # latent channels + condition channels (Conventions)
 
 
+@pytest.mark.slow  # trains
 def test_resume_is_exact(tmp_path):
     over = {"conditioning": {"mask": "inpaint"}, "dataset": {"flip": True},
             "training": {"checkpoint_every": 0, "sample_every": 0}}
@@ -102,6 +105,7 @@ def test_resume_is_exact(tmp_path):
     assert json.loads((part / "model" / "studio_model.json").read_text())["provenance"]["train_seconds"] >= round(first_seconds, 1)
 
 
+@pytest.mark.slow  # trains
 def test_existing_run_needs_resume_and_bad_checkpoint_is_named(tmp_path):
     cfg = load_config("tiny-pixel", {"training": {"steps": 2, "sample_every": 0}})
     run = train(cfg, tmp_path / "run", dataset=ColourSet(), progress=False)
@@ -124,6 +128,7 @@ train(cfg, sys.argv[1], dataset=ColourSet(), progress=False, resume="--resume" i
 """
 
 
+@pytest.mark.slow  # trains
 def test_sigkill_leaves_a_checkpoint_that_resumes(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run)], cwd=ROOT)  # -c: ROOT on sys.path
@@ -216,6 +221,7 @@ def test_masked_latents_encode_a_fully_masked_image_once():
     assert calls == [1, 2]  # the zero image once, then the two partly masked rows
 
 
+@pytest.mark.slow  # trains
 def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
     from engine.train_cli import main
 
@@ -228,6 +234,7 @@ def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
     assert "tiny-pixel" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains
 def test_init_starts_the_unet_from_a_trained_run(tmp_path):
     from safetensors.torch import load_file
 
@@ -251,3 +258,47 @@ def test_init_starts_the_unet_from_a_trained_run(tmp_path):
     with pytest.raises(TrainError, match="no U-Net weights"):
         train(load_config("tiny-pixel", {"training": {**over["training"], "init": str(tmp_path / "nothing")}}),
               tmp_path / "none", dataset=ColourSet(), progress=False)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_diffusion_loss_is_zero_for_the_true_target_and_one_for_a_zero_model(prediction_type):
+    """diffusion_loss alone (lucidrains' p_losses): a model that knows x_0 recovers eps (or v)
+    exactly from x_t, so its loss is ~0; a model that predicts 0 scores E[target^2] = 1."""
+    from diffusion.schedule import make_schedule
+    from engine.train import diffusion_loss
+
+    abar = torch.tensor(make_schedule("linear", 1000).alphas_cumprod, dtype=torch.float32)
+    x0 = torch.rand(256, 2, 4, 4) * 2 - 1
+    x0 = x0 / x0.pow(2).mean().sqrt()  # unit variance, so the v target has unit variance too
+    cond_seen = {}
+
+    def oracle(x, t, class_labels=None):
+        cond_seen["class_labels"] = class_labels
+        x_t, a = x[:, :2], abar[t].view(-1, 1, 1, 1)
+        eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return eps if prediction_type == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+
+    labels = torch.zeros(256, dtype=torch.int64)
+    extra = torch.zeros(256, 3, 4, 4)  # condition channels appended after x_t
+    loss = diffusion_loss(oracle, x0, abar, torch.Generator().manual_seed(0), prediction_type=prediction_type,
+                          channels=[extra], class_labels=labels)
+    assert loss.item() < 1e-6
+    assert cond_seen["class_labels"] is labels
+    zero = diffusion_loss(lambda x, t: torch.zeros_like(x[:, :2]), x0, abar, torch.Generator().manual_seed(0),
+                          prediction_type=prediction_type, channels=[extra])
+    assert abs(zero.item() - 1.0) < 0.1
+    again = diffusion_loss(lambda x, t: torch.zeros_like(x[:, :2]), x0, abar, torch.Generator().manual_seed(0),
+                           prediction_type=prediction_type, channels=[extra])
+    assert again.item() == zero.item()  # t and eps come from the generator only
+
+
+def test_the_train_command_picks_the_trainer_by_kind(tmp_path):
+    from engine.train import TrainError
+    from engine.train_cli import trainer
+    from engine.vae import train_vae
+
+    assert trainer("vae") is train_vae
+    assert trainer("pixel") is train and trainer("latent") is train
+    with pytest.raises(TrainError, match="train_vae"):
+        train(load_config("tiny-vae"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
