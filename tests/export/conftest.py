@@ -1,4 +1,4 @@
-"""Fixtures: tiny LoadedModels of every kind (builders in tiny_models.py)."""
+"""Fixtures: tiny LoadedModels of every kind (builders in tests/helpers/tiny_models.py)."""
 from __future__ import annotations
 
 import pytest

@@ -185,7 +185,7 @@ def make_bundle(root: Path, kind: str = "pixel", cond: str | None = "class", cha
         "prediction_type": "epsilon", "conditioning": conditioning, "files": files,
         "unet": {"in_channels": c + extra, "out_channels": c},
         "defaults": {"sampler": "ddim", "steps": 5, "guidance": 2.0, "spacing": "trailing"},
-        "precision": "fp32", "provenance": {"source": "tests/runtime/tiny_bundles.py"},
+        "precision": "fp32", "provenance": {"source": "tests/helpers/tiny_bundles.py"},
     }
     data.update(manifest_overrides)
     manifest: Manifest = manifest_from_dict(data)

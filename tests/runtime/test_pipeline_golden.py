@@ -2,9 +2,10 @@
 prompt, labels, img2img, inpainting with and without seams, batches, every sampler) on the tiny
 bundles, against images recorded in `data/pipeline_golden.npz`.
 
-The recording was made before generate() was split into stages (one function of 134 lines, main at
-3ffaefe); the split left every image, x_t and preview identical. A change meant to alter the
-pictures re-records them, and says so in its commit:
+The images were recorded before generate() was split into stages (one function of 134 lines, main
+at 3ffaefe); the split left every image, x_t and preview identical. The latent models' previews were
+re-recorded when they became bilinearly upsampled (the images did not change). A change meant to
+alter the pictures re-records them, and says so in its commit:
 
     .venv/bin/python -m tests.runtime.test_pipeline_golden --record
 

@@ -1,4 +1,4 @@
-"""The app end to end, offscreen, on tiny ONNX bundles (tests/runtime/tiny_bundles.py).
+"""The app end to end, offscreen, on tiny ONNX bundles (tests/helpers/tiny_bundles.py).
 
 Every test drives the real widgets and the real pipeline in the worker thread; where a test needs
 to see what the pipeline received it wraps `desktop.runtime.pipeline.generate` (a spy that still
