@@ -53,3 +53,13 @@ def size_options(bundle) -> SizeOptions:
     while default[0] % step or default[1] % step:  # never refuse the model's own size
         step //= 2
     return SizeOptions(default=default, step=max(1, step), flexible=not fixed)
+
+
+def check_size(bundle, height: int, width: int, *, batch: int, guided: bool, available: int | None = None) -> None:
+    """ValueError (one sentence) when the model cannot take height x width, or when the estimate of
+    peak memory (memory.py) does not fit in what the machine has; checked before anything is allocated."""
+    from . import memory
+    options = size_options(bundle)
+    if not options.allows(height, width):
+        raise ValueError(f"{width}x{height} (width x height) is not possible: {options.describe()}")
+    memory.check_fits(bundle, batch, height, width, guided, options.step, available=available)
