@@ -293,6 +293,9 @@ def _resolve_settings(bundle: Bundle, r: GenerationRequest) -> None:
         raise RequestError(f"guidance must be a number from 0 to 100, got {r.guidance!r}")
     if isinstance(r.seed, bool) or not isinstance(r.seed, (int, np.integer)) or not 0 <= r.seed < 2**63:
         raise RequestError(f"seed must be a non-negative integer, got {r.seed!r}")
+    if isinstance(r.batch_size, (int, np.integer)) and r.seed + r.batch_size > 2**63:  # every image's seed replays
+        raise RequestError(f"seed + batch size must be at most 2^63 (image i uses seed + i), got seed {r.seed} "
+                           f"with {r.batch_size} images")
     if isinstance(r.batch_size, bool) or not isinstance(r.batch_size, (int, np.integer)) or not 1 <= r.batch_size <= 64:
         raise RequestError(f"batch_size must be an integer from 1 to 64, got {r.batch_size!r}")
     if not isinstance(r.seamless, (bool, np.bool_)):
@@ -443,7 +446,7 @@ def encode_image(bundle: Bundle, pixels: np.ndarray, *, cancel=None, steps: int 
     if not m.latent:
         return pixels
     _check_cancel(cancel, 0, steps)
-    return bundle.vae_encoder.run({"sample": pixels}, output="latent_mean") * m.latent.scale_factor
+    return bundle.encode_latent(pixels) * m.latent.scale_factor
 
 
 def encode_inputs(bundle: Bundle, r: GenerationRequest, *, cancel=None) -> EncodedInputs:
@@ -541,7 +544,7 @@ def prepare_start(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, s
         T_run = max(1, min(T, int(round(r.strength * T))))
         run_steps = max(1, min(T_run, int(round(r.strength * steps))))
         run_schedule = truncate_schedule(schedule, T_run)
-        t_first = int(sampler_timesteps(r.sampler, T_run, run_steps, r.spacing)[0])
+        t_first = int(sampler_timesteps(r.sampler, T_run, run_steps, r.spacing, bundle.steps_offset)[0])
         noise = BatchRNG(seeds, stream=3).randn(shape)
         x_T = q_sample(schedule, known, t_first, noise.astype(np.float64)).astype(np.float32)
     hook = None
@@ -583,13 +586,14 @@ def denoise(bundle: Bundle, r: GenerationRequest, denoiser: Callable, start: Sta
             callback: Callable | None = None, cancel=None) -> np.ndarray:
     """The sampler loop from x_T to x_0 (stream 1 for the sampler's own noise).
 
-    Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why). Without a callback
-    the sampler makes no per-step float32 copies.
+    Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why; SD folders: their
+    scheduler config's clip_sample); SD folders' steps_offset shifts leading/linspace timesteps.
+    Without a callback the sampler makes no per-step float32 copies.
     """
-    m = bundle.manifest
     return sample(r.sampler, denoiser, start.x_T, start.schedule, steps=start.steps,
-                  prediction_type=m.prediction_type, spacing=r.spacing, rng=BatchRNG(seeds, stream=1),
-                  callback=callback, cancel=cancel, hook=start.hook, clip_x0=m.clip_x0)
+                  prediction_type=bundle.manifest.prediction_type, spacing=r.spacing, rng=BatchRNG(seeds, stream=1),
+                  callback=callback, cancel=cancel, hook=start.hook, clip_x0=bundle.clip_x0,
+                  steps_offset=bundle.steps_offset)
 
 
 def decode(bundle: Bundle, x: np.ndarray, *, cancel=None, steps: int = 0) -> list:
