@@ -20,13 +20,14 @@ import re
 
 from diffusion.samplers import SAMPLERS
 
+from .manifest import MAX_IMAGE_SIDE
+
 # A1111's re_param and re_imagesize (modules/infotext_utils.py).
 PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 SIZE = re.compile(r"^(\d+)x(\d+)$")
 EXTRA_NETWORK = re.compile(r"<(lora|lyco|hypernet):([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
 WEIGHTED = re.compile(r"\([^()]*:\s*-?\d+(?:\.\d+)?\s*\)")
 MAX_SEED = 2**63 - 1
-MAX_SIDE = 16384
 
 # Our sampler names <-> A1111's (Sampler, Schedule type); "Automatic" is the sampler's own schedule.
 A1111_NAMES = {"ddpm": ("DDPM", None), "ddim": ("DDIM", None), "dpmpp_2m": ("DPM++ 2M", None),
@@ -137,7 +138,7 @@ def to_request(params: dict[str, str]) -> tuple[dict, dict, list[str]]:
     take("class", lambda v: v, "class_name", what="")
     if "size" in fields:
         m = SIZE.match(fields["size"][1])
-        if m and 0 < int(m[1]) <= MAX_SIDE and 0 < int(m[2]) <= MAX_SIDE:
+        if m and 0 < int(m[1]) <= MAX_IMAGE_SIDE and 0 < int(m[2]) <= MAX_IMAGE_SIDE:
             request["width"], request["height"] = int(m[1]), int(m[2])
         else:
             notes.append(f"Size: {fields['size'][1][:40]!r} (not a size)")

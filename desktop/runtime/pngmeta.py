@@ -29,13 +29,13 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from . import a1111, fileio
+from .manifest import MAX_IMAGE_SIDE
 from .pipeline import GenerationRequest, GenerationResult
 from .pngtext import PngTextError, png_size, read_png_text
 
 CHUNK = "diffusion-studio"
 A1111_CHUNK = "parameters"
 RECIPE_FORMAT = "diffusion-studio-recipe"
-MAX_IMAGE_SIDE = a1111.MAX_SIDE
 
 
 class RecipeError(ValueError):
