@@ -128,7 +128,7 @@ def to_request(params: dict[str, str]) -> tuple[dict, dict, list[str]]:
         if key in fields:
             value = convert(fields[key][1])
             if value is None:
-                notes.append(f"{fields[key][0]}: {fields[key][1][:40]!r} ({what})")
+                notes.append(f"{fields[key][0]}: {' '.join(fields[key][1].split())[:40]!r} ({what})")
             else:
                 request[target] = value
 
@@ -169,15 +169,15 @@ def _unapplied(fields: dict) -> list[str]:
         if key in SILENT or DEFAULTS.get(key) == value.strip().lower():
             continue
         if key.startswith("hires"):
-            hires.append(f"{label[len('Hires '):] or label} {value}".strip())
+            hires.append(f"{label[len('Hires '):] or label} {' '.join(value.split())[:40]}".strip())
         elif key in ("lora hashes", "ti hashes", "vae hash", "variation seed strength"):
             continue  # named by their main field (the prompt's tags, TI, VAE, variation seed)
         elif key == "clip skip":
-            notes.append(f"clip skip {value}")
+            notes.append(f"clip skip {' '.join(value.split())[:20]}")
         elif key == "vae":
-            notes.append(f"VAE {value}")
+            notes.append(f"VAE {' '.join(value.split())[:60]}")
         else:
-            notes.append(f"{label}: {value[:60]}")
+            notes.append(f"{label}: {' '.join(value.split())[:60]}")
     if hires:
         notes.append("hires fix (" + ", ".join(hires) + ")")
     if "denoising strength" in fields and not hires:
