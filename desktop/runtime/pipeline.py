@@ -595,9 +595,8 @@ def denoise(bundle: Bundle, r: GenerationRequest, denoiser: Callable, start: Sta
     their scheduler config's clip_sample); SD folders' steps_offset shifts leading and linspace
     timesteps. Without a callback the sampler makes no per-step float32 copies.
     """
-    m = bundle.manifest
     return sample(r.sampler, denoiser, start.x_T, start.schedule, steps=start.steps,
-                  prediction_type=m.prediction_type, spacing=r.spacing, rng=BatchRNG(seeds, stream=1),
+                  prediction_type=bundle.manifest.prediction_type, spacing=r.spacing, rng=BatchRNG(seeds, stream=1),
                   callback=callback, cancel=cancel, hook=start.hook, clip_x0=bundle.clip_x0,
                   steps_offset=bundle.steps_offset)
 
