@@ -6,8 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from desktop.runtime.text import CLIP_EOS, clip_tokenizer, configure, tokenize
 from tests.helpers.peers import REPO, peers_python, run_in_peers
+
+pytestmark = pytest.mark.slow
 
 PROMPTS = [
     "a photograph of an astronaut riding a horse",
