@@ -56,6 +56,7 @@ from diffusion.spacing import SPACINGS
 
 from .bundle import Bundle
 from .image_size import check_size
+from .sd_folder import guidance_embedding
 from .preview import latent_preview, to_uint8
 
 __all__ = ["GenerationRequest", "GenerationResult", "RequestError", "StepInfo", "generate", "Cancelled"]
@@ -510,6 +511,11 @@ def encode_conditioning(bundle: Bundle, r: GenerationRequest, inputs: EncodedInp
     if concat_c:
         cond["concat"] = np.concatenate(concat_c, axis=1)
         uncond["concat"] = np.concatenate(concat_u, axis=1)
+    if bundle.sd is not None and bundle.sd.timestep_cond_dim:
+        # A latent consistency model takes the guidance as an embedding of w = guidance - 1 (diffusers'
+        # LCM pipeline): one conditional U-Net call per step, nothing to drop.
+        cond["timestep_cond"] = guidance_embedding(r.guidance - 1.0, bundle.sd.timestep_cond_dim, 1)
+        droppable = False
     return Conditioning(cond=cond, uncond=uncond, droppable=droppable)
 
 

@@ -195,3 +195,35 @@ def test_generate_cli_at_another_size(name, tmp_path):
     assert rc == 0
     with Image.open(next(tmp_path.glob("*.png"))) as im:
         assert im.size == (48, 32)
+
+
+def test_lcm_unet_gets_the_guidance_embedding(monkeypatch):
+    """With an LCM sampler present, the denoiser feeds timestep_cond = embedding(guidance - 1) and makes one
+    conditional call: the same output as diffusers' torch U-Net given that embedding."""
+    torch = pytest.importorskip("torch")
+    import sys
+
+    from desktop.runtime import pipeline as P
+    from desktop.runtime import sd_folder
+    monkeypatch.setattr(sd_folder, "SAMPLERS", (*sd_folder.SAMPLERS, "lcm"))
+    b = open_bundle(fixture("optimum-lcm"), provider="cpu")
+    r = P.GenerationRequest(prompt="a red circle", guidance=8.5, sampler="ddim", steps=4)
+    r, _ = P.resolve_request(b, r)
+    inputs = P.encode_inputs(b, r)
+    conditioning = P.encode_conditioning(b, r, inputs)
+    assert not conditioning.droppable and conditioning.cond["timestep_cond"].shape == (1, 16)
+    denoiser = P.guided_denoiser(b, conditioning, guidance=r.guidance, batch=1)
+    x = np.random.default_rng(0).standard_normal((1, 4, 16, 16)).astype(np.float32)
+    calls = b.unet.calls
+    out = denoiser(x, np.array([759]))
+    assert b.unet.calls == calls + 1
+    sys.path.insert(0, str(FIXTURES))
+    from diffusers import UNet2DConditionModel
+
+    import tiny_sd
+    unet = UNet2DConditionModel(**tiny_sd.unet_config("lcm"))
+    tiny_sd.fill_weights(unet, "lcm/unet")
+    with torch.no_grad():
+        want = unet(torch.from_numpy(x), 759, torch.from_numpy(conditioning.cond["encoder_hidden_states"]),
+                    timestep_cond=torch.from_numpy(conditioning.cond["timestep_cond"])).sample.numpy()
+    np.testing.assert_allclose(out, want, atol=1e-4)
