@@ -41,8 +41,10 @@ from .unipc import sample_unipc
 class SamplerSpec:
     """One sampler: ``name`` (recipes, manifests, ``--sampler``), ``label`` (the app), ``tip`` (its
     tooltip), ``a1111`` = (Sampler, Schedule type or None) as A1111 writes them, ``a1111_aliases``
-    (other Sampler values meaning the same), its grid function and sampler function, whether it adds
-    noise, and ``lcm_only``: it needs a model distilled for it."""
+    (other Sampler values meaning the same), its grid function and sampler function, ``diffusers``
+    = (scheduler class, config entries) that samples the same way (what a bundle's
+    scheduler_config.json names), whether it adds noise, and ``lcm_only``: it needs a model
+    distilled for it."""
 
     name: str
     label: str
@@ -50,33 +52,49 @@ class SamplerSpec:
     a1111: tuple[str, str | None]
     run: Callable
     grid: Callable
+    diffusers: tuple[str, dict]
     adds_noise: bool = False
     a1111_aliases: tuple[str, ...] = ()
     lcm_only: bool = False
 
 
+_DPM = {"solver_order": 2, "solver_type": "midpoint", "lower_order_final": True, "final_sigmas_type": "zero"}
+
+
 SAMPLER_SPECS: tuple[SamplerSpec, ...] = (
     SamplerSpec("dpmpp_2m", "DPM++ 2M", "DPM-Solver++(2M): good images in 15-30 steps, deterministic",
-                ("DPM++ 2M", None), sample_dpmpp_2m, dpm_grid),
+                ("DPM++ 2M", None), sample_dpmpp_2m, dpm_grid,
+                ("DPMSolverMultistepScheduler", {**_DPM, "algorithm_type": "dpmsolver++"})),
     SamplerSpec("dpmpp_2m_karras", "DPM++ 2M Karras",
                 "DPM-Solver++(2M) on Karras noise levels (finer steps near the end): A1111's favourite",
-                ("DPM++ 2M", "Karras"), sample_dpmpp_2m, karras_grid, a1111_aliases=("DPM++ 2M Karras",)),
+                ("DPM++ 2M", "Karras"), sample_dpmpp_2m, karras_grid,
+                ("DPMSolverMultistepScheduler", {**_DPM, "algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
+                a1111_aliases=("DPM++ 2M Karras",)),
     SamplerSpec("dpmpp_2m_sde", "DPM++ 2M SDE", "DPM-Solver++(2M) with fresh noise each step: more detail, "
-                "20-40 steps", ("DPM++ 2M SDE", None), sample_dpmpp_2m_sde, dpm_grid, adds_noise=True),
+                "20-40 steps", ("DPM++ 2M SDE", None), sample_dpmpp_2m_sde, dpm_grid,
+                ("DPMSolverMultistepScheduler", {**_DPM, "algorithm_type": "sde-dpmsolver++"}), adds_noise=True),
     SamplerSpec("dpmpp_2m_sde_karras", "DPM++ 2M SDE Karras", "The SDE variant on Karras noise levels",
-                ("DPM++ 2M SDE", "Karras"), sample_dpmpp_2m_sde, karras_grid, adds_noise=True,
+                ("DPM++ 2M SDE", "Karras"), sample_dpmpp_2m_sde, karras_grid,
+                ("DPMSolverMultistepScheduler",
+                 {**_DPM, "algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True}),
+                adds_noise=True,
                 a1111_aliases=("DPM++ 2M SDE Karras",)),
     SamplerSpec("euler", "Euler", "Euler's method: simple and deterministic, 20-40 steps", ("Euler", None),
-                sample_euler, euler_grid),
+                sample_euler, euler_grid, ("EulerDiscreteScheduler", {})),
     SamplerSpec("euler_a", "Euler a", "Euler ancestral: fresh noise each step, so images keep changing with "
-                "the step count", ("Euler a", None), sample_euler_ancestral, euler_grid, adds_noise=True),
+                "the step count", ("Euler a", None), sample_euler_ancestral, euler_grid,
+                ("EulerAncestralDiscreteScheduler", {}), adds_noise=True),
     SamplerSpec("unipc", "UniPC", "UniPC predictor-corrector: good images in 10-20 steps", ("UniPC", None),
-                sample_unipc, dpm_grid),
-    SamplerSpec("ddim", "DDIM", "DDIM: deterministic, 20-50 steps", ("DDIM", None), sample_ddim, spaced_grid),
+                sample_unipc, dpm_grid, ("UniPCMultistepScheduler", {"solver_order": 2, "solver_type": "bh2"})),
+    SamplerSpec("ddim", "DDIM", "DDIM: deterministic, 20-50 steps", ("DDIM", None), sample_ddim, spaced_grid,
+                ("DDIMScheduler", {"set_alpha_to_one": True})),
     SamplerSpec("ddpm", "DDPM (ancestral)", "The original ancestral sampler: needs hundreds of steps",
-                ("DDPM", None), sample_ddpm, spaced_grid, adds_noise=True),
+                ("DDPM", None), sample_ddpm, spaced_grid,
+                ("DDPMScheduler", {"variance_type": "fixed_large"}), adds_noise=True),
     SamplerSpec("lcm", "LCM", "For latent consistency models only: 2-8 steps, guidance built in",
-                ("LCM", None), sample_lcm, lcm_grid, adds_noise=True, lcm_only=True),
+                ("LCM", None), sample_lcm, lcm_grid,
+                ("LCMScheduler", {"original_inference_steps": 50, "timestep_scaling": 10.0, "set_alpha_to_one": True}),
+                adds_noise=True, lcm_only=True),
 )
 SPECS_BY_NAME = {s.name: s for s in SAMPLER_SPECS}
 SAMPLERS = tuple(SPECS_BY_NAME)

@@ -29,7 +29,7 @@ import diffusers.schedulers.scheduling_lcm as lcm_module  # noqa: E402
 
 from diffusion import make_schedule, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_dpmpp_2m_sde  # noqa: E402
 from diffusion.grid import dpm_grid, spaced_grid  # noqa: E402
-from diffusion.samplers import sample, sampler_grid  # noqa: E402
+from diffusion.samplers import sample, sampler_grid, sampler_spec  # noqa: E402
 from diffusion.spacing import dpm_solver_timesteps, timesteps  # noqa: E402
 
 torch.set_num_threads(1)
@@ -271,23 +271,15 @@ VE_STATE = ("euler", "euler_a")  # diffusers' state is x/sqrt(ᾱ) for these
 
 
 def sd_scheduler(name, spacing, pred):
-    """The diffusers scheduler sampler `name` follows, configured as Stable Diffusion's folder does."""
-    common = {**SD, "prediction_type": pred, "timestep_spacing": spacing, "steps_offset": 1}
-    karras = name.endswith("_karras")
-    dpm = {"solver_order": 2, "use_karras_sigmas": karras,
-           "algorithm_type": "sde-dpmsolver++" if "sde" in name else "dpmsolver++"}
-    return {
-        "ddpm": lambda: DDPMScheduler(**common, variance_type="fixed_small", clip_sample=False),
-        "ddim": lambda: DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True),
-        "euler": lambda: EulerDiscreteScheduler(**common),
-        "euler_a": lambda: EulerAncestralDiscreteScheduler(**common),
-        "dpmpp_2m": lambda: DPMSolverMultistepScheduler(**common, **dpm),
-        "dpmpp_2m_karras": lambda: DPMSolverMultistepScheduler(**common, **dpm),
-        "dpmpp_2m_sde": lambda: DPMSolverMultistepScheduler(**common, **dpm),
-        "dpmpp_2m_sde_karras": lambda: DPMSolverMultistepScheduler(**common, **dpm),
-        "unipc": lambda: UniPCMultistepScheduler(**common),
-        "lcm": lambda: LCMScheduler(**common),
-    }[name]()
+    """The diffusers scheduler that the sampler table names for `name`, configured as SD's folder is."""
+    import diffusers
+
+    cls, extra = sampler_spec(name).diffusers
+    if name == "ddpm":  # SD's DDPM config: fixed_small (ours: variance="beta_tilde")
+        extra = {**extra, "variance_type": "fixed_small", "clip_sample": False}
+    if name == "ddim":
+        extra = {**extra, "clip_sample": False}
+    return getattr(diffusers, cls)(**SD, prediction_type=pred, timestep_spacing=spacing, steps_offset=1, **extra)
 
 
 def with_float64_alphas(scheduler, schedule):
