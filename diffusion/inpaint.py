@@ -113,3 +113,112 @@ def sample_repaint(model, x_T, grid: Grid, known_x0, mask, *, schedule: Schedule
         x = finish_step(x, x0, step=done, steps=calls, t=t, t_prev=grid.next_timestep(j), callback=callback,
                         hook=blend)
     return x.astype(np.float32)
+
+def _neighbour_sum(a: np.ndarray) -> np.ndarray:
+    """Sum of the 4-neighbours of every pixel of a [H, W, C] array; outside the image counts 0."""
+    s = np.zeros_like(a)
+    s[1:] += a[:-1]
+    s[:-1] += a[1:]
+    s[:, 1:] += a[:, :-1]
+    s[:, :-1] += a[:, 1:]
+    return s
+
+
+def poisson_blend(generated, known, mask, tol: float = 1e-4, max_iter: int = 4000, crop: bool = True) -> np.ndarray:
+    """Poisson image editing (Pérez et al. 2003) of a generated region into the kept pixels.
+
+    With Ω = {mask > 0} (mask 1 = generate, 0 = keep), f on Ω minimises Σ (f_p - f_q - v_pq)² over
+    4-neighbour pairs (p in Ω), with f_q = known_q outside Ω and the guidance v_pq = g_p - g_q from
+    the generated image g between two pixels of Ω, and 0 across the border (the border carries no edge
+    of its own: the generated side's colour there is whatever the sampler made of a region it could
+    not see whole). So f keeps the generated gradients inside Ω and meets the kept pixels without a
+    jump; outside Ω the result is `known` exactly. Image edges: no flux. Solved for δ = f - g by
+    conjugate gradients, on Ω's bounding box grown by one pixel (`crop`; the same system, less work),
+    to a residual of `tol` relative to the boundary data (max error under one grey level on 0..255).
+
+    generated, known: [H, W] or [H, W, C] arrays (any value range); mask: [H, W] in [0, 1].
+    crop=False solves on the whole image (benchmarks/bench_blend.py compares the two).
+    A soft mask's blend m * f + (1 - m) * known is the caller's (Ω covers every m > 0).
+    """
+    g = np.asarray(generated, np.float64)
+    k = np.asarray(known, np.float64)
+    m = np.asarray(mask, np.float64)
+    if g.shape != k.shape or m.shape != g.shape[:2]:
+        raise ValueError(f"poisson_blend: generated {g.shape}, known {k.shape} and mask {m.shape} must share H x W")
+    flat = g.ndim == 2
+    if flat:
+        g, k = g[..., None], k[..., None]
+    inside = m > 0
+    if inside.all():  # nothing kept to meet
+        out = g.copy()
+    else:
+        out = k.copy()
+        if inside.any():
+            box = (slice(None), slice(None))
+            if crop:  # Ω, its kept neighbours and nothing else (the Laplacian only couples neighbours)
+                ys, xs = np.nonzero(inside)
+                box = (slice(max(ys.min() - 1, 0), ys.max() + 2), slice(max(xs.min() - 1, 0), xs.max() + 2))
+            out[box] = _solve_blend(g[box], k[box], inside[box], tol, max_iter)
+    return out[..., 0] if flat else out
+
+
+def _dst1(a: np.ndarray, axis: int) -> np.ndarray:
+    """Type-I discrete sine transform along `axis` (unnormalised; its own inverse up to 2 / (N + 1))."""
+    a = np.moveaxis(a, axis, 0)
+    z = np.zeros((1, *a.shape[1:]))
+    y = np.concatenate([z, a, z, -a[::-1]], axis=0)
+    return np.moveaxis(-np.fft.fft(y, axis=0).imag[1:a.shape[0] + 1] / 2, 0, axis)
+
+
+def _box_poisson_solver(h: int, w: int):
+    """u = L⁻¹ r for the 5-point Laplacian on an h x w box with zero values outside it, by sine transforms."""
+    lam = (4 - 2 * np.cos(np.pi * np.arange(1, h + 1) / (h + 1))[:, None]
+           - 2 * np.cos(np.pi * np.arange(1, w + 1) / (w + 1))[None, :])[..., None]
+    scale = 4.0 / ((h + 1) * (w + 1))
+
+    def solve(r: np.ndarray) -> np.ndarray:
+        return scale * _dst1(_dst1(_dst1(_dst1(r, 0), 1) / lam, 0), 1)
+    return solve
+
+
+def _solve_blend(g: np.ndarray, k: np.ndarray, inside: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
+    """poisson_blend on a window whose edge pixels are either kept pixels or the image's own edges.
+
+    Conjugate gradients, preconditioned by the window's own Dirichlet Laplacian (solved exactly by sine
+    transforms) when Ω fills at least half its window: then a blob or box converges in a few dozen
+    iterations where plain CG needs about one per pixel of its width. Thin strokes (Ω a small part of
+    its window) converge fast without it, and cheaper per iteration."""
+    omega = inside[..., None].astype(np.float64)
+    n = _neighbour_sum(np.ones_like(omega))  # in-image neighbours: 2, 3 or 4
+
+    def A(d):  # the Laplacian system on Ω; d is 0 outside Ω
+        return omega * (n * d - _neighbour_sum(omega * d))
+
+    if inside.mean() >= 0.5:  # Ω fills its window: the window's Laplacian is a good approximation
+        box_solve = _box_poisson_solver(*inside.shape)
+
+        def M(r):  # the preconditioner, kept on Ω (symmetric positive definite there)
+            return omega * box_solve(omega * r)
+    else:  # thin strokes: plain CG converges in about their width, each iteration far cheaper
+        def M(r):
+            return r
+
+    b = omega * (_neighbour_sum((1 - omega) * k) - (n - _neighbour_sum(omega)) * g)
+    d = np.zeros_like(g)
+    r = b.copy()
+    z = M(r)
+    p = z.copy()
+    rz = (r * z).sum(axis=(0, 1))  # one system per channel, solved together
+    stop = (tol ** 2) * np.maximum((b * b).sum(axis=(0, 1)), 1e-24)
+    for _ in range(max_iter):
+        if ((r * r).sum(axis=(0, 1)) <= stop).all():
+            break
+        Ap = A(p)
+        alpha = rz / np.maximum((p * Ap).sum(axis=(0, 1)), 1e-300)
+        d += alpha * p
+        r -= alpha * Ap
+        z = M(r)
+        rz_new = (r * z).sum(axis=(0, 1))
+        p = z + (rz_new / np.maximum(rz, 1e-300)) * p
+        rz = rz_new
+    return omega * (g + d) + (1 - omega) * k

@@ -4,8 +4,9 @@
     x = sample(name, model, grid.start(noise), grid, prediction_type=..., rng=BatchRNG(seeds), ...)
 
 ``SAMPLER_SPECS`` is the registry: the app's drop-down (``label``, ``tip``), the command line
-(``name``), PNG recipes and A1111's infotext (``a1111``, ``a1111_aliases``: A1111 1.9+ writes
-"Sampler: DPM++ 2M, Schedule type: Karras", older versions "Sampler: DPM++ 2M Karras") all read it.
+(``name``), PNG recipes and A1111's infotext (``a1111``: A1111 1.9+ writes "Sampler: DPM++ 2M,
+Schedule type: Karras"; desktop/runtime/a1111.py also reads older "Sampler: DPM++ 2M Karras"), and
+bundles' scheduler_config.json (``diffusers``) all read it.
 ``SAMPLERS`` lists the names in menu order. Each sampler walks a ``Grid`` (grid.py) made by its
 family's grid function; the sampler functions (ddpm.py, euler.py, dpm_solver.py, unipc.py, lcm.py)
 and the contract they share (sampling.py) are documented where they are defined.
@@ -40,8 +41,8 @@ from .unipc import sample_unipc
 @dataclass(frozen=True)
 class SamplerSpec:
     """One sampler: ``name`` (recipes, manifests, ``--sampler``), ``label`` (the app), ``tip`` (its
-    tooltip), ``a1111`` = (Sampler, Schedule type or None) as A1111 writes them, ``a1111_aliases``
-    (other Sampler values meaning the same), its grid function and sampler function, ``diffusers``
+    tooltip), ``a1111`` = (Sampler, Schedule type or None) as A1111 writes them, its grid function
+    and sampler function, ``diffusers``
     = (scheduler class, config entries) that samples the same way (what a bundle's
     scheduler_config.json names), whether it adds noise, and ``lcm_only``: it needs a model
     distilled for it."""
@@ -54,7 +55,6 @@ class SamplerSpec:
     grid: Callable
     diffusers: tuple[str, dict]
     adds_noise: bool = False
-    a1111_aliases: tuple[str, ...] = ()
     lcm_only: bool = False
 
 
@@ -68,8 +68,7 @@ SAMPLER_SPECS: tuple[SamplerSpec, ...] = (
     SamplerSpec("dpmpp_2m_karras", "DPM++ 2M Karras",
                 "DPM-Solver++(2M) on Karras noise levels (finer steps near the end): A1111's favourite",
                 ("DPM++ 2M", "Karras"), sample_dpmpp_2m, karras_grid,
-                ("DPMSolverMultistepScheduler", {**_DPM, "algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
-                a1111_aliases=("DPM++ 2M Karras",)),
+                ("DPMSolverMultistepScheduler", {**_DPM, "algorithm_type": "dpmsolver++", "use_karras_sigmas": True})),
     SamplerSpec("dpmpp_2m_sde", "DPM++ 2M SDE", "DPM-Solver++(2M) with fresh noise each step: more detail, "
                 "20-40 steps", ("DPM++ 2M SDE", None), sample_dpmpp_2m_sde, dpm_grid,
                 ("DPMSolverMultistepScheduler", {**_DPM, "algorithm_type": "sde-dpmsolver++"}), adds_noise=True),
@@ -77,8 +76,7 @@ SAMPLER_SPECS: tuple[SamplerSpec, ...] = (
                 ("DPM++ 2M SDE", "Karras"), sample_dpmpp_2m_sde, karras_grid,
                 ("DPMSolverMultistepScheduler",
                  {**_DPM, "algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True}),
-                adds_noise=True,
-                a1111_aliases=("DPM++ 2M SDE Karras",)),
+                adds_noise=True),
     SamplerSpec("euler", "Euler", "Euler's method: simple and deterministic, 20-40 steps", ("Euler", None),
                 sample_euler, euler_grid, ("EulerDiscreteScheduler", {})),
     SamplerSpec("euler_a", "Euler a", "Euler ancestral: fresh noise each step, so images keep changing with "
@@ -108,6 +106,16 @@ def sampler_spec(name: str) -> SamplerSpec:
     return SPECS_BY_NAME[name]
 
 
+def sampler_for_scheduler(class_name: str | None, *, use_karras_sigmas: bool = False) -> str | None:
+    """Our sampler for a diffusers scheduler class (a folder's scheduler_config.json), the first in
+    the table with that class and Karras setting; None for classes we have no sampler for (PNDM...)."""
+    for spec in SAMPLER_SPECS:
+        cls, extra = spec.diffusers
+        if cls == class_name and bool(extra.get("use_karras_sigmas")) == bool(use_karras_sigmas):
+            return spec.name
+    return None
+
+
 def sampler_grid(name: str, schedule: Schedule, *, steps: int, spacing: str = "leading", steps_offset: int = 0,
                  strength: float = 1.0) -> Grid:
     """The grid sampler ``name`` walks: ``steps`` steps of its family's grid (grid.py) for the model's
@@ -129,31 +137,8 @@ def sample(name: str, model, x_T, grid: Grid, **kw) -> np.ndarray:
     return fn(model, x_T, grid, **kw)
 
 
-def sampler_from_a1111(sampler: str, schedule_type: str | None = None) -> str | None:
-    """Our name for A1111's "Sampler" (+ "Schedule type"), or None when we have no such sampler.
-
-    Case and spaces around the values do not matter; "Automatic" (or no schedule type) is the
-    sampler's own; "DPM++ 2M Karras" (older A1111) equals "DPM++ 2M" + "Karras"."""
-    if not isinstance(sampler, str):
-        return None
-    wanted = (sampler.strip().lower(), (schedule_type or "").strip().lower())
-    if wanted[1] == "automatic":
-        wanted = (wanted[0], "")
-    for spec in SAMPLER_SPECS:
-        main = (spec.a1111[0].lower(), (spec.a1111[1] or "").lower())
-        if wanted == main or (not wanted[1] and wanted[0] in (a.lower() for a in spec.a1111_aliases)):
-            return spec.name
-    return None
-
-
-def a1111_fields(name: str) -> dict[str, str]:
-    """A1111's infotext fields for sampler ``name``: {"Sampler": ...} plus "Schedule type" where it has one."""
-    sampler, schedule_type = sampler_spec(name).a1111
-    return {"Sampler": sampler} if schedule_type is None else {"Sampler": sampler, "Schedule type": schedule_type}
-
-
 __all__ = [
     "NEEDS_RNG", "SAMPLERS", "SAMPLER_SPECS", "VARIANCES", "Cancelled", "Grid", "NonFiniteError", "SamplerSpec",
-    "a1111_fields", "sample", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_euler",
-    "sample_euler_ancestral", "sample_lcm", "sample_unipc", "sampler_from_a1111", "sampler_grid", "sampler_spec",
+    "sample", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_euler",
+    "sample_euler_ancestral", "sample_lcm", "sample_unipc", "sampler_for_scheduler", "sampler_grid", "sampler_spec",
 ]

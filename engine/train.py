@@ -556,6 +556,7 @@ def _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_nam
     cc, tc = cfg["conditioning"], cfg["training"]
 
     def write(path: Path, n: int = 8) -> None:
+        from diffusion.grid import spaced_grid
         from diffusion.samplers import sample_ddim
 
         from .torch_denoiser import torch_denoiser
@@ -585,7 +586,7 @@ def _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_nam
                 cond["concat"] = torch.cat(concat, 1).float().cpu().numpy()
         base = torch_denoiser(model.unet, dev)
         x_T = np.random.default_rng(tc["seed"]).standard_normal((n, diff_channels, diff_size, diff_size)).astype(np.float32)
-        x0 = sample_ddim(lambda x, t: base(x, t, **cond), x_T, sched, steps=tc["sample_steps"],
+        x0 = sample_ddim(lambda x, t: base(x, t, **cond), x_T, spaced_grid(sched, steps=tc["sample_steps"]),
                          prediction_type=tc["prediction_type"])
         x0 = np.asarray(x0, np.float32)
         if vae is not None:

@@ -9,10 +9,10 @@
 - Random numbers (`diffusion.noise.BatchRNG`, one generator per image, image i uses seed + i):
   stream 0 draws x_T, stream 1 the sampler's noise, stream 2 the inpainting hook's, stream 3
   img2img's. So an image depends on its own seed only, never on the batch size.
-- img2img (`init_image` + `strength` < 1): the sampler runs on the schedule truncated after
-  t_start = round(strength * T) training steps (ᾱ_t unchanged for t < t_start), with
-  round(strength * steps) steps, starting from q_sample(x0_init, t_first) where t_first is the first
-  timestep that sampler visits. With trailing spacing this is diffusers' img2img.
+- img2img (`init_image` + `strength` < 1): as diffusers' img2img pipelines, the sampler runs the
+  last min(int(strength * steps), steps) steps of its grid (at least one; an LCM takes its own
+  strength rule), starting from the init latent noised to the first of them
+  (`diffusion.grid.Grid.truncate` / `Grid.start`); σ-based samplers start at that σ.
 - Inpainting (`mask` with `init_image`; mask 1 = generate, 0 = keep): models whose manifest says
   mask kind "inpaint" get the channels [x_t, mask, masked (encoded)] (docs/ARCHITECTURE.md; without
   an init image: mask 1 and the encoded all-zero image, as in training); every
@@ -46,16 +46,15 @@ import numpy as np
 from PIL import Image
 
 from diffusion.condition import mask_to_size, masked_image, one_hot_labels
-from diffusion.forward import q_sample
 from diffusion.guidance import cfg_denoiser
 from diffusion.inpaint import inpaint_hook, poisson_blend
 from diffusion.noise import BatchRNG
-from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_timesteps
-from diffusion.schedule import truncate_schedule
+from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid
 from diffusion.spacing import SPACINGS
 
 from .bundle import Bundle, _shape_dim
 from .preview import latent_preview, to_uint8
+from .sd_folder import guidance_embedding
 
 __all__ = ["GenerationRequest", "GenerationResult", "RequestError", "StepInfo", "generate", "Cancelled"]
 
@@ -282,6 +281,9 @@ def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[Generat
         raise RequestError(f"guidance must be a number from 0 to 100, got {r.guidance!r}")
     if isinstance(r.seed, bool) or not isinstance(r.seed, (int, np.integer)) or not 0 <= r.seed < 2**63:
         raise RequestError(f"seed must be a non-negative integer, got {r.seed!r}")
+    if isinstance(r.batch_size, (int, np.integer)) and r.seed + r.batch_size > 2**63:  # every image's seed replays
+        raise RequestError(f"seed + batch size must be at most 2^63 (image i uses seed + i), got seed {r.seed} "
+                           f"with {r.batch_size} images")
     if isinstance(r.batch_size, bool) or not isinstance(r.batch_size, (int, np.integer)) or not 1 <= r.batch_size <= 64:
         raise RequestError(f"batch_size must be an integer from 1 to 64, got {r.batch_size!r}")
     if not isinstance(r.seamless, (bool, np.bool_)):
@@ -391,7 +393,7 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
         pixels = _from_uint8(r.init_image, m.image.channels)
         if m.latent:
             _check_cancel(cancel, 0, steps)
-            known_x0 = bundle.vae_encoder.run({"sample": pixels}, output="latent_mean") * m.latent.scale_factor
+            known_x0 = bundle.encode_latent(pixels) * m.latent.scale_factor
         else:
             known_x0 = pixels
     mask_full = r.mask.astype(np.float32) if r.mask is not None else None
@@ -420,7 +422,7 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
             kept = masked_image(pixels, m_full)
         if m.latent:  # through the VAE encoder, as in training (an all-zero image is not an all-zero latent)
             _check_cancel(cancel, 0, steps)
-            kept = bundle.vae_encoder.run({"sample": kept}, output="latent_mean") * m.latent.scale_factor
+            kept = bundle.encode_latent(kept) * m.latent.scale_factor
         channels = [mask_to_size(m_full, h, w), kept.astype(np.float32)]
         concat_c += channels
         concat_u += channels
@@ -433,6 +435,9 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
     if concat_c:
         cond["concat"] = np.concatenate(concat_c, axis=1)
         uncond["concat"] = np.concatenate(concat_u, axis=1)
+    if bundle.sd is not None and bundle.sd.timestep_cond_dim:  # an LCM: guidance is an input, one call per step
+        cond["timestep_cond"] = guidance_embedding(r.guidance - 1.0, bundle.sd.timestep_cond_dim, 1)
+        droppable = False
     t_encoded = time.perf_counter()
 
     # ---- the denoiser: guided (one batched call) or plain
@@ -444,21 +449,23 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
         def denoiser(x, t):
             return model(x, t, **fixed)
 
-    # ---- starting point: noise, or the noised init image (img2img)
+    # ---- starting point: noise, or the noised init image (img2img); the sampler's grid, built once
     schedule = bundle.schedule
-    run_schedule, run_steps = schedule, steps
-    x_T = BatchRNG(seeds, stream=0).randn((C, h, w))
+    strength = r.strength if known_x0 is not None else 1.0
+    try:
+        grid = sampler_grid(r.sampler, schedule, steps=steps, spacing=r.spacing, steps_offset=bundle.steps_offset,
+                            strength=strength)
+    except ValueError as exc:  # e.g. more steps than an LCM's distillation grid has
+        raise RequestError(f"sampler {r.sampler}: {exc}") from None
+    run_steps = grid.steps
     known_batch = None  # the encoded init image per batch item, float64 (img2img's start, the inpaint hook)
     if known_x0 is not None and (r.strength < 1.0 or mask_small is not None):
         known_batch = np.repeat(known_x0, B, axis=0).astype(np.float64)
     if known_x0 is not None and r.strength < 1.0:
-        T = schedule.num_train_timesteps
-        T_run = max(1, min(T, int(round(r.strength * T))))
-        run_steps = max(1, min(T_run, int(round(r.strength * steps))))
-        run_schedule = truncate_schedule(schedule, T_run)
-        t_first = int(sampler_timesteps(r.sampler, T_run, run_steps, r.spacing)[0])
         noise = BatchRNG(seeds, stream=3).randn((C, h, w))
-        x_T = q_sample(schedule, known_batch, t_first, noise.astype(np.float64)).astype(np.float32)
+        x_T = grid.start(noise, known_batch).astype(np.float32)
+    else:
+        x_T = grid.start(BatchRNG(seeds, stream=0).randn((C, h, w))).astype(np.float32)
     hook = None
     if known_x0 is not None and mask_small is not None:
         hook = inpaint_hook(schedule, known_batch, mask_small, BatchRNG(seeds, stream=2))
@@ -479,11 +486,11 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
             previews = [composite(p) for p in previews]
         on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=previews, x_t=info["x"]))
 
-    # Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why). Without on_step there
-    # is no callback, so the sampler makes no per-step float32 copies.
-    x = sample(r.sampler, denoiser, x_T, run_schedule, steps=run_steps, prediction_type=m.prediction_type,
-               spacing=r.spacing, rng=BatchRNG(seeds, stream=1), callback=callback if on_step is not None else None,
-               cancel=cancel, hook=hook, clip_x0=m.clip_x0)
+    # Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why; SD folders: their
+    # scheduler config's clip_sample). Without on_step there is no callback, so the sampler makes no
+    # per-step float32 copies.
+    x = sample(r.sampler, denoiser, x_T, grid, prediction_type=m.prediction_type, rng=BatchRNG(seeds, stream=1),
+               callback=callback if on_step is not None else None, cancel=cancel, hook=hook, clip_x0=bundle.clip_x0)
     t_sampled = time.perf_counter()
 
     # ---- decode, one image at a time (so an image never depends on the batch)
