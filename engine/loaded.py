@@ -187,8 +187,6 @@ def diffusers_unsupported_reason(model: LoadedModel) -> str | None:
     """Why no diffusers text-to-image pipeline can sample `model`, in one sentence; None when
     StableDiffusionPipeline (and optimum's ONNX version of it) can: a latent model whose U-Net takes
     only x_t, the timestep and text."""
-    if model.kind != "latent":
-        return "a pixel-space model: StableDiffusionPipeline needs a latent model (DDPMPipeline loads it)"
     if model.class_names:
         return ("class-conditional: the U-Net takes class_labels (the last index is the null class), which "
                 "StableDiffusionPipeline never passes")
@@ -196,6 +194,8 @@ def diffusers_unsupported_reason(model: LoadedModel) -> str | None:
         what = "a semantic label map" if model.mask.get("kind") == "semantic" else "inpainting channels"
         return (f"conditioned on {what} concatenated after x_t (studio.json describes them), which "
                 "StableDiffusionPipeline does not build")
+    if model.kind != "latent":
+        return "a pixel-space model: StableDiffusionPipeline needs a latent model (DDPMPipeline loads it)"
     if model.text_encoder is None:
         return "no text encoder: StableDiffusionPipeline needs one"
     return None
@@ -225,7 +225,7 @@ def pipeline_index(model: LoadedModel) -> dict:
                 f"the {te.kind} text encoder is not in transformers' layout here: load with "
                 "DiffusionPipeline.from_pretrained(folder, text_encoder=None) and pass prompt_embeds")
     reason = diffusers_unsupported_reason(model)
-    if reason and model.kind == "latent":
+    if reason and not reason.startswith("a pixel-space model"):  # DDPMPipeline runs unconditional pixel models
         index["_diffusion_studio_unsupported"] = reason
     return index
 

@@ -49,7 +49,7 @@ def test_pixel_class_model(tmp_path, pixel_class_model):
     assert any(line.startswith("unet") and "max_rel=" in line for line in lines)
     index = json.loads((out / "model_index.json").read_text())
     assert index["unet"] == ["diffusers", "OnnxRuntimeModel"] and index["_class_name"] == "DiffusionStudioPipeline"
-    assert "pixel-space" in index["_diffusion_studio_unsupported"]
+    assert "class-conditional" in index["_diffusion_studio_unsupported"]
     scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["_class_name"] == "DPMSolverMultistepScheduler" and scheduler["algorithm_type"] == "dpmsolver++"
     assert json.loads((out / "studio.json").read_text())["clip_x0"] is True
