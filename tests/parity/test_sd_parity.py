@@ -79,7 +79,7 @@ CASES = [  # (fixture, variant, reference kinds)
 @pytest.mark.parametrize("fixture, variant, kinds", CASES)
 def test_txt2img(fixture, variant, kinds, sampler, torch_folders, tmp_path, request):
     if sampler == "ddim" and variant == "sd2":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
             "SD 2.1's config says set_alpha_to_one=false: diffusers' DDIM ends at ᾱ_0, ours at ᾱ = 1 (x̂_0); "
             "4.4/255 here. SD 1.x's config says the same, within 2/255 on this fixture.")))
     bundle = open_bundle(FIXTURES / fixture, provider="cpu")
@@ -105,15 +105,15 @@ def picture(size: int) -> np.ndarray:
     return (np.stack([x, y, 0.5 + 0.5 * np.sin(6 * x * y)], axis=2) * 255).round().astype(np.uint8)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "img2img schedules differ: diffusers runs the last int(steps x strength) steps of the full grid, we run "
-    "round(strength x steps) steps on the schedule truncated at round(strength x T) (4-22/255 here); the "
-    "samplers' grid change (diffusion/grid.py truncate) makes ours diffusers' rule: drop this marker then"))
 @pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddim"])
 @pytest.mark.parametrize("fixture, variant, kinds", CASES[:2])
-def test_img2img(fixture, variant, kinds, sampler, torch_folders, tmp_path):
+def test_img2img(fixture, variant, kinds, sampler, torch_folders, tmp_path, request):
     """The init image's mean latent goes to the references as `image` (4 channels: taken as latents),
     so both sides start from the same latent; the noise is torch's first draw from the seed."""
+    if sampler == "ddim":
+        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+            "img2img with DDIM is beyond 2/255 on both fixtures (DPM++ 2M is within); not yet diagnosed: the "
+            "known difference is DDIM's last step (the SD configs' set_alpha_to_one=false)")))
     bundle = open_bundle(FIXTURES / fixture, provider="cpu")
     size = bundle.manifest.image.height
     init = picture(size)
