@@ -18,12 +18,13 @@ class Subcommand:
     target: str  # "package.module:function", called with the remaining argv
     summary: str
     extra: str | None  # the pip extra it needs beyond the base install
+    shared_threads: bool = False  # every ONNX Runtime session of the process is ours: share one thread pool
 
 
 SUBCOMMANDS = (
-    Subcommand("app", "desktop.ui.app:main", "open the desktop app (the default)", None),
-    Subcommand("generate", "desktop.runtime.generate_cli:main", "generate images from a model bundle", None),
-    Subcommand("info", "desktop.runtime.info_cli:main", "describe a model bundle and what it accepts", None),
+    Subcommand("app", "desktop.ui.app:main", "open the desktop app (the default)", None, True),
+    Subcommand("generate", "desktop.runtime.generate_cli:main", "generate images from a model bundle", None, True),
+    Subcommand("info", "desktop.runtime.info_cli:main", "describe a model bundle and what it accepts", None, True),
     Subcommand("train", "engine.train_cli:main", "train a VAE, pixel DDPM or latent diffusion model", "engine"),
     Subcommand("make-dataset", "engine.data.cli:main", "write a procedural or built-in data set as an image folder", "engine"),
     Subcommand("export", "export.cli:main", "export a training run or diffusers folder to a model bundle", "engine"),
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffusion-studio: unknown subcommand '{argv[0]}'\n\n{usage()}", file=sys.stderr)
         return 2
     try:
+        if sub.shared_threads:
+            from desktop.runtime.providers import configure_threads
+
+            configure_threads(shared=True)
         func = resolve(sub)
         result = func(rest)
     except ModuleNotFoundError as exc:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from desktop.runtime.manifest import FORMAT, FORMAT_VERSION, manifest_from_dict, write_manifest
+from desktop.runtime.manifest import FORMAT, manifest_from_dict, write_manifest
 from engine.loaded import replace_dir
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit
@@ -247,7 +247,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
         defaults = {**BASE_DEFAULTS, **_jsonable(model.defaults or {})}
         unet_cfg = model.unet.config
         data = {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "format": FORMAT, "format_version": 1,  # written as 2 where the manifest needs it
             "name": name or getattr(model, "name", None) or out_dir.name,
             "description": description if description is not None else str(getattr(model, "description", "") or ""),
             "kind": model.kind,

@@ -93,6 +93,7 @@ class Bundle:
         self.text = TextEncoder(text_model, tokenizer, t.max_length, t.pad_id) if (t and text_model) else None
         self.preview = preview
         self.schedule = schedule_from_dict(manifest.schedule)
+        self.provider_note: str | None = None  # "CUDA did not load (...): running on cpu" (open_bundle sets it)
 
     @property
     def name(self) -> str:
@@ -116,9 +117,10 @@ class Bundle:
 # Sessions and their inputs
 
 
-def _session(path: Path, rel: str, role: str, provider: str) -> tuple[ort.InferenceSession, str]:
+def _session(path: Path, rel: str, role: str, provider: str, **kw) -> tuple[ort.InferenceSession, str]:
+    """providers.create_session(path / rel, provider, **kw); a bad file becomes a BundleError naming it."""
     try:
-        return providers.create_session(path / rel, provider)
+        return providers.create_session(path / rel, provider, **kw)
     except providers.ProviderError:
         raise
     except Exception as exc:  # onnxruntime raises several unrelated classes for a damaged file
@@ -176,14 +178,20 @@ def check_inputs(models: dict, m: Manifest) -> None:
         _only(te, {"input_ids", "attention_mask"})
 
 
-def _load_models(path: Path, files: dict, provider: str) -> tuple[dict, str]:
-    """Create the sessions: the U-Net picks the provider, the others use the same one."""
+def _load_models(path: Path, files: dict, provider: str, *, hashes: dict | None = None, verify: bool = True,
+                 allowed: list[str] | None = None) -> tuple[dict, str]:
+    """Create the sessions: the U-Net picks the provider, the others use the same one.
+
+    `hashes`: file -> sha256 (the manifest's; keys of the graph cache), `verify`: whether they were
+    checked (cached graphs are then checked too), `allowed`: the providers the graphs run on."""
     models: dict[str, OnnxModel] = {}
-    session, chosen = _session(path, files["unet"], "unet", provider)
+    hashes = hashes or {}
+    kw = dict(verify=verify, allowed=[providers.resolve_provider(p) for p in allowed] if allowed else None)
+    session, chosen = _session(path, files["unet"], "unet", provider, sha256=hashes.get(files["unet"]), **kw)
     models["unet"] = OnnxModel("unet", files["unet"], session)
     for role in ("vae_decoder", "vae_encoder", "text_encoder"):
         if role in files:
-            s, _ = _session(path, files[role], role, chosen)
+            s, _ = _session(path, files[role], role, chosen, sha256=hashes.get(files[role]), **kw)
             models[role] = OnnxModel(role, files[role], s)
     return models, chosen
 
@@ -192,16 +200,26 @@ def open_bundle(path: str | os.PathLike, provider: str = "auto", verify: bool = 
     """Open a Diffusion Studio bundle or an SD-1.x-style ONNX folder; BundleError when it is unusable.
 
     `verify=False` skips the sha256 check (it reads every file; the UI may skip it for a bundle it
-    verified before).
+    verified before). With provider "auto", `bundle.provider_note` is the one sentence saying why a
+    better provider was not used (None when none was skipped).
     """
-    path = Path(path)
+    bundle = _open(Path(path), provider, verify)
+    if provider in (None, "", "auto"):
+        allowed = bundle.manifest.providers
+        bundle.provider_note = providers.fallback_note(
+            bundle.provider, [providers.resolve_provider(p) for p in allowed] if allowed else None)
+    return bundle
+
+
+def _open(path: Path, provider: str, verify: bool) -> Bundle:
     if not path.is_dir():
         raise BundleError(f"{path}: no such model folder", None, None)
     if (path / MANIFEST_NAME).is_file():
         manifest = read_manifest(path)
         if verify:
             verify_hashes(manifest, path)
-        models, chosen = _load_models(path, manifest.files, provider)
+        models, chosen = _load_models(path, manifest.files, provider, hashes=manifest.sha256, verify=verify,
+                                      allowed=manifest.providers)
         check_inputs(models, manifest)
         tokenizer = None
         if manifest.conditioning.text:

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         if not model:
             raise RequestError("say which model to use with --model NAME_OR_FOLDER")
         bundle = open_bundle(find_model(model), provider=args.provider)
+        if bundle.provider_note:
+            print(f"note: {bundle.provider_note}", file=sys.stderr)
         bar = None
         if not args.quiet:
             from tqdm import tqdm
