@@ -39,6 +39,8 @@ import onnxruntime as ort
 
 from . import graph_cache
 
+ort.disable_telemetry_events()  # Windows: its ETW events (elsewhere ORT_DISABLE_TELEMETRY, set by desktop/__init__.py)
+
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 PREFERENCE = (CUDA, "DmlExecutionProvider", "CoreMLExecutionProvider", CPU)
