@@ -50,6 +50,28 @@ def weights_to_fp16(model: onnx.ModelProto, min_elements: int = MIN_ELEMENTS) ->
     return model
 
 
+def weights_to_fp32(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Undoes `weights_to_fp16` (an fp16-weight bundle's graph -> fp32 initializers, no Cast nodes),
+    so graph rewriters see the weights as initializers again; converts `model` in place."""
+    graph = model.graph
+    halves = {i.name: i for i in graph.initializer if i.data_type == TensorProto.FLOAT16}
+    restored, nodes = [], []
+    for node in graph.node:
+        if node.op_type == "Cast" and len(node.input) == 1 and node.input[0] in halves \
+                and any(a.name == "to" and a.i == TensorProto.FLOAT for a in node.attribute):
+            restored.append(numpy_helper.from_array(numpy_helper.to_array(halves[node.input[0]]).astype(np.float32),
+                                                    node.output[0]))
+        else:
+            nodes.append(node)
+    used = {name for node in nodes for name in node.input} | {o.name for o in graph.output}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + restored)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
 def compute_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Whole graph in float16, float32 inputs and outputs (for CUDA)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
