@@ -3,6 +3,7 @@ PyTorch eager against ONNX Runtime.
 
     python benchmarks/bench_runtime.py models                      # digits, landscapes, shapes
     python benchmarks/bench_runtime.py models --baseline 3ffaefe --rounds 5 --models shapes
+    python benchmarks/bench_runtime.py fusions                     # each CPU fusion, per U-Net step
     python benchmarks/bench_runtime.py step --source tiny-latent   # a preset (random weights) or a run
 
 `models`: every variant runs in its own process (ONNX Runtime's thread pools are per process),
@@ -20,6 +21,11 @@ Each process opens the bundle (seconds: `open`), warms up with one image, then g
 compared with today's for the same seeds: `max |Δ|` in 0..255 levels and the share of differing
 values. Then the U-Net's FLOPs per step (Conv/MatMul/Gemm, from ONNX Runtime's profile of one
 batch-2 call) and the fraction of the measured matmul peak (one 2048³ MatMul in ONNX Runtime).
+
+`fusions`: each shipped U-Net (fp32 weights restored) fused by export/optimize.py for the CPU,
+one fusion at a time (attention; LayerNorm + GELU) and all of them, against the unfused graph: ms
+per batch-2 step (median, alternated), the speed-up, the kernels ONNX Runtime runs per call, and
+the largest output difference.
 
 `step`: the model is exported to a temporary bundle (fp32, checked), then per-step U-Net latency in
 PyTorch eager (torch.no_grad) and ONNX Runtime on the same inputs at batch 1, 2 and 4 (median of
@@ -313,6 +319,75 @@ def print_models_report(results, diffs, efficiency, peak, args, machine_line, co
 
 
 # --------------------------------------------------------------------------------------------
+# The `fusions` report
+
+
+FUSION_VARIANTS = (("unfused", ()), ("attention", ("attention",)), ("layernorm+gelu", ("layernorm", "gelu")),
+                   ("all CPU fusions", None))
+
+
+def kernels_per_call(path: str, feeds) -> int:
+    """Kernels ONNX Runtime runs in one call (from a profile)."""
+    return sum(1 for e in _profile_events(path, feeds) if e.get("cat") == "Node"
+               and e.get("name", "").endswith("_kernel_time"))
+
+
+def _profile_events(path: str, feeds) -> list:
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "p")
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session.run(None, feeds)
+        return json.loads(Path(session.end_profiling()).read_text())
+
+
+def run_fusions(args) -> int:
+    import onnx
+    import onnxruntime as ort
+
+    from benchmarks.report import commit, machine
+    from desktop.runtime.bundle import open_bundle
+    from export import fp16, optimize
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            bundle = open_bundle(ROOT / "assets" / "models" / name, provider="cpu")
+            fp32 = Path(tmp) / f"{name}.onnx"
+            onnx.save(fp16.weights_to_fp32(fp16.load_model(bundle.path / bundle.manifest.files["unet"])), fp32)
+            feeds = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in unet_feeds(bundle, 2).items()}
+            sessions, paths = {}, {}
+            for label, fusions in FUSION_VARIANTS:
+                path = fp32 if fusions == () else Path(tmp) / f"{name}-{len(paths)}.onnx"
+                if fusions != ():
+                    onnx.save(optimize.optimize_graph(fp32, "unet", "cpu", fusions=fusions), path)
+                paths[label] = path
+                sessions[label] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            reference = sessions["unfused"].run(None, feeds)[0]
+            times = {label: [] for label in sessions}
+            for _ in range(args.repeats):
+                for label, session in sessions.items():
+                    times[label].append(_timed(lambda: session.run(None, feeds)))
+            base = statistics.median(times["unfused"])
+            for label, session in sessions.items():
+                t = statistics.median(times[label])
+                rows.append((name, label, t * 1e3, base / t, kernels_per_call(str(paths[label]), feeds),
+                             float(np.abs(session.run(None, feeds)[0] - reference).max())))
+    print("# CPU fusions of export/optimize.py, one at a time, per U-Net step (batch 2)")
+    print(f"machine: {machine(f'onnxruntime {ort.__version__}')} (shared with other jobs)")
+    print(f"commit: {commit()}; {args.repeats} alternated calls per variant (median)")
+    print()
+    print("| model | graph | ms / step | × unfused | kernels per call | max \\|Δ\\| |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, label, ms, ratio, kernels, diff in rows:
+        print(f"| {name} | {label} | {ms:.1f} | {ratio:.2f} | {kernels} | {diff:.1e} |")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The `step` report (PyTorch eager vs ONNX Runtime on one model)
 
 
@@ -429,6 +504,9 @@ def main(argv=None) -> int:
     m.add_argument("--images", type=int, default=3, help="single images per round (median)")
     m.add_argument("--batch", type=int, default=4)
     m.add_argument("--variants", help="comma-separated folders of bundle variants, one sub-folder per model")
+    f = sub.add_parser("fusions", help="each CPU fusion of export/optimize.py on our U-Nets")
+    f.add_argument("--models", default=",".join(MODELS))
+    f.add_argument("--repeats", type=int, default=15)
     s = sub.add_parser("step", help="one U-Net step, PyTorch eager vs ONNX Runtime")
     s.add_argument("--source", default="tiny-latent", help="run / diffusers folder, or an engine preset name")
     s.add_argument("--batches", default="1,2,4")
@@ -436,7 +514,7 @@ def main(argv=None) -> int:
     s.add_argument("--steps", type=int, default=20, help="sampler steps for the end-to-end figure")
     s.add_argument("--threads", type=int, default=os.cpu_count())
     args = p.parse_args(argv)
-    return run_models(args) if args.part == "models" else run_step(args)
+    return {"models": run_models, "fusions": run_fusions, "step": run_step}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ the fusions are chosen per target:
 target's provider) before it is written, so a bundle never carries a graph its provider cannot run.
 
 onnxruntime 1.31's U-Net attention fusion reads the head count with `int()` of a 1-element array,
-which NumPy 2.4 refuses; `attention_heads_fix` reads it the way NumPy allows while the optimizer runs.
+which NumPy 2.4 refuses; `optimizer_patches` reads it the way NumPy allows while the optimizer runs.
 """
 from __future__ import annotations
 
@@ -69,10 +69,15 @@ def _heads_from(reshape_parent_value) -> int:
 
 
 @contextlib.contextmanager
-def attention_heads_fix():
-    """Patches FusionAttentionUnet.get_num_heads (torch-2 graphs) for NumPy >= 2.4, then restores it."""
+def optimizer_patches():
+    """While the optimizer runs: FusionAttentionUnet.get_num_heads reads torch-2 graphs' head count
+    the way NumPy >= 2.4 allows, and the U-Net optimizer draws no progress bar on stderr."""
     import onnxruntime.transformers.optimizer  # noqa: F401 (puts the optimizer's modules on sys.path)
 
+    unet_module = sys.modules.get("onnx_model_unet")
+    installed = getattr(unet_module, "is_installed", None)
+    if installed is not None:
+        unet_module.is_installed = lambda name: name != "tqdm" and installed(name)
     patched = []
     for name in ("fusion_attention_unet", "onnxruntime.transformers.fusion_attention_unet"):
         module = sys.modules.get(name)
@@ -97,6 +102,8 @@ def attention_heads_fix():
     finally:
         for cls, original in patched:
             cls.get_num_heads = original
+        if installed is not None:
+            unet_module.is_installed = installed
 
 
 def optimize_graph(path: Path, role: str, target: str, *, fusions=None, fp16: bool = False) -> onnx.ModelProto:
@@ -113,7 +120,7 @@ def optimize_graph(path: Path, role: str, target: str, *, fusions=None, fp16: bo
     if illegal:
         raise ValueError(f"fusions {illegal} make operators the {target} provider cannot run")
     model_type = MODEL_TYPES[role]
-    with attention_heads_fix():
+    with optimizer_patches():
         optimized = optimize_model(str(path), model_type=model_type, opt_level=0, use_gpu=target == "cuda",
                                    optimization_options=fusion_options(model_type, wanted))
     if fp16:

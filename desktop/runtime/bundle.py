@@ -27,7 +27,7 @@ import onnxruntime as ort
 
 from diffusion.schedule import schedule_from_dict
 
-from . import providers
+from . import device, memory, providers
 from . import sd_folder
 from .manifest import MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Manifest, read_manifest, sha256_file, verify_hashes
 from .preview import read_preview_map
@@ -51,10 +51,15 @@ class OnnxModel:
     inputs: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
     calls: int = 0
+    path: Path | None = None  # the ONNX file (CUDA graphs build a second session from it)
+    runner: device.DeviceRunner | None = None  # IOBinding on a GPU (device.py); None: session.run
 
     def __post_init__(self):
         self.inputs = {i.name: (i.type, list(i.shape)) for i in self.session.get_inputs()}
         self.outputs = {o.name: (o.type, list(o.shape)) for o in self.session.get_outputs()}
+        where = device.device_of(self.session)
+        if where is not None and self.runner is None:
+            self.runner = device.DeviceRunner(self, where, cuda_graph=self.role == "unet" and self.path is not None)
 
     def feed(self, name: str, value) -> np.ndarray:
         """`value` in the dtype and rank input `name` declares ([B] of one value -> 0-d for a scalar input)."""
@@ -68,11 +73,13 @@ class OnnxModel:
 
     def run(self, feeds: dict, output: str | None = None) -> np.ndarray:
         """Run with inputs cast to the declared dtypes; return `output` (or the first) as float32."""
-        cast = {name: self.feed(name, value) for name, value in feeds.items()}
         names = list(self.outputs)
         want = output if output in self.outputs else names[0]
         self.calls += 1
-        result = self.session.run([want], cast)[0]
+        if self.runner is not None:
+            result = self.runner.run(feeds, want)
+        else:
+            result = self.session.run([want], {name: self.feed(name, value) for name, value in feeds.items()})[0]
         return result.astype(np.float32) if result.dtype != np.float32 and result.dtype.kind == "f" else result
 
 
@@ -221,11 +228,11 @@ def _load_models(path: Path, files: dict, provider: str, *, hashes: dict | None 
     hashes = hashes or {}
     kw = dict(verify=verify, allowed=[providers.resolve_provider(p) for p in allowed] if allowed else None)
     session, chosen = _session(path, files["unet"], "unet", provider, sha256=hashes.get(files["unet"]), **kw)
-    models["unet"] = OnnxModel("unet", files["unet"], session)
+    models["unet"] = OnnxModel("unet", files["unet"], session, path=path / files["unet"])
     for role in ("vae_decoder", "vae_encoder", "text_encoder"):
         if role in files:
             s, _ = _session(path, files[role], role, chosen, sha256=hashes.get(files[role]), **kw)
-            models[role] = OnnxModel(role, files[role], s)
+            models[role] = OnnxModel(role, files[role], s, path=path / files[role])
     return models, chosen
 
 
@@ -237,11 +244,29 @@ def open_bundle(path: str | os.PathLike, provider: str = "auto", verify: bool = 
     better provider was not used (None when none was skipped).
     """
     bundle = _open(Path(path), provider, verify)
+    if bundle.provider == providers.CUDA and not _fits_on_gpu(bundle, forced=provider not in (None, "", "auto")):
+        bundle = _open(Path(path), provider, verify)  # CUDA is now marked as failed: the next provider
     if provider in (None, "", "auto"):
         allowed = bundle.manifest.providers
         bundle.provider_note = providers.fallback_note(
             bundle.provider, [providers.resolve_provider(p) for p in allowed] if allowed else None)
     return bundle
+
+
+def _fits_on_gpu(bundle: Bundle, forced: bool) -> bool:
+    """Whether one guided image at the model's size fits in the GPU memory left once the weights are
+    loaded (memory.estimate); if not, CUDA is marked failed with the sentence that says so, or a
+    forced CUDA raises ProviderError."""
+    m = bundle.manifest
+    est = memory.estimate(bundle, 1, m.image.height, m.image.width, guided=True)
+    free = memory.available_bytes(providers.CUDA)
+    if free is None or est.needed <= free:
+        return True
+    reason = f"has too little free memory for this model ({memory.gib(free)} free, {est.describe()})"
+    if forced:
+        raise providers.ProviderError(f"the GPU {reason}; use --provider cpu")
+    providers.mark_failed(providers.CUDA, reason)
+    return False
 
 
 def _open(path: Path, provider: str, verify: bool) -> Bundle:

@@ -199,6 +199,11 @@ def _try_session(path: str, provider: str, quiet: bool, *, provider_options: dic
     return session
 
 
+def _out_of_memory(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "out of memory" in text or "failed to allocate" in text or "bfcarena" in text
+
+
 def _only_for(allowed: list[str]) -> str:
     return " or ".join(short_name(p) for p in allowed)
 
@@ -235,10 +240,15 @@ def create_session(path: str | os.PathLike, provider: str = "auto", *, allowed: 
             session = _try_session(path, p, quiet=not forced and p != CPU,
                                    provider_options=None if p == CPU else provider_options, **kw)
         except Exception as exc:  # noqa: BLE001
-            if cpu_ok or p == CPU or "Could not find an implementation" not in str(exc):
+            if forced or p == CPU:
                 raise
-            session = None  # the provider did not load and ONNX Runtime's CPU fallback cannot run the graph
-        loaded = session.get_providers()[0] if session is not None else CPU
+            # a quiet attempt that failed (GPU out of memory, a CPU fallback that cannot run a fused
+            # graph): the next provider gets its turn; a damaged file fails there too, and says so.
+            # Only running out of memory is remembered for the process (a damaged file is no reason)
+            if _out_of_memory(exc):
+                _failed.setdefault(p, "ran out of memory loading the model")
+            continue
+        loaded = session.get_providers()[0]
         if loaded == p:
             return session, p
         if forced:
@@ -247,7 +257,7 @@ def create_session(path: str | os.PathLike, provider: str = "auto", *, allowed: 
                 f"to {short_name(loaded)}); check the drivers, or use --provider cpu")
         _failed.setdefault(p, "did not load (check the driver and the CUDA libraries)"
                            if p == CUDA and nvidia_gpu_visible() else None)
-        if session is not None and fallback is None:
+        if fallback is None:
             fallback = session
     if fallback is not None and cpu_ok:
         return fallback, CPU
