@@ -66,6 +66,11 @@ def resolve(sub: Subcommand):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` None means a program run (`diffusion-studio`, `python -m desktop`), which
+    owns its process: the app, `generate` and `info` then share one ONNX Runtime thread pool
+    (providers.configure_threads). A caller passing argv (tests, other programs) keeps ONNX Runtime's
+    default, since the shared pool makes ONNX Runtime refuse sessions created with default options."""
+    program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffusion-studio: unknown subcommand '{argv[0]}'\n\n{usage()}", file=sys.stderr)
         return 2
     try:
-        if sub.shared_threads:
+        if sub.shared_threads and program:
             from desktop.runtime.providers import configure_threads
 
             configure_threads(shared=True)

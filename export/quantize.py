@@ -7,8 +7,10 @@ kept only when the model still clears its quality gate.
    recorded (x_t, t, text states, class, condition channels: the doubled batch of guidance included).
 2. `onnxruntime.quantization.quantize_static`: QDQ format, Conv and MatMul only, int8 weights per
    output channel, uint8 activations (the u8s8 kernels x86 runs fastest, VNNI where the CPU has it),
-   MinMax ranges over the recorded inputs. The rest of the graph (norms, softmax, the time
-   embedding) stays float.
+   ranges at the 99.999th percentile of the recorded inputs. The first and the last convolution
+   stay float (they carry x_t in and ε out: quantising them doubled the U-Net's error on landscapes,
+   11% -> 5% mean relative error), and so does the rest of the graph (norms, softmax, the time
+   embedding).
 3. The gate, on other seeds than the calibration's: the int8 bundle's images against the source
    bundle's (mean |Δ| at most `MEAN_TOLERANCE` levels of 255), and, when the caller gives one, the
    model's own evaluation (`gate(bundle_dir) -> None | failure sentence`; the export CLI passes the
@@ -37,6 +39,7 @@ MEAN_TOLERANCE = 3.0  # mean |Δ| in 0..255 levels over the gate's images (measu
 CALIBRATION_SEED = 900_000
 GATE_SEED = 700_000
 OP_TYPES = ["Conv", "MatMul"]
+PERCENTILE = 99.999  # activation ranges: MinMax let rare outliers waste the 8 bits (U-Net error 11% -> 9%)
 GENERIC_PROMPTS = ("", "a photo", "a red circle on a blue background", "two green squares at the top left",
                    "a landscape with mountains and a lake", "a small yellow star in the middle")
 EVALUATIONS = ("digits", "landscapes", "shapes", "inpaint")  # benchmarks/evals modules with floor_check
@@ -126,10 +129,14 @@ def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
         fp16_tools.save_model(model, work / "fp32.onnx")
         del model
         quant_pre_process(str(work / "fp32.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
+        convs = [n.name for n in onnx.load(str(work / "pre.onnx"), load_external_data=False).graph.node
+                 if n.op_type == "Conv"]
         quantize_static(str(work / "pre.onnx"), str(target), Feeds(feeds, types), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=OP_TYPES, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+                        op_types_to_quantize=OP_TYPES, nodes_to_exclude=convs[:1] + convs[-1:], per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.Percentile,
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                       "CalibPercentile": PERCENTILE})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -203,7 +210,8 @@ def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = 8, chec
         failure = gate(bundle_dir) if gate is not None else None
         if failure:
             raise ExportError(f"the int8 U-Net is not good enough: {failure}; export without --int8")
-        report = {"method": "static QDQ, Conv+MatMul, int8 weights per channel, uint8 activations, MinMax",
+        report = {"method": "static QDQ, Conv+MatMul but the first and last Conv, int8 weights per channel, "
+                            f"uint8 activations, percentile {PERCENTILE}",
                   "calibration_calls": len(feeds), "calibration_generations": calibration,
                   "mean_abs_diff_255": round(mean, 3),
                   "evaluation_gate": getattr(gate, "names", []) if gate is not None else []}

@@ -8,6 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from desktop.runtime import providers as providers_mod
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.pipeline import GenerationRequest, generate
 from export import bundle_writer
@@ -22,7 +23,8 @@ def one_op_session(op: str, inputs: int, **attrs):
     graph = helper.make_graph([node], "g", ins, [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)])
     model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17),
                                                                    helper.make_opsetid("com.microsoft", 1)])
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), providers_mod.session_options(),
+                                providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("op, inputs, attrs", [
