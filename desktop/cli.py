@@ -8,6 +8,7 @@ extra to install instead of printing a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -65,6 +66,15 @@ def resolve(sub: Subcommand):
     return getattr(module, func_name)
 
 
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command; `argv` None means a program run (`diffusion-studio`, `python -m desktop`), which
     owns its process: the app, `generate` and `info` then share one ONNX Runtime thread pool
@@ -90,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             configure_threads(shared=True)
         func = resolve(sub)
         result = func(rest)
+        sys.stdout.flush()  # a closed pipe (`info | head`) shows here, not as a message at exit
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 141  # as a program stopped by SIGPIPE: nobody is reading, so nothing more to say
     except ModuleNotFoundError as exc:
         message = _missing_extra_message(sub, exc)
         if message is None:

@@ -29,13 +29,13 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from . import a1111, fileio
+from .manifest import MAX_IMAGE_SIDE
 from .pipeline import GenerationRequest, GenerationResult
 from .pngtext import PngTextError, png_size, read_png_text
 
 CHUNK = "diffusion-studio"
 A1111_CHUNK = "parameters"
 RECIPE_FORMAT = "diffusion-studio-recipe"
-MAX_IMAGE_SIDE = a1111.MAX_SIDE
 
 
 class RecipeError(ValueError):
@@ -215,9 +215,10 @@ def check_recipe(recipe, where: str) -> dict:
             "notes": [], "source": "diffusion-studio"}
 
 
-def check_request(request: dict, where: str) -> dict:
+def check_request(request: dict, where: str, *, decode_images: bool = True) -> dict:
     """The request fields of a recipe, each of the type GenerationRequest expects; images only as
-    inline PNGs (a recipe never names a file to read), of a sane size, that decode."""
+    inline PNGs (a recipe never names a file to read), of a sane size, that decode (checked
+    without decoding when `decode_images` is False: only their form)."""
     for key, value in request.items():
         if key in REQUEST_FIELDS:
             what, nullable = REQUEST_FIELDS[key]
@@ -225,11 +226,11 @@ def check_request(request: dict, where: str) -> dict:
                 raise RecipeError(f"{where}: recipe field '{key}' must be {what}"
                                   f"{' or null' if nullable else ''}, got {_shown(value)}")
         elif key in IMAGE_FIELDS and value is not None:
-            _check_image(key, value, request, where)
+            _check_image(key, value, request, where, decode=decode_images)
     return request
 
 
-def _check_image(key: str, value, request: dict, where: str) -> None:
+def _check_image(key: str, value, request: dict, where: str, *, decode: bool = True) -> None:
     if isinstance(value, str):
         raise RecipeError(f"{where}: recipe field '{key}' names a file ({_shown(value)}); a recipe carries its "
                           "images inside it and never makes this program read another file")
@@ -237,6 +238,8 @@ def _check_image(key: str, value, request: dict, where: str) -> None:
             and next(iter(value)) in ("png", "png16")):
         raise RecipeError(f"{where}: recipe field '{key}' must be an inline image {{\"png\": base64}}, "
                           f"got {_shown(value)}")
+    if not decode:
+        return
     try:
         data = base64.b64decode(next(iter(value.values())), validate=True)
         width, height = png_size(io.BytesIO(data))

@@ -28,7 +28,6 @@ honour) is a BundleError naming the file and what is missing, when the folder op
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from diffusion.scheduler_config import CONFIG_PATH, STABLE_DIFFUSION, parse_scheduler_config, read_scheduler_config
-from diffusion.samplers import SAMPLERS
+from diffusion.samplers import sampler_for_scheduler
 
 from .manifest import (
     MODEL_INDEX_NAME, BundleError, Conditioning, Defaults, ImageSpec, LatentSpec, Manifest, MaskSpec, TextSpec,
-    UNetSpec,
+    UNetSpec, model_hash_of, sha256_file,
 )
 from .text import load_tokenizer
 
@@ -228,12 +227,12 @@ def pad_id(path: Path, tokenizer, tok_config: dict) -> int:
 def sd_defaults(sched, text: bool, lcm: bool) -> Defaults:
     """Steps, guidance and sampler a user of this kind of model expects (module docstring)."""
     if lcm:
-        return Defaults(sampler="lcm" if "lcm" in SAMPLERS else "ddim", steps=4, guidance=LCM_GUIDANCE,
-                        spacing=sched.spacing)
+        return Defaults(sampler="lcm", steps=4, guidance=LCM_GUIDANCE, spacing=sched.spacing)
     few_step = sched.spacing == "trailing" and (sched.class_name or "").startswith("Euler")
-    sampler = "ddim" if sched.class_name == "DDIMScheduler" else "dpmpp_2m"
+    # the folder's own scheduler where we have it (the sampler table's diffusers classes), else DPM++ 2M
+    sampler = sampler_for_scheduler(sched.class_name, use_karras_sigmas=sched.use_karras_sigmas) or "dpmpp_2m"
     if few_step:
-        return Defaults(sampler="ddim", steps=4, guidance=1.0, spacing="trailing")
+        return Defaults(sampler=sampler, steps=4, guidance=1.0, spacing="trailing")
     return Defaults(sampler=sampler, steps=25, guidance=7.5 if text else 1.0, spacing=sched.spacing)
 
 
@@ -246,9 +245,6 @@ def sd_manifest(path: Path, models: dict, *, text: TextSpec | None) -> tuple[Man
     if timestep_cond_dim and not sched.is_lcm:
         raise BundleError(f"{unet.file}: takes 'timestep_cond' (a latent consistency model) but {CONFIG_PATH} names "
                           f"{sched.class_name}, not LCMScheduler", CONFIG_PATH, "_class_name")
-    if sched.is_lcm and "lcm" not in SAMPLERS:
-        raise BundleError(f"{CONFIG_PATH}: LCMScheduler needs the LCM sampler, which this version does not have",
-                          CONFIG_PATH, "_class_name")
     factor, scale = vae_factor_and_scale(path, models["vae_decoder"])
     h, w, levels = latent_size(path, unet)
     sample_shape = unet.inputs["sample"][1]
@@ -295,17 +291,13 @@ def onnx_files(path: Path) -> dict:
 
 
 def unet_hash(path: Path) -> str:
-    """sha256 over unet/model.onnx and then every other file of unet/ but config.json, by name: the
+    """`manifest.model_hash_of` unet/model.onnx and every other file of unet/ but config.json: the
     weights of large exports live beside the graph (legacy weights.pb, optimum's model.onnx_data), so
     the graph alone would give every fine-tune of one architecture the same identity."""
-    h = hashlib.sha256()
     folder = path / "unet"
-    others = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in ("model.onnx", "config.json"))
-    for file in (folder / "model.onnx", *others):
-        with open(file, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-    return h.hexdigest()
+    others = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in ("model.onnx", "config.json"))
+    files = ["unet/model.onnx", *(f"unet/{name}" for name in others)]
+    return model_hash_of({rel: sha256_file(path / rel) for rel in files}, "unet/model.onnx")
 
 
 def guidance_embedding(w: float, dim: int, batch: int) -> np.ndarray:
