@@ -113,7 +113,6 @@ def _export(args, model, out_dir: Path) -> int:
 
 def _quantize_bundle(args, out_dir) -> int:
     """`export BUNDLE OUT --int8`: an int8 copy of an existing bundle (no PyTorch needed)."""
-    from pathlib import Path
 
     from desktop.runtime.manifest import BundleError
     from export.bundle_writer import BundleExistsError
