@@ -53,10 +53,14 @@ from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid
 from diffusion.spacing import SPACINGS
 
 from .bundle import Bundle, _shape_dim
+from .manifest import MAX_IMAGE_SIDE
 from .preview import latent_preview, to_uint8
 from .sd_folder import guidance_embedding
 
 __all__ = ["GenerationRequest", "GenerationResult", "RequestError", "StepInfo", "generate", "Cancelled"]
+
+
+MAX_SIZE_SCALE = 4  # a side at most 4x the model's own (a 16x16 model is not asked for 2048x2048)
 
 
 class RequestError(ValueError):
@@ -336,10 +340,14 @@ def _resolve_size(bundle: Bundle, r: GenerationRequest) -> None:
     factor = m.vae_factor
     r.height = m.image.height if r.height is None else r.height
     r.width = m.image.width if r.width is None else r.width
-    for name in ("height", "width"):
+    for name, own in (("height", m.image.height), ("width", m.image.width)):
         v = getattr(r, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < factor or v % factor:
             raise RequestError(f"{name} must be a positive multiple of {factor}, got {v!r}")
+        largest = min(MAX_IMAGE_SIDE, MAX_SIZE_SCALE * own)
+        if v > largest:  # refused before anything is allocated
+            raise RequestError(f"{name} {v} is too large for this model: at most {largest} "
+                               f"({MAX_SIZE_SCALE}x the {own} pixels it was made for)")
     shape = bundle.unet.inputs["sample"][1]
     for name, axis, size in (("height", 2, r.height // factor), ("width", 3, r.width // factor)):
         fixed = _shape_dim(shape, axis)
