@@ -54,10 +54,14 @@ from diffusion.spacing import SPACINGS
 
 from .bundle import Bundle
 from .image_size import check_size
+from .manifest import MAX_IMAGE_SIDE
 from .preview import latent_preview, to_uint8
 from .sd_folder import guidance_embedding
 
 __all__ = ["GenerationRequest", "GenerationResult", "RequestError", "StepInfo", "generate", "Cancelled"]
+
+
+MAX_SIZE_SCALE = 4  # a side at most 4x the model's own (a 16x16 model is not asked for 2048x2048)
 
 
 class RequestError(ValueError):
@@ -332,16 +336,21 @@ def _resolve_settings(bundle: Bundle, r: GenerationRequest) -> None:
 
 
 def _resolve_size(bundle: Bundle, r: GenerationRequest) -> None:
-    """height and width: the model's size by default, else what image_size.size_options allows and
-    what memory.check_fits says fits in this machine's memory (checked before anything is allocated)."""
+    """height and width: the model's size by default; multiples of the VAE factor, at most
+    MAX_SIZE_SCALE x the model's own size, then what image_size.size_options allows and what
+    memory.check_fits says fits in this machine's memory (checked before anything is allocated)."""
     m = bundle.manifest
     factor = m.vae_factor
     r.height = m.image.height if r.height is None else r.height
     r.width = m.image.width if r.width is None else r.width
-    for name in ("height", "width"):
+    for name, own in (("height", m.image.height), ("width", m.image.width)):
         v = getattr(r, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < factor or v % factor:
             raise RequestError(f"{name} must be a positive multiple of {factor}, got {v!r}")
+        largest = min(MAX_IMAGE_SIDE, MAX_SIZE_SCALE * own)
+        if v > largest:  # refused before anything is allocated
+            raise RequestError(f"{name} {v} is too large for this model: at most {largest} "
+                               f"({MAX_SIZE_SCALE}x the {own} pixels it was made for)")
     guided = r.guidance != 1.0 and bool(m.conditioning.text or m.conditioning.class_ or m.conditioning.mask)
     try:
         check_size(bundle, r.height, r.width, batch=r.batch_size, guided=guided)
