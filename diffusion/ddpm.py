@@ -45,7 +45,7 @@ def sample_ddpm(model, x_T, grid: Grid, *, rng=None, prediction_type: str = "eps
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
     n, ac = grid.steps, grid.alphas_cumprod
     for j, t in enumerate(grid.timesteps):
-        out = call_model(model, x, t, step=j + 1, steps=n, cancel=cancel)
+        out = call_model(model, x, grid.network_timestep(j), step=j + 1, steps=n, cancel=cancel)
         x0, _ = predict_x0_eps(out, x, ac[j], prediction_type=prediction_type, clip_x0=clip_x0)
         noise = draw(rng, x) if j + 1 < n else None
         x = ddpm_step(x, x0, alpha_bar=ac[j], alpha_bar_prev=ac[j + 1], variance=variance, noise=noise)
@@ -63,7 +63,7 @@ def sample_ddim(model, x_T, grid: Grid, *, eta: float = 0.0, rng=None, predictio
         check_rng(rng, x.shape[0])
     n, ac = grid.steps, grid.alphas_cumprod
     for j, t in enumerate(grid.timesteps):
-        out = call_model(model, x, t, step=j + 1, steps=n, cancel=cancel)
+        out = call_model(model, x, grid.network_timestep(j), step=j + 1, steps=n, cancel=cancel)
         x0, eps = predict_x0_eps(out, x, ac[j], prediction_type=prediction_type, clip_x0=clip_x0)
         a_t, a_prev = ac[j], ac[j + 1]
         std = eta * np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))

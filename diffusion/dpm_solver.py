@@ -28,7 +28,7 @@ def _dpmpp_2m(model, x, grid: Grid, *, rng, prediction_type, callback, cancel, h
         lam = np.log(alpha) - np.log(sigma)
     x0_prev = h_prev = None
     for j, t in enumerate(grid.timesteps):
-        out = call_model(model, x, t, step=j + 1, steps=n, cancel=cancel)
+        out = call_model(model, x, grid.network_timestep(j), step=j + 1, steps=n, cancel=cancel)
         x0, _ = predict_x0_eps(out, x, ac[j], prediction_type=prediction_type, clip_x0=clip_x0)
         if j + 1 == n:
             x_next = x0

@@ -26,7 +26,7 @@ def _euler(model, x, grid: Grid, *, rng, prediction_type, callback, cancel, hook
     """Both samplers: ancestral when ``rng`` is given."""
     n, ac, sigmas = grid.steps, grid.alphas_cumprod, grid.sigmas
     for j, t in enumerate(grid.timesteps):
-        out = call_model(model, x, t, step=j + 1, steps=n, cancel=cancel)
+        out = call_model(model, x, grid.network_timestep(j), step=j + 1, steps=n, cancel=cancel)
         x0, _ = predict_x0_eps(out, x, ac[j], prediction_type=prediction_type, clip_x0=clip_x0)
         sigma, sigma_next = sigmas[j], sigmas[j + 1]
         s = x / np.sqrt(ac[j])

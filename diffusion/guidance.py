@@ -36,7 +36,8 @@ def cfg_denoiser(model, cond: dict, uncond: dict, scale: float):
     def denoiser(x, t):
         x = np.asarray(x)
         batch = x.shape[0]
-        t = np.broadcast_to(np.asarray(t, dtype=np.int64), (batch,))
+        t = np.asarray(t)
+        t = np.broadcast_to(t if t.dtype.kind == "f" else t.astype(np.int64), (batch,))
         cond2 = cache.get(batch)
         if cond2 is None:
             cond2 = cache[batch] = {

@@ -106,7 +106,7 @@ def sample_repaint(model, x_T, grid: Grid, known_x0, mask, *, schedule: Schedule
             continue
         t = int(grid.timesteps[j])
         done += 1
-        out = call_model(model, x, t, step=done, steps=calls, cancel=cancel)
+        out = call_model(model, x, grid.network_timestep(j), step=done, steps=calls, cancel=cancel)
         x0, _ = predict_x0_eps(out, x, ac[j], prediction_type=prediction_type, clip_x0=clip_x0)
         noise = draw(rng, x) if k > 0 else None
         x = ddpm_step(x, x0, alpha_bar=ac[j], alpha_bar_prev=ac[j + 1], variance=variance, noise=noise)

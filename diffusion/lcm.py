@@ -36,7 +36,7 @@ def sample_lcm(model, x_T, grid: Grid, *, rng=None, prediction_type: str = "epsi
     check_rng(rng, x.shape[0])
     n, ac = grid.steps, grid.alphas_cumprod
     for j, t in enumerate(grid.timesteps):
-        out = call_model(model, x, t, step=j + 1, steps=n, cancel=cancel)
+        out = call_model(model, x, grid.network_timestep(j), step=j + 1, steps=n, cancel=cancel)
         x0, _ = predict_x0_eps(out, x, ac[j], prediction_type=prediction_type, clip_x0=clip_x0)
         c_skip, c_out = boundary_scalings(int(t))
         f = c_out * x0 + c_skip * x

@@ -31,7 +31,7 @@ import numpy as np
 from .ddpm import VARIANCES, sample_ddim, sample_ddpm
 from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde
 from .euler import sample_euler, sample_euler_ancestral
-from .grid import Grid, dpm_grid, euler_grid, karras_grid, lcm_grid, spaced_grid
+from .grid import Grid, ddim_grid, dpm_grid, euler_grid, karras_grid, lcm_grid, spaced_grid
 from .lcm import sample_lcm
 from .sampling import Cancelled, NonFiniteError
 from .schedule import Schedule
@@ -84,14 +84,14 @@ SAMPLER_SPECS: tuple[SamplerSpec, ...] = (
                 ("EulerAncestralDiscreteScheduler", {}), adds_noise=True),
     SamplerSpec("unipc", "UniPC", "UniPC predictor-corrector: good images in 10-20 steps", ("UniPC", None),
                 sample_unipc, dpm_grid, ("UniPCMultistepScheduler", {"solver_order": 2, "solver_type": "bh2"})),
-    SamplerSpec("ddim", "DDIM", "DDIM: deterministic, 20-50 steps", ("DDIM", None), sample_ddim, spaced_grid,
-                ("DDIMScheduler", {"set_alpha_to_one": True})),
+    SamplerSpec("ddim", "DDIM", "DDIM: deterministic, 20-50 steps", ("DDIM", None), sample_ddim, ddim_grid,
+                ("DDIMScheduler", {})),
     SamplerSpec("ddpm", "DDPM (ancestral)", "The original ancestral sampler: needs hundreds of steps",
                 ("DDPM", None), sample_ddpm, spaced_grid,
                 ("DDPMScheduler", {"variance_type": "fixed_large"}), adds_noise=True),
     SamplerSpec("lcm", "LCM", "For latent consistency models only: 2-8 steps, guidance built in",
                 ("LCM", None), sample_lcm, lcm_grid,
-                ("LCMScheduler", {"original_inference_steps": 50, "timestep_scaling": 10.0, "set_alpha_to_one": True}),
+                ("LCMScheduler", {"original_inference_steps": 50, "timestep_scaling": 10.0}),
                 adds_noise=True, lcm_only=True),
 )
 SPECS_BY_NAME = {s.name: s for s in SAMPLER_SPECS}
@@ -106,6 +106,14 @@ def sampler_spec(name: str) -> SamplerSpec:
     return SPECS_BY_NAME[name]
 
 
+def samplers_for_model(*, lcm: bool) -> tuple[str, ...]:
+    """The samplers a model can use, in menu order: a latent consistency model (``lcm``) takes every
+    sampler, LCM first (its own); other models every sampler but those marked ``lcm_only``."""
+    if lcm:
+        return tuple(sorted(SAMPLERS, key=lambda name: not SPECS_BY_NAME[name].lcm_only))
+    return tuple(s.name for s in SAMPLER_SPECS if not s.lcm_only)
+
+
 def sampler_for_scheduler(class_name: str | None, *, use_karras_sigmas: bool = False) -> str | None:
     """Our sampler for a diffusers scheduler class (a folder's scheduler_config.json), the first in
     the table with that class and Karras setting; None for classes we have no sampler for (PNDM...)."""
@@ -116,12 +124,32 @@ def sampler_for_scheduler(class_name: str | None, *, use_karras_sigmas: bool = F
     return None
 
 
+FEW_STEP = {"steps": 4, "guidance": 1.0}  # SD-Turbo style (Euler, trailing): no classifier-free guidance
+LCM_DEFAULTS = {"sampler": "lcm", "steps": 4, "guidance": 8.5}  # LCM: guidance embedded in the U-Net
+
+
+def defaults_for_scheduler(sched, *, steps: int, guidance: float) -> dict:
+    """The bundle defaults (sampler, steps, guidance, spacing) a user of a model whose scheduler config
+    is ``sched`` (diffusion.scheduler_config.SchedulerConfig) expects: an LCM's own sampler, 4 steps,
+    guidance 8.5; an SD-Turbo-style model (Euler with trailing spacing) its Euler, 4 steps, guidance 1;
+    any other its own scheduler's sampler where we have one (not DDPM, which needs hundreds of steps;
+    else DPM++ 2M) with ``steps`` and ``guidance``. The spacing is always the config's."""
+    if sched.is_lcm:
+        return {**LCM_DEFAULTS, "spacing": sched.spacing}
+    own = sampler_for_scheduler(sched.class_name, use_karras_sigmas=sched.use_karras_sigmas)
+    if sched.spacing == "trailing" and own in ("euler", "euler_a"):
+        return {"sampler": own, **FEW_STEP, "spacing": "trailing"}
+    sampler = own if own not in (None, "ddpm", "lcm") else "dpmpp_2m"
+    return {"sampler": sampler, "steps": steps, "guidance": guidance, "spacing": sched.spacing}
+
+
 def sampler_grid(name: str, schedule: Schedule, *, steps: int, spacing: str = "leading", steps_offset: int = 0,
-                 strength: float = 1.0) -> Grid:
+                 strength: float = 1.0, set_alpha_to_one: bool = True) -> Grid:
     """The grid sampler ``name`` walks: ``steps`` steps of its family's grid (grid.py) for the model's
-    ``spacing`` and ``steps_offset``; img2img (strength < 1) keeps the part diffusers' img2img runs."""
+    ``spacing``, ``steps_offset`` and ``set_alpha_to_one`` (DDIM's end); img2img (strength < 1) keeps
+    the part diffusers' img2img runs."""
     return sampler_spec(name).grid(schedule, steps=steps, spacing=spacing, steps_offset=steps_offset,
-                                   strength=strength)
+                                   strength=strength, set_alpha_to_one=set_alpha_to_one)
 
 
 def sample(name: str, model, x_T, grid: Grid, **kw) -> np.ndarray:
@@ -141,4 +169,5 @@ __all__ = [
     "NEEDS_RNG", "SAMPLERS", "SAMPLER_SPECS", "VARIANCES", "Cancelled", "Grid", "NonFiniteError", "SamplerSpec",
     "sample", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_euler",
     "sample_euler_ancestral", "sample_lcm", "sample_unipc", "sampler_for_scheduler", "sampler_grid", "sampler_spec",
+    "defaults_for_scheduler", "samplers_for_model",
 ]

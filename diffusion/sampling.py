@@ -1,7 +1,8 @@
 """What every sampler shares: argument checks, the network call, x̂_0 from the output, the step's end.
 
-A *denoiser* is any callable ``model(x [B,...] float32, t [B] int64) -> output`` with output in the
-model's ``prediction_type`` ("epsilon" | "v_prediction" | "sample") and the shape of x. Samplers
+A *denoiser* is any callable ``model(x [B,...] float32, t [B]) -> output`` with output in the
+model's ``prediction_type`` ("epsilon" | "v_prediction" | "sample") and the shape of x; t is int64,
+or float64 on a grid with fractional timesteps (Euler on linspace spacing, grid.py). Samplers
 (ddpm.py, euler.py, dpm_solver.py, unipc.py, lcm.py; the registry is samplers.py) all:
 - take the ``Grid`` they walk (grid.py), built once by the caller;
 - check ``cancel()`` before each network call and raise ``Cancelled`` when it returns true;
@@ -73,15 +74,17 @@ def draw(rng, x: np.ndarray) -> np.ndarray:
     return np.asarray(rng.randn(x.shape[1:]), dtype=np.float64)
 
 
-def call_model(model, x: np.ndarray, t: int, *, step: int, steps: int, cancel) -> np.ndarray:
-    """One network evaluation at integer timestep t for the whole batch (cancel checked first)."""
+def call_model(model, x: np.ndarray, t: int | float, *, step: int, steps: int, cancel) -> np.ndarray:
+    """One network evaluation at timestep t for the whole batch (cancel checked first): int64 [B] for
+    an int t, float64 [B] for a fractional one (``Grid.network_timestep``)."""
     if cancel is not None and cancel():
         raise Cancelled(step, steps)
-    out = np.asarray(model(x.astype(np.float32), np.full(x.shape[0], t, dtype=np.int64)))
+    dtype = np.float64 if isinstance(t, float) else np.int64
+    out = np.asarray(model(x.astype(np.float32), np.full(x.shape[0], t, dtype=dtype)))
     if out.shape != x.shape:
         raise ValueError(f"the model returned shape {out.shape} for input shape {x.shape}")
     if not np.isfinite(out).all():
-        raise NonFiniteError(step, steps, int(t))
+        raise NonFiniteError(step, steps, round(t))
     return out.astype(np.float64)
 
 

@@ -55,7 +55,7 @@ def sample_unipc(model, x_T, grid: Grid, *, prediction_type: str = "epsilon", ca
     ms: list[np.ndarray] = []  # x̂_0 of the steps so far (the last two are used)
     x_last = None  # the previous step's (corrected) state
     for j, t in enumerate(grid.timesteps):
-        out = call_model(model, x, t, step=j + 1, steps=n, cancel=cancel)
+        out = call_model(model, x, grid.network_timestep(j), step=j + 1, steps=n, cancel=cancel)
         m, _ = predict_x0_eps(out, x, ac[j], prediction_type=prediction_type, clip_x0=clip_x0)
         if j >= 2:  # corrector of order 2
             h = lam[j] - lam[j - 1]

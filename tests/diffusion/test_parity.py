@@ -364,3 +364,109 @@ def test_img2img_grid_and_start_match_diffusers_img2img(name, strength, x_T):
     if name in VE_STATE:
         noisy = noisy / np.sqrt(1.0 + float(ref.sigmas[begin]) ** 2)
     np.testing.assert_allclose(grid.start(x_T, x0), noisy, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------- settings beyond the defaults: set_alpha_to_one, linspace Euler, cosine Karras
+
+
+def float_net_loop(name, scheduler, noise, noises, monkeypatch):
+    """diffusers_steps with the network told the scheduler's own (possibly fractional) timestep."""
+    it = iter(noises)
+    for module in (ddpm_module, euler_a_module, lcm_module):
+        monkeypatch.setattr(module, "randn_tensor", lambda *a, **k: torch.from_numpy(next(it)))
+    x = torch.from_numpy(noise.astype(np.float64)) * float(scheduler.init_noise_sigma)
+    states, told = [], []
+    for i, t in enumerate(scheduler.timesteps):
+        x_in = scheduler.scale_model_input(x, t)
+        told.append(float(t))
+        out = net(x_in.numpy().astype(np.float32), np.full(x.shape[0], float(t)))
+        x = scheduler.step(torch.from_numpy(out.astype(np.float64)), t, x).prev_sample
+        scale = np.sqrt(1.0 + float(scheduler.sigmas[i + 1]) ** 2) if name in VE_STATE else 1.0
+        states.append(x.numpy() / scale)
+    return states, told
+
+
+def recording(model, told):
+    def wrapped(x, t):
+        told.append(float(np.asarray(t)[0]))
+        return model(x, t)
+    return wrapped
+
+
+@pytest.mark.parametrize("steps_offset, spacing, steps", [(1, "leading", 10), (0, "leading", 10), (1, "leading", 7),
+                                                          (0, "trailing", 10)])
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction"])
+def test_ddim_set_alpha_to_one_false_matches_diffusers(steps_offset, spacing, steps, pred, x_T, noises, monkeypatch):
+    """SD's configs say set_alpha_to_one=false: DDIM's last step ends at ᾱ_0 (final_alpha_cumprod),
+    not at 1; with steps_offset 0 the last timestep is 0 itself and that step changes nothing."""
+    schedule = make_schedule("scaled_linear", 1000, 0.00085, 0.012)
+    ref = DDIMScheduler(**SD, prediction_type=pred, timestep_spacing=spacing, steps_offset=steps_offset,
+                        clip_sample=False, set_alpha_to_one=False)
+    ref.alphas_cumprod = torch.from_numpy(schedule.alphas_cumprod)
+    ref.final_alpha_cumprod = ref.alphas_cumprod[0]
+    ref.set_timesteps(steps)
+    grid = sampler_grid("ddim", schedule, steps=steps, spacing=spacing, steps_offset=steps_offset,
+                        set_alpha_to_one=False)
+    assert grid.alphas_cumprod[-1] == schedule.alphas_cumprod[0]
+    expected, _ = float_net_loop("ddim", ref, x_T, noises, monkeypatch)
+    states = []
+    sample("ddim", net, grid.start(x_T), grid, prediction_type=pred, callback=lambda info: states.append(info["x"]))
+    errors = [np.abs(a - b).max() / np.abs(b).max() for a, b in zip(states, expected)]
+    assert len(states) == steps and max(errors) < TOL, errors
+    ones = sample("ddim", net, x_T, sampler_grid("ddim", schedule, steps=steps, spacing=spacing,
+                                                  steps_offset=steps_offset), prediction_type=pred)
+    if steps_offset == 1:  # the setting matters: ᾱ_0 leaves sqrt(1 - ᾱ_0) ≈ 0.03 of ε̂ in the image
+        assert np.abs(ones - states[-1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["euler", "euler_a"])
+@pytest.mark.parametrize("steps", [12, 25, 6])
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction"])
+def test_euler_linspace_visits_diffusers_fractional_timesteps(name, steps, pred, x_T, noises, monkeypatch):
+    """Euler on linspace spacing: diffusers tells the network linspace(0, T-1, n) unrounded and
+    interpolates σ between training timesteps; so do we (Grid.model_timesteps)."""
+    schedule = make_schedule("scaled_linear", 1000, 0.00085, 0.012)
+    ref = with_float64_alphas(sd_scheduler(name, "linspace", pred), schedule)
+    ref.set_timesteps(steps)
+    grid = sampler_grid(name, schedule, steps=steps, spacing="linspace", steps_offset=1)
+    assert grid.model_timesteps is not None  # 999 / (steps - 1) is not whole for these
+    np.testing.assert_allclose(grid.model_timesteps, ref.timesteps.numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(grid.timesteps, np.round(ref.timesteps.numpy()).astype(np.int64))
+    np.testing.assert_allclose(grid.sigmas, ref.sigmas.numpy().astype(np.float64), rtol=1e-6)
+    expected, told_ref = float_net_loop(name, ref, x_T, noises, monkeypatch)
+    states, told = [], []
+    sample(name, recording(net, told), grid.start(x_T), grid, prediction_type=pred, rng=ListRNG(noises),
+           callback=lambda info: states.append(info["x"]))
+    np.testing.assert_allclose(told, told_ref, rtol=0, atol=1e-4)
+    errors = [np.abs(a - b).max() / np.abs(b).max() for a, b in zip(states, expected)]
+    assert max(errors) < TOL, errors
+
+
+def test_euler_linspace_img2img_starts_at_diffusers_sigma(x_T):
+    """img2img with fractional timesteps: the kept steps and add_noise at the interpolated σ."""
+    schedule = make_schedule("scaled_linear", 1000, 0.00085, 0.012)
+    ref = with_float64_alphas(sd_scheduler("euler", "linspace", "epsilon"), schedule)
+    ref.set_timesteps(20)
+    begin = 20 - int(20 * 0.45)
+    ref.set_begin_index(begin)
+    grid = sampler_grid("euler", schedule, steps=20, spacing="linspace", strength=0.45)
+    np.testing.assert_allclose(grid.model_timesteps, ref.timesteps[begin:].numpy(), atol=1e-4)
+    x0 = np.tanh(x_T[::-1]).astype(np.float64)
+    noisy = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(x_T.astype(np.float64)), ref.timesteps[begin:][:1])
+    noisy = noisy.numpy() / np.sqrt(1.0 + float(ref.sigmas[begin]) ** 2)
+    np.testing.assert_allclose(grid.start(x_T, x0), noisy, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps", [8, 20])
+def test_karras_on_cosine_differs_from_diffusers_by_at_most_one_timestep(steps):
+    """The deviation grid.py states: for the cosine schedule diffusers' DPM-Solver truncates t(σ) (an
+    int64 cast of an unrounded float32 value); we round. The σ the solver uses agree to float32 ᾱ's
+    precision (diffusers' 1 - ᾱ_0 keeps few digits: 2.6e-4 relative on this schedule)."""
+    schedule = make_schedule("cosine", 1000)
+    ref = DPMSolverMultistepScheduler(1000, beta_schedule="squaredcos_cap_v2", use_karras_sigmas=True,
+                                      algorithm_type="dpmsolver++")
+    ref.set_timesteps(steps)
+    grid = sampler_grid("dpmpp_2m_karras", schedule, steps=steps)
+    gap = grid.timesteps - ref.timesteps.numpy()
+    assert gap.min() >= 0 and gap.max() <= 1 and gap.any()
+    np.testing.assert_allclose(grid.sigmas, ref.sigmas.numpy().astype(np.float64), rtol=1e-3)
