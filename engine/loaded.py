@@ -22,7 +22,10 @@ folder without studio_model.json, whose metadata is inferred:
   `diffusion.scheduler_config` (the parser the runtime uses too: a missing key takes the default
   of the scheduler class the file names; what cannot be honoured is refused); diffusers'
   DDPMScheduler defaults (linear 1e-4..0.02, T=1000, epsilon) and trailing spacing when there is
-  no scheduler folder. `steps_offset` has no place in a bundle's manifest yet and is dropped;
+  no scheduler folder; `steps_offset`, `set_alpha_to_one` and `clip_sample` are kept (the bundle's
+  manifest carries them, so an exported Stable Diffusion model samples as diffusers samples it), and
+  the defaults follow the scheduler (`diffusion.samplers.defaults_for_scheduler`: an SD-Turbo-style
+  Euler/trailing model 4 steps without guidance, an LCM its sampler);
 - image size: unet sample_size (pixel) or unet sample_size * 2**(len(vae block_out_channels)-1);
   images are square (`image_size` is one int);
 - image channels: unet out_channels (pixel) or vae in_channels (latent);
@@ -45,14 +48,15 @@ import hashlib
 import json
 import shutil
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.schedule import SCHEDULES
-from diffusion.scheduler_config import BETA_SCHEDULES, parse_scheduler_config, read_scheduler_config
+from diffusion.samplers import defaults_for_scheduler
+from diffusion.scheduler_config import BETA_SCHEDULES, SchedulerConfig, parse_scheduler_config, read_scheduler_config
 from desktop.runtime import fileio
 from engine.text import HFTextEncoder, ScratchTextEncoder, TextEncoder, TextEncoderError, load_minilm, pad_settings_for
 
@@ -92,6 +96,9 @@ class LoadedModel:
     defaults: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     name: str = "model"
+    steps_offset: int = 0  # diffusers' steps_offset (SD: 1); ours: 0
+    set_alpha_to_one: bool = True  # DDIM's last step ends at ᾱ = 1 (SD's configs: false, ᾱ_0)
+    clip_sample: bool | None = None  # the scheduler config's clip_sample; None: by kind (see clip_x0)
 
     @property
     def in_channels(self) -> int:
@@ -123,9 +130,15 @@ class LoadedModel:
 
     @property
     def clip_x0(self) -> bool:
-        """Whether samplers clamp x̂_0 to [-1, 1] (diffusers' clip_sample): pixel models, whose images
-        live in [-1, 1]; latents are unbounded."""
-        return self.kind == "pixel"
+        """Whether samplers clamp x̂_0 to [-1, 1] (diffusers' clip_sample): what the scheduler config
+        said, else pixel models, whose images live in [-1, 1] (latents are unbounded)."""
+        return self.kind == "pixel" if self.clip_sample is None else bool(self.clip_sample)
+
+    @property
+    def size_divisor(self) -> int:
+        """2^(down blocks - 1): x_t sides must be multiples of it (each down block but the last halves)."""
+        blocks = getattr(self.unet.config, "down_block_types", None) or ()
+        return 2 ** max(0, len(blocks) - 1)
 
     @property
     def sample_size(self) -> int:
@@ -178,7 +191,8 @@ def scheduler_config(model: LoadedModel) -> dict:
         "beta_start": float(s.get("beta_start", 1e-4)), "beta_end": float(s.get("beta_end", 0.02)),
         "beta_schedule": _TO_DIFFUSERS[s["name"]], "prediction_type": model.prediction_type,
         "variance_type": "fixed_small", "clip_sample": model.clip_x0,
-        "timestep_spacing": model.defaults.get("spacing", "leading"), "trained_betas": None,
+        "timestep_spacing": model.defaults.get("spacing", "leading"), "steps_offset": int(model.steps_offset),
+        "set_alpha_to_one": bool(model.set_alpha_to_one), "trained_betas": None,
     }
 
 
@@ -238,6 +252,8 @@ def _metadata(model: LoadedModel) -> dict:
         "text_encoder": None if te is None else te.spec(),
         "class_names": None if model.class_names is None else [str(n) for n in model.class_names],
         "mask": model.mask, "defaults": dict(model.defaults), "provenance": dict(model.provenance),
+        "steps_offset": int(model.steps_offset), "set_alpha_to_one": bool(model.set_alpha_to_one),
+        "clip_sample": model.clip_sample,
     }
 
 
@@ -273,6 +289,13 @@ def _validate(model: LoadedModel, where) -> None:
         bad(f"prediction_type is {model.prediction_type!r}; expected one of {PREDICTION_TYPES}")
     if model.condition_channels < 0:
         bad(f"unet in_channels {model.in_channels} is less than the {model.diffused_channels} diffused channels")
+    T = s["num_train_timesteps"]
+    if isinstance(model.steps_offset, bool) or not isinstance(model.steps_offset, int) or not 0 <= model.steps_offset < T:
+        bad(f"steps_offset must be an integer from 0 to {T - 1}, got {model.steps_offset!r}")
+    for name in ("set_alpha_to_one", "clip_sample"):
+        value = getattr(model, name)
+        if not isinstance(value, bool) and not (name == "clip_sample" and value is None):
+            bad(f"{name} must be true or false, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,6 +338,8 @@ def _load_studio_folder(folder: Path, meta: dict) -> LoadedModel:
         scale_factor=float(meta.get("scale_factor", 1.0)), text_encoder=text_encoder,
         class_names=meta.get("class_names"), mask=meta.get("mask"), defaults=dict(meta.get("defaults") or {}),
         provenance=dict(meta.get("provenance") or {}), name=str(meta.get("name") or _default_name(folder)),
+        steps_offset=meta.get("steps_offset", 0), set_alpha_to_one=meta.get("set_alpha_to_one", True),
+        clip_sample=meta.get("clip_sample"),
     )
     _validate(model, where)
     return model
@@ -346,7 +371,7 @@ def _load_diffusers_folder(folder: Path) -> LoadedModel:
     else:
         kind, image_size, image_channels, scale_factor = "pixel", side, int(ucfg.out_channels), 1.0
         diffused = image_channels
-    schedule, prediction_type, spacing = _schedule_from_scheduler(folder / "scheduler")
+    sched = _scheduler_of(folder / "scheduler")
 
     extra = int(ucfg.in_channels) - diffused
     mask = None
@@ -376,28 +401,27 @@ def _load_diffusers_folder(folder: Path) -> LoadedModel:
 
     guidance = 7.5 if text_encoder is not None else 3.0 if class_names else 1.0
     model = LoadedModel(
-        kind=kind, unet=unet, schedule=schedule, prediction_type=prediction_type, image_size=image_size,
+        kind=kind, unet=unet, schedule=sched.schedule, prediction_type=sched.prediction_type, image_size=image_size,
         image_channels=image_channels, vae=vae, scale_factor=scale_factor, text_encoder=text_encoder,
-        class_names=class_names, mask=mask,
-        defaults={"sampler": "dpmpp_2m", "steps": 20, "guidance": guidance, "spacing": spacing},
+        class_names=class_names, mask=mask, defaults=defaults_for_scheduler(sched, steps=20, guidance=guidance),
         provenance={"source": f"diffusers folder {folder}", "inferred": True}, name=_default_name(folder),
+        steps_offset=sched.steps_offset, set_alpha_to_one=sched.set_alpha_to_one, clip_sample=sched.clip_sample,
     )
     _validate(model, folder)
     return model
 
 
-def _schedule_from_scheduler(folder: Path) -> tuple[dict, str, str]:
-    """scheduler_config.json -> (schedule dict, prediction_type, spacing) through the one parser
-    (diffusion.scheduler_config); without the file, diffusers' DDPMScheduler defaults and our spacing."""
+def _scheduler_of(folder: Path) -> SchedulerConfig:
+    """scheduler_config.json through the one parser (diffusion.scheduler_config); without the file,
+    diffusers' DDPMScheduler defaults and our spacing, with x̂_0 clipping by kind (clip_sample None)."""
     cfg_path = folder / "scheduler_config.json"
     if not cfg_path.is_file():
         parsed = parse_scheduler_config({"_class_name": "DDPMScheduler", "timestep_spacing": "trailing"})
-    else:
-        try:
-            parsed = read_scheduler_config(cfg_path)
-        except ValueError as exc:
-            raise ModelLoadError(str(exc)) from None
-    return parsed.schedule, parsed.prediction_type, parsed.spacing
+        return replace(parsed, clip_sample=None)
+    try:
+        return read_scheduler_config(cfg_path)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ samples it as we do. For that the bundle holds, beside the ONNX graphs:
   tokenizer classes. A model no diffusers pipeline can run keeps ``_class_name``
   "DiffusionStudioPipeline" and says why in ``_diffusion_studio_unsupported`` (one sentence).
 - ``scheduler/scheduler_config.json``: the diffusers scheduler of the bundle's default sampler (the
-  sampler table's ``diffusers`` entry) with the trained betas, prediction type, spacing and clipping.
+  sampler table's ``diffusers`` entry) with the trained betas, prediction type and every setting the
+  manifest carries: timestep_spacing (``defaults.spacing``), steps_offset, set_alpha_to_one and
+  clip_sample (``clip_x0``), so diffusers samples the bundle as our runtime does.
 - ``<component>/config.json`` for unet, vae_decoder, vae_encoder and text_encoder: the PyTorch
   model's config; the VAE's ``scaling_factor`` is the one the model was trained with; the text
   encoder's ``use_attention_mask`` says whether its graph takes the mask (the SD pipeline then
@@ -40,12 +42,14 @@ def _write(path: Path, data: dict) -> str:
 
 def sampler_scheduler_config(model, sampler: str) -> dict:
     """scheduler_config.json for diffusers' scheduler of ``sampler`` with the model's schedule."""
-    base = scheduler_config(model)  # DDPMScheduler's fields: betas, prediction type, spacing, clip_sample
+    base = scheduler_config(model)  # betas, prediction type, spacing, steps_offset, set_alpha_to_one, clip_sample
     cls, extra = sampler_spec(sampler).diffusers
     cfg = {**base, "_class_name": cls, **extra}
     if cls not in ("DDPMScheduler", "DDIMScheduler", "LCMScheduler"):  # no clip_sample / variance_type there
         cfg.pop("clip_sample", None)
         cfg.pop("variance_type", None)
+    if cls not in ("DDIMScheduler", "LCMScheduler"):  # the only classes with a final ᾱ to set
+        cfg.pop("set_alpha_to_one", None)
     return cfg
 
 

@@ -36,6 +36,7 @@ from .manifest import (
     MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Manifest, model_hash_of, onnx_external_data, read_manifest,
     sha256_file, verify_hashes,
 )
+from .onnxinfo import OnnxFormatError, downsampling_count
 from .preview import read_preview_map
 from .text import TextEncoder, load_tokenizer
 
@@ -118,15 +119,23 @@ class Bundle:
         self.notes: list[str] = list(sd.notes) if sd is not None else []
         self.encoder_output = sd_folder.encoder_output(self.vae_encoder) if self.vae_encoder else None
 
-    @property
-    def steps_offset(self) -> int:
-        """Added to leading/linspace timesteps (the scheduler config's steps_offset; 0 for our bundles)."""
-        return self.sd.scheduler.steps_offset if self.sd is not None else 0
+    @cached_property
+    def size_divisor(self) -> int:
+        """x_t pixels per side the U-Net halves down to: the manifest's unet.size_divisor, else counted
+        in the graph (onnxinfo.downsampling_count), else 1 (multiples of the VAE factor, as before)."""
+        if self.manifest.unet.size_divisor is not None:
+            return self.manifest.unet.size_divisor
+        try:
+            return 2 ** min(10, downsampling_count(self.path / self.manifest.files["unet"]))
+        except (OnnxFormatError, OSError):
+            return 1
 
     @property
-    def clip_x0(self) -> bool:
-        """Whether samplers clamp x̂_0 to [-1, 1]: the scheduler config's clip_sample, else Manifest.clip_x0."""
-        return self.sd.scheduler.clip_sample if self.sd is not None else self.manifest.clip_x0
+    def is_lcm(self) -> bool:
+        """A latent consistency model: only these take the LCM sampler (and others may not)."""
+        if self.sd is not None and (self.sd.timestep_cond_dim or self.sd.scheduler.is_lcm):
+            return True
+        return self.manifest.defaults.sampler == "lcm"
 
     def encode_latent(self, pixels: np.ndarray) -> np.ndarray:
         """The VAE encoder's latent for images in [-1, 1] (unscaled): the posterior mean where the graph

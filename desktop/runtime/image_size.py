@@ -1,11 +1,12 @@
 """Which image sizes a model takes: what the app's width/height control and the request checks use.
 
-A U-Net exported with dynamic height and width takes any size whose latent is divisible by
-2^(down blocks - 1) (each down block but the last halves it): image sides are multiples of
-`step` = VAE factor x 2^(down blocks - 1). SD folders state their down blocks (unet/config.json).
-Our bundles do not record them (yet): multiples of the VAE factor are offered, as before, and a
-size the U-Net cannot halve fails at its first step with ONNX Runtime's message. A U-Net with a
-fixed input size takes only that size.
+A U-Net exported with dynamic height and width takes any size whose latent is divisible by its
+size divisor 2^(down blocks - 1) (each down block but the last halves it): image sides are
+multiples of `step` = VAE factor x divisor (`Bundle.size_divisor`: the manifest's
+`unet.size_divisor`, which export records and SD folders take from unet/config.json; for bundles
+from before it, the stride-2 convolutions of the U-Net graph are counted). A size the U-Net cannot
+take is refused with a sentence before anything runs. A U-Net with a fixed input size takes only
+that size.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def size_options(bundle) -> SizeOptions:
     m = bundle.manifest
     shape = bundle.unet.inputs["sample"][1]
     fixed = any(len(shape) > i and isinstance(shape[i], int) and shape[i] > 0 for i in (2, 3))
-    step = bundle.sd.size_step if bundle.sd is not None else m.vae_factor
+    step = m.vae_factor * bundle.size_divisor
     default = (m.image.height, m.image.width)
     while default[0] % step or default[1] % step:  # never refuse the model's own size
         step //= 2

@@ -14,6 +14,12 @@ Choices written down here (the contract left them open):
   channels for latent models) plus the condition channels (inpaint: 1 + C; semantic: K labels);
   `unet.out_channels` must equal the diffused channels.
 - `defaults`, `provenance`, `description` and `precision` may be left out; defaults are filled in.
+- Scheduler settings beside `schedule` and `prediction_type` (what diffusers' scheduler_config.json
+  says, so an exported Stable Diffusion model samples as diffusers samples it): `clip_x0`
+  (clip_sample), `steps_offset` (default 0), `set_alpha_to_one` (DDIM's end; default true);
+  `defaults.spacing` is timestep_spacing. A bundle written before these fields opens as before.
+- `unet.size_divisor` (optional): 2^(down-sampling blocks) of the U-Net, in x_t pixels; image sides
+  are multiples of it times the VAE factor. Bundles without it: `image_size.py` derives it.
 - `write_manifest` also writes `model_index.json` (the ecosystem layout marker) unless told not to.
 - `providers` (optional, format version 2): the execution providers the graphs were optimised for
   and run on (`export --optimize`, int8); null = any. A bundle that has it says format_version 2,
@@ -60,6 +66,7 @@ MAX_LABELS = 1024
 MAX_NAME = 200                 # characters of a name (model, class, label)
 MAX_DESCRIPTION = 2000
 MAX_FILES = 1000
+MAX_SIZE_DIVISOR = 1024        # unet.size_divisor (SD: 8 latent pixels)
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; evaluations and provenance keep it far below this
 KNOWN_ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer", "preview")
 
@@ -135,6 +142,7 @@ class Conditioning:
 class UNetSpec:
     in_channels: int
     out_channels: int
+    size_divisor: int | None = None  # latent (x_t) pixels per side the U-Net halves down to; None: not recorded
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,8 @@ class Manifest:
     providers: tuple[str, ...] | None = None  # the execution providers the graphs run on; None: any
     model_hash: str | None = None  # `model_hash_of` the U-Net and its external data, as written
     x0_clipping: bool | None = None  # studio.json "clip_x0"; None (older bundles): by kind, see clip_x0
+    steps_offset: int = 0  # added to leading/linspace timesteps (diffusers' steps_offset; SD sets 1)
+    set_alpha_to_one: bool = True  # DDIM's last step ends at ᾱ = 1 (else at ᾱ_0; SD's configs say false)
 
     @property
     def diffused_channels(self) -> int:
@@ -214,13 +224,15 @@ class Manifest:
             "schedule": dict(self.schedule),
             "prediction_type": self.prediction_type,
             "clip_x0": self.clip_x0,
+            "steps_offset": self.steps_offset,
+            "set_alpha_to_one": self.set_alpha_to_one,
             "conditioning": {
                 "text": asdict(c.text) if c.text else None,
                 "class": {"names": list(c.class_.names)} if c.class_ else None,
                 "mask": mask,
             },
             "files": dict(self.files),
-            "unet": asdict(self.unet),
+            "unet": {k: v for k, v in asdict(self.unet).items() if v is not None},
             "defaults": asdict(self.defaults),
             "precision": self.precision,
             "providers": list(self.providers) if self.providers is not None else None,
@@ -429,9 +441,13 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     conditioning = _validate_conditioning(d.get("conditioning"))
 
     un = _obj(_get(d, "unet", ""), "unet")
+    divisor = un.get("size_divisor")
+    if divisor is not None and (_pos_int(divisor, "unet.size_divisor", maximum=MAX_SIZE_DIVISOR) & (divisor - 1)):
+        raise _field_error("unet.size_divisor", "a power of two (2^(down-sampling blocks))", divisor)
     unet = UNetSpec(
         in_channels=_pos_int(_get(un, "in_channels", "unet."), "unet.in_channels", maximum=MAX_CHANNELS),
         out_channels=_pos_int(_get(un, "out_channels", "unet."), "unet.out_channels", maximum=MAX_CHANNELS),
+        size_divisor=divisor,
     )
     c = latent.channels if latent else image.channels
     extra = 0
@@ -489,6 +505,10 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     clip_x0 = d.get("clip_x0")
     if clip_x0 is not None and not isinstance(clip_x0, bool):
         raise _field_error("clip_x0", "true or false", clip_x0)
+    steps_offset = _pos_int(d.get("steps_offset", 0), "steps_offset", 0, schedule["num_train_timesteps"] - 1)
+    set_alpha_to_one = d.get("set_alpha_to_one", True)
+    if not isinstance(set_alpha_to_one, bool):
+        raise _field_error("set_alpha_to_one", "true or false", set_alpha_to_one)
     provenance = _obj(d.get("provenance") or {}, "provenance")
     sha = _obj(d.get("sha256") or {}, "sha256")
     if len(sha) > MAX_FILES:
@@ -506,7 +526,8 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
         precision=precision, provenance=dict(provenance), sha256={k: v.lower() for k, v in sha.items()},
         format_version=version, providers=tuple(providers) if providers is not None else None,
-        model_hash=model_hash.lower() if model_hash else None, x0_clipping=clip_x0,
+        model_hash=model_hash.lower() if model_hash else None, x0_clipping=clip_x0, steps_offset=steps_offset,
+        set_alpha_to_one=set_alpha_to_one,
     )
 
 

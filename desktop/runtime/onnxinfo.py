@@ -1,4 +1,5 @@
-"""What an ONNX file will make ONNX Runtime read besides itself: its external-data files.
+"""What an ONNX file will make ONNX Runtime read besides itself (its external-data files), and how
+many times a U-Net graph halves its input (`downsampling_count`, for bundles that do not record it).
 
 A tensor stored outside the graph (`TensorProto.data_location = EXTERNAL`, the file named by its
 `external_data` entry "location", relative to the model's folder) is read by ONNX Runtime when the
@@ -105,3 +106,53 @@ def external_data_files(path: str | os.PathLike) -> list[str]:
                     else:
                         stack.append((child, value[0], value[0] + value[1], depth + 1))
     return sorted(found)
+
+
+# NodeProto: op_type (4), attribute (5); AttributeProto: name (1), ints (8, packed or not).
+DOWNSAMPLING_OPS = ("Conv", "FusedConv", "NhwcConv", "NhwcFusedConv", "QLinearConv", "ConvInteger",
+                    "AveragePool", "MaxPool")
+
+
+def _strides(buf, offset: int, length: int) -> list[int]:
+    """The `strides` values of one AttributeProto ([] for another attribute)."""
+    name, ints = "", []
+    for number, wire, value in _fields(buf, offset, offset + length):
+        if number == 1 and wire == 2:
+            name = bytes(buf[value[0]:value[0] + value[1]]).decode("utf-8", "replace")
+        elif number == 8 and wire == 0:
+            ints.append(value)
+        elif number == 8 and wire == 2:
+            pos, end = value[0], value[0] + value[1]
+            while pos < end:
+                v, pos = _varint(buf, pos, end)
+                ints.append(v)
+    return ints if name == "strides" else []
+
+
+def _halves(buf, offset: int, length: int) -> bool:
+    """Whether one NodeProto is a convolution or pooling with stride 2 (a U-Net's down-sampling)."""
+    op, strides = "", []
+    for number, wire, value in _fields(buf, offset, offset + length):
+        if number == 4 and wire == 2:
+            op = bytes(buf[value[0]:value[0] + value[1]]).decode("utf-8", "replace")
+        elif number == 5 and wire == 2:
+            strides += _strides(buf, *value)
+    return op in DOWNSAMPLING_OPS and 2 in strides
+
+
+def downsampling_count(path: str | os.PathLike) -> int:
+    """How many nodes of the main graph halve the spatial size (stride-2 convolutions and pools): the
+    depth of a U-Net's encoder, so its inputs' sides must be multiples of 2^count. Reads the graph's
+    node list only (initializers are skipped by length, as in `external_data_files`)."""
+    count = 0
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise OnnxFormatError("the file is empty")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            for number, wire, graph in _fields(buf, 0, len(buf)):
+                if number != 7 or wire != 2:
+                    continue
+                for field, kind, node in _fields(buf, graph[0], graph[0] + graph[1]):
+                    if field == 1 and kind == 2 and _halves(buf, *node):
+                        count += 1
+    return count

@@ -49,9 +49,10 @@ from diffusion.condition import mask_to_size, masked_image, one_hot_labels
 from diffusion.guidance import cfg_denoiser
 from diffusion.inpaint import inpaint_hook, poisson_blend
 from diffusion.noise import BatchRNG
-from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid
+from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid, sampler_spec, samplers_for_model
 from diffusion.spacing import SPACINGS
 
+from .bundle import FLOATS as FLOAT_TYPES
 from .bundle import Bundle
 from .image_size import check_size
 from .manifest import MAX_IMAGE_SIDE
@@ -316,6 +317,9 @@ def _resolve_settings(bundle: Bundle, r: GenerationRequest) -> None:
     r.spacing = r.spacing or d.spacing
     if r.sampler not in SAMPLERS:
         raise RequestError(f"sampler must be one of {', '.join(SAMPLERS)}, got {r.sampler!r}")
+    if r.sampler not in samplers_for_model(lcm=bundle.is_lcm):
+        raise RequestError(f"the {sampler_spec(r.sampler).label} sampler is for latent consistency models only, "
+                           f"and {m.name} is not one; choose another sampler")
     if r.spacing not in SPACINGS:
         raise RequestError(f"spacing must be one of {', '.join(SPACINGS)}, got {r.spacing!r}")
     T = m.schedule["num_train_timesteps"]
@@ -458,10 +462,21 @@ class Start:
 
 
 def unet_model(bundle: Bundle) -> Callable:
-    """The U-Net session as `model(x, t, **cond)`; cond's "concat" is appended after x's channels."""
+    """The U-Net session as `model(x, t, **cond)`; cond's "concat" is appended after x's channels.
+
+    A fractional timestep (diffusers' Euler on linspace spacing) reaches a U-Net whose timestep input
+    is a float as it is; one that takes integers (our bundles, some exports) gets the nearest whole
+    timestep (docs/ARCHITECTURE.md, "Conventions every package shares")."""
+    takes_float = bundle.unet.inputs["timestep"][0] in FLOAT_TYPES
+
     def model(x, t, concat=None, **cond):
         sample_in = x if concat is None else np.concatenate([x, np.asarray(concat, x.dtype)], axis=1)
-        feeds = {"sample": sample_in, "timestep": np.asarray(t, np.int64), **cond}
+        t = np.asarray(t)
+        if t.dtype.kind != "f":
+            t = t.astype(np.int64)
+        elif not takes_float:
+            t = np.rint(t).astype(np.int64)
+        feeds = {"sample": sample_in, "timestep": t, **cond}
         return bundle.unet.run(feeds, output="out_sample")
     return model
 
@@ -581,8 +596,8 @@ def prepare_start(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, s
     shape = (m.diffused_channels, *_diffused_size(bundle, r))
     img2img = inputs.known_x0 is not None and r.strength < 1.0
     try:
-        grid = sampler_grid(r.sampler, bundle.schedule, steps=r.steps, spacing=r.spacing,
-                            steps_offset=bundle.steps_offset, strength=r.strength if img2img else 1.0)
+        grid = sampler_grid(r.sampler, bundle.schedule, steps=r.steps, spacing=r.spacing, steps_offset=m.steps_offset,
+                            set_alpha_to_one=m.set_alpha_to_one, strength=r.strength if img2img else 1.0)
     except ValueError as exc:  # e.g. more steps than an LCM's distillation grid has
         raise RequestError(f"sampler {r.sampler}: {exc}") from None
     known = None
@@ -635,11 +650,11 @@ def denoise(bundle: Bundle, r: GenerationRequest, denoiser: Callable, start: Sta
     """The sampler loop from x_T to x_0 (stream 1 for the sampler's own noise).
 
     Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why; SD folders: their
-    scheduler config's clip_sample). Without a callback the sampler makes no per-step float32 copies.
+    scheduler config's clip_sample, which sd_folder puts in the manifest). Without a callback the sampler makes no per-step float32 copies.
     """
     return sample(r.sampler, denoiser, start.x_T, start.grid, prediction_type=bundle.manifest.prediction_type,
                   rng=BatchRNG(seeds, stream=1), callback=callback, cancel=cancel, hook=start.hook,
-                  clip_x0=bundle.clip_x0)
+                  clip_x0=bundle.manifest.clip_x0)
 
 
 def decode(bundle: Bundle, x: np.ndarray, *, cancel=None, steps: int = 0) -> list:

@@ -12,8 +12,11 @@ config.json. What is read from where:
   without a config (legacy exports), the factor is measured by decoding a 2x2 latent once, and the
   scaling factor is SD's 0.18215.
 - Image size: unet/config.json `sample_size` x the VAE factor; without a config, the U-Net's fixed
-  input size, else SD 1.x's 64 latent pixels. The U-Net takes sizes that are multiples of its
-  divisor, the VAE factor x 2^(number of down blocks - 1) (`size_step`).
+  input size, else SD 1.x's 64 latent pixels. The U-Net's size divisor (the manifest's
+  `unet.size_divisor`) is 2^(number of down blocks - 1) latent pixels (each down block but the last
+  halves the size); without a config, `image_size.py` derives it from the graph.
+- Scheduler settings into the manifest (so the runtime reads one place for every model):
+  `steps_offset`, `set_alpha_to_one`, `clip_x0` (clip_sample), `defaults.spacing` (timestep_spacing).
 - Inputs as the session declares them: the timestep as a 0-d scalar (optimum >= 2) or [B], float
   or int64; input_ids int32 (legacy) or int64; `timestep_cond` (latent consistency models: the
   guidance embedding w); the VAE encoder's `latent_parameters` (mean and log-variance, 2C
@@ -35,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusion.scheduler_config import CONFIG_PATH, STABLE_DIFFUSION, parse_scheduler_config, read_scheduler_config
-from diffusion.samplers import sampler_for_scheduler
+from diffusion.samplers import defaults_for_scheduler
 
 from .manifest import (
     MODEL_INDEX_NAME, BundleError, Conditioning, Defaults, ImageSpec, LatentSpec, Manifest, MaskSpec, TextSpec,
@@ -48,17 +51,15 @@ SD_LATENT_SIZE = 64  # SD 1.x: 512 px / 8, for folders that say nothing about th
 # A1111's "cheap approximation" of the SD 1.x VAE: scaled latent (4 ch) -> RGB in about [-1, 1].
 SD_PREVIEW_WEIGHT = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
 ENCODER_OUTPUTS = ("latent_mean", "latent_parameters", "latent_sample")
-LCM_GUIDANCE = 8.5
 MAX_CONFIG_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
 class SDInfo:
-    """What an SD folder says beyond the manifest: its scheduler config, the U-Net's size step, the
-    guidance-embedding width of a latent consistency model (0 for others), and notes for the user."""
+    """What an SD folder says beyond the manifest: its scheduler config, the guidance-embedding width
+    of a latent consistency model (0 for others), and notes for the user."""
 
     scheduler: object  # diffusion.scheduler_config.SchedulerConfig
-    size_step: int
     timestep_cond_dim: int = 0
     notes: tuple = ()
 
@@ -142,18 +143,20 @@ def measured_vae_factor(decoder) -> int:
     return factor
 
 
-def latent_size(path: Path, unet) -> tuple[int, int, int]:
-    """(height, width, U-Net down blocks) in latent pixels, from unet/config.json or the session."""
+def latent_size(path: Path, unet) -> tuple[int, int, int | None]:
+    """(height, width, size divisor) in latent pixels, from unet/config.json or the session; the
+    divisor is None when the folder has no U-Net config (image_size.py then reads the graph)."""
     rel = "unet/config.json"
     cfg = component_config(path, "unet")
     side = _positive_int(cfg, "sample_size", rel)
     downs = cfg.get("down_block_types")
-    levels = len(downs) if isinstance(downs, list) and downs else len(_int_list(cfg, "block_out_channels", rel) or [0] * 4)
+    blocks = _int_list(cfg, "block_out_channels", rel)
+    levels = len(downs) if isinstance(downs, list) and downs else len(blocks) if blocks else None
     shape = unet.inputs["sample"][1]
     fixed = [shape[i] if len(shape) > i and isinstance(shape[i], int) and shape[i] > 0 else None for i in (2, 3)]
     h = fixed[0] or side or SD_LATENT_SIZE
     w = fixed[1] or side or SD_LATENT_SIZE
-    return h, w, levels
+    return h, w, None if levels is None else 2 ** min(10, max(0, levels - 1))
 
 
 def encoder_output(encoder) -> str:
@@ -224,16 +227,9 @@ def pad_id(path: Path, tokenizer, tok_config: dict) -> int:
     return eos if eos is not None else 0
 
 
-def sd_defaults(sched, text: bool, lcm: bool) -> Defaults:
+def sd_defaults(sched, text: bool) -> Defaults:
     """Steps, guidance and sampler a user of this kind of model expects (module docstring)."""
-    if lcm:
-        return Defaults(sampler="lcm", steps=4, guidance=LCM_GUIDANCE, spacing=sched.spacing)
-    few_step = sched.spacing == "trailing" and (sched.class_name or "").startswith("Euler")
-    # the folder's own scheduler where we have it (the sampler table's diffusers classes), else DPM++ 2M
-    sampler = sampler_for_scheduler(sched.class_name, use_karras_sigmas=sched.use_karras_sigmas) or "dpmpp_2m"
-    if few_step:
-        return Defaults(sampler=sampler, steps=4, guidance=1.0, spacing="trailing")
-    return Defaults(sampler=sampler, steps=25, guidance=7.5 if text else 1.0, spacing=sched.spacing)
+    return Defaults(**defaults_for_scheduler(sched, steps=25, guidance=7.5 if text else 1.0))
 
 
 def sd_manifest(path: Path, models: dict, *, text: TextSpec | None) -> tuple[Manifest, SDInfo]:
@@ -246,7 +242,7 @@ def sd_manifest(path: Path, models: dict, *, text: TextSpec | None) -> tuple[Man
         raise BundleError(f"{unet.file}: takes 'timestep_cond' (a latent consistency model) but {CONFIG_PATH} names "
                           f"{sched.class_name}, not LCMScheduler", CONFIG_PATH, "_class_name")
     factor, scale = vae_factor_and_scale(path, models["vae_decoder"])
-    h, w, levels = latent_size(path, unet)
+    h, w, divisor = latent_size(path, unet)
     sample_shape = unet.inputs["sample"][1]
     cin = sample_shape[1] if len(sample_shape) > 1 and isinstance(sample_shape[1], int) and sample_shape[1] > 0 else 4
     c = 4
@@ -260,15 +256,15 @@ def sd_manifest(path: Path, models: dict, *, text: TextSpec | None) -> tuple[Man
                       "made from an init image vary from run to run",)
     manifest = Manifest(
         name=path.name, kind="latent", image=ImageSpec(h * factor, w * factor, 3), schedule=sched.schedule,
-        prediction_type=sched.prediction_type, unet=UNetSpec(cin, c), files=sd_files(path, text is not None),
+        prediction_type=sched.prediction_type, unet=UNetSpec(cin, c, divisor), files=sd_files(path, text is not None),
         latent=LatentSpec(c, h, w, scale),
         conditioning=Conditioning(text=text, mask=MaskSpec("inpaint") if cin == 2 * c + 1 else None),
-        defaults=sd_defaults(sched, text is not None, timestep_cond_dim > 0),
+        defaults=sd_defaults(sched, text is not None),
         description=f"Stable-Diffusion-style ONNX folder ({index.get('_class_name', 'unknown pipeline')})",
         provenance={"source": str(path), "format": "diffusers/optimum ONNX"},
+        x0_clipping=sched.clip_sample, steps_offset=sched.steps_offset, set_alpha_to_one=sched.set_alpha_to_one,
     )
-    info = SDInfo(scheduler=sched, size_step=factor * 2 ** max(0, levels - 1), timestep_cond_dim=timestep_cond_dim,
-                  notes=notes)
+    info = SDInfo(scheduler=sched, timestep_cond_dim=timestep_cond_dim, notes=notes)
     return manifest, info
 
 

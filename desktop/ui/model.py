@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop.runtime import paths
 from desktop.runtime.manifest import MANIFEST_NAME, SAMPLERS
+from diffusion.samplers import sampler_spec, samplers_for_model
 
 from . import brush, images, library
 from .canvas_state import CanvasState
@@ -317,9 +318,22 @@ class StudioModel(QObject):
         if model_path and self.entry and Path(model_path) != self.entry.path and Path(model_path).exists():
             self.select_model(model_path)
         self.params = params_from_recipe(self.params, d, keep_seed=keep_seed)
+        unusable = self.sampler_unusable(self.params.sampler)
+        if unusable:
+            self.params = replace(self.params, sampler=self.caps.sampler if self.caps else "ddim")
         self.canvas.resize(self.params.height, self.params.width)
         self.paramsChanged.emit("")
-        self.message.emit("Applied the recipe (seed kept)." if keep_seed else "Restored the recipe (seed locked).")
+        self.message.emit(("Applied the recipe (seed kept)." if keep_seed else "Restored the recipe (seed locked).")
+                          + (f" {unusable}" if unusable else ""))
+
+    def sampler_unusable(self, sampler: str) -> str | None:
+        """Why this model cannot use `sampler` (a recipe's), in one sentence; None when it can."""
+        if self.bundle is None or sampler not in SAMPLERS:
+            return None
+        if sampler in samplers_for_model(lcm=bool(getattr(self.bundle, "is_lcm", False))):
+            return None
+        return (f"The recipe's {sampler_spec(sampler).label} sampler is for latent consistency models only; "
+                "using this model's default sampler.")
 
     def restore_canvas(self, request) -> None:
         """Put a recipe's init image, mask and label map on the canvas (when they fit the model)."""

@@ -10,6 +10,7 @@ import pytest
 from onnx import numpy_helper
 
 from desktop.runtime.bundle import open_bundle
+from desktop.runtime.onnxinfo import downsampling_count
 from export import bundle_writer, onnx_graphs
 from export.bundle_writer import BundleExistsError, export_bundle
 from export.parity import TOLERANCE, ParityError, check_graph, make_session
@@ -28,6 +29,7 @@ def _parity(manifest, role):
 
 
 def test_pixel_class_model(tmp_path, pixel_class_model):
+    pixel_class_model.steps_offset, pixel_class_model.set_alpha_to_one = 1, False  # as an SD scheduler config says
     out, lines = _export(pixel_class_model, tmp_path / "pixel")
     bundle = open_bundle(out, provider="cpu")
     m = bundle.manifest
@@ -52,6 +54,10 @@ def test_pixel_class_model(tmp_path, pixel_class_model):
     assert "class-conditional" in index["_diffusion_studio_unsupported"]
     scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["_class_name"] == "DPMSolverMultistepScheduler" and scheduler["algorithm_type"] == "dpmsolver++"
+    # the scheduler settings travel: the manifest for our runtime, scheduler_config.json for diffusers
+    assert (m.steps_offset, m.set_alpha_to_one) == (1, False)
+    assert scheduler["steps_offset"] == 1 and "set_alpha_to_one" not in scheduler  # not a DPM-Solver setting
+    assert m.unet.size_divisor == 2 ** (len(pixel_class_model.unet.config.down_block_types) - 1)
     assert json.loads((out / "studio.json").read_text())["clip_x0"] is True
     # nothing but the bundle was left next to it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pixel"]
@@ -68,6 +74,8 @@ def test_latent_text_class_model(tmp_path, latent_text_model):
     assert set(m.files) == roles | {f"{r}_config" for r in roles} | {"tokenizer", "preview", "scheduler_config",
                                                                       "tokenizer_config"}
     assert m.clip_x0 is False
+    assert (m.steps_offset, m.set_alpha_to_one, m.unet.size_divisor) == (0, True, 2)  # ours; two down blocks
+    assert downsampling_count(out / m.files["unet"]) == 1  # what a bundle without size_divisor falls back on
     vae_config = json.loads((out / "vae_decoder" / "config.json").read_text())
     assert vae_config["scaling_factor"] == 0.8  # the trained one, not diffusers' 0.18215
     index = json.loads((out / "model_index.json").read_text())

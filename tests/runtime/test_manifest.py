@@ -32,6 +32,20 @@ def test_round_trip_and_hashes(bundles):
     assert index["unet"] == ["diffusers", "OnnxRuntimeModel"] and "vae_decoder" in index
 
 
+def test_scheduler_settings_and_size_divisor_round_trip(bundles, tmp_path):
+    """steps_offset, set_alpha_to_one and unet.size_divisor are read back as written; a bundle
+    without them (written before they existed) reads as 0, true and not recorded."""
+    path = copy(bundles, "latent_text", tmp_path)
+    edit(path, lambda d: (d.update(steps_offset=1, set_alpha_to_one=False), d["unet"].update(size_divisor=4)))
+    m = read_manifest(path)
+    assert (m.steps_offset, m.set_alpha_to_one, m.unet.size_divisor) == (1, False, 4)
+    assert validate_manifest(m.to_dict(), path) == m
+    edit(path, lambda d: (d.pop("steps_offset"), d.pop("set_alpha_to_one"), d["unet"].pop("size_divisor")))
+    old = read_manifest(path)
+    assert (old.steps_offset, old.set_alpha_to_one, old.unet.size_divisor) == (0, True, None)
+    assert "size_divisor" not in old.to_dict()["unet"]
+
+
 def test_sampler_names_match_diffusion():
     from diffusion.samplers import SAMPLERS
     from diffusion.spacing import SPACINGS
@@ -58,6 +72,14 @@ def test_sampler_names_match_diffusion():
     (lambda d: d["files"].pop("unet"), "files.unet", "missing"),
     (lambda d: d.__setitem__("format_version", 99), "format_version", "newer"),
     (lambda d: d["sha256"].__setitem__("unet/model.onnx", "xyz"), "sha256.unet/model.onnx", "hexadecimal"),
+    # scheduler settings beside the schedule, and the U-Net's size divisor
+    (lambda d: d.__setitem__("steps_offset", -1), "steps_offset", "an integer from 0 to"),
+    (lambda d: d.__setitem__("steps_offset", 10**6), "steps_offset", "an integer from 0 to"),
+    (lambda d: d.__setitem__("steps_offset", "1"), "steps_offset", "an integer from 0 to"),
+    (lambda d: d.__setitem__("set_alpha_to_one", "no"), "set_alpha_to_one", "true or false"),
+    (lambda d: d["unet"].__setitem__("size_divisor", 3), "unet.size_divisor", "a power of two"),
+    (lambda d: d["unet"].__setitem__("size_divisor", 0), "unet.size_divisor", "from 1 to 1024"),
+    (lambda d: d["unet"].__setitem__("size_divisor", 4096), "unet.size_divisor", "from 1 to 1024"),
 ])
 def test_bad_fields_name_the_field(bundles, tmp_path, change, field, words):
     path = copy(bundles, "pixel_class", tmp_path)

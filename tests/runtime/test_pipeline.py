@@ -5,7 +5,7 @@ from PIL import Image
 
 from diffusion.guidance import cfg_denoiser
 from diffusion.noise import BatchRNG
-from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid
+from diffusion.samplers import Cancelled, sample, sampler_grid, samplers_for_model
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.pipeline import GenerationRequest, RequestError, generate, to_uint8
 from tests.helpers.tiny_bundles import LABELS, load_weights, unet_numpy
@@ -22,7 +22,7 @@ def last_x(bundle, request):
     return result, steps[-1].x_t, steps
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", samplers_for_model(lcm=False))  # LCM: tests/runtime/test_lcm_runtime.py
 def test_parity_with_direct_numpy_sampling(bundles, opened, sampler):
     """The runtime (ONNX, batched CFG) equals diffusion/ samplers over the numpy U-Net."""
     b = opened["pixel_class"]

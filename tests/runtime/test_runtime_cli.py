@@ -47,6 +47,7 @@ def test_generate_errors_are_one_line_exit_2(bundles, tmp_path, capsys):
         (["--model", str(bundles["pixel_inpaint"]), "--mask", str(tmp_path / "nomask.png")], "needs an init_image"),
         (["--prompt", "cat"], "--model"),
         (["--model", str(bundles["pixel_class"]), "--provider", "warp"], "unknown execution provider"),
+        (["--model", str(bundles["pixel_class"]), "--sampler", "lcm"], "for latent consistency models only"),
     ]
     for argv, words in cases:
         assert generate_cli.main(argv + ["--out", str(tmp_path / "o"), "--quiet"]) == 2

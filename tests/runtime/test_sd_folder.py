@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from desktop.runtime.bundle import open_bundle
+from desktop.runtime.image_size import size_options
 from desktop.runtime.manifest import BundleError
 from desktop.runtime.sd_folder import guidance_embedding
 
@@ -46,7 +47,10 @@ def test_optimum_folders_open_with_their_configs(name, size, scale, prediction, 
     assert (m.image.height, m.image.width) == (size, size)  # unet sample_size x 2^(VAE levels - 1)
     assert m.latent.scale_factor == pytest.approx(scale)  # vae_decoder/config.json scaling_factor
     assert m.prediction_type == prediction
-    assert b.steps_offset == 1 and b.sd.size_step == step
+    assert m.steps_offset == 1  # the SD scheduler configs' setting, carried in the manifest
+    assert m.set_alpha_to_one == (name == "optimum-turbo")  # DDIM/PNDM configs say false; Euler's has no such key
+    assert size_options(b).step == step  # VAE factor x 2^(down blocks - 1)
+    assert m.unet.size_divisor == step // m.vae_factor
     assert b.encoder_output == "latent_parameters"
     assert b.unet.inputs["timestep"][1] == []  # optimum 2.x declares a 0-d timestep
     assert (m.conditioning.mask is not None) == (name == "optimum-inpaint")
@@ -160,7 +164,7 @@ def test_missing_scheduler_config_means_stable_diffusion_1(tmp_path):
     folder = copy_fixture("optimum-sd1", tmp_path)
     shutil.rmtree(folder / "scheduler")
     b = open_bundle(folder, provider="cpu")
-    assert b.steps_offset == 1 and b.manifest.schedule["name"] == "scaled_linear"
+    assert b.manifest.steps_offset == 1 and b.manifest.schedule["name"] == "scaled_linear"
     assert any("scheduler_config.json" in note for note in b.notes)
 
 

@@ -112,3 +112,24 @@ def test_dark_theme_follows_the_system_unless_chosen(qtbot, open_window, monkeyp
         assert theme.apply_theme("nonsense") == "light"        # a bad setting falls back to the system
     finally:
         theme.apply_theme("light")
+
+
+def test_sampler_menu_lists_only_what_the_model_can_use(qtbot, open_window, monkeypatch):
+    """LCM is offered (first) for a latent consistency model only; a recipe asking another model
+    for it gets that model's default sampler and a sentence saying why."""
+    w = open_window(cond="class")
+    m, c = w.model, w.controls
+    names = [c.sampler.itemData(i) for i in range(c.sampler.count())]
+    assert "lcm" not in names and "dpmpp_2m" in names and "euler" in names
+    tiny = m.entry.path
+    lcm = Path(__file__).resolve().parents[1] / "fixtures" / "sd" / "optimum-lcm"
+    assert m.select_model(lcm)
+    assert c.sampler.itemData(0) == "lcm" and c.sampler.currentData() == m.params.sampler == "lcm"
+    assert c.sampler.count() == len(names) + 1
+    assert m.select_model(tiny)
+    assert "lcm" not in [c.sampler.itemData(i) for i in range(c.sampler.count())]
+    messages = []
+    m.message.connect(messages.append)
+    m.restore_recipe({"sampler": "lcm", "steps": 4})
+    assert m.params.sampler == m.caps.sampler == c.sampler.currentData() and m.params.steps == 4
+    assert "latent consistency models only" in messages[-1]

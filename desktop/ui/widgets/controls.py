@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QLabel, QMenu, QPlainTextEdit, QPushButton, QSizePolicy, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
-from diffusion.samplers import SAMPLER_SPECS
+from diffusion.samplers import sampler_spec, samplers_for_model
 
 from ..bind import bind
 from ..caps import describe
@@ -191,9 +191,7 @@ class ControlsPanel(QWidget):
         self.class_combo = QComboBox()
         self.class_combo.setToolTip(TIPS["class"])
         self.sampler = QComboBox()
-        for spec in SAMPLER_SPECS:  # the one sampler table: names, labels, tips
-            self.sampler.addItem(spec.label, spec.name)
-            self.sampler.setItemData(self.sampler.count() - 1, spec.tip, Qt.ItemDataRole.ToolTipRole)
+        self.fill_samplers(lcm=False)
         self.sampler.setToolTip(TIPS["sampler"])
         self.steps = spin_box(1, 1000, TIPS["steps"])
         self.guidance = spin_box(0.0, 30.0, TIPS["guidance"], step=0.5, decimals=2)
@@ -280,8 +278,21 @@ class ControlsPanel(QWidget):
             label = text if len(text) < 70 else text[:67] + "…"
             self.recent_menu.addAction(label.replace("\n", " "), lambda t=text: self.prompt.setPlainText(t))
 
+    def fill_samplers(self, *, lcm: bool) -> None:
+        """The samplers this model can use (the one sampler table: names, labels, tips; LCM only for
+        latent consistency models)."""
+        self.sampler.blockSignals(True)
+        self.sampler.clear()
+        for name in samplers_for_model(lcm=lcm):
+            spec = sampler_spec(name)
+            self.sampler.addItem(spec.label, spec.name)
+            self.sampler.setItemData(self.sampler.count() - 1, spec.tip, Qt.ItemDataRole.ToolTipRole)
+        self.sampler.blockSignals(False)
+
     def on_bundle(self) -> None:
         c = self.model.caps
+        self.fill_samplers(lcm=bool(getattr(self.model.bundle, "is_lcm", False)))
+        self.bindings["sampler"].update_widget()
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
         if c and c.class_optional:
