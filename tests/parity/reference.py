@@ -8,10 +8,13 @@
   legacy export era) on the fixture folder; peers venv.
 
 Inputs (a dict, or an .npz for the subprocess): mode ("txt2img" | "img2img" | "inpaint"), folder,
-variant, scheduler ("ddim" | "dpmpp_2m"), scheduler_config (the file whose settings to use; default
-the folder's), prompt, guidance, steps, seed; latents [1,4,h,w] for
-txt2img and inpainting; for img2img init_latents (scaled, [1,4,h,w]) and strength; for inpainting
-mask [1,1,H,W] in {0,1} and masked_latents (scaled). Output: images [N,H,W,3] float in [0,1].
+variant, scheduler ("ddim" | "dpmpp_2m" | "euler" | "lcm"), scheduler_config (the file whose
+settings to use; default the folder's), optional spacing (replaces its timestep_spacing), prompt,
+guidance, steps, seed; latents [1,4,h,w] for txt2img and inpainting; for img2img init_latents
+(scaled, [1,4,h,w]) and strength; for inpainting mask [1,1,H,W] in {0,1} and masked_latents
+(scaled); optional sampler_noise [k,1,4,h,w]: the noise LCM's scheduler adds between steps, handed
+out in order instead of drawn. Output: images [N,H,W,3] float in [0,1]. The LCM variant runs
+LatentConsistencyModel(Img2Img)Pipeline (its ORT version for "optimum"), which takes no negative prompt.
 Noise the pipelines draw themselves (img2img's) comes from torch.Generator().manual_seed(seed), drawn
 first, so the caller can draw the same with `torch_noise`.
 """
@@ -23,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEDULERS = {"ddim": "DDIMScheduler", "dpmpp_2m": "DPMSolverMultistepScheduler"}
+SCHEDULERS = {"ddim": "DDIMScheduler", "dpmpp_2m": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
+              "lcm": "LCMScheduler"}
 TASK = {"txt2img": "", "img2img": "Img2Img", "inpaint": "Inpaint"}
 
 
@@ -37,14 +41,15 @@ def load(kind: str, inputs: dict):
     import diffusers
     task = TASK[str(inputs["mode"])]
     folder = str(inputs["folder"])
+    family = "LatentConsistencyModel" if inputs.get("variant") == "lcm" else "StableDiffusion"
     if kind == "torch":
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "sd"))
         import tiny_sd
-        cls = getattr(diffusers, f"StableDiffusion{task}Pipeline")
+        cls = getattr(diffusers, f"{family}{task}Pipeline")
         pipe = cls.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
     elif kind == "optimum":
         import optimum.onnxruntime as ort_pipelines
-        cls = getattr(ort_pipelines, f"ORTStableDiffusion{task}Pipeline")
+        cls = getattr(ort_pipelines, f"ORT{family}{task}Pipeline")
         pipe = cls.from_pretrained(folder, provider="CPUExecutionProvider")
     else:
         cls = getattr(diffusers, f"OnnxStableDiffusion{task}Pipeline")
@@ -55,16 +60,30 @@ def load(kind: str, inputs: dict):
     # DPM-Solver linspace spacing, while the exporters' re-saved config says "leading" explicitly.
     config = json.loads(Path(str(inputs.get("scheduler_config") or Path(folder) / "scheduler" /
                                  "scheduler_config.json")).read_text())
+    if inputs.get("spacing"):
+        config["timestep_spacing"] = str(inputs["spacing"])
     pipe.scheduler = getattr(diffusers, SCHEDULERS[str(inputs["scheduler"])]).from_config(config)
     return pipe
+
+
+def given_noise(arrays) -> None:
+    """LCM's scheduler takes its noise between steps from `arrays`, in order (the caller adds the same)."""
+    import torch
+    import diffusers.schedulers.scheduling_lcm as lcm_module
+    queue = [torch.from_numpy(np.asarray(a, np.float32)) for a in arrays]
+    lcm_module.randn_tensor = lambda *args, **kw: queue.pop(0)
 
 
 def run(kind: str, inputs: dict) -> np.ndarray:
     import torch
     pipe = load(kind, inputs)
     mode = str(inputs["mode"])
-    common = dict(prompt=str(inputs["prompt"]), negative_prompt="", guidance_scale=float(inputs["guidance"]),
+    if inputs.get("sampler_noise") is not None:
+        given_noise(inputs["sampler_noise"])
+    common = dict(prompt=str(inputs["prompt"]), guidance_scale=float(inputs["guidance"]),
                   num_inference_steps=int(inputs["steps"]), output_type="np")
+    if inputs.get("variant") != "lcm":
+        common["negative_prompt"] = ""
     as_torch = (lambda a: torch.from_numpy(np.asarray(a, np.float32))) if kind != "legacy" else \
         (lambda a: np.asarray(a, np.float32))
     generator = torch.Generator().manual_seed(int(inputs["seed"])) if kind != "legacy" else \
