@@ -218,11 +218,19 @@ class Denoiser(nn.Module):
 
 
 def init_unet(unet: nn.Module, path: str | Path) -> None:
-    """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
-    into `unet` (fine-tuning); the architecture must match."""
+    """Load the U-Net weights of a trained run (its model/ folder's EMA weights), a model folder or
+    a bundle (its ONNX graph, `engine.bundle_weights`) into `unet` (fine-tuning); the architecture
+    must match."""
     from safetensors.torch import load_file
 
+    from .bundle_weights import BundleWeightsError, is_bundle, unet_from_bundle
+
     path = Path(path)
+    if is_bundle(path):
+        try:
+            return unet_from_bundle(unet, path)
+        except BundleWeightsError as exc:
+            raise TrainError(f"training.init: {exc}") from None
     for folder in (path / "model" / "unet", path / "unet", path):
         weights = folder / "diffusion_pytorch_model.safetensors"
         if weights.is_file():
@@ -240,10 +248,18 @@ def init_unet(unet: nn.Module, path: str | Path) -> None:
 
 
 def load_vae(path: str | Path):
-    """(AutoencoderKL, scale_factor) from a VAE run folder, its model/ folder or model/vae itself."""
+    """(AutoencoderKL, scale_factor) from a VAE run folder, its model/ folder, model/vae itself, or
+    a latent bundle (its VAE graphs, `engine.bundle_weights`)."""
     from diffusers import AutoencoderKL
 
+    from .bundle_weights import BundleWeightsError, is_bundle, vae_from_bundle
+
     path = Path(path)
+    if is_bundle(path):
+        try:
+            return vae_from_bundle(path)
+        except BundleWeightsError as exc:
+            raise TrainError(f"vae: {exc}") from None
     for folder in (path / "model", path, path.parent):
         meta = folder / "studio_model.json"
         if (folder / "vae" / "config.json").is_file() and meta.is_file():

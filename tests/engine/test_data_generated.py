@@ -1,10 +1,13 @@
 """engine.data shapes / landscapes / digits: deterministic procedural sets with honest annotations."""
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from engine.data import GeneratedDataset, item_rng
 from engine.data import digits, landscapes, shapes
+from engine.data import shapes_words as words
 
 torch.set_num_threads(1)
 
@@ -52,27 +55,86 @@ def _mentions(caption, words):
     return any(w in caption for w in words)
 
 
-def test_shapes_captions_name_each_objects_colour_shape_and_region():
+def _hue_words(hue):
+    train, _ = words.COLOR_WORDS[hue]
+    shades = [f"{s} {train[0]}" for s in words.SHADE_WORDS[0]] if hue != "white" else []
+    return list(train) + shades
+
+
+def _regions_named(cap, scene):
+    return all(_mentions(cap, words.REGION_WORDS[o["region"]][0]) for o in scene["objects"])
+
+
+def _relation_named(cap, scene):
+    objs = scene["objects"]
+    if len(objs) != 2:
+        return False
+    held = shapes.relations(objs[0]["region"], objs[1]["region"])
+    return any(f" {w} " in cap for r in held for w in words.RELATION_WORDS[r][0])
+
+
+def test_shapes_captions_name_each_objects_colour_shape_and_place():
     layouts, kinds = set(), set()
     for it in SHAPE_ITEMS:
         scene, cap = it.scene, it.caption
         layouts.add(scene["layout"])
         assert cap == scene["caption"]
         for o in scene["objects"]:
-            assert o["color"] in cap, (cap, o)
+            assert _mentions(cap, _hue_words(o["color"])), (cap, o)
             assert _mentions(cap, shapes.SHAPE_WORDS[o["shape"]]), (cap, o)
-        # regions: every object's, or none at all (a plain prompt such as "a red heart")
-        placed = all(_mentions(cap, shapes.REGION_WORDS[o["region"]]) for o in scene["objects"])
-        plain = not any(_mentions(cap, words) for words in shapes.REGION_WORDS.values())
-        assert placed != plain, cap
-        kinds.add(placed)
-        # no colour that is not in the scene is named (background names are distinct from COLORS)
-        named = {c for c in shapes.COLORS if f" {c} " in f" {cap} "}
-        assert named == {o["color"] for o in scene["objects"]}, cap
+        # every object's region, a relation that holds between two objects, or no place at all
+        no_place = not any(_mentions(cap, train) for train, _ in words.REGION_WORDS.values()) and \
+            not any(f" {w} " in cap for train, _ in words.RELATION_WORDS.values() for w in train)
+        kind = "regions" if _regions_named(cap, scene) else "relation" if _relation_named(cap, scene) else \
+            "none" if no_place or scene["objects"][0]["size"] == "huge" else None
+        assert kind is not None, cap
+        kinds.add(kind)
         if scene["layout"] == "group":
-            assert cap.startswith(shapes.NUMBER_WORDS[len(scene["objects"])])
+            assert _mentions(cap, words.COUNT_WORDS[len(scene["objects"])][0]), cap
     assert layouts == {"single", "group", "mixed"}
-    assert kinds == {True, False}
+    assert kinds == {"regions", "relation", "none"}
+
+
+def test_training_captions_never_use_a_held_out_wording():
+    markers = words.held_out_markers()
+    assert {"scarlet", "beneath", "a trio of", "colored"} <= set(markers)
+    for i in range(1500):
+        cap = shapes.make_item(11, i).caption
+        hits = [m for m in markers if re.search(rf"\b{re.escape(m)}\b", cap)]
+        assert not hits, (cap, hits)
+
+
+def test_every_colour_word_names_one_hue():
+    seen = {}
+    for hue, (train, held) in words.COLOR_WORDS.items():
+        assert hue in shapes.COLORS and train[0] == hue
+        for w in train + held:
+            assert seen.setdefault(w, hue) == hue, w
+    for bg, (train, held) in words.BACKGROUND_WORDS.items():
+        assert bg in shapes.BACKGROUNDS and not set(train) & set(held)
+    assert seen["crimson"] == "red" and seen["violet"] == "purple" and seen["scarlet"] == "red"
+
+
+def test_relations_follow_the_grid():
+    assert shapes.relations("top left", "bottom left") == ["above"]
+    assert shapes.relations("bottom", "top") == ["below"]
+    assert shapes.relations("left", "centre") == ["left of", "next to"]
+    assert shapes.relations("right", "left") == ["right of"]
+    assert shapes.relations("top left", "centre") == []
+
+
+def test_sizes_counts_and_mixed_pairs():
+    sizes, counts = set(), set()
+    for it in SHAPE_ITEMS + [shapes.make_item(5, i) for i in range(200)]:
+        objs = it.scene["objects"]
+        sizes |= {o["size"] for o in objs}
+        counts.add(len(objs))
+        if any(o["size"] == "huge" for o in objs):
+            assert len(objs) == 1 and objs[0]["region"] == "centre"
+        if it.scene["layout"] == "mixed":
+            assert len({(o["color"], o["shape"]) for o in objs}) == len(objs)
+            assert len(objs) <= shapes.MAX_MIXED
+    assert sizes == set(shapes.SIZES) and counts == {1, 2, 3, 4}
 
 
 def test_shapes_class_is_the_first_and_largest_object():
@@ -112,7 +174,7 @@ def test_shapes_label_maps_agree_with_pixels_and_colours_segment_analytically():
             inside[y0:y1, x0:x1] = True
             mine = inside & (it.labels == shapes.SHAPES.index(o["shape"]) + 1)
             core = _interior(mine)
-            assert core.sum() >= 4, o
+            assert core.sum() >= (4 if o["size"] != "tiny" else 2), o
             exact = np.all(it.image[core] == shapes.COLORS[o["color"]], axis=-1)
             assert exact.mean() > 0.85, o  # fully covered pixels carry the exact colour
             assert np.all(found[core] == colour_names.index(o["color"]))
