@@ -60,13 +60,14 @@ def test_shapes_evaluation_scores_right_answers_perfectly(monkeypatch):
 
 
 def test_landscapes_evaluation_end_to_end(monkeypatch):
-    maps = landscapes.scenes(4, 10_000, 64)
-    by_map = {m.tobytes(): im for im, m in zip(*maps)}
+    images, maps = landscapes.ordinary_scenes(4, 10_000, 64)
+    names, odd = landscapes.unusual_maps(64, n_random=0, seed=10_000)
+    by_map = {m.tobytes(): im for im, m in zip(images + landscapes.procedural_images(odd, 1), maps + odd)}
     monkeypatch.setattr(common, "open_model", lambda path: fake_bundle(labels=data_land.LABELS))
     monkeypatch.setattr(pipeline, "generate", lambda b, r: SimpleNamespace(
         images=[by_map[np.asarray(r.labels, np.int64).tobytes()]]))
     result = landscapes.floor_check("fake", n_small=4)
-    assert result["ok"] and result["scores"]["miou"] >= 0.8
+    assert result["ok"] and result["scores"]["miou"] >= 0.8 and result["scores"]["miou_unusual"] >= 0.75
 
 
 def test_inpaint_evaluation_end_to_end(monkeypatch):
