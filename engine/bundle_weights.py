@@ -8,6 +8,8 @@ node carries the module path in its name (`/unet/down_blocks.0/attentions.0/.../
 - `MatMul` consumes a `Linear` weight without bias, transposed;
 - `Mul` / `Add` consume a GroupNorm's weight / bias reshaped to [C, 1, 1];
 - anything else is read by name.
+The exporter stores identical constants once (untrained norms: all ones), so one initializer can
+fill several parameters.
 
 `onnx_state_dict(onnx_path, reference)` maps every initializer onto the parameter of the same
 size (after the transpose) in `reference` (a state dict of the network built from the same
@@ -38,10 +40,11 @@ def _consumers(graph) -> dict[str, list]:
 
 
 def _through_casts(name: str, consumers: dict) -> list:
-    """The nodes that read initializer `name`, looking through fp16 -> fp32 Cast nodes."""
+    """The nodes that read initializer `name`, looking through fp16 -> fp32 Cast nodes and the
+    Identity copies of a shared constant."""
     found = []
     for node in consumers.get(name, []):
-        if node.op_type == "Cast":
+        if node.op_type in ("Cast", "Identity"):
             for out in node.output:
                 found += _through_casts(out, consumers)
         else:
@@ -78,15 +81,17 @@ def onnx_state_dict(onnx_path: str | Path, reference: dict[str, torch.Tensor],
         value = numpy_helper.to_array(init).astype(np.float32)
         name = _strip(init.name, prefixes)
         if name in reference:
+            if value.size != reference[name].numel():
+                raise BundleWeightsError(f"{onnx_path}: {name} has shape {list(value.shape)} but the network built from "
+                                         f"the config has {list(reference[name].shape)}; is it the same architecture?")
             out[name] = torch.from_numpy(value.copy()).reshape(reference[name].shape)
             continue
-        for node in _through_casts(init.name, consumers):
+        for node in _through_casts(init.name, consumers):  # identical constants are shared: every reader
             key = {"MatMul": "weight", "Mul": "weight", "Add": "bias"}.get(node.op_type)
             target = next((f"{p}.{key}" for p in _module_paths(node.name) if f"{p}.{key}" in reference), None)
             if key and target and value.size == reference[target].numel():
-                value = value.T if node.op_type == "MatMul" else value
-                out[target] = torch.from_numpy(np.ascontiguousarray(value)).reshape(reference[target].shape)
-                break
+                v = value.T if node.op_type == "MatMul" else value
+                out[target] = torch.from_numpy(np.ascontiguousarray(v)).reshape(reference[target].shape)
     return out
 
 
@@ -184,19 +189,38 @@ def vae_config_from_graph(onnx_path: str | Path, latent_channels: int, norm_num_
 def vae_from_bundle(bundle: str | Path, vae_cfg: dict | None = None, *, tolerance: float = 1e-3):
     """(AutoencoderKL, scale_factor) rebuilt from a latent bundle's vae_encoder and vae_decoder
     graphs, with the architecture of `vae_cfg` (default: read off the encoder graph,
-    `vae_config_from_graph`), checked against both graphs."""
-    from .models import build_vae
-
+    `vae_config_from_graph`, trying group counts 32, 16, ... that divide every width), checked
+    against both graphs: the first configuration within `tolerance` is the one."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
-    latent, image = manifest.get("latent"), manifest["image"]
+    latent = manifest.get("latent")
     if not latent or "vae_decoder" not in manifest["files"]:
         raise BundleWeightsError(f"{bundle}: not a latent bundle (no latent / vae_decoder)")
     dec, enc = bundle / manifest["files"]["vae_decoder"], bundle / manifest["files"].get("vae_encoder", "")
     if not enc.is_file():
         raise BundleWeightsError(f"{bundle}: no vae_encoder graph; fine-tuning needs the encoder too")
-    vae_cfg = vae_cfg or vae_config_from_graph(enc, int(latent["channels"]))
-    vae = build_vae(vae_cfg, channels=int(image["channels"]), sample_size=int(image["height"]))
+    if vae_cfg is not None:
+        candidates = [vae_cfg]
+    else:
+        base = vae_config_from_graph(enc, int(latent["channels"]))
+        widths = base["model"]["block_out_channels"]
+        candidates = [{"model": {**base["model"], "norm_num_groups": g}} for g in (32, 16, 8, 4, 2, 1)
+                      if all(w % g == 0 for w in widths)]
+    diff = float("inf")
+    for cfg in candidates:
+        vae, diff = _vae_and_parity(manifest, cfg, dec, enc)
+        if diff <= tolerance:
+            return vae, float(latent["scale_factor"])
+    raise BundleWeightsError(f"{bundle}: the VAE rebuilt from its graphs differs from them by {diff:.3g} "
+                             f"(> {tolerance}); the VAE config does not match the bundle")
+
+
+def _vae_and_parity(manifest: dict, cfg: dict, dec: Path, enc: Path):
+    """(VAE built from cfg with the graphs' weights, max |difference| from both graphs)."""
+    from .models import build_vae
+
+    latent, image = manifest["latent"], manifest["image"]
+    vae = build_vae(cfg, channels=int(image["channels"]), sample_size=int(image["height"]))
     load_weights(vae, [dec, enc])
     vae.eval().requires_grad_(False)
     rng = np.random.default_rng(0)
@@ -206,7 +230,4 @@ def vae_from_bundle(bundle: str | Path, vae_cfg: dict | None = None, *, toleranc
     x = rng.uniform(-1, 1, (1, int(image["channels"]), int(image["height"]), int(image["width"])))
     diff = max(diff, max_abs_difference(enc, lambda sample: vae.encode(sample).latent_dist.mean,
                                         {"sample": x.astype(np.float32)}))
-    if not diff <= tolerance:
-        raise BundleWeightsError(f"{bundle}: the VAE rebuilt from its graphs differs from them by {diff:.3g} "
-                                 f"(> {tolerance}); the VAE config does not match the bundle")
-    return vae, float(latent["scale_factor"])
+    return vae, diff
