@@ -112,6 +112,23 @@ def step_generator(seed: int, rank: int, step: int, device) -> torch.Generator:
     return g
 
 
+AFFINE = {"degrees": 8.0, "scale": 0.08, "shift": 0.06}  # dataset.augment = "affine": the largest changes
+
+
+def random_affine(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each image [B,C,H,W] rotated by up to AFFINE["degrees"], scaled by up to +-AFFINE["scale"] and
+    shifted by up to AFFINE["shift"] of its side (bilinear, edges repeated: the background)."""
+    b = x.shape[0]
+    u = torch.rand(b, 4, generator=g, device=x.device) * 2 - 1
+    angle = u[:, 0] * math.radians(AFFINE["degrees"])
+    scale = 1 + u[:, 1] * AFFINE["scale"]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * 2 * AFFINE["shift"]], 1),
+                         torch.stack([sin, cos, u[:, 3] * 2 * AFFINE["shift"]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def lr_at(step: int, lr: float, warmup: int) -> float:
     """Linear warm-up from lr/warmup to lr over `warmup` steps, then constant."""
     return lr * min(1.0, (step + 1) / max(1, warmup))
@@ -520,6 +537,8 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
                 flipped = fl.tolist()
                 if "labels" in batch:
                     batch["labels"] = torch.where(fl.cpu()[:, None, None], batch["labels"].flip(-1), batch["labels"])
+            if cfg["dataset"]["augment"] == "affine":
+                x = random_affine(x, g)
             cond_channels, kw = conditions(batch, x, g)
             if vae is None:
                 x0 = x

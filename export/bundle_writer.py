@@ -39,7 +39,7 @@ from desktop.runtime.manifest import (
     FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_INDEX_NAME, manifest_from_dict, write_manifest,
 )
 from export import fp16 as fp16_tools
-from export import onnx_graphs, parity, preview_fit
+from export import onnx_graphs, parity, preview_fit, preview_net
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
 
 FILE_OF_ROLE = {
@@ -227,6 +227,7 @@ def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
 
 def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: bool = False,
                   external_data: bool | None = None, check: bool = True, preview_samples: int = 32,
+                  preview_decoder_steps: int = 0,
                   name: str | None = None, description: str | None = None, overwrite: bool = False,
                   source: str | None = None, log=print) -> Path:
     """Writes the bundle of `model` (an engine.loaded.LoadedModel) to `out_dir`; returns out_dir.
@@ -236,6 +237,8 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
     to out_dir. `check=False` skips the parity checks and opening the finished bundle with
     desktop.runtime (provenance then says "parity": "skipped"; the manifest is still validated and
     hashed). `external_data`: None = only graphs over 2 GB, True/False = always/never.
+    `preview_decoder_steps` > 0: a latent model's preview is a learned decoder trained for that many
+    steps (`export.preview_net`, a few minutes on a CPU) instead of the linear map.
     The model's networks are put in eval mode and float32 in place.
     """
     out_dir = Path(out_dir).absolute()
@@ -269,12 +272,19 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             latent = {"channels": model.latent_channels, "height": model.latent_size, "width": model.latent_size,
                       "scale_factor": float(model.scale_factor)}
             data_dir = (model.provenance or {}).get("data")
-            preview, preview_report = preview_fit.fit_preview(model.vae, float(model.scale_factor), (H, W),
-                                                              samples=preview_samples, data_dir=data_dir)
-            preview_fit.write_preview(preview, bundle / FILE_OF_ROLE["preview"])
-            files["preview"] = FILE_OF_ROLE["preview"]
-            log(f"preview        linear map fitted on {preview_report['latents']}: mse {preview_report['mse']:.4f} "
-                f"(mean colour {preview_report['mean_colour_mse']:.4f})")
+            if preview_decoder_steps > 0:  # a learned preview decoder instead of the linear map
+                net, preview_report = preview_net.fit_preview_decoder(
+                    model.vae, float(model.scale_factor), H, data=data_dir, steps=preview_decoder_steps, log=log)
+                preview_report["parity"] = preview_net.write_preview_decoder(net, bundle, model.latent_channels,
+                                                                             model.latent_size)
+                files["preview"] = preview_net.PREVIEW_DECODER_FILE
+            else:
+                preview, preview_report = preview_fit.fit_preview(model.vae, float(model.scale_factor), (H, W),
+                                                                  samples=preview_samples, data_dir=data_dir)
+                preview_fit.write_preview(preview, bundle / FILE_OF_ROLE["preview"])
+                files["preview"] = FILE_OF_ROLE["preview"]
+                log(f"preview        linear map fitted on {preview_report['latents']}: mse {preview_report['mse']:.4f} "
+                    f"(mean colour {preview_report['mean_colour_mse']:.4f})")
         if model.text_encoder is not None:
             _write_tokenizer(model.text_encoder, bundle / FILE_OF_ROLE["tokenizer"])
             files["tokenizer"] = FILE_OF_ROLE["tokenizer"]

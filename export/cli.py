@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace OUT_DIR if it is a model bundle (a folder of other files is never replaced)")
     p.add_argument("--preview-samples", type=int, default=32, metavar="N",
                    help="latents used to fit the live-preview map (default 32)")
+    p.add_argument("--preview-decoder", type=int, default=0, metavar="STEPS",
+                   help="latent models: train a tiny learned preview decoder for STEPS steps (e.g. 1500, a few "
+                        "minutes) instead of the linear preview map")
     return p
 
 
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_bundle(model, out_dir, fp16=args.fp16, gpu_fp16=args.gpu_fp16, optimize=args.optimize,
                       name=args.name, description=args.description, overwrite=args.overwrite,
-                      preview_samples=args.preview_samples, source=str(Path(args.source).absolute()))
+                      preview_samples=args.preview_samples, preview_decoder_steps=args.preview_decoder,
+                      source=str(Path(args.source).absolute()))
     except BundleExistsError as exc:
         print(f"diffusion-studio export: {exc}", file=sys.stderr)
         return 2
