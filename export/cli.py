@@ -1,8 +1,15 @@
-"""`diffusion-studio export SOURCE OUT_DIR`: a training run or diffusers folder -> a model bundle."""
+"""`diffusion-studio export SOURCE OUT_DIR`: a training run, diffusers folder or single-file checkpoint -> a bundle.
+
+A SOURCE that is a `.safetensors` file is a single-file checkpoint in the original LDM / A1111 layout
+(`engine.single_file`): Stable Diffusion 1.x or 2.x, converted offline with the configs that ship
+in engine/sd_configs (or `--config`); pickles (.ckpt, .pt, ...) are refused.
+"""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -11,13 +18,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a training run, model folder or diffusers folder to a model bundle for the app. "
                     "Every graph is checked in ONNX Runtime against PyTorch before anything is written.",
     )
-    p.add_argument("source", metavar="SOURCE", help="a run folder, its model/ folder, or a diffusers folder")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a run folder, its model/ folder, a diffusers folder, or a single-file .safetensors "
+                        "checkpoint (Stable Diffusion 1.x / 2.x, original layout)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="the bundle folder to write")
     p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size; computes in fp32)")
     p.add_argument("--gpu-fp16", action="store_true",
                    help="fp16 compute for the U-Net and text encoder (for CUDA; implies fp16 weights)")
-    p.add_argument("--optimize", action="store_true",
-                   help="ONNX Runtime fusions for the U-Net (CUDA only; checked on CUDA)")
+    p.add_argument("--optimize", choices=("cpu", "cuda", "auto"), metavar="cpu|cuda|auto",
+                   help="fused graphs for one execution provider (attention, LayerNorm, GELU for the CPU; also "
+                        "GroupNorm and channels-last convolutions for CUDA, checked on CUDA; auto: CUDA if this "
+                        "machine has it, else the CPU). The bundle records where it runs")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 U-Net for the CPU, calibrated on the model's own sampler inputs; refused unless the "
+                        "images stay close to the float model's and the model clears its evaluation floors. "
+                        "SOURCE may also be a bundle (studio.json) to quantise")
     p.add_argument("--name", help="the model's name in the app (default: from the source)")
     p.add_argument("--description", help="one line a user reads")
     p.add_argument("--overwrite", action="store_true",
@@ -27,16 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview-decoder", type=int, default=0, metavar="STEPS",
                    help="latent models: train a tiny learned preview decoder for STEPS steps (e.g. 1500, a few "
                         "minutes) instead of the linear preview map")
+    sf = p.add_argument_group("single-file checkpoints")
+    sf.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
+                    help="override the rule (SD 1.x: epsilon; SD 2.x: v_prediction at 768x768, epsilon = "
+                         "SD 2 base at 512x512)")
+    sf.add_argument("--config", metavar="FOLDER",
+                    help="diffusers config folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, "
+                         "scheduler/) for a checkpoint that is not SD 1.x / 2.x shaped")
+    sf.add_argument("--tokenizer", metavar="FOLDER",
+                    help="CLIP tokenizer files (vocab.json + merges.txt), e.g. an SD folder's tokenizer/ "
+                         "(default: from an installed open-clip-torch)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from pathlib import Path
-
-    from engine.loaded import load_model
-    from export.bundle_writer import BundleExistsError, check_out_dir, export_bundle
-    from export.parity import ExportError
+    from export.bundle_writer import BundleExistsError, check_out_dir
 
     out_dir = Path(args.out_dir)
     try:
@@ -44,17 +65,75 @@ def main(argv: list[str] | None = None) -> int:
     except BundleExistsError as exc:
         print(f"diffusion-studio export: {exc}", file=sys.stderr)
         return 2
+    if args.int8 and (Path(args.source) / "studio.json").is_file():
+        return _quantize_bundle(args, out_dir)
+    from desktop.runtime import fileio
+
+    fileio.clean_leftovers(out_dir.absolute().parent, out_dir.name)  # what a killed export left
+    work = fileio.temp_dir(out_dir.absolute(), "source")  # a single file's conversion: next to OUT_DIR
     try:
-        model = load_model(args.source)
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"diffusion-studio export: cannot load {args.source}: {exc}", file=sys.stderr)
+        try:
+            model = _load_source(args, str(work))
+        except (OSError, ValueError, RuntimeError) as exc:
+            print(f"diffusion-studio export: cannot load {args.source}: {exc}", file=sys.stderr)
+            return 2
+        return _export(args, model, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _load_source(args, work: str):
+    """The LoadedModel of SOURCE: a single-file checkpoint (converted under `work`) or a folder."""
+    from engine.loaded import load_model
+    from engine.single_file import is_single_file, load_single_file
+
+    single = (args.prediction_type, args.config, args.tokenizer)
+    if is_single_file(args.source):
+        return load_single_file(args.source, work_dir=work, config=args.config, prediction_type=args.prediction_type,
+                                tokenizer=args.tokenizer)
+    if any(v is not None for v in single):
+        raise ValueError("--prediction-type, --config and --tokenizer apply to single-file checkpoints only")
+    return load_model(args.source)
+
+
+def _export(args, model, out_dir: Path) -> int:
+    from export.bundle_writer import BundleExistsError, export_bundle
+    from export.parity import ExportError
+
+    try:
+        gate = None
+        if args.int8:
+            from export.quantize import evaluation_gate, evaluations_of
+
+            gate = evaluation_gate(evaluations_of(model.provenance or {}))
+        export_bundle(model, out_dir, fp16=args.fp16, gpu_fp16=args.gpu_fp16, optimize=args.optimize,
+                      int8=args.int8, int8_gate=gate, name=args.name, description=args.description,
+                      overwrite=args.overwrite, preview_samples=args.preview_samples,
+                      preview_decoder_steps=args.preview_decoder, source=str(Path(args.source).absolute()))
+    except BundleExistsError as exc:
+        print(f"diffusion-studio export: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
+        print(f"diffusion-studio export: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _quantize_bundle(args, out_dir) -> int:
+    """`export BUNDLE OUT --int8`: an int8 copy of an existing bundle (no PyTorch needed)."""
+
+    from desktop.runtime.manifest import BundleError
+    from export.bundle_writer import BundleExistsError
+    from export.parity import ExportError
+    from export.quantize import quantize_bundle
+
+    if args.fp16 or args.gpu_fp16 or args.optimize:
+        print("diffusion-studio export: a bundle SOURCE only takes --int8 (the other options need the model "
+              "it was exported from)", file=sys.stderr)
         return 2
     try:
-        export_bundle(model, out_dir, fp16=args.fp16, gpu_fp16=args.gpu_fp16, optimize=args.optimize,
-                      name=args.name, description=args.description, overwrite=args.overwrite,
-                      preview_samples=args.preview_samples, preview_decoder_steps=args.preview_decoder,
-                      source=str(Path(args.source).absolute()))
-    except BundleExistsError as exc:
+        quantize_bundle(Path(args.source), out_dir, overwrite=args.overwrite)
+    except (BundleExistsError, BundleError) as exc:
         print(f"diffusion-studio export: {exc}", file=sys.stderr)
         return 2
     except ExportError as exc:

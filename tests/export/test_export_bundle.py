@@ -14,6 +14,8 @@ from export import bundle_writer, onnx_graphs
 from export.bundle_writer import BundleExistsError, export_bundle
 from export.parity import TOLERANCE, ParityError, check_graph, make_session
 
+pytestmark = pytest.mark.slow  # exports ONNX bundles
+
 
 def _export(model, out, **kw):
     lines = []
@@ -34,8 +36,9 @@ def test_pixel_class_model(tmp_path, pixel_class_model):
     assert m.latent is None
     assert m.conditioning.class_.names == ("zero", "one") and m.conditioning.text is None
     assert (m.unet.in_channels, m.unet.out_channels) == (1, 1)
-    assert m.files == {"unet": "unet/model.onnx"}
-    assert set(m.sha256) == {"unet/model.onnx"}
+    assert m.files == {"unet": "unet/model.onnx", "unet_config": "unet/config.json",
+                       "scheduler_config": "scheduler/scheduler_config.json"}
+    assert set(m.sha256) == set(m.files.values()) and m.clip_x0 is True
     assert m.defaults.steps == 10 and m.defaults.sampler == "dpmpp_2m"
     assert list(bundle.unet.inputs) == ["sample", "timestep", "class_labels"]
     assert bundle.unet.inputs["timestep"][0] == "tensor(int64)"
@@ -45,7 +48,11 @@ def test_pixel_class_model(tmp_path, pixel_class_model):
     assert m.provenance["export"]["commit"] and m.provenance["export"]["exported_at"]
     assert any(line.startswith("unet") and "max_rel=" in line for line in lines)
     index = json.loads((out / "model_index.json").read_text())
-    assert index["unet"] == ["diffusers", "OnnxRuntimeModel"]
+    assert index["unet"] == ["diffusers", "OnnxRuntimeModel"] and index["_class_name"] == "DiffusionStudioPipeline"
+    assert "class-conditional" in index["_diffusion_studio_unsupported"]
+    scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "DPMSolverMultistepScheduler" and scheduler["algorithm_type"] == "dpmsolver++"
+    assert json.loads((out / "studio.json").read_text())["clip_x0"] is True
     # nothing but the bundle was left next to it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pixel"]
 
@@ -57,7 +64,14 @@ def test_latent_text_class_model(tmp_path, latent_text_model):
     assert m.kind == "latent"
     assert (m.latent.channels, m.latent.height, m.latent.width, m.latent.scale_factor) == (4, 8, 8, 0.8)
     assert (m.conditioning.text.max_length, m.conditioning.text.hidden_size, m.conditioning.text.pad_id) == (8, 16, 0)
-    assert set(m.files) == {"unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer", "preview"}
+    roles = {"unet", "vae_decoder", "vae_encoder", "text_encoder"}
+    assert set(m.files) == roles | {f"{r}_config" for r in roles} | {"tokenizer", "preview", "scheduler_config",
+                                                                      "tokenizer_config"}
+    assert m.clip_x0 is False
+    vae_config = json.loads((out / "vae_decoder" / "config.json").read_text())
+    assert vae_config["scaling_factor"] == 0.8  # the trained one, not diffusers' 0.18215
+    index = json.loads((out / "model_index.json").read_text())
+    assert "class-conditional" in index["_diffusion_studio_unsupported"]
     assert list(bundle.unet.inputs) == ["sample", "timestep", "encoder_hidden_states", "class_labels"]
     assert list(bundle.vae_decoder.inputs) == ["latent_sample"] and list(bundle.vae_decoder.outputs) == ["sample"]
     assert list(bundle.vae_encoder.inputs) == ["sample"] and list(bundle.vae_encoder.outputs) == ["latent_mean"]
@@ -69,9 +83,7 @@ def test_latent_text_class_model(tmp_path, latent_text_model):
     assert bundle.preview[0].shape == (4, 3)
     # the runtime's tokenizer gives the ids the PyTorch encoder was traced with
     ids = latent_text_model.text_encoder.tokenize(["a red circle"])["input_ids"].numpy()
-    encoded = bundle.text.tokenizer.encode("a red circle") if hasattr(bundle.text, "tokenizer") else None
-    if encoded is not None and hasattr(encoded, "ids"):
-        assert list(encoded.ids) == ids[0].tolist()
+    assert list(bundle.text.tokenizer.encode("a red circle").ids) == ids[0].tolist()
     # the exported decoder really is D(z / scale_factor) clamped: compare at a new spatial size
     z = np.random.default_rng(5).standard_normal((2, 4, 4, 4)).astype(np.float32)
     import torch
@@ -219,7 +231,7 @@ def test_fp16_weights_halve_the_weights_within_tolerance(tmp_path, latent_text_m
 
 
 def test_fp16_file_is_about_half_for_a_real_width(tmp_path):
-    from tiny_models import loaded
+    from tests.helpers.tiny_models import loaded
     from diffusers import UNet2DModel
 
     unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
@@ -255,10 +267,10 @@ def test_gpu_fp16_converts_unet_and_text_encoder_compute(tmp_path, latent_text_m
     assert _parity(m, "vae_decoder")[-1]["precision"] == "fp16"  # VAE: fp16 weights, fp32 compute
 
 
-def test_optimize_without_cuda_is_refused_and_writes_nothing(tmp_path, pixel_class_model, monkeypatch):
+def test_optimize_cuda_without_cuda_is_refused_and_writes_nothing(tmp_path, pixel_class_model, monkeypatch):
     monkeypatch.setattr(bundle_writer, "_cuda_available", lambda: False)
     with pytest.raises(bundle_writer.ExportError, match="CUDA"):
-        _export(pixel_class_model, tmp_path / "opt", optimize=True)
+        _export(pixel_class_model, tmp_path / "opt", optimize="cuda")
     assert list(tmp_path.iterdir()) == []
 
 
