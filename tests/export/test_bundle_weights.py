@@ -5,10 +5,12 @@ import json
 
 import pytest
 import torch
-from tiny_models import tiny_unet2d
+from tests.helpers.tiny_models import tiny_unet2d
 
 from engine import bundle_weights as bw
 from export.bundle_writer import export_bundle
+
+pytestmark = pytest.mark.slow  # exports ONNX bundles
 
 
 @pytest.mark.parametrize("fp16", [False, True])

@@ -32,6 +32,7 @@ def test_decoder_shapes_and_range():
         PreviewDecoder(factor=3)
 
 
+@pytest.mark.slow  # trains for a few seconds
 def test_training_beats_the_linear_map_on_a_nonlinear_decoder():
     z, rgb = _nonlinear_pairs()
     net, report = train_preview_decoder(z, rgb, factor=2, steps=400, batch=32, width=16, lr=3e-3)
@@ -49,6 +50,7 @@ def latent_bundle(tmp_path, latent_inpaint_model):
     return export_bundle(latent_inpaint_model, tmp_path / "b", log=lambda *a: None)
 
 
+@pytest.mark.slow  # exports a bundle and trains a decoder
 def test_add_preview_decoder_installs_an_onnx_preview_the_runtime_runs(latent_bundle):
     from desktop.runtime.bundle import open_bundle
     from desktop.runtime.pipeline import GenerationRequest, generate
@@ -70,6 +72,7 @@ def test_add_preview_decoder_installs_an_onnx_preview_the_runtime_runs(latent_bu
     assert len(result.images) == 2
 
 
+@pytest.mark.slow  # exports a bundle
 def test_a_bad_preview_network_is_refused_naming_the_file(latent_bundle, tmp_path):
     preview_net.add_preview_decoder(latent_bundle, steps=2, width=8, log=lambda *a: None)
     rel = preview_net.PREVIEW_DECODER_FILE
