@@ -87,16 +87,19 @@ def run_clock(state: dict | None) -> Callable[[], float]:
 
 
 def checkpointer(acc, path: Path, tc: dict, kind: str, name: str, step: Callable[[], int],
-                 parts: Callable[[], dict], seconds: Callable[[], float]) -> Callable[[str], None]:
+                 parts: Callable[[], dict], seconds: Callable[[], float], emit=None) -> Callable[[str], None]:
     """checkpoint(reason): the main process writes parts() + step, RNG, LR state and the run's
-    training seconds to `path` (atomically); every process waits for it."""
+    training seconds to `path` (atomically) and reports a "checkpoint" event; every process waits for it."""
     def checkpoint(reason: str) -> None:
         acc.wait_for_everyone()
         if acc.is_main_process:
             s = step()
             save_checkpoint(path, {**parts(), "step": s, "rng": capture_rng(), "train_seconds": seconds(),
                                    "lr_scheduler": {"kind": "linear_warmup", "warmup": tc["warmup"], "last_step": s}},
-                            summary={"step": s, "reason": reason, "time": time.time(), "kind": kind, "config": name})
+                            summary={"step": s, "reason": reason, "time": time.time(), "kind": kind, "config": name,
+                                     "train_seconds": round(seconds(), 1)})
+            if emit is not None:
+                emit("checkpoint", {"step": s, "path": str(path), "reason": reason})
         acc.wait_for_everyone()
     return checkpoint
 
@@ -129,15 +132,24 @@ class StepBookkeeping:
     t_start: float = field(default_factory=time.time)
     t_last: float = field(default_factory=time.time)
     steps_since: int = 0
+    clock: Callable[[], float] | None = None     # the run's training seconds over all sessions (run_clock)
+    emit: Callable[[str, dict], None] | None = None   # progress events (engine.progress)
+    should_stop: Callable[[], bool] = lambda: False   # e.g. the app's pause request
+    ended: str = ""                  # "interrupted" | "time_up" once after_step said to stop
 
     @property
     def world(self) -> int:
         return self.acc.num_processes
 
+    def seconds(self) -> float:
+        return self.clock() if self.clock is not None else time.time() - self.t_start
+
     def after_step(self, step: int, lr: float, losses: dict[str, torch.Tensor]) -> str | None:
-        """Returns None to go on, "interrupted" (Ctrl+C) or "time_up" (training.max_seconds) to stop."""
+        """Returns None to go on, "interrupted" (Ctrl+C, should_stop) or "time_up" (training.max_seconds
+        of training over all sessions) to stop."""
         tc, acc = self.tc, self.acc
         self.steps_since += 1
+        record = None
         if tc["log_every"] and (step % tc["log_every"] == 0 or step == tc["steps"]):
             names = list(losses)
             values = acc.gather(torch.stack([losses[k].detach().float() for k in names]).reshape(1, -1)).mean(0)
@@ -151,19 +163,27 @@ class StepBookkeeping:
                 self.bar.set_postfix({**{k: f"{float(v):.4f}" for k, v in zip(names, values)}, "img_s": f"{ips:.1f}"})
         if self.bar is not None:
             self.bar.update(1)
-        stop = self.flag["stop"]
-        time_up = bool(tc["max_seconds"]) and time.time() - self.t_start >= tc["max_seconds"]
+        if self.emit is not None and acc.is_main_process:
+            self.emit("step", {"step": step, "steps": tc["steps"], "train_seconds": round(self.seconds(), 3),
+                               **({k: v for k, v in record.items() if k != "step"} if record else {})})
+        stop = self.flag["stop"] or self.should_stop()
+        time_up = bool(tc["max_seconds"]) and self.seconds() >= tc["max_seconds"]
         if self.world > 1:
             flags = acc.reduce(torch.tensor([float(stop), float(time_up)], device=acc.device), "max")
             stop, time_up = bool(flags[0].item()), bool(flags[1].item())
         if stop:
-            return "interrupted"
-        if time_up:  # a time budget ends the run like its last step: the final model is written
-            return "time_up"
+            self.ended = "interrupted"
+        elif time_up:  # a time budget ends the run like its last step: the final model is written
+            self.ended = "time_up"
+        if self.ended:
+            return self.ended
         if tc["checkpoint_every"] and step % tc["checkpoint_every"] == 0 and step < tc["steps"]:
             self.checkpoint("periodic")
         if tc["sample_every"] and step % tc["sample_every"] == 0 and acc.is_main_process:
-            self.sample(self.out / "samples" / f"step_{step:06d}.png")
+            path = self.out / "samples" / f"step_{step:06d}.png"
+            self.sample(path)
+            if self.emit is not None and path.is_file():
+                self.emit("sample", {"step": step, "path": str(path)})
         return None
 
 

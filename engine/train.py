@@ -297,6 +297,26 @@ def machine_name() -> str:
     return name
 
 
+def loop_events(acc, hooks: dict, tc: dict, step: int, clock):
+    """hooks["event"] on the main process (a no-op elsewhere), after reporting the loop's "start"."""
+    from .progress import describe_device, no_event
+
+    emit = hooks.get("event", no_event) if acc.is_main_process else no_event
+    device, device_name = describe_device(acc.device)
+    emit("start", {"step": step, "steps": tc["steps"], "max_seconds": tc["max_seconds"], "train_seconds": round(clock(), 3),
+                   "device": device, "device_name": device_name, "batch": tc["batch"] * acc.num_processes})
+    return emit
+
+
+def end_reason(stopped: bool, finalize: bool, books) -> str:
+    """How a training loop ended, for the "end" event: paused | finalized | time_up | done."""
+    if stopped:
+        return "paused"
+    if finalize:
+        return "finalized"
+    return "time_up" if books.ended == "time_up" else "done"
+
+
 @contextmanager
 def interrupt_flag():
     """SIGINT sets flag['stop'] (the step finishes, a checkpoint is written, the run exits cleanly)."""
@@ -352,18 +372,21 @@ def prepare_run_folder(out: Path, cfg: dict, resume: bool, is_main: bool) -> dic
 
 
 def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder=None, resume: bool = False,
-          device: str | None = None, progress: bool = True, hooks: dict | None = None) -> Path:
+          device: str | None = None, progress: bool = True, hooks: dict | None = None, finalize: bool = False) -> Path:
     """Train a pixel or latent diffusion model described by `cfg` into the run folder `out`.
 
     dataset / text_encoder replace the configured ones (tests, notebooks). hooks["on_batch"](step,
     rank, indices), hooks["on_step"](step, loss) and hooks["on_end"](model, ema) (every process, with
-    its own live weights) are called if given. Returns `out`.
+    its own live weights) are called if given; hooks["event"](kind, fields) gets the progress events
+    and hooks["should_stop"]() is polled after every step (engine.progress). finalize (with resume):
+    write model/ from the checkpoint without training. Returns `out`.
     """
     cfg = load_config(cfg) if not isinstance(cfg, dict) or "training" not in cfg else cfg
     if cfg["kind"] == "vae":
         from .vae import train_vae
 
-        return train_vae(cfg, out, dataset=dataset, resume=resume, device=device, progress=progress, hooks=hooks)
+        return train_vae(cfg, out, dataset=dataset, resume=resume, device=device, progress=progress, hooks=hooks,
+                         finalize=finalize)
     from diffusion.schedule import make_schedule
 
     from .loaded import vae_downscale
@@ -475,12 +498,13 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         return channels_in, kw
 
     flip = cfg["dataset"]["flip"] and cfg["dataset"]["name"] != "folder"  # folders flip themselves
-    loader = step_loader(ds, tc, step, rank, world, collate)
-    bar = progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"])
+    loader = step_loader(ds, {**tc, "steps": step} if finalize else tc, step, rank, world, collate)
+    bar = progress_bar(acc, progress and not finalize, tc, step, cfg["name"] or cfg["kind"])
     clock = run_clock(state)
+    emit = loop_events(acc, hooks, tc, step, clock)
     checkpoint = checkpointer(acc, out / CHECKPOINT, tc, cfg["kind"], cfg["name"], lambda: step, lambda: {
         "model": raw.state_dict(), "ema": ema.state_dict(), "ema_updates": ema.num_updates,
-        "optimizer": optimizer.state_dict()}, clock)
+        "optimizer": optimizer.state_dict()}, clock, emit)
 
     sample_fn = _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
                               ds, sched, diff_channels, diff_size, dev)
@@ -488,7 +512,8 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
     model.train()
     with interrupt_flag() as flag:
         books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample_fn,
-                                append_metrics=append_metrics, bar=bar, t_start=t_start)
+                                append_metrics=append_metrics, bar=bar, t_start=t_start, clock=clock, emit=emit,
+                                should_stop=hooks.get("should_stop", lambda: False))
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
             indices = batch["index"]
@@ -539,6 +564,8 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         save_final_model(cfg, out, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
                          sched, diff_size, channels, size, step, clock(), ds)
     acc.wait_for_everyone()
+    emit("end", {"step": step, "train_seconds": round(clock(), 3), "reason": end_reason(stopped, finalize, books),
+                 "model": None if stopped else str(out / "model")})
     if "on_end" in hooks:
         hooks["on_end"](raw, ema)
     return out

@@ -38,9 +38,8 @@ from .loaded import replace_dir, vae_downscale
 from .loop import (StepBookkeeping, checkpointer, optimizer_step, progress_bar, restore_state, run_clock, set_lr,
                    step_loader)
 from .models import PatchDiscriminator, build_vae
-from .train import (CHECKPOINT, TrainError, append_metrics, collate,
-                    interrupt_flag, lr_at, machine_name, make_accelerator, make_dataset, prepare_run_folder,
-                    save_png_grid, step_generator)
+from .train import (CHECKPOINT, TrainError, append_metrics, collate, end_reason, interrupt_flag, loop_events, lr_at,
+                    machine_name, make_accelerator, make_dataset, prepare_run_folder, save_png_grid, step_generator)
 
 
 class VAEWithLoss(nn.Module):
@@ -176,8 +175,9 @@ def save_vae_model(vae: nn.Module, folder: Path, info: dict) -> Path:
 
 
 def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | None = None, progress: bool = True,
-              hooks: dict | None = None) -> Path:
-    """Train an AutoencoderKL described by `cfg` (kind = "vae") into the run folder `out`."""
+              hooks: dict | None = None, finalize: bool = False) -> Path:
+    """Train an AutoencoderKL described by `cfg` (kind = "vae") into the run folder `out` (hooks and
+    finalize as engine.train.train)."""
     cfg = load_config(cfg) if not isinstance(cfg, dict) or "training" not in cfg else cfg
     hooks = hooks or {}
     out = Path(out)
@@ -203,12 +203,13 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
     last_layer = raw.vae.decoder.conv_out.weight
     pixels = channels * size * size
 
-    loader = step_loader(ds, tc, step, rank, world, collate)
-    bar = progress_bar(acc, progress, tc, step, cfg["name"] or "vae")
+    loader = step_loader(ds, {**tc, "steps": step} if finalize else tc, step, rank, world, collate)
+    bar = progress_bar(acc, progress and not finalize, tc, step, cfg["name"] or "vae")
     clock = run_clock(state)
+    emit = loop_events(acc, hooks, tc, step, clock)
     checkpoint = checkpointer(acc, out / CHECKPOINT, tc, "vae", cfg["name"], lambda: step, lambda: {
         "model": raw.state_dict(), "disc": raw_disc.state_dict(), "optimizer": opt.state_dict(),
-        "optimizer_disc": opt_d.state_dict()}, clock)
+        "optimizer_disc": opt_d.state_dict()}, clock, emit)
 
     def sample_grid(path: Path, n: int = 8) -> None:
         with torch.no_grad():
@@ -225,7 +226,8 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
     disc.train()
     with interrupt_flag() as flag:
         books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample_grid,
-                                append_metrics=append_metrics, bar=bar, t_start=t_start)
+                                append_metrics=append_metrics, bar=bar, t_start=t_start, clock=clock, emit=emit,
+                                should_stop=hooks.get("should_stop", lambda: False))
         for batch in loader:
             g = step_generator(tc["seed"], rank, step, dev)
             if "on_batch" in hooks:
@@ -277,4 +279,6 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
                            "train_seconds": round(clock(), 1), "machine": machine_name()},
         })
     acc.wait_for_everyone()
+    emit("end", {"step": step, "train_seconds": round(clock(), 3), "reason": end_reason(stopped, finalize, books),
+                 "model": None if stopped else str(out / "model")})
     return out

@@ -456,7 +456,8 @@ def stage_settings(stage: dict) -> list[str]:
 
 def train_argv(run: Path, preset: dict, data: dict, plan: list[dict]) -> list[str]:
     """`train` arguments for a new run (Resume adds --resume to the same list)."""
-    argv = ["train", preset["name"], "--out", str(run), "--progress", "json", "--fit-data", *data_args(data)]
+    argv = ["train", preset["name"], "--out", str(run), "--progress", "json", "--fit-data", *data_args(data),
+            "--stop-file", str(Path(run) / PAUSE_REQUEST)]
     for stage in plan:
         option = "--vae-set" if stage["stage"] == "vae" else "--set"
         for value in stage_settings(stage):
