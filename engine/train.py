@@ -618,7 +618,7 @@ def _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_nam
         if vae is not None:
             with torch.no_grad():
                 x0 = vae.decode(torch.from_numpy(x0).to(dev) / scale_factor).sample.float().cpu().numpy()
-        save_png_grid(path, x0)
+        save_png_grid(path, x0, cols=4)  # 8 samples as 4 x 2: fits a preview pane
 
     def safe_write(path: Path) -> None:
         try:

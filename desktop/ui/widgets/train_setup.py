@@ -62,7 +62,7 @@ def describe_conditioning(cond: dict) -> str:
         parts.append("label map")
     elif cond.get("mask") == "inpaint":
         parts.append("inpainting")
-    return "Learns to follow: " + (", ".join(parts) if parts else "nothing (unconditional)")
+    return ", ".join(parts) if parts else "nothing (unconditional)"
 
 
 class SetupPanel(QWidget):
@@ -314,7 +314,7 @@ class SetupPanel(QWidget):
             self.skipped.addItem(f"{Path(str(s.get('path'))).name}: {s.get('reason')}")
             self.skipped.item(self.skipped.count() - 1).setToolTip(str(s.get("path")))
         self.skipped.setVisible(bool(data.get("skipped")))
-        self.conditioning.setText(describe_conditioning(result.get("conditioning") or {}))
+        self.conditioning.setText("Learns to follow: " + describe_conditioning(result.get("conditioning") or {}))
         full = sum(float(s.get("seconds_per_step") or 0) * int(s.get("steps") or 0) for s in result.get("stages") or [])
         if not self.budget_touched and full > LONG_RUN_SECONDS:
             self.by_time.blockSignals(True)

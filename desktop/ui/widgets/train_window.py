@@ -14,15 +14,69 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QScrollArea,
-                               QSplitter, QVBoxLayout, QWidget)
+                               QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 from desktop.runtime import training
 
 from ..train_session import TrainSession, format_duration, list_presets
 from .train_progress import ProgressPanel
-from .train_setup import SetupPanel
+from .train_setup import SetupPanel, describe_conditioning
 
 NEW_RUN = "New run…"
+
+
+class RunSummary(QWidget):
+    """The left side while a run is shown: what it trains on, with which preset, for how long, where."""
+
+    def __init__(self, session: TrainSession, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.text.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.new_button = QPushButton("New run…")
+        self.new_button.setToolTip("Set up another training run (this one stays in the Run list)")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.text)
+        lay.addStretch(1)
+        lay.addWidget(self.new_button)
+
+    def refresh(self) -> None:
+        s = self.session
+        if s.run is None:
+            return
+        job = s.job
+        data = job.get("data") or {}
+        where = data.get("path") if data.get("kind") == "folder" else f"the built-in {data.get('name', '?')} set"
+        budget = job.get("budget") or {}
+        spend = (f"{format_duration(budget['seconds'])} of training" if budget.get("seconds")
+                 else f"{int(budget.get('steps') or 0):,} steps" if budget else "—")
+        check = job.get("check") or {}
+        rows = [("Data", html.escape(str(where or "—"))), ("Found", html.escape(str(check.get("found") or "—"))),
+                ("Preset", html.escape(str(job.get("preset") or "—"))),
+                ("Learns", html.escape(str(check.get("learns") or "—"))), ("How long", spend),
+                ("Run folder", html.escape(str(s.run)))]
+        if job.get("model"):
+            rows.append(("Model", html.escape(str(job["model"]))))
+        body = "".join(f"<tr><td style='color:gray; padding-right:8px'>{k}</td><td>{v}</td></tr>" for k, v in rows)
+        self.text.setText(f"<table cellspacing='3'>{body}</table>")
+        self.new_button.setEnabled(not s.busy)
+
+
+def found_text(data: dict) -> str:
+    """The data check in one plain line, e.g. '17 images, 3 classes, 9 captions'."""
+    if not data:
+        return ""
+    parts = [f"{int(data.get('images') or 0):,} images"]
+    for key, word in (("classes", "classes"), ("captions", "captions"), ("masks", "masks"), ("label_maps", "label maps")):
+        n = len(data.get(key) or {}) if key == "classes" else int(data.get(key) or 0)
+        if n:
+            parts.append(f"{n:,} {word}")
+    if data.get("skipped"):
+        parts.append(f"{len(data['skipped'])} skipped")
+    return ", ".join(parts)
 
 
 def run_label(run: Path) -> str:
@@ -61,8 +115,13 @@ class TrainWindow(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setMinimumWidth(self.setup.minimumSizeHint().width() + 24)
+        self.summary = RunSummary(self.session)
+        self.summary.new_button.clicked.connect(self.new_run)
+        self.left = QStackedWidget()
+        self.left.addWidget(scroll)
+        self.left.addWidget(self.summary)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(scroll)
+        split.addWidget(self.left)
         split.addWidget(self.progress)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
@@ -82,6 +141,7 @@ class TrainWindow(QWidget):
         self.session.error.connect(self.on_message)
         self.resize(1120, 700)
         self.presets_loaded = False
+        self.shown_key: tuple = ()
         self.refresh_runs()
 
     def _notice(self) -> QLabel:
@@ -149,11 +209,17 @@ class TrainWindow(QWidget):
             self.refresh_runs()
             return
         if path is None:
-            self.session.detach()
-            self.setup.suggest_name()
+            self.new_run()
         else:
             self.session.attach(Path(path))
         self.on_session()
+
+    def new_run(self) -> None:
+        if self.session.busy:
+            return
+        self.session.detach()
+        self.setup.suggest_name()
+        self.refresh_runs()
 
     # --- actions -------------------------------------------------------------------------
     def start(self) -> None:
@@ -165,8 +231,11 @@ class TrainWindow(QWidget):
         budget = setup.budget()
         what = data["path"] if data["kind"] == "folder" else f"the built-in {data['name']} set"
         spent = format_duration(budget["seconds"]) if "seconds" in budget else f"{budget['steps']:,} steps"
+        check = setup.check_result or {}
         job = {
             "name": run.name, "preset": preset["name"], "data": data, "budget": budget, "created": time.time(),
+            "check": {"found": found_text(check.get("data") or {}), "learns": describe_conditioning(check.get("conditioning") or {}),
+                      "device": check.get("device_name") or check.get("device") or ""},
             "stages": [s["stage"] for s in plan], "estimates": {s["stage"]: s["expected_seconds"] for s in plan},
             "argv": training.train_argv(run, preset, data, plan),
             "description": f"Trained in Diffusion Studio on {what} ({preset['name']} preset, {spent})",
@@ -232,10 +301,22 @@ class TrainWindow(QWidget):
     # --- reactions -----------------------------------------------------------------------
     def on_session(self) -> None:
         s = self.session
-        editing = s.run is None and not self.missing
-        self.setup.setEnabled(editing)
-        if editing:
+        self.left.setCurrentIndex(0 if s.run is None else 1)
+        self.setup.setEnabled(not self.missing)
+        if s.run is None and not self.missing:
             self.setup.update_where()
+        self.summary.refresh()
+        cur = s.state.current
+        key = (s.phase, cur.stage if cur else "", cur.ended if cur else "", s.state.done, bool(s.problem))
+        if key != self.shown_key:    # a run started, ended or changed stage: relabel the list
+            self.shown_key = key
+            self.relabel_runs()
+
+    def relabel_runs(self) -> None:
+        for i in range(1, self.runs.count()):
+            path = self.runs.itemData(i)
+            if path:
+                self.runs.setItemText(i, run_label(Path(path)))
 
     def on_message(self, text: str) -> None:
         bar = self.model.message if self.model is not None else None
