@@ -7,3 +7,4 @@
 - `preview_fit`: the linear latent -> RGB live-preview map.
 - `cli.main(argv)`: `diffusion-studio export SOURCE OUT_DIR`.
 """
+import desktop  # noqa: E402,F401  (sets ORT_DISABLE_TELEMETRY before ONNX Runtime loads: zero network)

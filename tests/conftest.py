@@ -1,5 +1,7 @@
 import os
 
+import desktop  # noqa: F401, E402 (ORT_DISABLE_TELEMETRY=1 before any test loads ONNX Runtime)
+
 # Qt runs headless in tests; a real window is the app's business, not the test suite's.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Tests never touch the network: any accidental hub access fails fast instead of hanging.

@@ -17,6 +17,8 @@ import os
 
 import onnxruntime as ort
 
+ort.disable_telemetry_events()  # Windows: its ETW events (elsewhere ORT_DISABLE_TELEMETRY, set by desktop/__init__.py)
+
 CPU = "CPUExecutionProvider"
 PREFERENCE = ("CUDAExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider", CPU)
 ALIASES = {

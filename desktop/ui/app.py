@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from .theme import apply_theme, follow_system
     from .window import MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "diffusion-studio"])
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("diffusion-studio")
     app.setDesktopFileName("diffusion-studio")
     window = MainWindow()
+    apply_theme(window.model.settings["theme"], app)
+    follow_system(lambda: window.model.settings["theme"], app)
     window.show()
 
     def ready():

@@ -28,6 +28,23 @@ class HistoryEntry:
     def prompt(self) -> str:
         return str(self.recipe.get("prompt") or self.recipe.get("class_name") or "")
 
+    @property
+    def title(self) -> str:
+        """What the image is, in a few words: its prompt, else its class, else what was painted."""
+        r = self.recipe
+        if r.get("prompt"):
+            return str(r["prompt"])
+        if r.get("class_name") is not None:
+            return f"class {r['class_name']}"
+        inputs = r.get("inputs") or []
+        if "labels" in inputs:
+            return "label map" + (" + mask" if "mask" in inputs else "")
+        if "mask" in inputs:
+            return "inpainting"
+        if "init_image" in inputs:
+            return "from an image"
+        return "unconditional"
+
 
 class History:
     def __init__(self, path: Path | None = None):

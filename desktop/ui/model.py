@@ -3,12 +3,17 @@
 Widgets bind to a `StudioModel` (Krita AI Diffusion's `ui/` pattern): they read its state, call its
 setters, and listen to its signals. The model holds no generation logic either: `generate()` builds
 a `GenerationRequest` from the state and hands it to a `GenerationThread` (worker.py), which owns the
-pipeline call. `CanvasState` holds the user's init image, mask and label map with undo/redo.
+pipeline call. The painted inputs live in a `CanvasState` (canvas_state.py), one per model for the
+session; the model list in library.py.
+
+A run's result is a list of images, each with its recipe and (once saved) its PNG; `selected` is the
+image the actions (save as, copy, use as input, fork) act on. `run_state` says how the last run
+ended: "idle", "running", "done", "cancelled" or "failed".
 """
 from __future__ import annotations
 
+import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,18 +21,18 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-
 from desktop.runtime import paths
 from desktop.runtime.manifest import MANIFEST_NAME, SAMPLERS
 
-from . import brush, images
+from . import brush, images, library
+from .canvas_state import CanvasState
 from .caps import Capabilities, capabilities
 from .history import History, HistoryEntry
+from .library import ModelEntry, find_model_folders  # noqa: F401 - find_model_folders: scripts and benchmarks
 from .settings import Settings
 from .worker import Frame, GenerationThread, friendly_error
 
 MAX_SEED = 2**31 - 1
-MAX_UNDO = 50
 
 
 @dataclass
@@ -53,166 +58,24 @@ RECIPE_FIELDS = ("prompt", "negative_prompt", "class_name", "sampler", "steps", 
                  "batch_size", "height", "width", "strength", "spacing", "seamless")
 
 
-@dataclass
-class ModelEntry:
-    path: Path
-    source: str                        # "bundled" | "user"
-    caps: Capabilities | None = None
-    error: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.caps.name if self.caps else self.path.name
-
-
-def find_model_folders(root: Path) -> list[Path]:
-    """Model folders in `root`; the bundled default (PREFERRED_MODELS) first, then by name."""
-    if not root.is_dir():
-        return []
-    rank = {name: i for i, name in enumerate(paths.PREFERRED_MODELS)}
-    return sorted((p for p in root.iterdir() if paths.is_model_dir(p)), key=lambda p: (rank.get(p.name, len(rank)), p.name))
-
-
-def read_entry(path: Path, source: str) -> ModelEntry:
-    """Describe a model folder from its manifest without loading any network."""
-    if not (path / MANIFEST_NAME).exists():
-        return ModelEntry(path, source, capabilities({"name": path.name, "conditioning": {"text": True}}, path))
-    try:
-        from desktop.runtime.manifest import read_manifest
-
-        return ModelEntry(path, source, capabilities(read_manifest(path), path))
-    except Exception as exc:  # noqa: BLE001 - listed with its error, never a crash
-        return ModelEntry(path, source, None, friendly_error(exc))
-
-
-class CanvasState(QObject):
-    """Init image, inpainting mask and label map, with undo/redo over whole strokes."""
-
-    changed = Signal()
-    undoChanged = Signal()
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.height, self.width = 32, 32
-        self.init_image: np.ndarray | None = None
-        self.mask = np.zeros((32, 32), np.float32)
-        self.labels = np.full((32, 32), -1, np.int32)
-        self._undo: list[tuple] = []
-        self._redo: list[tuple] = []
-
-    # --- size and content -------------------------------------------------------------------
-    def resize(self, height: int, width: int) -> None:
-        """A new model size: the init image is resampled, paint that no longer fits is cleared."""
-        if (height, width) == (self.height, self.width):
-            return
-        self.height, self.width = height, width
-        if self.init_image is not None:
-            self.init_image = images.resize(self.init_image, height, width)
-        self.mask = np.zeros((height, width), np.float32)
-        self.labels = np.full((height, width), -1, np.int32)
-        self._undo.clear()
-        self._redo.clear()
-        self.changed.emit()
-        self.undoChanged.emit()
-
-    def has_mask(self) -> bool:
-        return bool(self.mask.max() > 0)
-
-    def has_labels(self) -> bool:
-        return bool((self.labels >= 0).any())
-
-    def _snapshot(self):
-        return (self.init_image, self.mask.copy(), self.labels.copy())
-
-    def checkpoint(self) -> None:
-        """Call before any change: the current state becomes one undo step."""
-        self._undo.append(self._snapshot())
-        del self._undo[:-MAX_UNDO]
-        self._redo.clear()
-        self.undoChanged.emit()
-
-    def can_undo(self) -> bool:
-        return bool(self._undo)
-
-    def can_redo(self) -> bool:
-        return bool(self._redo)
-
-    def undo(self) -> None:
-        self._step_back(self._undo, self._redo)
-
-    def redo(self) -> None:
-        self._step_back(self._redo, self._undo)
-
-    def _step_back(self, source: list, target: list) -> None:
-        """Restore the newest snapshot of `source`, keeping the current state on `target`."""
-        if source:
-            target.append(self._snapshot())
-            self.init_image, self.mask, self.labels = source.pop()
-            self.changed.emit()
-            self.undoChanged.emit()
-
-    def set_init_image(self, image: np.ndarray | None) -> None:
-        self.checkpoint()
-        self.init_image = None if image is None else images.resize(images.to_rgb_uint8(image), self.height, self.width)
-        self.changed.emit()
-
-    def set_mask(self, mask: np.ndarray) -> None:
-        mask = np.asarray(mask, dtype=np.float32)
-        if mask.shape != (self.height, self.width):
-            raise ValueError(
-                f"The mask is {mask.shape[1]}×{mask.shape[0]} pixels but this model makes "
-                f"{self.width}×{self.height} images; use a mask of the same size."
-            )
-        self.checkpoint()
-        self.mask = np.clip(mask, 0.0, 1.0)
-        self.changed.emit()
-
-    def set_labels(self, labels: np.ndarray) -> None:
-        labels = np.asarray(labels, dtype=np.int32)
-        if labels.shape != (self.height, self.width):
-            raise ValueError(f"The label map is {labels.shape[1]}×{labels.shape[0]} but the model makes {self.width}×{self.height} images.")
-        self.checkpoint()
-        self.labels = labels.copy()
-        self.changed.emit()
-
-    # --- painting (a stroke = checkpoint() then several dabs) ------------------------------
-    def dab_mask(self, x: float, y: float, radius: float, hardness: float, erase: bool) -> None:
-        brush.paint_mask(self.mask, x, y, radius, hardness, erase)
-        self.changed.emit()
-
-    def dab_labels(self, x: float, y: float, radius: float, label: int) -> None:
-        brush.paint_labels(self.labels, x, y, radius, label)
-        self.changed.emit()
-
-    def bucket(self, x: int, y: int, label: int) -> None:
-        self.checkpoint()
-        brush.flood_fill(self.labels, x, y, label)
-        self.changed.emit()
-
-    def invert_mask(self) -> None:
-        self.checkpoint()
-        self.mask = 1.0 - self.mask
-        self.changed.emit()
-
-    def fill_mask(self) -> None:
-        self.checkpoint()
-        self.mask = np.ones_like(self.mask)
-        self.changed.emit()
-
-    def clear_mask(self) -> None:
-        self.checkpoint()
-        self.mask = np.zeros_like(self.mask)
-        self.changed.emit()
-
-    def clear_labels(self) -> None:
-        self.checkpoint()
-        self.labels = np.full_like(self.labels, -1)
-        self.changed.emit()
-
-    def fill_labels(self, label: int) -> None:
-        self.checkpoint()
-        self.labels = np.full_like(self.labels, label)
-        self.changed.emit()
+def params_from_recipe(params: Params, d: dict, *, keep_seed: bool = False) -> Params:
+    """`params` with every field a recipe dict sets; the seed gets locked (or kept, with keep_seed)."""
+    values = {k: d[k] for k in RECIPE_FIELDS if k in d and d[k] is not None}
+    for k in ("class_name", "spacing"):
+        if k in d:
+            values[k] = d[k]
+    if d.get("init_image") is None:
+        values.pop("strength", None)  # without an init image the strength was unused: keep the control's
+    for k in ("steps", "seed", "batch_size", "height", "width"):
+        if k in values:
+            values[k] = int(values[k])
+    for k in ("guidance", "strength"):
+        if k in values:
+            values[k] = float(values[k])
+    if keep_seed:
+        values.pop("seed", None)
+        return replace(params, **values)
+    return replace(params, **values, seed_locked=True)
 
 
 class StudioModel(QObject):
@@ -220,10 +83,14 @@ class StudioModel(QObject):
     bundleChanged = Signal()
     paramsChanged = Signal(str)          # the field name, "" for all
     runningChanged = Signal(bool)
+    runStateChanged = Signal(str)        # "running" | "done" | "cancelled" | "failed"
     frameChanged = Signal(object)         # Frame shown in the preview (live or trajectory)
     progressChanged = Signal(int, int, float, float)   # step, steps, it/s, eta seconds
     trajectoryChanged = Signal()
+    displayChanged = Signal()            # show x̂_0 or the noisy x_t: redraw what is on screen
     resultChanged = Signal()
+    selectionChanged = Signal(int)
+    carryChanged = Signal()              # a start image came along from another model (or was dropped)
     historyChanged = Signal()
     error = Signal(str)
     message = Signal(str)
@@ -233,6 +100,8 @@ class StudioModel(QObject):
         self.settings = settings or Settings()
         self.history = history or History()
         self.canvas = CanvasState(self)
+        self.canvases: dict[str, dict] = {}  # model folder -> its stashed canvas, for the session
+        self.carried_from = ""               # the model a carried-over start image came from
         self.params = Params()
         self.models: list[ModelEntry] = []
         self.entry: ModelEntry | None = None
@@ -242,15 +111,20 @@ class StudioModel(QObject):
         self.frames: list[Frame] = []
         self.result_images: list[np.ndarray] = []
         self.result_paths: list[Path | None] = []
+        self.result_recipes: list[dict] = []
+        self.selected = 0
+        self.run_state = "idle"
         self.last_request = None
+        self.last_seconds = 0.0               # how long the last finished run took
         self.show_noisy = bool(self.settings["show_noisy"])
         self._run_started = 0.0
         self._verified: set[Path] = set()   # bundles whose hashes were checked this session
 
     # --- models ---------------------------------------------------------------------------
     def refresh_models(self) -> None:
-        bundled = paths.bundled_models_dir()
-        self.models = [read_entry(p, "bundled" if p.parent == bundled else "user") for p in paths.list_models()]
+        self.models = library.list_entries(friendly_error, self.settings["model_names"])
+        if self.entry is not None:
+            self.entry = next((e for e in self.models if e.path == self.entry.path), self.entry)
         self.modelsChanged.emit()
 
     def select_model(self, path: Path | str | None) -> bool:
@@ -269,22 +143,47 @@ class StudioModel(QObject):
             self.error.emit(friendly_error(exc))
             return False
         self._verified.add(path)
+        previous = self.entry
         self.bundle = bundle
         self.caps = capabilities(bundle.manifest, path)
-        self.entry = next((e for e in self.models if e.path == path), ModelEntry(path, "user", self.caps))
+        self.entry = next((e for e in self.models if e.path == path), ModelEntry(path, library.USER, self.caps))
         c = self.caps
         self.params = replace(
             self.params, sampler=c.sampler if c.sampler in SAMPLERS else "ddim", steps=c.steps, guidance=c.guidance,
             height=c.height, width=c.width, spacing=None,
             class_name=(c.class_names[0] if c.class_names and not c.class_optional else None),
         )
-        self.canvas.resize(c.height, c.width)
+        self.switch_canvas(previous, self.entry)
         self.settings["last_model"] = str(path)
         self.save_settings()
         self.bundleChanged.emit()
         self.paramsChanged.emit("")
-        self.message.emit(f"Loaded {c.name} on {self.provider}")
+        self.message.emit(f"Loaded {self.entry.name} on {self.provider}")
         return True
+
+    def switch_canvas(self, previous: ModelEntry | None, entry: ModelEntry) -> None:
+        """Keep the previous model's canvas; bring back this model's, or start a fresh one (the start
+        image comes along, shown with a one-click drop: carried_from)."""
+        if previous is not None and previous.path == entry.path:
+            self.canvas.resize(self.caps.height, self.caps.width)
+            return
+        if previous is not None:
+            self.canvases[str(previous.path)] = self.canvas.stash()
+        stored = self.canvases.get(str(entry.path))
+        if stored is not None:
+            self.canvas.unstash(stored)
+            self.carried_from = ""
+        else:
+            carried = self.canvas.start_fresh(self.caps.height, self.caps.width, keep_image=True)
+            self.carried_from = previous.name if carried and previous is not None else ""
+        self.carryChanged.emit()
+
+    def drop_carried_image(self) -> None:
+        """The one-click answer to a carried-over start image: remove it (undoable)."""
+        self.carried_from = ""
+        if self.canvas.init_image is not None:
+            self.canvas.set_init_image(None)
+        self.carryChanged.emit()
 
     @property
     def provider(self) -> str:
@@ -302,7 +201,8 @@ class StudioModel(QObject):
         return usable[0].path if usable else None
 
     def add_model(self, folder: Path | str) -> bool:
-        """Validate a bundle folder, then copy it into the user's models folder and select it."""
+        """Validate a bundle folder, then copy it into the user's models folder and select it; a model
+        the library already has (the same weights) is selected instead of copied again."""
         folder = Path(folder)
         try:
             if not folder.is_dir():
@@ -311,23 +211,55 @@ class StudioModel(QObject):
                 raise FileNotFoundError(f"{folder} holds no studio.json or model_index.json, so it is not a model bundle.")
             from desktop.runtime.bundle import open_bundle
 
-            open_bundle(folder, provider="cpu")  # validates manifest, hashes and graphs
-            target = paths.user_models_dir() / folder.name
-            if target.resolve() != folder.resolve():
-                n = 2
-                while target.exists():
-                    target = paths.user_models_dir() / f"{folder.name}-{n}"
-                    n += 1
-                tmp = target.with_name(target.name + ".partial")
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(folder, tmp)
-                tmp.replace(target)
+            bundle = open_bundle(folder, provider="cpu")  # validates manifest, hashes and graphs
+            manifest = bundle.manifest if (folder / MANIFEST_NAME).exists() else None
+            known = library.same_model(self.models, library.fingerprint(folder, manifest))
+            if known is not None:
+                selected = self.select_model(known.path)
+                self.message.emit(f"{known.name} is already in your models (the same weights); selected it.")
+                return selected
+            target = folder if folder.resolve().parent == paths.user_models_dir().resolve() \
+                else library.copy_into_library(folder)
             self._verified.add(target)  # a copy of the folder just verified
         except Exception as exc:  # noqa: BLE001
             self.error.emit(friendly_error(exc))
             return False
         self.refresh_models()
         return self.select_model(target)
+
+    def remove_model(self, path: Path | str) -> bool:
+        """Delete one of the user's models; the current model moves to the default one."""
+        entry = next((e for e in self.models if e.path == Path(path)), None)
+        if entry is None or self.running:
+            return False
+        try:
+            library.remove_from_library(entry)
+        except OSError as exc:
+            self.error.emit(friendly_error(exc))
+            return False
+        self.canvases.pop(str(entry.path), None)
+        self.settings["model_names"] = {k: v for k, v in self.settings["model_names"].items() if k != str(entry.path)}
+        self.save_settings()
+        current = self.entry is not None and self.entry.path == entry.path
+        self.refresh_models()
+        if current:
+            self.entry = self.bundle = self.caps = None
+            self.select_model(self.default_model_path())
+            self.bundleChanged.emit()
+        self.message.emit(f"Removed {entry.name}.")
+        return True
+
+    def rename_model(self, path: Path | str, name: str) -> None:
+        """The name the app shows for a model ("" = the manifest's own)."""
+        names = dict(self.settings["model_names"])
+        if name.strip():
+            names[str(path)] = name.strip()
+        else:
+            names.pop(str(path), None)
+        self.settings["model_names"] = names
+        self.save_settings()
+        self.refresh_models()
+        self.bundleChanged.emit()
 
     # --- parameters -----------------------------------------------------------------------
     def set_param(self, name: str, value) -> None:
@@ -355,11 +287,12 @@ class StudioModel(QObject):
 
         p, c, cv = self.params, self.caps, self.canvas
         if c is None:
-            raise ValueError("No model is loaded. Add a model folder with Models ▸ Add model….")
+            raise ValueError("No model is loaded. Add a model folder with File ▸ Add model….")
         mask = labels = init = None
         if cv.has_mask():  # every model inpaints (label-map models too, with their map)
             if cv.init_image is None:
-                raise ValueError("Inpainting needs an image to keep: open or drop one on the canvas (or use a result as input).")
+                raise ValueError("Inpainting needs an image to keep: open or drop one on the canvas (or use a "
+                                 "result as input), or clear the mask (More ▸ Clear) to generate everywhere.")
             mask = cv.mask.copy()
         if c.mask_kind == "semantic" and cv.has_labels():
             labels = brush.fill_unpainted(cv.labels)  # unpainted pixels take the nearest painted label
@@ -374,27 +307,17 @@ class StudioModel(QObject):
             spacing=p.spacing, model=c.name, seamless=bool(p.seamless),
         )
 
-    def restore_recipe(self, recipe, model_path: str | None = None) -> None:
-        """Set every control from a recipe (a GenerationRequest or its dict); the seed gets locked."""
+    # --- restoring recipes ----------------------------------------------------------------
+    def restore_recipe(self, recipe, model_path: str | None = None, *, keep_seed: bool = False) -> None:
+        """Set every control from a recipe (a GenerationRequest or its dict); the seed gets locked,
+        or stays as it is with keep_seed ("Apply except seed")."""
         d = recipe if isinstance(recipe, dict) else recipe.to_dict()
         if model_path and self.entry and Path(model_path) != self.entry.path and Path(model_path).exists():
             self.select_model(model_path)
-        values = {k: d[k] for k in RECIPE_FIELDS if k in d and d[k] is not None}
-        for k in ("class_name", "spacing"):
-            if k in d:
-                values[k] = d[k]
-        if d.get("init_image") is None:
-            values.pop("strength", None)  # without an init image the strength was unused: keep the control's
-        for k in ("steps", "seed", "batch_size", "height", "width"):
-            if k in values:
-                values[k] = int(values[k])
-        for k in ("guidance", "strength"):
-            if k in values:
-                values[k] = float(values[k])
-        self.params = replace(self.params, **values, seed_locked=True)
+        self.params = params_from_recipe(self.params, d, keep_seed=keep_seed)
         self.canvas.resize(self.params.height, self.params.width)
         self.paramsChanged.emit("")
-        self.message.emit("Restored the recipe (seed locked).")
+        self.message.emit("Applied the recipe (seed kept)." if keep_seed else "Restored the recipe (seed locked).")
 
     def restore_canvas(self, request) -> None:
         """Put a recipe's init image, mask and label map on the canvas (when they fit the model)."""
@@ -411,18 +334,28 @@ class StudioModel(QObject):
             cv.labels = np.asarray(labels, np.int32)
         cv.changed.emit()
 
-    def restore_png(self, path: Path | str) -> bool:
+    def model_for(self, name: str | None, model_hash: str | None = None) -> Path | None:
+        """The library's folder for a recipe's model: by its hash first, else by its name."""
+        if model_hash:
+            match = next((e for e in self.models if e.fingerprint and e.fingerprint.startswith(model_hash)), None)
+            if match is not None:
+                return match.path
+        return next((e.path for e in self.models if e.caps and name and e.caps.name == name), None)
+
+    def restore_png(self, path: Path | str, *, keep_seed: bool = False) -> bool:
         """Restore the recipe a PNG carries (ours or A1111 `parameters`); False if it has none."""
         try:
-            from desktop.runtime.pngmeta import read_recipe
+            from desktop.runtime.pngmeta import read_recipe_dict
+            from desktop.runtime.pipeline import GenerationRequest
 
-            request = read_recipe(Path(path))
+            d = read_recipe_dict(Path(path))
+            request = GenerationRequest.from_dict(d["request"])
         except Exception as exc:  # noqa: BLE001
             self.error.emit(f"Could not read a recipe from {Path(path).name}: {friendly_error(exc)}")
             return False
-        model = getattr(request, "model", None)
-        match = next((e.path for e in self.models if e.caps and model and e.caps.name == model), None)
-        self.restore_recipe(request, str(match) if match else None)
+        model = (d.get("model") or {})
+        match = self.model_for(request.model or model.get("name"), model.get("hash"))
+        self.restore_recipe(request, str(match) if match else None, keep_seed=keep_seed)
         self.restore_canvas(request)
         return True
 
@@ -432,45 +365,53 @@ class StudioModel(QObject):
         full = None
         if e.path and Path(e.path).exists():
             try:
-                from desktop.runtime.pngmeta import read_recipe
+                from desktop.runtime.pngmeta import read_recipe_dict
 
-                full = read_recipe(e.path)
+                full = read_recipe_dict(e.path)
             except Exception:  # noqa: BLE001 - the stored recipe still restores the parameters
                 full = None
         self.restore_recipe(e.recipe, e.model)
         if full is not None:
-            self.restore_canvas(full)
+            from desktop.runtime.pipeline import GenerationRequest
+
+            self.restore_canvas(GenerationRequest.from_dict(full["request"]))
         if e.path and Path(e.path).exists():
-            self.result_images = [images.load_image(e.path)]
-            self.result_paths = [Path(e.path)]
-            self.frames = []
-            self.trajectoryChanged.emit()
-            self.resultChanged.emit()
+            self.show_result([images.load_image(e.path)], [Path(e.path)], [full] if full else [], "history")
 
     # --- generation -----------------------------------------------------------------------
     @property
     def running(self) -> bool:
         return self.thread is not None
 
-    def generate(self) -> bool:
+    def generate(self, *, live: bool = False) -> bool:
+        """Start a run with the current settings. A live run (live painting) keeps the seed, saves
+        nothing and adds nothing to the history."""
         if self.running:
             return False
         if self.bundle is None:
-            self.error.emit("No model is loaded. Add a model folder with Models ▸ Add model….")
+            self.error.emit("No model is loaded. Add a model folder with File ▸ Add model….")
             return False
-        if not self.params.seed_locked:
+        if not self.params.seed_locked and not live:
             self.randomize_seed()
         try:
             request = self.build_request()
         except (ValueError, ImportError) as exc:
-            self.error.emit(str(exc))
+            if not live:
+                self.error.emit(str(exc))
             return False
-        self.settings.add_recent_prompt(self.params.prompt)
-        self.save_settings()
+        if not live:
+            self.settings.add_recent_prompt(self.params.prompt)
+            self.save_settings()
+        self.start_thread(request, save=not live)
+        n = int(request.batch_size)
+        self.message.emit(f"Generating {n} image{'s' if n > 1 else ''} with seed {request.seed}…")
+        return True
+
+    def start_thread(self, request, *, save: bool) -> None:
         self.last_request = request
         self.frames = []
-        self.trajectoryChanged.emit()
-        self.thread = GenerationThread(self.bundle, request, self.settings.output_dir(), parent=self)
+        self.show_result([], [], [], "running")
+        self.thread = GenerationThread(self.bundle, request, self.settings.output_dir(), save=save, parent=self)
         self.thread.stepped.connect(self._on_step)
         self.thread.succeeded.connect(self._on_success)
         self.thread.failed.connect(self._on_failed)
@@ -479,15 +420,33 @@ class StudioModel(QObject):
         self._run_started = time.perf_counter()
         self.runningChanged.emit(True)
         self.progressChanged.emit(0, int(request.steps), 0.0, -1.0)
-        n = int(request.batch_size)
-        self.message.emit(f"Generating {n} image{'s' if n > 1 else ''} with seed {request.seed}…")
         self.thread.start()
-        return True
 
     def cancel(self) -> None:
         if self.thread is not None:
             self.thread.cancel()
             self.message.emit("Cancelling…")
+
+    def show_result(self, result_images: list, result_paths: list, recipes: list, state: str) -> None:
+        """What the output shows: these images (selectable), their PNGs and recipes, and how the run ended."""
+        self.result_images, self.result_paths, self.result_recipes = list(result_images), list(result_paths), list(recipes)
+        self.selected = 0
+        if state == "history":
+            self.frames = []
+            self.trajectoryChanged.emit()
+            state = "done"
+        self.set_run_state(state)
+        self.resultChanged.emit()
+        self.selectionChanged.emit(0)
+
+    def set_run_state(self, state: str) -> None:
+        self.run_state = state
+        self.runStateChanged.emit(state)
+
+    def select(self, index: int) -> None:
+        if 0 <= index < len(self.result_images) and index != self.selected:
+            self.selected = index
+            self.selectionChanged.emit(index)
 
     def _on_step(self, frame: Frame) -> None:
         self.frames.append(frame)
@@ -499,10 +458,18 @@ class StudioModel(QObject):
             self.frameChanged.emit(frame)
 
     def _on_success(self, result, saved) -> None:
-        self.result_images = list(result.images)  # HxWx3 uint8 (GenerationResult)
-        self.result_paths = [p for p, _ in saved]
+        self.last_seconds = time.perf_counter() - self._run_started
+        paths_ = [p for p, _ in saved]
+        self.add_to_history(result, saved)
+        self.trajectoryChanged.emit()
+        self.show_result(result.images, paths_, [r for _, r in saved], "done")
+        where = f" — saved to {paths_[0].parent}" if paths_ and paths_[0] else ""
+        notes = "".join(f" ({w})" for w in getattr(result, "warnings", None) or [])
+        self.message.emit(f"Done in {self.last_seconds:.1f} s{where}{notes}")
+
+    def add_to_history(self, result, saved) -> None:
         entries = [
-            HistoryEntry(path=str(p), recipe=_json_recipe(r["request"]), model=str(self.entry.path) if self.entry else "",
+            HistoryEntry(path=str(p), recipe=history_recipe(r["request"]), model=str(self.entry.path) if self.entry else "",
                          model_name=str(getattr(result, "model_name", "") or (self.caps.name if self.caps else "")),
                          provider=str(r.get("provider") or self.provider))
             for p, r in saved if p is not None
@@ -513,17 +480,14 @@ class StudioModel(QObject):
             except OSError as exc:
                 self.error.emit(f"Could not update the history file {self.history.path}: {exc}")
             self.historyChanged.emit()
-        self.trajectoryChanged.emit()
-        self.resultChanged.emit()
-        seconds = time.perf_counter() - self._run_started
-        where = f" — saved to {self.result_paths[0].parent}" if self.result_paths and self.result_paths[0] else ""
-        notes = "".join(f" ({w})" for w in getattr(result, "warnings", None) or [])
-        self.message.emit(f"Done in {seconds:.1f} s{where}{notes}")
 
     def _on_failed(self, text: str) -> None:
+        if self.run_state == "running":
+            self.set_run_state("failed")
         self.error.emit(text)
 
     def _on_cancelled(self) -> None:
+        self.set_run_state("cancelled")
         self.message.emit("Cancelled — nothing was saved.")
 
     def _on_thread_finished(self) -> None:
@@ -540,11 +504,40 @@ class StudioModel(QObject):
     def set_show_noisy(self, on: bool) -> None:
         self.show_noisy = bool(on)
         self.settings["show_noisy"] = self.show_noisy
-        self.trajectoryChanged.emit()
+        self.displayChanged.emit()
 
-    def use_result_as_input(self, index: int = 0) -> None:
+    # --- acting on the selected image ---------------------------------------------------------
+    def selected_image(self) -> np.ndarray | None:
+        return self.result_images[self.selected] if self.result_images else None
+
+    def selected_path(self) -> Path | None:
+        return self.result_paths[self.selected] if self.selected < len(self.result_paths) else None
+
+    def selected_recipe(self) -> dict | None:
+        return self.result_recipes[self.selected] if self.selected < len(self.result_recipes) else None
+
+    def use_result_as_input(self, index: int | None = None) -> None:
         if self.result_images:
-            self.canvas.set_init_image(self.result_images[min(index, len(self.result_images) - 1)])
+            i = self.selected if index is None else min(index, len(self.result_images) - 1)
+            self.canvas.set_init_image(self.result_images[i])
+            self.carried_from = ""
+            self.carryChanged.emit()
+
+    def save_selected_as(self, target: Path | str) -> bool:
+        """Write the selected image with its recipe to `target` (replacing it: the file dialog asked)."""
+        from desktop.runtime.pngmeta import save_png
+
+        image, target = self.selected_image(), Path(target)
+        if image is None:
+            return False
+        try:
+            written = save_png(image, self.selected_recipe(), target.parent, f".saving-{target.stem}")
+            os.replace(written, target)
+        except OSError as exc:
+            self.error.emit(f"Could not save to {target}: {friendly_error(exc)}")
+            return False
+        self.message.emit(f"Saved {target.name}")
+        return True
 
     def save_settings(self) -> None:
         try:
@@ -553,7 +546,10 @@ class StudioModel(QObject):
             self.error.emit(f"Could not save settings to {self.settings.path}: {exc}")
 
 
-def _json_recipe(recipe) -> dict:
-    d = dict(recipe)
-    return {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool, type(None), list, dict))
-            and k not in ("init_image", "mask", "labels")}
+def history_recipe(request: dict) -> dict:
+    """A recipe as the history keeps it: the parameters, with the painted arrays named, not stored
+    ("inputs": which of start image, mask and label map it had; the PNG keeps the arrays)."""
+    d = {k: v for k, v in dict(request).items() if isinstance(v, (str, int, float, bool, type(None), list, dict))
+         and k not in ("init_image", "mask", "labels")}
+    d["inputs"] = [k for k in ("init_image", "mask", "labels") if request.get(k) is not None]
+    return d

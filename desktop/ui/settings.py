@@ -24,6 +24,9 @@ DEFAULTS = {
     "last_model": "",
     "overlay_opacity": 0.5,
     "show_noisy": False,
+    "theme": "system",         # "system" | "light" | "dark" (theme.py)
+    "live_painting": False,    # regenerate on its own while painting (live.py)
+    "model_names": {},         # model folder -> the name the user gave it (library.py)
 }
 
 

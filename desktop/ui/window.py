@@ -9,13 +9,15 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QScrollArea, QSplitter,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QScrollArea,
+                               QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from .model import StudioModel
+from .theme import apply_theme
 from .widgets.canvas import CanvasPanel
 from .widgets.controls import ControlsPanel
-from .widgets.dialogs import HelpDialog, SettingsDialog
+from .widgets.dialogs import HelpDialog, PngInfoDialog, SettingsDialog
+from .widgets.models_dialog import ModelManager
 from .widgets.history_panel import HistoryPanel
 from .widgets.preview import PreviewPanel
 
@@ -72,15 +74,9 @@ class MainWindow(QMainWindow):
         lay.addWidget(split, 1)
         self.setCentralWidget(central)
 
-        scroll = QScrollArea()
-        scroll.setWidget(self.controls)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.controls.minimumSizeHint().width() + 16)
-        self.controls_dock = self._dock("Generate", scroll, Qt.DockWidgetArea.LeftDockWidgetArea, "controlsDock")
+        self.controls_dock = self._dock("Generate", self.controls_column(), Qt.DockWidgetArea.LeftDockWidgetArea, "controlsDock")
         self.history_dock = self._dock("History", self.history, Qt.DockWidgetArea.RightDockWidgetArea, "historyDock")
-        self.history.setMinimumWidth(170)
+        self.history.setMinimumWidth(120)
 
         self.provider_label = QLabel()
         self.provider_label.setToolTip("The ONNX Runtime execution provider really in use")
@@ -97,7 +93,25 @@ class MainWindow(QMainWindow):
         m.runningChanged.connect(self.on_running)
         screen = self.screen().availableGeometry() if self.screen() else None
         self.resize(min(1320, int(screen.width() * 0.92)) if screen else 1320, min(820, int(screen.height() * 0.9)) if screen else 820)
-        self.restore_layout()
+        self.resizeDocks([self.controls_dock, self.history_dock], [300, 190], Qt.Orientation.Horizontal)
+        split.setSizes([10000, 10000])   # canvas and output share the middle equally
+        if not self.restore_layout() and self.width() < 1200:
+            self.set_compact(True)           # a small screen, first start: history as a tab
+
+    def controls_column(self) -> QWidget:
+        """The controls scroll; Generate and Cancel stay in view below them at any window height."""
+        scroll = QScrollArea()
+        scroll.setWidget(self.controls)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.controls.minimumSizeHint().width() + 16)
+        column = QWidget()
+        lay = QVBoxLayout(column)
+        lay.setContentsMargins(0, 0, 0, 4)
+        lay.addWidget(scroll, 1)
+        lay.addWidget(self.controls.buttons)
+        return column
 
     def _dock(self, title, widget, area, name) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -124,9 +138,13 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         f = bar.addMenu("&File")
         self._action(f, "Open image…", self.canvas.open_image, "Ctrl+O", "Load an image onto the canvas")
-        self._action(f, "Add model…", self.controls.picker.add_model, None, "Copy a model bundle folder into your models")
+        self._action(f, "Open recipe…", self.open_recipe, "Ctrl+Shift+O",
+                     "Show the settings stored in a PNG (made here or by another tool) and apply them")
         f.addSeparator()
-        self._action(f, "Settings…", self.open_settings, "Ctrl+,", "Output folder, execution provider, preview frequency")
+        self._action(f, "Add model…", self.controls.picker.add_model, None, "Copy a model bundle folder into your models")
+        self._action(f, "Manage models…", self.open_models, "Ctrl+M", "Add, rename, remove and inspect your models")
+        f.addSeparator()
+        self._action(f, "Settings…", self.open_settings, "Ctrl+,", "Output folder, theme, execution provider, preview frequency")
         f.addSeparator()
         self._action(f, "Quit", self.close, "Ctrl+Q")
         e = bar.addMenu("&Edit")
@@ -144,13 +162,40 @@ class MainWindow(QMainWindow):
         v = bar.addMenu("&View")
         v.addAction(self.controls_dock.toggleViewAction())
         v.addAction(self.history_dock.toggleViewAction())
-        for key, text in (("B", "brush"), ("E", "eraser"), ("G", "bucket")):
-            a = QAction(self)
-            a.setShortcut(QKeySequence(key))
-            a.triggered.connect(lambda _=False, t=text: self._tool_shortcut(t))
-            self.addAction(a)
+        self.a_compact = self._action(v, "Compact layout", self.set_compact, None,
+                                      "History as a tab beside the controls, leaving more room for the pictures")
+        self.a_compact.setCheckable(True)
+        self._action(v, "Full screen", self.preview.show_full_screen, "F11", "Show the chosen result on the whole screen")
+        self._action(v, "PNG info of the result", self.result_info, "Ctrl+I", "The settings stored in the chosen result")
+        self._key_actions()
         h = bar.addMenu("&Help")
         self._action(h, "Help and models…", self.open_help, "F1")
+
+    def _key_actions(self) -> None:
+        """Single keys that work wherever the pointer is, without a click first (a text box that has
+        the focus still gets its letters: Qt gives typing precedence over these shortcuts)."""
+        keys = [("B", lambda: self._tool_shortcut("brush")), ("E", lambda: self._tool_shortcut("eraser")),
+                ("G", lambda: self._tool_shortcut("bucket")),
+                ("[", lambda: self.canvas.view.set_radius(self.canvas.view.radius / 1.25)),
+                ("]", lambda: self.canvas.view.set_radius(self.canvas.view.radius * 1.25))]
+        self.key_actions = {}
+        for key, slot in keys:
+            a = QAction(self)
+            a.setShortcut(QKeySequence(key))
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.triggered.connect(slot)
+            self.addAction(a)
+            self.key_actions[key] = a
+
+    def set_compact(self, on: bool) -> None:
+        """History shares the left dock with the controls as a tab (on), or has its own column."""
+        self.a_compact.setChecked(on)
+        if on:
+            self.tabifyDockWidget(self.controls_dock, self.history_dock)
+            self.controls_dock.raise_()
+        else:
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history_dock)
+            self.resizeDocks([self.history_dock], [190], Qt.Orientation.Horizontal)
 
     def _tool_shortcut(self, name: str) -> None:
         mode = self.canvas.view.mode
@@ -191,6 +236,7 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.model.settings, self)
         if dialog.exec():
             provider_changed = dialog.apply()
+            apply_theme(self.model.settings["theme"])
             self.model.save_settings()
             if provider_changed and self.model.entry is not None and not self.model.running:
                 self.model.select_model(self.model.entry.path)
@@ -206,6 +252,29 @@ class MainWindow(QMainWindow):
         self.train_window.show()
         self.train_window.raise_()
         self.train_window.activateWindow()
+
+    def open_recipe(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open recipe (a PNG with its settings)", str(self.model.settings.output_dir()),
+                                              "PNG images (*.png)")
+        if path:
+            self.show_png_info(path)
+
+    def show_png_info(self, path) -> PngInfoDialog | None:
+        dialog = PngInfoDialog(self.model, Path(path), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def result_info(self) -> None:
+        path = self.model.selected_path()
+        if path is not None:
+            self.show_png_info(path)
+
+    def open_models(self) -> ModelManager:
+        dialog = ModelManager(self.model, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     # --- drag and drop onto the whole window ------------------------------------------------
     def dragEnterEvent(self, event) -> None:
@@ -224,15 +293,19 @@ class MainWindow(QMainWindow):
                 return
 
     # --- layout persistence ---------------------------------------------------------------
-    def restore_layout(self) -> None:
+    def restore_layout(self) -> bool:
+        """The stored window layout; False when there is none (or it is unreadable)."""
         s = self.model.settings
         try:
             if s["window_geometry"]:
                 self.restoreGeometry(QByteArray.fromBase64(s["window_geometry"].encode()))
             if s["window_state"]:
-                self.restoreState(QByteArray.fromBase64(s["window_state"].encode()))
+                restored = self.restoreState(QByteArray.fromBase64(s["window_state"].encode()))
+                self.a_compact.setChecked(self.history_dock in self.tabifiedDockWidgets(self.controls_dock))
+                return bool(restored)
         except Exception:  # noqa: BLE001 - a bad stored layout falls back to the default one
             pass
+        return False
 
     def save_layout(self) -> None:
         s = self.model.settings

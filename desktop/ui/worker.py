@@ -16,74 +16,76 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 
+from desktop.runtime.manifest import BundleError
+from desktop.runtime.providers import ProviderError
+from diffusion.samplers import Cancelled, NonFiniteError
+
 from . import images
+
+try:  # ONNX Runtime's own exception types (Fail, InvalidArgument, RuntimeException, ...)
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+    ORT_ERRORS: tuple[type, ...] = tuple(
+        v for v in vars(ort_state).values() if isinstance(v, type) and issubclass(v, Exception))
+except ImportError:  # pragma: no cover - onnxruntime is a base dependency
+    ORT_ERRORS = ()
 
 
 @dataclass
 class Frame:
-    """One denoising step, ready to display: predicted x0 and noisy x_t, tiled over the batch."""
+    """One denoising step, ready to display: the predicted x̂_0 and the noisy x_t of every image."""
     step: int
     steps: int
     t: int
-    x0: np.ndarray           # HxWx3 uint8
-    x_t: np.ndarray | None   # HxWx3 uint8
+    x0: list                 # one HxWx3 uint8 array per image of the batch
+    x_t: list | None         # the same for the noisy sample, or None
     elapsed: float           # seconds since the run started
 
 
 def frame_from_step(info, started: float) -> Frame:
-    previews = list(info.preview or [])
-    x0 = images.tile(previews) if previews else None
     x_t = info.x_t
     noisy = None
     if x_t is not None:
         arr = np.asarray(x_t)
-        noisy = images.tile([images.latent_to_image(arr[i]) for i in range(arr.shape[0])]) if arr.ndim == 4 else images.latent_to_image(arr)
-    if x0 is None:
-        x0 = noisy if noisy is not None else np.zeros((8, 8, 3), np.uint8)
+        noisy = [images.latent_to_image(arr[i]) for i in range(arr.shape[0])] if arr.ndim == 4 else [images.latent_to_image(arr)]
+    x0 = [np.asarray(p) for p in (info.preview or [])] or noisy or [np.zeros((8, 8, 3), np.uint8)]
     return Frame(int(info.step), int(info.steps), int(info.t), x0, noisy, time.perf_counter() - started)
 
 
 def is_cancelled_error(exc: BaseException) -> bool:
-    try:
-        from diffusion.samplers import Cancelled
-        if isinstance(exc, Cancelled):
-            return True
-    except ImportError:
-        pass
-    return type(exc).__name__ in ("Cancelled", "CancelledError")
+    return isinstance(exc, Cancelled)
 
 
 def friendly_error(exc: BaseException) -> str:
     """An exception -> one paragraph in plain words, naming what to do where possible."""
-    name = type(exc).__name__
-    text = str(exc).strip() or name
-    if name == "BundleError":
-        file = getattr(exc, "file", None)
-        fld = getattr(exc, "field", None)
-        where = " ".join(x for x in (f"file {file}" if file else "", f"field '{fld}'" if fld else "") if x)
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, BundleError):
+        where = " ".join(x for x in (f"file {exc.file}" if exc.file else "", f"field '{exc.field}'" if exc.field else "") if x)
         return f"This model folder cannot be used{f' ({where})' if where else ''}: {text}"
-    if name == "ProviderError":
+    if isinstance(exc, ProviderError):
         return f"The execution provider could not be used: {text}. Choose another one in Settings (CPU always works)."
-    if name in ("Fail", "RuntimeException", "InvalidArgument", "EPFail", "NotImplemented") or "onnxruntime" in type(exc).__module__:
+    if isinstance(exc, ORT_ERRORS):
         return f"The execution provider failed while running the model: {text}. Try another provider in Settings (CPU always works)."
-    if name == "NonFiniteError":
-        return f"The model produced invalid numbers (NaN or infinity): {text}. Try fewer guidance or another sampler."
+    if isinstance(exc, NonFiniteError):
+        return f"The model produced invalid numbers (NaN or infinity): {text}. Try less guidance or another sampler."
     if isinstance(exc, MemoryError):
         return "Out of memory. Try a smaller batch or image size."
-    if isinstance(exc, (ValueError, FileNotFoundError, PermissionError, OSError)):
+    if isinstance(exc, (ValueError, OSError)):
         return text
-    return f"{name}: {text}"
+    return f"{type(exc).__name__}: {text}"
 
 
 class GenerationThread(QThread):
+    """Runs one request. `save=False` (live painting) keeps the images in memory only; either way
+    every image comes back with its recipe."""
+
     stepped = Signal(object)             # Frame
     succeeded = Signal(object, object)   # GenerationResult, list[(Path | None, recipe)]
     failed = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, bundle, request, out_dir: Path, *, parent=None):
+    def __init__(self, bundle, request, out_dir: Path, *, save: bool = True, parent=None):
         super().__init__(parent)
-        self.bundle, self.request, self.out_dir = bundle, request, Path(out_dir)
+        self.bundle, self.request, self.out_dir, self.save = bundle, request, Path(out_dir), save
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -108,22 +110,29 @@ class GenerationThread(QThread):
         if getattr(result, "cancelled", False) or self._cancel.is_set():
             self.cancelled.emit()
             return
-        saved = []
-        try:
-            from desktop.runtime import pngmeta
+        self.finish(result)
 
-            stem = _slug(getattr(result, "model_name", "") or getattr(self.bundle, "name", "image"))
-            for i, image in enumerate(result.images):
-                recipe = pngmeta.make_recipe(result, i)
-                path = pngmeta.save_png(image, recipe, self.out_dir, f"{stem}-{result.seeds[i]}")
-                saved.append((path, recipe))
-        except BaseException as exc:  # noqa: BLE001
-            self.succeeded.emit(result, saved)
-            self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(exc)}")
-            return
+    def finish(self, result) -> None:
+        """Make every image's recipe, save the PNGs (when saving), report; a failed save keeps the images."""
+        from desktop.runtime import pngmeta
+
+        recipes = [pngmeta.make_recipe(result, i) for i in range(len(result.images))]
+        saved, problem = [], None
+        stem = slug(getattr(result, "model_name", "") or getattr(self.bundle, "name", "image"))
+        for i, (image, recipe) in enumerate(zip(result.images, recipes)):
+            path = None
+            if self.save and problem is None:
+                try:
+                    path = pngmeta.save_png(image, recipe, self.out_dir, f"{stem}-{result.seeds[i]}")
+                except BaseException as exc:  # noqa: BLE001
+                    problem = exc
+            saved.append((path, recipe))
         self.succeeded.emit(result, saved)
+        if problem is not None:
+            self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(problem)}. "
+                             "Save as… still saves them where you choose.")
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(name).strip())
     return keep.strip("-")[:40] or "image"

@@ -71,7 +71,7 @@ def test_prompt_generate_previews_every_step_and_saves_png_with_recipe(qtbot, op
     qtbot.keyClicks(w.controls.prompt, "a red cat")
     assert m.params.prompt == "a red cat"
     frames = []
-    m.frameChanged.connect(lambda f: frames.append(f.x0.copy()))
+    m.frameChanged.connect(lambda f: frames.append(f.x0[0].copy()))
     with qtbot.waitSignal(m.runningChanged, timeout=30000, check_params_cb=lambda r: r is False):
         qtbot.mouseClick(w.controls.generate_button, Qt.MouseButton.LeftButton)
     steps = m.params.steps
@@ -422,7 +422,7 @@ def test_settings_dialog_writes_output_folder_and_preview_frequency(qtbot, open_
     assert Path(m.history.entries[0].path).parent == tmp_path / "elsewhere"
 
 
-def test_latent_text_model_batch_shows_tiled_previews_and_noisy_toggle(qtbot, open_window):
+def test_latent_batch_is_a_grid_of_separate_images_and_noisy_toggle_keeps_the_step(qtbot, open_window):
     w = open_window(cond="text", kind="latent", size=16)
     m = w.model
     m.set_param("prompt", "a dog")
@@ -432,11 +432,16 @@ def test_latent_text_model_batch_shows_tiled_previews_and_noisy_toggle(qtbot, op
     seeds = sorted(e.recipe["seed"] for e in m.history.entries)
     assert seeds == [m.params.seed, m.params.seed + 1, m.params.seed + 2]
     frame = m.frames[0]
-    assert frame.x0.shape[1] > 16 and frame.x_t is not None   # a tiled batch, and the noisy sample
+    assert len(frame.x0) == 3 and len(frame.x_t) == 3   # every image of the batch, and its noisy sample
+    assert len(w.preview.view.images) == 3              # a grid of separate images, not one tiled picture
+    w.preview.slider.setValue(2)
     w.preview.noisy.setChecked(True)
-    w.preview.slider.setValue(0)
-    shown = images.array_from_qimage(w.preview.view.image)
-    assert np.array_equal(shown, frame.x_t)
+    assert w.preview.slider.value() == 2                # the toggle keeps the trajectory where it is
+    shown = images.array_from_qimage(w.preview.view.images[1])
+    assert np.array_equal(shown, m.frames[2].x_t[1])
+    w.preview.noisy.setChecked(False)
+    assert w.preview.slider.value() == 2
+    assert np.array_equal(images.array_from_qimage(w.preview.view.images[1]), m.frames[2].x0[1])
 
 
 def test_ctrl_enter_in_the_prompt_generates(qtbot, open_window):

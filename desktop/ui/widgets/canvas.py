@@ -1,7 +1,8 @@
 """The input canvas: the init image, the inpainting mask brush and semantic label painting.
 
 Binds to `StudioModel.canvas` (a CanvasState): every stroke is `checkpoint()` then dabs, so undo
-works per stroke. Brush size: `[` / `]` or the mouse wheel; Ctrl+wheel zooms; middle button or
+works per stroke. Both layers show at once (the label map and the inpainting mask, the one being
+painted stronger). Brush size: `[` / `]` (window shortcuts, no click needed) or the mouse wheel; Ctrl+wheel zooms; middle button or
 Space+drag pans. Dropping an image (the window handles drops) loads it as the init image; dropping a PNG
 that carries a recipe restores the recipe instead.
 """
@@ -10,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QMenu, QPushButton, QSlider,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from .. import brush, images
-from .imageview import ImageView
+from .flow import FlowLayout, retain_size
+from .imageview import ImageView, zoom_box
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 
@@ -48,20 +50,29 @@ class PaintView(ImageView):
         canvas.changed.connect(self.refresh)
 
     def refresh(self) -> None:
+        """Draw the start image (or a neutral ground) with both layers over it: the label map and the
+        inpainting mask. The layer being painted is drawn at the overlay opacity, the other fainter."""
         cv = self.canvas
         if self.mode is None and cv.init_image is None and not self.placeholder.startswith("Drop"):
             self.set_image(None)
             return
         base = cv.init_image
         if base is None:  # no image: a checkerboard under a mask, a flat ground under labels
-            base = np.full((cv.height, cv.width, 3), 48, np.uint8) if self.mode == "semantic" else _checkerboard(cv.height, cv.width)
-        if self.mode == "inpaint":
-            overlay = images.qimage_from_array(brush.mask_to_rgba(cv.mask, self.opacity))
-        elif self.mode == "semantic":
-            overlay = images.qimage_from_array(brush.labels_to_rgba(cv.labels, self.palette_colors, self.opacity))
-        else:
-            overlay = None
-        self.set_image(images.qimage_from_array(base), overlay)
+            base = np.full((cv.height, cv.width, 3), 48, np.uint8) if self.palette_colors else _checkerboard(cv.height, cv.width)
+        overlays = []
+        painting_mask = self.mode == "inpaint"
+        if self.palette_colors and cv.has_labels():
+            alpha = self.opacity if not painting_mask else self.opacity * 0.5
+            overlays.append(images.qimage_from_array(brush.labels_to_rgba(cv.labels, self.palette_colors, alpha)))
+        if self.mode is not None and cv.has_mask():
+            alpha = self.opacity if painting_mask else max(0.25, self.opacity * 0.6)
+            overlays.append(images.qimage_from_array(brush.mask_to_rgba(cv.mask, alpha)))
+        self.set_image(images.qimage_from_array(base), overlays)
+
+    def empty_map(self) -> bool:
+        """A label-map model with nothing on the canvas: the canvas says what to do."""
+        cv = self.canvas
+        return bool(self.palette_colors) and cv.init_image is None and not cv.has_labels() and not cv.has_mask()
 
     def set_radius(self, r: float) -> None:
         self.radius = float(max(0.5, min(256.0, r)))
@@ -117,15 +128,9 @@ class PaintView(ImageView):
         self.set_radius(self.radius * (1.12 if event.angleDelta().y() > 0 else 1 / 1.12))
         return True
 
-    def keyPressEvent(self, event) -> None:
-        if event.key() == Qt.Key.Key_BracketLeft:
-            self.set_radius(self.radius / 1.25)
-        elif event.key() == Qt.Key.Key_BracketRight:
-            self.set_radius(self.radius * 1.25)
-        else:
-            super().keyPressEvent(event)
-
     def paint_extra(self, p: QPainter) -> None:
+        if self.empty_map():
+            self.paint_hint(p)
         if self._cursor is None or not self.paints() or self.tool == "bucket":
             return
         r = self.radius * self.scale()
@@ -138,6 +143,23 @@ class PaintView(ImageView):
             p.drawEllipse(self._cursor, r * self.hardness, r * self.hardness)
 
 
+    def paint_hint(self, p: QPainter) -> None:
+        """The empty-map hint in a dark box over the canvas (at least 220 px wide, whatever the zoom)."""
+        image = self.image_rect()
+        width = max(min(self.width() - 24, 220), image.width() - 24)
+        box = QRectF(image.center().x() - width / 2, image.center().y() - 45, width, 90)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(20, 22, 26, 200))
+        p.drawRoundedRect(box, 8, 8)
+        p.setPen(QColor(240, 240, 240))
+        p.drawText(box.adjusted(10, 6, -10, -6), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, EMPTY_MAP_HINT)
+
+
+EMPTY_MAP_HINT = ("Paint the map: choose a label (sky, water, trees…) and paint where it goes, "
+                  "or Fill. Unpainted areas take the nearest label.")
+
+
 def _checkerboard(h: int, w: int, cell: int | None = None) -> np.ndarray:
     cell = cell or max(2, min(h, w) // 8)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -148,72 +170,135 @@ def _checkerboard(h: int, w: int, cell: int | None = None) -> np.ndarray:
     return out
 
 
+def pair(label: QLabel, widget: QWidget) -> QWidget:
+    """A label and its control that wrap together."""
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(0, 0, 6, 0)
+    lay.setSpacing(4)
+    lay.addWidget(label)
+    lay.addWidget(widget)
+    return box
+
+
+class CarryNotice(QFrame):
+    """Says that the start image came along from the previous model, with a one-click drop."""
+
+    def __init__(self, model, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.setObjectName("carryNotice")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.drop = QPushButton("Drop it")
+        self.drop.setToolTip("Remove the start image: this model then starts from pure noise (Ctrl+Z brings it back)")
+        self.drop.clicked.connect(model.drop_carried_image)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 4, 4)
+        lay.addWidget(self.text, 1)
+        lay.addWidget(self.drop)
+        model.carryChanged.connect(self.refresh)
+        model.canvas.changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        m = self.model
+        on = bool(m.carried_from) and m.canvas.init_image is not None
+        if on:
+            use = "inpainting keeps its unmasked pixels" if m.canvas.has_mask() else "img2img: it starts from this image"
+            self.text.setText(f"The start image came along from <b>{m.carried_from}</b> ({use}).")
+        self.setVisible(on)
+
+
+def tool_button(action: QAction) -> QToolButton:
+    b = QToolButton()
+    b.setDefaultAction(action)
+    b.setAutoRaise(True)
+    return b
+
+
+def flow_row(widgets) -> QWidget:
+    row = QWidget()
+    lay = FlowLayout(row, spacing=2)
+    lay.setContentsMargins(4, 0, 4, 0)
+    for w in widgets:
+        lay.addWidget(w)
+    return row
+
+
+TOOLS = (  # key, text, tooltip (plain words first)
+    ("brush", "Brush", "Paint where the model should make something new (B)"),
+    ("eraser", "Eraser", "Erase the mask: these pixels are kept as they are (E)"),
+    ("labels", "Paint", "Paint the chosen label, e.g. sky or water (B)"),
+    ("label_eraser", "Erase", "Erase painted labels (E); unpainted areas take the nearest painted label"),
+    ("bucket", "Fill", "Fill a connected area with the chosen label (G)"),
+)
+
+
 class CanvasPanel(QWidget):
-    """The canvas with its tool bar; which tools show depends on the model's mask kind."""
+    """The canvas with its tool bar; which tools show depends on the model's mask kind. Tool bars
+    wrap in narrow windows, and switching tools never moves or resizes the canvas."""
 
     def __init__(self, model, parent=None):
         super().__init__(parent)
         self.model = model
         self.view = PaintView(model.canvas)
         self.view.set_placeholder("Drop an image here")
+        self._make_actions()
+        self._make_tools()
+        self._make_sliders()
+        self.notice = CarryNotice(model)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        title = QLabel("<b>Input</b>")
+        title.setMinimumWidth(60)
+        self.zoom = zoom_box(self.view)
+        lay.addWidget(flow_row([title, *(tool_button(a) for a in (self.a_open, self.a_clear_image, self.a_undo,
+                                                                   self.a_redo)), self.zoom]))
+        lay.addWidget(self.tools_row)
+        lay.addWidget(self.sliders_row)
+        lay.addWidget(self.notice)
+        lay.addWidget(self.view, 1)
+        model.bundleChanged.connect(self.on_bundle)
+        model.canvas.changed.connect(self.update_actions)
+        model.canvas.undoChanged.connect(self.update_actions)
+        self.on_bundle()
 
-        def act(text, slot, tip, checkable=False):
-            a = QAction(text, self, checkable=checkable)
-            a.setToolTip(tip)
-            a.triggered.connect(slot)
-            return a
+    def act(self, text, slot, tip, checkable=False) -> QAction:
+        a = QAction(text, self, checkable=checkable)
+        a.setToolTip(tip)
+        a.triggered.connect(slot)
+        return a
 
-        def button(action):
-            b = QToolButton()
-            b.setDefaultAction(action)
-            b.setAutoRaise(True)
-            return b
+    def _make_actions(self) -> None:
+        m = self.model
+        self.a_open = self.act("Open image…", self.open_image, "Load a picture to start from (img2img) or to change "
+                                                               "part of (inpainting); or drop one here (Ctrl+O)")
+        self.a_clear_image = self.act("Clear image", lambda: m.canvas.set_init_image(None),
+                                      "Remove the start image; generation starts from pure noise")
+        self.a_undo = self.act("Undo", m.canvas.undo, "Undo the last stroke (Ctrl+Z)")
+        self.a_redo = self.act("Redo", m.canvas.redo, "Redo (Ctrl+Shift+Z)")
+        self.a_invert = self.act("Invert", m.canvas.invert_mask, "Swap painted and unpainted: generate everywhere except where you painted")
+        self.a_fill = self.act("Fill all", self.fill_all, "Mask the whole image (or fill it with the chosen label)")
+        self.a_clear = self.act("Clear", self.clear_paint, "Remove all painting of the current layer")
+        self.a_load_mask = self.act("Load mask…", self.load_mask, "Load a mask PNG (white = generate, black = keep); it must be the model's size")
+        self.a_save_mask = self.act("Save mask…", self.save_mask, "Save the mask as a grayscale PNG (white = generate)")
 
-        self.a_open = act("Open image…", self.open_image, "Load an image as the starting point (img2img) or the image to inpaint (Ctrl+O); or drop one here")
-        self.a_clear_image = act("Clear image", lambda: model.canvas.set_init_image(None), "Remove the init image; generation starts from pure noise")
-        self.a_undo = act("Undo", model.canvas.undo, "Undo the last stroke (Ctrl+Z)")
-        self.a_redo = act("Redo", model.canvas.redo, "Redo (Ctrl+Shift+Z)")
-        self.a_fit = act("Fit", lambda: self.view.set_zoom(None), "Fit the image to the view (0 or double-click)")
+    def _make_tools(self) -> None:
         group = QActionGroup(self)
         self.tool_actions = {}
-        for key, text, tip in (
-            ("brush", "Brush", "Paint where the model should generate (B)"),
-            ("eraser", "Eraser", "Erase the mask: these pixels are kept (E)"),
-            ("labels", "Paint", "Paint the selected label (B)"),
-            ("label_eraser", "Erase", "Erase painted labels (E); unpainted pixels take the nearest painted label"),
-            ("bucket", "Fill", "Bucket fill a connected region with the selected label (G)"),
-        ):
-            a = act(text, lambda _=False, k=key: self.set_tool(k), tip, checkable=True)
+        for key, text, tip in TOOLS:
+            a = self.act(text, lambda _=False, k=key: self.set_tool(k), tip, checkable=True)
             group.addAction(a)
             self.tool_actions[key] = a
+        self.tool_buttons = {k: tool_button(a) for k, a in self.tool_actions.items()}
         self.label_combo = QComboBox()
-        self.label_combo.setToolTip("The label the brush and fill paint (from the model's palette)")
+        self.label_combo.setToolTip("The label the brush and Fill paint (the model's palette)")
+        self.label_combo.setStyleSheet("QComboBox { combobox-popup: 0; }")   # a list below, not over the current item
+        self.label_combo.setMaxVisibleItems(16)
         self.label_combo.currentIndexChanged.connect(lambda i: setattr(self.view, "label", max(i, 0)))
-        self.a_invert = act("Invert", model.canvas.invert_mask, "Swap painted and unpainted: generate everywhere except where you painted")
-        self.a_fill = act("Fill all", self.fill_all, "Mask the whole image (or fill it with the selected label)")
-        self.a_clear = act("Clear", self.clear_paint, "Remove all painting")
-        self.a_load_mask = act("Load mask…", self.load_mask, "Load a mask PNG (white = generate, black = keep); it must be the model's size")
-        self.a_save_mask = act("Save mask…", self.save_mask, "Save the mask as a grayscale PNG (white = generate)")
-
-        row1 = QHBoxLayout()
-        for a in (self.a_open, self.a_clear_image):
-            row1.addWidget(button(a))
-        row1.addStretch(1)
-        for a in (self.a_undo, self.a_redo, self.a_fit):
-            row1.addWidget(button(a))
-        self.zoom_label = QLabel("fit")
-        self.zoom_label.setToolTip("Zoom: Ctrl+wheel or +/−; double-click or 0 to fit; middle button or Space+drag to pan")
-        self.zoom_label.setMinimumWidth(44)
-        self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.view.zoomChanged.connect(lambda s: self.zoom_label.setText(f"{s * 100:.0f} %"))
-        row1.addWidget(self.zoom_label)
-
-        row2 = QHBoxLayout()
-        self.tool_buttons = {k: button(a) for k, a in self.tool_actions.items()}
-        for b in self.tool_buttons.values():
-            row2.addWidget(b)
-        row2.addWidget(self.label_combo)
-        row2.addStretch(1)
         self.more = QToolButton()
         self.more.setText("More ▾")
         self.more.setToolTip("Clear, fill, invert, load and save the painting")
@@ -224,42 +309,22 @@ class CanvasPanel(QWidget):
             more.addAction(a)
         more.setToolTipsVisible(True)
         self.more.setMenu(more)
-        row2.addWidget(self.more)
+        self.tools_row = flow_row([*self.tool_buttons.values(), self.label_combo, self.more])
+        retain_size(self.label_combo)
 
-        row3 = QHBoxLayout()
-        self.size_slider = self._slider(1, 128, 4, "Brush size in image pixels ( [ and ] or the mouse wheel )")
+    def _make_sliders(self) -> None:
+        self.size_slider = self._slider(1, 128, 4, "Brush size in picture pixels ( [ and ] or the mouse wheel )")
         self.size_slider.valueChanged.connect(lambda v: self.view.set_radius(v / 2))
         self.view.brushSizeChanged.connect(self._sync_size)
-        self.hard_slider = self._slider(0, 100, 70, "Hardness: 100 % is a hard edge, lower feathers the edge")
+        self.hard_slider = self._slider(0, 100, 70, "Hardness: 100 % paints a hard edge, lower a soft one")
         self.hard_slider.valueChanged.connect(lambda v: setattr(self.view, "hardness", v / 100))
-        self.opacity_slider = self._slider(0, 100, int(model.settings["overlay_opacity"] * 100), "How strongly the mask or labels are drawn over the image")
+        self.opacity_slider = self._slider(0, 100, int(self.model.settings["overlay_opacity"] * 100),
+                                           "How strongly the mask and labels are drawn over the picture")
         self.opacity_slider.valueChanged.connect(self.set_opacity)
         self.size_label, self.hard_label, self.opacity_label = QLabel("Size"), QLabel("Hardness"), QLabel("Overlay")
-        for w in (self.size_label, self.size_slider, self.hard_label, self.hard_slider, self.opacity_label, self.opacity_slider):
-            row3.addWidget(w)
-        row3.addStretch(1)
-        self.tools_row, self.sliders_row = QWidget(), QWidget()
-        self.tools_row.setLayout(row2)
-        self.sliders_row.setLayout(row3)
-        for r in (row1, row2, row3):
-            r.setContentsMargins(4, 0, 4, 0)
-            r.setSpacing(2)
-
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        title = QLabel("<b>Input</b>")
-        title.setContentsMargins(6, 4, 6, 0)
-        lay.addWidget(title)
-        lay.addLayout(row1)
-        lay.addWidget(self.tools_row)
-        lay.addWidget(self.sliders_row)
-        lay.addWidget(self.view, 1)
-
-        model.bundleChanged.connect(self.on_bundle)
-        model.canvas.changed.connect(self.update_actions)
-        model.canvas.undoChanged.connect(self.update_actions)
-        self.on_bundle()
+        self.sliders_row = flow_row([pair(self.size_label, self.size_slider), pair(self.hard_label, self.hard_slider),
+                                     pair(self.opacity_label, self.opacity_slider)])
+        retain_size(self.hard_label, self.hard_slider)
 
     def _slider(self, lo, hi, value, tip) -> QSlider:
         s = QSlider(Qt.Orientation.Horizontal)
@@ -316,8 +381,8 @@ class CanvasPanel(QWidget):
         self.tools_row.setVisible(c is not None)
         self.sliders_row.setVisible(c is not None)
         self.label_combo.clear()
+        self.view.palette_colors = [col for _, col in c.labels] if c and semantic else []
         if c and semantic:
-            self.view.palette_colors = [col for _, col in c.labels]
             for name, col in c.labels:
                 self.label_combo.addItem(swatch(col), name)
             self.set_tool("labels")

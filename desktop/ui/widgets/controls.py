@@ -1,6 +1,6 @@
 """The left panel: model picker and generation controls, bound to StudioModel.params.
 
-Each control writes through `model.set_param` and is refreshed from `paramsChanged`; controls a
+Each control is bound to one field of `model.params` with `bind.bind` (both directions); controls a
 model cannot use are hidden (no prompt for a class model, no class picker for a text model...).
 """
 from __future__ import annotations
@@ -11,10 +11,20 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QLabel, QMenu, QPlainTextEdit, QPushButton, QSizePolicy, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
+from ..bind import bind
 from ..caps import SAMPLER_LABELS, describe
 from ..model import MAX_SEED, SAMPLERS
 
 ANY_CLASS = "any (as the prompt says)"
+
+
+def row_of(items) -> QHBoxLayout:
+    """A horizontal row of widgets; an item `(widget, stretch)` gets that stretch."""
+    row = QHBoxLayout()
+    for item in items:
+        widget, stretch = item if isinstance(item, tuple) else (item, 0)
+        row.addWidget(widget, stretch)
+    return row
 
 
 class PromptEdit(QPlainTextEdit):
@@ -100,7 +110,44 @@ class ModelPicker(QWidget):
             self.model.add_model(folder)
 
 
+def spin_box(lo, hi, tip: str, *, step=1, decimals: int | None = None) -> QSpinBox | QDoubleSpinBox:
+    """A spin box; `decimals` makes it a QDoubleSpinBox."""
+    box = QSpinBox() if decimals is None else QDoubleSpinBox()
+    if decimals is not None:
+        box.setDecimals(decimals)
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setToolTip(tip)
+    return box
+
+
+TIPS = {  # plain words first, the math after
+    "prompt": "Describe the picture you want in a few words (Ctrl+Enter generates)",
+    "negative": "Words for what you do not want; guidance steers away from them (optional)",
+    "class": "Which kind of picture the model draws",
+    "sampler": "How the noise is removed step by step. DPM-Solver++ and DDIM give good pictures in 10–30 steps; "
+               "DDPM needs hundreds; the SDE variant adds fresh noise every step for livelier detail",
+    "steps": "How many denoising steps: more is slower, often cleaner. Each step is one network call "
+             "(two with guidance)",
+    "guidance": "How strongly the picture follows the prompt, class or map: 1 = no extra push, higher = more "
+                "literal (too high looks harsh). Classifier-free guidance: ε = ε_uncond + s·(ε_cond − ε_uncond)",
+    "seed": "The number that picks the starting noise: the same seed and settings give the same picture. "
+            "Image i of a batch uses seed + i",
+    "lock": "Keep this seed for the next runs; unlocked, every Generate picks a new random seed",
+    "batch": "How many pictures one Generate makes (each with its own seed)",
+    "size": "Picture {name} in pixels (steps of {step})",
+    "size_fixed": "This model makes pictures of one size only",
+    "strength": "How much the start image may change: 0 keeps it, 1 ignores it (img2img: the noise level "
+                "the run starts from)",
+    "seamless": "Inpainting: blend the new part into the kept pixels so the mask's edge leaves no seam "
+                "(Poisson blending); off keeps the raw composite",
+}
+
+
 class ControlsPanel(QWidget):
+    """Model picker, prompt and sampling controls; each control is bound to one field of the model's
+    params (bind.py), and controls the model cannot use are hidden."""
+
     generateRequested = Signal()
     cancelRequested = Signal()
 
@@ -108,10 +155,23 @@ class ControlsPanel(QWidget):
         super().__init__(parent)
         self.model = model
         self.picker = ModelPicker(model)
+        self._make_prompts()
+        self._make_settings()
+        self._make_buttons()
+        self.bindings = {name: bind(model, name, widget) for name, widget in (
+            ("prompt", self.prompt), ("negative_prompt", self.negative), ("class_name", self.class_combo),
+            ("sampler", self.sampler), ("steps", self.steps), ("guidance", self.guidance), ("seed", self.seed),
+            ("seed_locked", self.lock), ("batch_size", self.batch), ("width", self.width_box),
+            ("height", self.height_box), ("strength", self.strength), ("seamless", self.seamless))}
+        self._layout()
+        model.bundleChanged.connect(self.on_bundle)
+        model.runningChanged.connect(self.on_running)
+        model.canvas.changed.connect(self.update_visibility)
+        self.on_bundle()
 
+    def _make_prompts(self) -> None:
         self.prompt = PromptEdit("Describe the image…", 3)
-        self.prompt.setToolTip("What the image should show (Ctrl+Enter generates)")
-        self.prompt.textChanged.connect(lambda: model.set_param("prompt", self.prompt.toPlainText()))
+        self.prompt.setToolTip(TIPS["prompt"])
         self.recent = QToolButton()
         self.recent.setText("Recent ▾")
         self.recent.setToolTip("Prompts you used recently")
@@ -120,70 +180,36 @@ class ControlsPanel(QWidget):
         self.recent_menu.aboutToShow.connect(self.fill_recent)
         self.recent.setMenu(self.recent_menu)
         self.negative = PromptEdit("What to avoid (optional)", 2)
-        self.negative.setToolTip("Negative prompt: guidance steers away from this text")
-        self.negative.textChanged.connect(lambda: model.set_param("negative_prompt", self.negative.toPlainText()))
+        self.negative.setToolTip(TIPS["negative"])
 
+    def _make_settings(self) -> None:
         self.class_combo = QComboBox()
-        self.class_combo.setToolTip("Which class of image the model makes")
-        self.class_combo.currentIndexChanged.connect(lambda i: i >= 0 and model.set_param("class_name", self.class_combo.itemData(i)))
-
+        self.class_combo.setToolTip(TIPS["class"])
         self.sampler = QComboBox()
         for s in SAMPLERS:
             self.sampler.addItem(SAMPLER_LABELS.get(s, s), s)
-        self.sampler.setToolTip("The sampler: DDPM is the lecture's ancestral sampler (needs many steps); DDIM and DPM-Solver++ reach good images in 10-30 steps")
-        self.sampler.currentIndexChanged.connect(lambda i: model.set_param("sampler", self.sampler.itemData(i)))
-
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 1000)
-        self.steps.setToolTip("Number of denoising steps (network evaluations per image, twice with guidance)")
-        self.steps.valueChanged.connect(lambda v: model.set_param("steps", v))
-
-        self.guidance = QDoubleSpinBox()
-        self.guidance.setRange(0.0, 30.0)
-        self.guidance.setSingleStep(0.5)
-        self.guidance.setDecimals(2)
-        self.guidance.setToolTip("Classifier-free guidance scale s: ε = ε_uncond + s·(ε_cond − ε_uncond); 1 = no guidance, higher follows the condition more closely")
-        self.guidance.valueChanged.connect(lambda v: model.set_param("guidance", float(v)))
-
-        self.seed = QSpinBox()
-        self.seed.setRange(0, MAX_SEED)
-        self.seed.setToolTip("Seed of the starting noise x_T; the same seed and settings make the same image (image i of a batch uses seed + i)")
-        self.seed.valueChanged.connect(lambda v: model.set_param("seed", v))
+        self.sampler.setToolTip(TIPS["sampler"])
+        self.steps = spin_box(1, 1000, TIPS["steps"])
+        self.guidance = spin_box(0.0, 30.0, TIPS["guidance"], step=0.5, decimals=2)
+        self.seed = spin_box(0, MAX_SEED, TIPS["seed"])
         self.dice = QToolButton()
         self.dice.setText("Random")
-        self.dice.setToolTip("Pick a random seed now")
-        self.dice.clicked.connect(model.randomize_seed)
+        self.dice.setToolTip("Pick a random seed now (Ctrl+R)")
+        self.dice.clicked.connect(self.model.randomize_seed)
         self.lock = QCheckBox("Lock")
-        self.lock.setToolTip("Keep this seed for the next runs; unlocked, every Generate picks a new random seed")
-        self.lock.toggled.connect(lambda on: model.set_param("seed_locked", on))
-
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 16)
-        self.batch.setToolTip("How many images one Generate makes")
-        self.batch.valueChanged.connect(lambda v: model.set_param("batch_size", v))
-
-        self.width_box, self.height_box = QSpinBox(), QSpinBox()
-        for box, name in ((self.width_box, "width"), (self.height_box, "height")):
-            box.setRange(64, 2048)
-            box.setSingleStep(64)
-            box.setToolTip(f"Image {name} in pixels (a multiple of 8)")
-            box.valueChanged.connect(lambda v, n=name: model.set_param(n, v))
+        self.lock.setToolTip(TIPS["lock"])
+        self.batch = spin_box(1, 16, TIPS["batch"])
+        self.width_box = spin_box(8, 4096, TIPS["size"].format(name="width", step=8), step=8)
+        self.height_box = spin_box(8, 4096, TIPS["size"].format(name="height", step=8), step=8)
         self.size_fixed = QLabel()
-        self.size_fixed.setToolTip("This model makes images of one size only")
-
-        self.strength = QDoubleSpinBox()
-        self.strength.setRange(0.0, 1.0)
-        self.strength.setSingleStep(0.05)
-        self.strength.setToolTip("img2img strength: how much noise is added to the init image (0 keeps it, 1 ignores it)")
-        self.strength.valueChanged.connect(lambda v: model.set_param("strength", float(v)))
-
+        self.size_fixed.setToolTip(TIPS["size_fixed"])
+        self.strength = spin_box(0.0, 1.0, TIPS["strength"], step=0.05, decimals=2)
         self.seamless = QCheckBox("Blend seams")
-        self.seamless.setToolTip("Inpainting: blend the regenerated region into the kept pixels so the mask's "
-                                 "border leaves no seam (Poisson blending); off keeps the raw composite")
-        self.seamless.toggled.connect(lambda v: model.set_param("seamless", bool(v)))
+        self.seamless.setToolTip(TIPS["seamless"])
 
+    def _make_buttons(self) -> None:
         self.generate_button = QPushButton("Generate")
-        self.generate_button.setToolTip("Generate (Ctrl+Enter)")
+        self.generate_button.setToolTip("Make the picture (Ctrl+Enter)")
         self.generate_button.setDefault(True)
         self.generate_button.setMinimumHeight(34)
         self.generate_button.clicked.connect(self.generateRequested)
@@ -193,8 +219,7 @@ class ControlsPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancelRequested)
         self.cancel_button.setEnabled(False)
 
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    def _layout(self) -> None:
         prompt_head = QHBoxLayout()
         self.prompt_label = QLabel("Prompt")
         prompt_head.addWidget(self.prompt_label)
@@ -202,32 +227,22 @@ class ControlsPanel(QWidget):
         prompt_head.addWidget(self.recent)
         self.negative_label = QLabel("Negative prompt")
         self.class_label = QLabel("Class")
-        seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.dice)
-        seed_row.addWidget(self.lock)
-        size_row = QHBoxLayout()
-        size_row.addWidget(self.width_box)
-        self.times = QLabel("×")
-        size_row.addWidget(self.times)
-        size_row.addWidget(self.height_box)
-        size_row.addWidget(self.size_fixed, 1)
-        self.strength_label = QLabel("Strength")
-        form.addRow(self.class_label, self.class_combo)
-        form.addRow("Sampler", self.sampler)
-        form.addRow("Steps", self.steps)
         self.guidance_label = QLabel("Guidance")
-        form.addRow(self.guidance_label, self.guidance)
-        form.addRow("Seed", seed_row)
-        form.addRow("Batch", self.batch)
-        form.addRow("Size", size_row)
-        form.addRow(self.strength_label, self.strength)
-        form.addRow("", self.seamless)
-
-        buttons = QHBoxLayout()
+        self.strength_label = QLabel("Strength")
+        self.times = QLabel("×")
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for label, fields in ((self.class_label, [self.class_combo]), ("Sampler", [self.sampler]),
+                              ("Steps", [self.steps]), (self.guidance_label, [self.guidance]),
+                              ("Seed", [(self.seed, 1), self.dice, self.lock]), ("Batch", [self.batch]),
+                              ("Size", [self.width_box, self.times, self.height_box, (self.size_fixed, 1)]),
+                              (self.strength_label, [self.strength]), ("", [self.seamless])):
+            form.addRow(label, fields[0] if len(fields) == 1 else row_of(fields))
+        self.buttons = QWidget()   # the window puts these below the scrolling controls
+        buttons = QHBoxLayout(self.buttons)
+        buttons.setContentsMargins(9, 0, 9, 0)
         buttons.addWidget(self.generate_button, 2)
         buttons.addWidget(self.cancel_button, 1)
-
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         line.setFrameShadow(QFrame.Shadow.Sunken)
@@ -241,14 +256,7 @@ class ControlsPanel(QWidget):
         lay.addWidget(self.negative)
         lay.addLayout(form)
         lay.addStretch(1)
-        lay.addLayout(buttons)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
-
-        model.paramsChanged.connect(self.refresh)
-        model.bundleChanged.connect(self.on_bundle)
-        model.runningChanged.connect(self.on_running)
-        model.canvas.changed.connect(self.update_visibility)
-        self.on_bundle()
 
     def fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -268,8 +276,8 @@ class ControlsPanel(QWidget):
         for name in (c.class_names or []) if c else []:
             self.class_combo.addItem(name, name)
         self.class_combo.blockSignals(False)
+        self.bindings["class_name"].update_widget()
         self.update_visibility()
-        self.refresh("")
 
     def update_visibility(self) -> None:
         c = self.model.caps
@@ -293,27 +301,6 @@ class ControlsPanel(QWidget):
         self.strength.setVisible(img2img)
         self.seamless.setVisible(self.model.inpaints())
         self.generate_button.setEnabled(c is not None and not self.model.running)
-
-    def refresh(self, name: str = "") -> None:
-        p = self.model.params
-        widgets = {
-            "prompt": lambda: self.prompt.toPlainText() != p.prompt and self.prompt.setPlainText(p.prompt),
-            "negative_prompt": lambda: self.negative.toPlainText() != p.negative_prompt and self.negative.setPlainText(p.negative_prompt),
-            "class_name": lambda: self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(p.class_name))),
-            "sampler": lambda: self.sampler.setCurrentIndex(max(0, self.sampler.findData(p.sampler))),
-            "steps": lambda: self.steps.setValue(p.steps),
-            "guidance": lambda: self.guidance.setValue(p.guidance),
-            "seed": lambda: self.seed.setValue(p.seed),
-            "seed_locked": lambda: self.lock.setChecked(p.seed_locked),
-            "batch_size": lambda: self.batch.setValue(p.batch_size),
-            "width": lambda: self.width_box.setValue(p.width),
-            "height": lambda: self.height_box.setValue(p.height),
-            "strength": lambda: self.strength.setValue(p.strength),
-            "seamless": lambda: self.seamless.setChecked(p.seamless),
-        }
-        for key, apply in widgets.items():
-            if name in ("", key):
-                apply()  # the widget's own change signal then calls set_param with an equal value: a no-op
 
     def on_running(self, running: bool) -> None:
         self.generate_button.setEnabled(not running and self.model.caps is not None)

@@ -13,11 +13,7 @@ THUMB = 72
 
 def recipe_tooltip(entry) -> str:
     r = entry.recipe
-    lines = [f"<b>{entry.model_name or 'model'}</b>"]
-    if r.get("prompt"):
-        lines.append(f"“{r['prompt']}”")
-    if r.get("class_name") is not None:
-        lines.append(f"class {r['class_name']}")
+    lines = [f"<b>{entry.model_name or 'model'}</b>", entry.title if not r.get("prompt") else f"“{r['prompt']}”"]
     lines.append(f"{r.get('sampler')} · {r.get('steps')} steps · guidance {r.get('guidance')} · seed {r.get('seed')}")
     if entry.provider:
         lines.append(f"on {entry.provider}")
@@ -59,7 +55,7 @@ class HistoryPanel(QWidget):
         entries = self.model.history.entries
         self._icons = {e.path: self._icons[e.path] if e.path in self._icons else _thumb(e.path) for e in entries}
         for e in entries:
-            item = QListWidgetItem(self._icons[e.path], (e.prompt or f"seed {e.recipe.get('seed')}")[:18])
+            item = QListWidgetItem(self._icons[e.path], short(e.title, 18))
             item.setToolTip(recipe_tooltip(e))
             self.list.addItem(item)
         self.empty.setVisible(not self.model.history.entries)
@@ -91,6 +87,11 @@ class HistoryPanel(QWidget):
     def remove(self, row: int) -> None:
         self.model.history.remove(row)
         self.model.historyChanged.emit()
+
+
+def short(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _thumb(path: str) -> QIcon:

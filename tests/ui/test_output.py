@@ -1,0 +1,90 @@
+"""The output panel (issue 14 items 1, 5, 7): large crisp results with a zoom control and full screen,
+honest states after a cancel or a failed save, and batches as grids of separate images."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
+
+from desktop.runtime import pngmeta
+from desktop.ui import images
+from tests.ui.conftest import run_and_wait
+from tests.ui.test_app import spy_generate
+
+
+def test_a_small_result_shows_large_and_crisp_with_zoom_and_full_screen(qtbot, open_window):
+    w = open_window(cond="class", size=8)
+    m, view = w.model, w.preview.view
+    run_and_wait(qtbot, m)
+    assert view.scale() >= 8 and view.scale() == int(view.scale()) and view.crisp()
+    assert view.image_rect().width() >= 64                       # not an 8-pixel stamp
+    assert w.preview.zoom.currentText().startswith("Fit")
+    w.preview.zoom.setCurrentIndex(w.preview.zoom.findData(1.0))
+    w.preview.zoom.activated.emit(w.preview.zoom.currentIndex())
+    assert view.scale() == 1.0
+    view.set_zoom(None)
+    w.preview.b_full.click()
+    full = w.preview.full_screen
+    assert full is not None and full.isVisible()
+    assert np.array_equal(images.array_from_qimage(full.view.image), m.result_images[0])
+    qtbot.keyClick(full, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: w.preview.full_screen is None)
+
+
+def test_cancel_says_cancelled_and_leaves_nothing_to_save(qtbot, open_window, monkeypatch):
+    w = open_window(cond="class")
+    m, p = w.model, w.preview
+    run_and_wait(qtbot, m)
+    assert p.b_save.isEnabled() and p.progress.format() == "done"
+    spy_generate(monkeypatch, before_step=lambda info: time.sleep(0.02))
+    m.set_param("steps", 40)
+    m.progressChanged.connect(lambda step, *_: step == 2 and m.cancel())
+    run_and_wait(qtbot, m)
+    assert m.run_state == "cancelled" and "cancelled" in p.progress.format()
+    assert not any(b.isEnabled() for b in (p.b_save, p.b_copy, p.b_input, p.b_folder))
+    assert m.selected_image() is None                              # no stale image to act on
+
+
+def test_a_failed_auto_save_keeps_save_as_working(qtbot, open_window, tmp_path):
+    w = open_window(cond="class")
+    m = w.model
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    m.settings["output_dir"] = str(blocker)
+    run_and_wait(qtbot, m)
+    assert w.banner.isVisible() and "could not be saved" in w.banner.text.text()
+    assert m.result_images and m.run_state == "done"
+    assert w.preview.b_save.isEnabled() and not w.preview.b_folder.isEnabled()
+    target = tmp_path / "kept.png"
+    assert m.save_selected_as(target)
+    assert np.array_equal(images.load_image(target), m.result_images[0])
+    assert pngmeta.read_recipe(target).seed == m.params.seed
+
+
+def test_a_batch_is_a_grid_and_every_action_uses_the_chosen_image(qtbot, open_window, tmp_path):
+    w = open_window(cond="class", size=8)
+    m, view = w.model, w.preview.view
+    m.set_param("batch_size", 4)
+    run_and_wait(qtbot, m)
+    assert len(view.images) == 4 and m.selected == 0
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=view.cell_rect(2).center().toPoint())
+    assert m.selected == 2 and view.current == 2
+    chosen = m.result_images[2]
+    assert not np.array_equal(chosen, m.result_images[0])
+    w.preview.b_copy.click()
+    assert np.array_equal(images.array_from_qimage(QGuiApplication.clipboard().image()), chosen)
+    target = tmp_path / "third.png"
+    assert m.save_selected_as(target)
+    assert np.array_equal(images.load_image(target), chosen)
+    assert pngmeta.read_recipe(target).seed == m.history.entries[0].recipe["seed"] - 1 == m.params.seed + 2
+    assert m.selected_path() == Path(m.result_paths[2])
+    w.preview.b_input.click()
+    assert np.array_equal(m.canvas.init_image, chosen)
+    # the arrow keys move the choice within the grid
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert m.selected == 3
