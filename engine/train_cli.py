@@ -114,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     from .progress import EventStream, no_event
 
     emit = EventStream(sys.stdout) if json_events else no_event
+    stdout = sys.stdout
     if json_events:  # stdout carries only events; anything else printed goes to stderr
         sys.stdout = sys.stderr
     try:
         return run(args, emit, list(sys.argv[1:] if argv is None else argv))
     finally:
-        sys.stdout = sys.__stdout__ if json_events else sys.stdout
+        sys.stdout = stdout
 
 
 def run(args, emit, argv: list[str]) -> int:

@@ -25,8 +25,6 @@ TRAIN_LOG = "train.log"
 EXPORT_LOG = "export.log"
 PAUSE_REQUEST = "pause.request"
 JOB = "job.json"
-EXIT_PAUSED = 130          # the trainer stopped at a pause request or Ctrl+C, with a checkpoint
-EXIT_BAD_INPUT = 2
 STEP_WINDOW = 20           # step events the speed (and so the ETA) is measured over
 
 
@@ -408,7 +406,8 @@ def safe_name(text: str) -> str:
 
 # ----------------------------------------------------------------------------- command lines
 
-SAMPLE_GRIDS = 10          # sample grids a stage writes, about
+SAMPLE_GRIDS = 10          # sample grids a stage writes, at most about
+SAMPLE_SECONDS = 15.0      # and at most one per this much training (a grid costs seconds itself)
 LOG_SECONDS = 2.0          # a loss point about this often (and at least 100 per stage)
 CHECKPOINT_SECONDS = 180   # a checkpoint about this often: what a killed run loses at most
 
@@ -442,7 +441,7 @@ def stage_plan(check: dict, budget: dict) -> list[dict]:
         expected_steps = max(1, min(s["steps"], int(train_s / sps)))
         s["expected_steps"] = expected_steps
         s["expected_seconds"] = train_s + float(s.get("setup_seconds") or 0.0)
-        s["sample_every"] = max(1, expected_steps // SAMPLE_GRIDS)
+        s["sample_every"] = min(expected_steps, max(1, expected_steps // SAMPLE_GRIDS, round(SAMPLE_SECONDS / sps)))
         s["log_every"] = max(1, min(round(LOG_SECONDS / sps), expected_steps // 100))
         s["checkpoint_every"] = max(1, min(round(CHECKPOINT_SECONDS / sps), max(1, expected_steps // 4)))
     return stages

@@ -8,7 +8,6 @@ The subprocess outlives the app when the user keeps training in the background, 
 """
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -151,7 +150,19 @@ class TrainSession(QObject):
         if alive:
             self.timer.start()
             self.message.emit(f"Following {self.run.name}: it is training in the background.")
+        elif self.state.done and not self.job.get("model"):
+            self._finish_export_later()
         self.changed.emit()
+
+    def _finish_export_later(self) -> None:
+        """A run that finished while no app followed it: adopt the export that finished in the
+        background (its bundle is there and newer than the run's model), else export it now."""
+        target, model = self.export_target(), self.run / "model"
+        if (target / "studio.json").is_file() and model.is_dir() and (target / "studio.json").stat().st_mtime >= model.stat().st_mtime:
+            self.job["model"] = str(target)
+            training.write_job(self.run, self.job)
+            return
+        self._spawn_export()
 
     def detach(self) -> None:
         """Stop following (the run's process, if any, goes on by itself)."""
@@ -351,6 +362,3 @@ class TrainSession(QObject):
         started = {st.stage for st in s.stages}
         later = [sec for stage, sec in (self.job.get("estimates") or {}).items() if stage not in started]
         return left + sum(float(x) for x in later)
-
-    def describe_job(self) -> str:
-        return json.dumps(self.job, indent=1)

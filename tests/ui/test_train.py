@@ -105,6 +105,16 @@ def quiet_torch(monkeypatch):
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True)
+def never_ask(monkeypatch):
+    """No modal question may block a test: a window closed while training (also at teardown) pauses
+    the run, which then stops by itself; cancelling keeps the run unless a test says otherwise."""
+    from desktop.ui.widgets.train_window import TrainWindow
+
+    monkeypatch.setattr(TrainWindow, "ask_close", lambda self: "pause")
+    monkeypatch.setattr(TrainWindow, "ask_cancel", lambda self: "keep")
+
+
 def open_train(qtbot, window):
     window.open_train()
     tw = window.train_window
@@ -135,6 +145,15 @@ def wait_idle(qtbot, session) -> None:
     qtbot.waitUntil(lambda: not session.busy, timeout=LONG)
 
 
+def start_and_wait_for_export(qtbot, session, button) -> None:
+    """Click, then wait until the run is exported; a failure on the way fails at once with its sentence."""
+    done = []
+    session.exported.connect(done.append)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(done or (session.problem and not session.busy)), timeout=LONG)
+    assert done and not session.problem, session.problem
+
+
 @pytest.mark.slow
 def test_train_pause_kill_resume_export_then_generate(qtbot, open_window, tmp_path, quiet_torch):
     folder = make_folder(tmp_path / "pictures", captions=False)
@@ -161,7 +180,8 @@ def test_train_pause_kill_resume_export_then_generate(qtbot, open_window, tmp_pa
         assert setup.start_button.isEnabled()
         qtbot.mouseClick(setup.start_button, Qt.MouseButton.LeftButton)
         run = training.runs_dir() / "mine"
-        assert session.run == run and session.training and not setup.isEnabled()
+        assert session.run == run and session.training and tw.left.currentWidget() is tw.summary
+        assert "17 images, 3 classes, 1 mask, 1 label map, 2 skipped" in tw.summary.text.text()
 
         qtbot.waitUntil(lambda: session.state.current is not None and session.state.current.step >= 3, timeout=LONG)
         qtbot.mouseClick(progress.pause_button, Qt.MouseButton.LeftButton)
@@ -179,8 +199,7 @@ def test_train_pause_kill_resume_export_then_generate(qtbot, open_window, tmp_pa
         assert f"step {killed_after:,}" in session.problem and progress.problem.isVisible()
         assert progress.resume_button.isEnabled()
 
-        with qtbot.waitSignal(session.exported, timeout=LONG):
-            qtbot.mouseClick(progress.resume_button, Qt.MouseButton.LeftButton)
+        start_and_wait_for_export(qtbot, session, progress.resume_button)
         m = w.model
         assert m.entry.path == paths.user_models_dir() / "mine" and m.caps.name == "mine"
         assert m.caps.class_names == ["blue", "green", "red"]
@@ -204,7 +223,7 @@ def test_latent_preset_trains_its_vae_first_with_the_stages_visible(qtbot, open_
         tw = open_train(qtbot, w)
         setup, session, progress = tw.setup, tw.session, tw.progress
         choose(qtbot, tw, "tiny-latent", folder)
-        assert "captions 9" in setup.summary.text()
+        assert "captions 8" in setup.summary.text()    # 3 per class; green/2 is skipped
         assert "text (scratch)" in setup.conditioning.text() and "class" in setup.conditioning.text()
         assert [s["stage"] for s in setup.plan()] == ["vae", "diffusion"]
         assert "Autoencoder" in setup.expected.text() and "Diffusion model" in setup.expected.text()
@@ -213,8 +232,7 @@ def test_latent_preset_trains_its_vae_first_with_the_stages_visible(qtbot, open_
         setup.update_where()
         marks_seen = []
         session.changed.connect(lambda: marks_seen.append(progress.stages.text()))
-        with qtbot.waitSignal(session.exported, timeout=LONG):
-            qtbot.mouseClick(setup.start_button, Qt.MouseButton.LeftButton)
+        start_and_wait_for_export(qtbot, session, setup.start_button)
         assert any("● Autoencoder" in t and "○ Diffusion model" in t for t in marks_seen)
         assert any("✓ Autoencoder" in t and "● Diffusion model" in t for t in marks_seen)
         assert "✓ Autoencoder" in progress.stages.text() and "✓ Export" in progress.stages.text()

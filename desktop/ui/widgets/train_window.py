@@ -69,11 +69,15 @@ def found_text(data: dict) -> str:
     """The data check in one plain line, e.g. '17 images, 3 classes, 9 captions'."""
     if not data:
         return ""
-    parts = [f"{int(data.get('images') or 0):,} images"]
-    for key, word in (("classes", "classes"), ("captions", "captions"), ("masks", "masks"), ("label_maps", "label maps")):
+    def count(n: int, word: str, words: str) -> str:
+        return f"{n:,} {word if n == 1 else words}"
+
+    parts = [count(int(data.get("images") or 0), "image", "images")]
+    for key, word, words in (("classes", "class", "classes"), ("captions", "caption", "captions"),
+                             ("masks", "mask", "masks"), ("label_maps", "label map", "label maps")):
         n = len(data.get(key) or {}) if key == "classes" else int(data.get(key) or 0)
         if n:
-            parts.append(f"{n:,} {word}")
+            parts.append(count(n, word, words))
     if data.get("skipped"):
         parts.append(f"{len(data['skipped'])} skipped")
     return ", ".join(parts)
