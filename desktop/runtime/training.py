@@ -426,25 +426,41 @@ def check_argv(preset: dict, data: dict) -> list[str]:
 
 def stage_plan(check: dict, budget: dict) -> list[dict]:
     """Each stage's steps, time budget, expected seconds and cadences, from the check's measured
-    speed. budget {"steps": N} sets the diffusion stage's steps (a VAE stage keeps its preset's);
-    {"seconds": S} is shared between the stages in proportion to their expected times."""
+    speed. budget {"steps": N} sets the diffusion stage's steps (a VAE stage keeps its preset's).
+    {"seconds": S}: a VAE stage gets its share of S in proportion to the stages' expected times (at
+    most what it needs) and the diffusion stage the rest, training until it is spent (its steps
+    raised to what that time allows, with room to spare, if the preset has fewer)."""
     stages = [dict(s) for s in check.get("stages") or []]
     for s in stages:
+        s["sps"] = max(float(s.get("seconds_per_step") or 0.0), 1e-6)
         if s["stage"] == "diffusion" and budget.get("steps"):
             s["steps"] = int(budget["steps"])
-        s["full_seconds"] = s["steps"] * max(float(s.get("seconds_per_step") or 0.0), 1e-6)
+        s["full_seconds"] = s["steps"] * s["sps"]
+    seconds = float(budget.get("seconds") or 0.0)
     total = sum(s["full_seconds"] for s in stages) or 1.0
+    left = seconds
     for s in stages:
-        sps = max(float(s.get("seconds_per_step") or 0.0), 1e-6)
-        s["max_seconds"] = round(budget["seconds"] * s["full_seconds"] / total, 1) if budget.get("seconds") else 0.0
-        train_s = min(s["full_seconds"], s["max_seconds"] or s["full_seconds"])
-        expected_steps = max(1, min(s["steps"], int(train_s / sps)))
-        s["expected_steps"] = expected_steps
-        s["expected_seconds"] = train_s + float(s.get("setup_seconds") or 0.0)
-        s["sample_every"] = min(expected_steps, max(1, expected_steps // SAMPLE_GRIDS, round(SAMPLE_SECONDS / sps)))
-        s["log_every"] = max(1, min(round(LOG_SECONDS / sps), expected_steps // 100))
-        s["checkpoint_every"] = max(1, min(round(CHECKPOINT_SECONDS / sps), max(1, expected_steps // 4)))
+        s["max_seconds"] = 0.0
+        if seconds and s["stage"] == "vae":
+            s["max_seconds"] = round(min(s["full_seconds"], seconds * s["full_seconds"] / total), 1)
+            left -= s["max_seconds"]
+        elif seconds:
+            s["max_seconds"] = round(max(left, 1.0), 1)
+            s["steps"] = max(s["steps"], math.ceil(1.5 * s["max_seconds"] / s["sps"]))
+        train_s = min(s["steps"] * s["sps"], s["max_seconds"] or math.inf)
+        _cadences(s, train_s)
     return stages
+
+
+def _cadences(s: dict, train_s: float) -> None:
+    """Expected steps and seconds, and how often to log, sample and checkpoint (in steps)."""
+    sps = s["sps"]
+    expected_steps = max(1, min(s["steps"], int(train_s / sps)))
+    s["expected_steps"] = expected_steps
+    s["expected_seconds"] = train_s + float(s.get("setup_seconds") or 0.0)
+    s["sample_every"] = min(expected_steps, max(1, expected_steps // SAMPLE_GRIDS, round(SAMPLE_SECONDS / sps)))
+    s["log_every"] = max(1, min(round(LOG_SECONDS / sps), expected_steps // 100))
+    s["checkpoint_every"] = max(1, min(round(CHECKPOINT_SECONDS / sps), max(1, expected_steps // 4)))
 
 
 def stage_settings(stage: dict) -> list[str]:

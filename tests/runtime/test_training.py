@@ -125,6 +125,15 @@ def test_stage_plan_splits_a_time_budget_by_expected_time():
         assert 1 <= s["sample_every"] <= s["expected_steps"] and s["log_every"] >= 1 and s["checkpoint_every"] >= 1
 
 
+def test_a_time_budget_trains_the_diffusion_stage_until_it_is_spent():
+    check = {"stages": [{"stage": "vae", "steps": 20, "seconds_per_step": 0.5},
+                        {"stage": "diffusion", "steps": 20, "seconds_per_step": 0.5}]}
+    vae, diff = training.stage_plan(check, {"seconds": 600})
+    assert vae["max_seconds"] == 10.0 and vae["steps"] == 20            # the VAE needs 10 s: no more
+    assert diff["max_seconds"] == 590.0 and diff["steps"] >= 590 / 0.5   # the rest, and steps to fill it
+    assert diff["expected_steps"] == 1180
+
+
 def test_stage_plan_steps_budget_sets_the_diffusion_stage_only():
     check = {"stages": [{"stage": "vae", "steps": 20, "seconds_per_step": 0.1},
                         {"stage": "diffusion", "steps": 20, "seconds_per_step": 0.2}]}

@@ -185,8 +185,9 @@ class ProgressPanel(QWidget):
             self.stats.setText("")
             return
         self.bar.setValue(int(cur.fraction() * 1000))
-        budget = f" · {format_duration(cur.train_seconds)} of {format_duration(cur.max_seconds)}" if cur.max_seconds else ""
-        self.bar.setFormat(f"{STAGE_TITLES.get(cur.stage, cur.stage)}: step {cur.step:,} / {cur.steps:,}{budget}")
+        done = (f"step {cur.step:,} · {format_duration(cur.train_seconds)} of {format_duration(cur.max_seconds)}"
+                if cur.max_seconds else f"step {cur.step:,} / {cur.steps:,}")
+        self.bar.setFormat(f"{STAGE_TITLES.get(cur.stage, cur.stage)}: {done}")
         bits = []
         if s.training:
             left = s.seconds_left()

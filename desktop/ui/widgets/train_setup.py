@@ -331,9 +331,12 @@ class SetupPanel(QWidget):
         device = check.get("device_name") or check.get("device") or "this machine"
         lines = []
         for s in plan:
-            sps = float(s.get("seconds_per_step") or 0)
-            lines.append(f"{STAGE_NAMES.get(s['stage'], s['stage'])}: {s['expected_steps']:,} of {s['steps']:,} steps "
-                         f"× {sps:.3g} s ≈ {format_duration(s['expected_seconds'])}")
+            sps, title = float(s.get("seconds_per_step") or 0), STAGE_NAMES.get(s["stage"], s["stage"])
+            if s["max_seconds"] and s["expected_steps"] < s["steps"]:
+                lines.append(f"{title}: about {s['expected_steps']:,} steps ({sps:.3g} s each) in "
+                             f"{format_duration(s['max_seconds'])}")
+            else:
+                lines.append(f"{title}: {s['steps']:,} steps × {sps:.3g} s ≈ {format_duration(s['expected_seconds'])}")
         total = sum(s["expected_seconds"] for s in plan)
         self.expected.setText(f"<b>Expected: about {format_duration(total)}</b> on {html.escape(device)}, "
                               f"then the export (measured here just now)<br>" + "<br>".join(lines))
