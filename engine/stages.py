@@ -55,6 +55,17 @@ def plan_stages(cfg: dict, source: str, out: Path, *, train_vae: bool, vae_overr
     return [Stage("vae", vae_name, vae_cfg, out / "vae"), Stage("diffusion", source, diffusion, out)]
 
 
+def trainer(kind: str):
+    """The training function for a config's kind: the VAE trainer or the diffusion trainer."""
+    if kind == "vae":
+        from .vae import train_vae
+
+        return train_vae
+    from .train import train
+
+    return train
+
+
 def stage_finished(stage: Stage) -> bool:
     """A VAE stage is finished once its model/ is written (only the end of its training does that)."""
     return stage.name == "vae" and (stage.out / "model" / "studio_model.json").is_file()
@@ -65,8 +76,6 @@ def run_stages(stages: list[Stage], *, dataset=None, resume: bool = False, devic
                finalize: bool = False) -> str:
     """Train the stages in order; returns how the last one ended ("done", "time_up", "paused",
     "finalized"). A stage that pauses stops the command (the next session resumes it)."""
-    from .train import train
-
     ended = "done"
     for index, stage in enumerate(stages, 1):
         last = index == len(stages)
@@ -82,8 +91,9 @@ def run_stages(stages: list[Stage], *, dataset=None, resume: bool = False, devic
                 reasons.append(str((fields or {}).get("reason")))
             emit(kind, fields)
 
-        train(stage.cfg, stage.out, dataset=dataset, resume=resume, device=device, progress=progress,
-              hooks={"event": hook, "should_stop": should_stop}, finalize=finalize and last)
+        trainer(stage.cfg["kind"])(stage.cfg, stage.out, dataset=dataset, resume=resume, device=device,
+                                   progress=progress, hooks={"event": hook, "should_stop": should_stop},
+                                   finalize=finalize and last)
         ended = reasons[-1] if reasons else "done"
         if ended not in ("done", "time_up"):
             return ended
@@ -93,8 +103,6 @@ def run_stages(stages: list[Stage], *, dataset=None, resume: bool = False, devic
 def check_stages(stages: list[Stage], *, dataset=None, device: str | None = None) -> dict:
     """Train CHECK_STEPS steps of each stage in a temporary folder and time them. Returns
     {"device", "device_name", "stages": [{stage, preset, steps, batch, seconds_per_step, setup_seconds}]}."""
-    from .train import train
-
     short = {"training": {"steps": CHECK_STEPS, "checkpoint_every": 0, "sample_every": 0, "log_every": 1,
                           "max_seconds": 0.0, "init": ""}}
     report: dict = {"device": "", "device_name": "", "stages": []}
@@ -103,7 +111,7 @@ def check_stages(stages: list[Stage], *, dataset=None, device: str | None = None
         for stage in stages:
             cfg = {**stage.cfg, "vae": str(vae_run)} if stage.cfg["kind"] == "latent" and vae_run else stage.cfg
             out = Path(tmp) / stage.name
-            timed = _timed_run(train, load_config(cfg, short), out, dataset, device)
+            timed = _timed_run(trainer(cfg["kind"]), load_config(cfg, short), out, dataset, device)
             report["device"], report["device_name"] = timed.pop("device"), timed.pop("device_name")
             tc = stage.cfg["training"]
             report["stages"].append({"stage": stage.name, "preset": stage.preset, "steps": tc["steps"],

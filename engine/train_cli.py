@@ -15,6 +15,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from .stages import trainer  # noqa: F401  (the training function for a config's kind; tests and benchmarks use it)
+
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 130        # stopped with a checkpoint (Ctrl+C or --stop-file), as a shell reports Ctrl+C
 
@@ -127,8 +129,8 @@ def run(args, emit, argv: list[str]) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data.folder import DataError
+    from .loop import TrainError
     from .text import TextEncoderError
-    from .train import TrainError
 
     if not args.config:
         return fail(emit, "give a preset name or a .toml config (--list shows presets)")
@@ -148,8 +150,8 @@ def fail(emit, message: str) -> int:
 def train_or_check(args, emit) -> int:
     from .config import load_config
     from .progress import describe_summary, stop_file_hook
+    from .loop import CHECKPOINT, TrainError, make_dataset
     from .stages import CHECK_COUNT, check_stages, plan_stages, run_stages, with_count
-    from .train import CHECKPOINT, TrainError, make_dataset
 
     overrides = cli_overrides(args)
     vae_overrides = merged(*map(parse_setting, args.vae_set))
@@ -184,8 +186,8 @@ def fitted(args, cfg: dict, overrides: dict, dataset) -> tuple[dict, dict]:
     """(the config with --fit-data applied, the data summary)."""
     from .config import load_config
     from .data.generated import GeneratedDataset
+    from .loop import dataset_label_spec
     from .progress import data_summary, fit_conditioning
-    from .train import dataset_label_spec
 
     d = cfg["dataset"]
     full = dataset if d["name"] == "folder" else GeneratedDataset(d["name"], count=d["count"], seed=d["seed"], size=d["size"])
@@ -197,7 +199,7 @@ def fitted(args, cfg: dict, overrides: dict, dataset) -> tuple[dict, dict]:
 
 
 def report_end(ended: str, out: Path, emit) -> int:
-    from .train import CHECKPOINT
+    from .loop import CHECKPOINT
 
     if ended in ("done", "time_up"):
         emit("done", {"run": str(out), "model": str(out / "model")})

@@ -32,6 +32,14 @@ def describe(bundle) -> str:
     if bundle.vae_encoder is not None or m.kind == "pixel":
         accepts.append("init image (img2img)")
     lines.append("  accepts:     " + ("; ".join(accepts) if accepts else "nothing (unconditional)"))
+    from .image_size import size_options
+    lines.append(f"  sizes:       {size_options(bundle).describe()}")
+    if bundle.sd is not None:
+        sched = bundle.sd.scheduler
+        lines.append(f"  scheduler:   {sched.class_name or 'unnamed'} config: spacing {sched.spacing}, "
+                     f"steps_offset {sched.steps_offset}" + (", clips x0" if sched.clip_sample else ""))
+    for note in bundle.notes:
+        lines.append(f"  note:        {note}")
     d = m.defaults
     lines.append(f"  defaults:    sampler {d.sampler}, {d.steps} steps, guidance {d.guidance:g}, spacing {d.spacing}")
     lines.append(f"  precision:   {m.precision}")
@@ -53,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     args = p.parse_args(argv)
     from .bundle import open_bundle
+    from .generate_cli import one_line
     from .paths import find_model
     from .providers import ProviderError
     try:
         bundle = open_bundle(find_model(args.model), provider=args.provider)
-    except (BundleError, ProviderError, FileNotFoundError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except (BundleError, ProviderError, OSError, ValueError) as exc:
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(json.dumps(bundle.manifest.to_dict(), indent=2) if args.json else describe(bundle))
     return 0

@@ -1,8 +1,10 @@
 """Cheap live previews: float images -> uint8 RGB, and the latent -> RGB linear map of latent bundles.
 
 The bundle's `preview/linear.json` is `{"weight": [[C x 3]], "bias": [3]}`: rgb = z W + b for each
-scaled latent pixel z (docs/ARCHITECTURE.md), giving RGB in about [-1, 1]. The preview is upscaled to
-the image size by pixel repetition so that a viewer shows it at the final image's size.
+scaled latent pixel z (docs/ARCHITECTURE.md), giving RGB in about [-1, 1]. The preview is brought to
+the image size by bilinear interpolation (`upsample_bilinear`: pixel centres at half-integers, edges
+clamped, as PIL's and PyTorch's bilinear resize with align_corners=False), so a 16×16 latent looks
+like a soft picture rather than 16×16 colour blocks.
 """
 from __future__ import annotations
 
@@ -36,8 +38,31 @@ def read_preview_map(path: Path, rel: str, channels: int) -> tuple[np.ndarray, n
     return weight, bias
 
 
+def interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] weights of 1-D linear interpolation from n_in to n_out samples (half-pixel centres,
+    clamped at the edges)."""
+    src = np.clip((np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5, 0.0, n_in - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo
+    m = np.zeros((n_out, n_in), np.float64)
+    np.add.at(m, (np.arange(n_out), lo), 1.0 - frac)
+    np.add.at(m, (np.arange(n_out), hi), frac)
+    return m
+
+
+def upsample_bilinear(x: np.ndarray, factor: int) -> np.ndarray:
+    """[B, C, h, w] -> [B, C, h*factor, w*factor], bilinear (separable: two small matrix products)."""
+    if factor <= 1:
+        return x
+    h, w = x.shape[2:]
+    rows = interpolation_matrix(h, h * factor).astype(np.float32)
+    cols = interpolation_matrix(w, w * factor).astype(np.float32)
+    return np.einsum("Hh,bchw,Ww->bcHW", rows, x.astype(np.float32), cols, optimize=True)
+
+
 def latent_preview(x0: np.ndarray, preview_map: tuple[np.ndarray, np.ndarray] | None, factor: int) -> np.ndarray:
-    """Scaled latent [B, C, h, w] -> RGB [B, 3, h*factor, w*factor] in about [-1, 1].
+    """Scaled latent [B, C, h, w] -> RGB [B, 3, h*factor, w*factor] in about [-1, 1], smoothly upsampled.
 
     Without a map (a bundle that ships none) the preview is the grey tanh of the channel mean.
     """
@@ -46,4 +71,4 @@ def latent_preview(x0: np.ndarray, preview_map: tuple[np.ndarray, np.ndarray] | 
     else:
         weight, bias = preview_map
         rgb = np.einsum("bchw,ck->bkhw", x0, weight) + bias[None, :, None, None]
-    return np.repeat(np.repeat(rgb, factor, axis=2), factor, axis=3) if factor > 1 else rgb
+    return upsample_bilinear(rgb, factor)

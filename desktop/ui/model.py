@@ -12,7 +12,6 @@ ended: "idle", "running", "done", "cancelled" or "failed".
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, replace
@@ -115,6 +114,8 @@ class StudioModel(QObject):
         self.selected = 0
         self.run_state = "idle"
         self.last_request = None
+        self.live_run = False                 # the run in flight is a live-painting run (live.py)
+        self.queued_generate = False          # Generate pressed during a live run: runs after it
         self.last_seconds = 0.0               # how long the last finished run took
         self.show_noisy = bool(self.settings["show_noisy"])
         self._run_started = 0.0
@@ -384,9 +385,14 @@ class StudioModel(QObject):
         return self.thread is not None
 
     def generate(self, *, live: bool = False) -> bool:
-        """Start a run with the current settings. A live run (live painting) keeps the seed, saves
-        nothing and adds nothing to the history."""
+        """Start a run with the current settings. A live run (live painting) makes one image, keeps
+        the seed, saves nothing and adds nothing to the history. Generate during a live run stops
+        that run and starts right after it."""
         if self.running:
+            if self.live_run and not live:
+                self.queued_generate = True
+                self.cancel(quiet=True)
+                return True
             return False
         if self.bundle is None:
             self.error.emit("No model is loaded. Add a model folder with File ▸ Add model….")
@@ -399,12 +405,16 @@ class StudioModel(QObject):
             if not live:
                 self.error.emit(str(exc))
             return False
-        if not live:
+        if live:
+            request = replace(request, batch_size=1)
+        else:
             self.settings.add_recent_prompt(self.params.prompt)
             self.save_settings()
+        self.live_run = live
         self.start_thread(request, save=not live)
         n = int(request.batch_size)
-        self.message.emit(f"Generating {n} image{'s' if n > 1 else ''} with seed {request.seed}…")
+        if not live:
+            self.message.emit(f"Generating {n} image{'s' if n > 1 else ''} with seed {request.seed}…")
         return True
 
     def start_thread(self, request, *, save: bool) -> None:
@@ -422,10 +432,11 @@ class StudioModel(QObject):
         self.progressChanged.emit(0, int(request.steps), 0.0, -1.0)
         self.thread.start()
 
-    def cancel(self) -> None:
+    def cancel(self, *, quiet: bool = False) -> None:
         if self.thread is not None:
             self.thread.cancel()
-            self.message.emit("Cancelling…")
+            if not quiet:
+                self.message.emit("Cancelling…")
 
     def show_result(self, result_images: list, result_paths: list, recipes: list, state: str) -> None:
         """What the output shows: these images (selectable), their PNGs and recipes, and how the run ended."""
@@ -465,7 +476,10 @@ class StudioModel(QObject):
         self.show_result(result.images, paths_, [r for _, r in saved], "done")
         where = f" — saved to {paths_[0].parent}" if paths_ and paths_[0] else ""
         notes = "".join(f" ({w})" for w in getattr(result, "warnings", None) or [])
-        self.message.emit(f"Done in {self.last_seconds:.1f} s{where}{notes}")
+        if self.live_run:
+            self.message.emit(f"Live: updated in {self.last_seconds:.1f} s (not saved; Save as… or Generate keeps it){notes}")
+        else:
+            self.message.emit(f"Done in {self.last_seconds:.1f} s{where}{notes}")
 
     def add_to_history(self, result, saved) -> None:
         entries = [
@@ -487,6 +501,9 @@ class StudioModel(QObject):
         self.error.emit(text)
 
     def _on_cancelled(self) -> None:
+        if self.live_run:   # a stale live run: a fresh one follows, nothing to report
+            self.set_run_state("idle")
+            return
         self.set_run_state("cancelled")
         self.message.emit("Cancelled — nothing was saved.")
 
@@ -495,6 +512,10 @@ class StudioModel(QObject):
         if thread is not None:
             thread.deleteLater()
         self.runningChanged.emit(False)
+        self.live_run = False
+        if self.queued_generate and not self.running:
+            self.queued_generate = False
+            self.generate()
 
     def wait(self, ms: int = 30000) -> None:
         """Block until the worker finishes (used on close and in tests)."""
@@ -525,14 +546,13 @@ class StudioModel(QObject):
 
     def save_selected_as(self, target: Path | str) -> bool:
         """Write the selected image with its recipe to `target` (replacing it: the file dialog asked)."""
-        from desktop.runtime.pngmeta import save_png
+        from desktop.runtime.pngmeta import write_png
 
         image, target = self.selected_image(), Path(target)
         if image is None:
             return False
         try:
-            written = save_png(image, self.selected_recipe(), target.parent, f".saving-{target.stem}")
-            os.replace(written, target)
+            write_png(target, image, self.selected_recipe())
         except OSError as exc:
             self.error.emit(f"Could not save to {target}: {friendly_error(exc)}")
             return False

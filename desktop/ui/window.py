@@ -226,7 +226,7 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"Diffusion Studio — {m.caps.name}")
 
     def on_running(self, running: bool) -> None:
-        self.a_generate.setEnabled(not running)
+        self.a_generate.setEnabled(not running or self.model.live_run)
         self.a_cancel.setEnabled(running)
         if running:
             self.banner.hide()

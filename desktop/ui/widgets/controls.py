@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 
 from ..bind import bind
 from ..caps import SAMPLER_LABELS, describe
+from ..live import LivePainter
 from ..model import MAX_SEED, SAMPLERS
 
 ANY_CLASS = "any (as the prompt says)"
@@ -154,6 +155,7 @@ class ControlsPanel(QWidget):
     def __init__(self, model, parent=None):
         super().__init__(parent)
         self.model = model
+        self.painter = LivePainter(model, self)
         self.picker = ModelPicker(model)
         self._make_prompts()
         self._make_settings()
@@ -218,6 +220,12 @@ class ControlsPanel(QWidget):
         self.cancel_button.setMinimumHeight(34)
         self.cancel_button.clicked.connect(self.cancelRequested)
         self.cancel_button.setEnabled(False)
+        self.live = QCheckBox("Live")
+        self.live.setToolTip("Live painting: the picture regenerates on its own a moment after you paint or change "
+                             "a setting (best with a fast model). Live pictures are not saved until you press "
+                             "Generate or Save as…")
+        self.live.setChecked(self.painter.enabled)
+        self.live.toggled.connect(self.painter.set_enabled)
 
     def _layout(self) -> None:
         prompt_head = QHBoxLayout()
@@ -243,6 +251,7 @@ class ControlsPanel(QWidget):
         buttons.setContentsMargins(9, 0, 9, 0)
         buttons.addWidget(self.generate_button, 2)
         buttons.addWidget(self.cancel_button, 1)
+        buttons.addWidget(self.live)
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         line.setFrameShadow(QFrame.Shadow.Sunken)
@@ -300,9 +309,10 @@ class ControlsPanel(QWidget):
         self.strength_label.setVisible(img2img)
         self.strength.setVisible(img2img)
         self.seamless.setVisible(self.model.inpaints())
-        self.generate_button.setEnabled(c is not None and not self.model.running)
+        self.generate_button.setEnabled(c is not None and (not self.model.running or self.model.live_run))
 
     def on_running(self, running: bool) -> None:
-        self.generate_button.setEnabled(not running and self.model.caps is not None)
-        self.generate_button.setText("Generating…" if running else "Generate")
+        busy = running and not self.model.live_run     # a live run gives way to Generate
+        self.generate_button.setEnabled(not busy and self.model.caps is not None)
+        self.generate_button.setText("Generating…" if busy else "Generate")
         self.cancel_button.setEnabled(running)

@@ -1,0 +1,345 @@
+"""The bad-input matrix of issue 13 on the command line: every case exits with its code, says what
+is wrong in one line on stderr, prints no traceback, and loses or leaves nothing.
+
+`run(argv)` calls `desktop.cli.main` in-process (a traceback would fail the test by itself); the
+cases that need a real process (pipes, signals, mounts) run one.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from desktop.cli import main as studio_main
+from desktop.runtime import pngmeta
+from desktop.runtime.pngmeta import read_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(argv, capsys) -> tuple[int, list[str], list[str]]:
+    code = studio_main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.strip().splitlines()
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def assert_one_line(err: list[str], *words: str) -> None:
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    for w in words:
+        assert w in err[0], (w, err[0])
+
+
+# --------------------------------------------------------------------------------------------
+# --out: checked before any work is done
+
+
+def test_out_that_is_a_file_is_refused_before_generating(bundles, tmp_path, capsys, monkeypatch):
+    (tmp_path / "out").write_text("my notes")
+    from desktop.runtime import pipeline
+    monkeypatch.setattr(pipeline, "generate", lambda *a, **k: pytest.fail("generated before checking --out"))
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--out", tmp_path / "out", "--quiet"], capsys)
+    assert code == 2 and out == []
+    assert_one_line(err, str(tmp_path / "out"), "is a file, not a folder")
+    assert (tmp_path / "out").read_text() == "my notes"
+
+
+def test_out_on_a_read_only_or_full_disk_is_refused_before_generating(bundles, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from desktop.runtime import fileio
+
+    def refuse(*a, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    real_open = fileio.os.open
+    monkeypatch.setattr(fileio.os, "open", lambda path, *a, **k: refuse() if ".ds_" in str(path) else real_open(path, *a, **k))
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--out", tmp_path / "ro", "--quiet"], capsys)
+    assert code == 2 and out == []
+    assert_one_line(err, str(tmp_path / "ro"), "Read-only file system")
+    monkeypatch.setattr(fileio.os, "open", real_open)
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 30, 1 << 30, 1000))
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--out", tmp_path / "full", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, str(tmp_path / "full"), "full", "needed")
+    assert tree(tmp_path) == []
+
+
+def test_disk_full_part_way_through_a_batch_reports_what_was_saved(bundles, tmp_path, capsys, monkeypatch):
+    import errno
+
+    real = pngmeta.save_png
+    calls = []
+
+    def save_png(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*a, **k)
+    monkeypatch.setattr(pngmeta, "save_png", save_png)
+    out_dir = tmp_path / "out"
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--batch", "8", "--steps", "2",
+                          "--out", out_dir, "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "saved 2 of 8 image(s)", str(out_dir), "image 3 could not be written",
+                    "No space left on device")
+    assert [Path(p).name for p in out] == ["pixel_class-0.png", "pixel_class-1.png"]
+    assert tree(out_dir) == ["pixel_class-0.png", "pixel_class-1.png"]
+    assert read_recipe(out[1]).seed == 1
+
+
+REAL_DISK_FULL = r"""
+import sys
+from pathlib import Path
+from desktop.runtime import pngmeta
+
+disk = Path(sys.argv[1])
+real = pngmeta.save_png
+count = [0]
+
+def save_png(*a, **k):
+    count[0] += 1
+    if count[0] == 3:  # another program fills the disk while the batch is being saved
+        with open(disk / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+            except OSError:
+                pass
+    return real(*a, **k)
+
+pngmeta.save_png = save_png
+from desktop.cli import main
+sys.exit(main(["generate", "--model", "digits", "--class", "4", "--batch", "8", "--steps", "2",
+               "--out", str(disk / "out"), "--quiet"]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root to mount a small tmpfs in a private mount namespace")
+def test_a_really_full_disk_part_way_through_a_batch(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && "
+              f"{sys.executable} -c '{REAL_DISK_FULL}' {disk}; code=$?; ls -a {disk}/out; exit $code")
+    out = subprocess.run(["unshare", "--mount", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    err = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr
+    assert_one_line(err, "saved 2 of 8 image(s)", "image 3 could not be written (No space left on device)")
+    listing = out.stdout.split()
+    assert [Path(p).name for p in listing if p.endswith(".png") and "/" in p] == ["digits-0.png", "digits-1.png"]
+    assert sorted(n for n in listing if not n.startswith("/")) == [".", "..", "digits-0.png", "digits-1.png"]
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes are untrusted input (issue 13) and A1111 PNGs are read honestly (issue 11.5)
+
+
+def _recipe_png(path: Path, recipe: dict | None = None, parameters: str | None = None, size=(16, 16)) -> Path:
+    import json
+
+    from PIL import PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    if parameters is not None:
+        info.add_text("parameters", parameters)
+    if recipe is not None:
+        info.add_text("diffusion-studio", json.dumps(recipe), zip=True)
+    Image.new("RGB", size).save(path, pnginfo=info)
+    return path
+
+
+def _made_png(bundle, tmp_path, capsys, *extra) -> Path:
+    code, out, err = run(["generate", "--model", bundle, "--steps", "2", "--out", tmp_path / "made", "--quiet",
+                          *extra], capsys)
+    assert code == 0, err
+    return Path(out[-1])
+
+
+def _edited(png: Path, tmp_path: Path, edit) -> Path:
+    recipe = dict(pngmeta.read_recipe_dict(png))
+    recipe.pop("notes"), recipe.pop("source")
+    edit(recipe)
+    return _recipe_png(tmp_path / f"edited-{len(list(tmp_path.iterdir()))}.png", recipe)
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda r: r["request"].update(init_image="/etc/hostname"), "field 'init_image' names a file"),
+    (lambda r: r["request"].update(mask=str(ROOT / "README.md")), "field 'mask' names a file"),
+    (lambda r: r.update(model=5), "field 'model' must be an object"),
+    (lambda r: r["request"].update(prompt=5), "field 'prompt' must be text"),
+    (lambda r: r.update(request=[1, 2]), "field 'request' must be an object"),
+    (lambda r: r["request"].update(steps="20"), "field 'steps' must be an integer"),
+    (lambda r: r["request"].update(seed=2**70), "field 'seed' must be an integer"),
+    (lambda r: r["request"].update(guidance=float("nan")), "field 'guidance' must be a number"),
+    (lambda r: r["request"].update(labels={"png": "bm90IGEgcG5n"}), "field 'labels' is not a valid inline PNG"),
+    (lambda r: r["request"].update(init_image={"png": 5}), "field 'init_image' must be an inline image"),
+    (lambda r: r["model"].update(hash="not hex"), "field 'model.hash' must be hexadecimal"),
+])
+def test_malformed_recipes_give_one_sentence(bundles, tmp_path, capsys, edit, words):
+    png = _edited(_made_png(bundles["pixel_class"], tmp_path, capsys), tmp_path, edit)
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out",
+                          tmp_path / "o", "--quiet"], capsys)
+    assert code == 2 and out == []
+    assert_one_line(err, png.name, words)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_recipe_never_follows_a_model_path(bundles, tmp_path, capsys):
+    """A recipe naming a bundle by its path (outside the models folders) is not opened."""
+    png = _edited(_made_png(bundles["pixel_class"], tmp_path, capsys), tmp_path,
+                  lambda r: (r["model"].update(name=str(bundles["pixel_class"]), hash="ab" * 32),
+                             r["request"].update(model=str(bundles["pixel_class"]))))
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "is not installed", "hash abababab", "--model")
+
+
+def test_a_hash_that_matches_nothing_installed_says_so(bundles, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
+    shutil.copytree(bundles["pixel_class"], tmp_path / "home" / "models" / "pixel_class")
+    png = _edited(_made_png("pixel_class", tmp_path, capsys), tmp_path, lambda r: r["model"].update(hash="cd" * 32))
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "made with model 'pixel_class' (hash cdcdcdcdcd)", "is a different model", "--model")
+    # the user can still choose it
+    code, out, err = run(["generate", "--from-png", png, "--model", "pixel_class", "--out", tmp_path / "o",
+                          "--quiet"], capsys)
+    assert code == 0
+
+
+def test_a_bundle_given_by_path_replays_with_from_png_alone(bundles, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
+    elsewhere = shutil.copytree(bundles["pixel_class"], tmp_path / "downloads" / "my bundle")
+    png = _made_png(elsewhere, tmp_path, capsys, "--class", "two", "--seed", "9")
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "again", "--quiet"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(out[0])), np.array(Image.open(png)))
+    assert str(elsewhere) in (tmp_path / "home" / "known_models.json").read_text()
+
+
+def test_a_seed_near_2_63_in_a_batch_replays(bundles, tmp_path, capsys):
+    seed = 2**63 - 2
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--seed", seed, "--batch", "2", "--steps",
+                          "2", "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 0, err
+    last = Path(out[-1])
+    assert pngmeta.read_recipe(last).seed == 2**63 - 1
+    code, again, err = run(["generate", "--from-png", last, "--model", bundles["pixel_class"], "--out",
+                            tmp_path / "again", "--quiet"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(again[0])), np.array(Image.open(last)))
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--seed", 2**63 - 1, "--batch", "2",
+                          "--out", tmp_path / "o2", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "seed")
+
+
+def test_an_a1111_png_lists_what_it_cannot_apply_in_one_note(bundles, tmp_path, capsys):
+    png = _recipe_png(tmp_path / "a1111.png", parameters=(
+        "a cat <lora:catLora:0.7>\nNegative prompt: dog\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 5, "
+        "Size: 512x768, Model hash: 0123456789, Model: sd15, Clip skip: 2, Hires upscale: 2, Version: v1.9.4"))
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "model 'sd15' (hash 0123456789) is not installed", "--model")
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out", tmp_path / "o",
+                          "--quiet"], capsys)
+    assert code == 0, err
+    (note,) = [line for line in err if line.startswith("note: not applied from the recipe:")]
+    for words in ("LoRA catLora (0.7)", "clip skip 2", "hires fix", "Euler a", "size 512x768", "noise generator"):
+        assert words in note, (words, note)
+    assert pngmeta.read_recipe(out[0]).seed == 5
+
+
+def test_strength_without_init_is_refused(bundles, tmp_path, capsys):
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--strength", "0.5", "--out",
+                          tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "--strength needs --init")
+
+
+def test_reading_a_recipe_never_decodes_the_pixels(bundles, tmp_path, capsys):
+    """A 20000x20000 PNG (a 50 KB file, 1.2 GB decoded) replays from its recipe; Pillow would refuse it."""
+    import json
+    import struct
+    import zlib
+
+    recipe = pngmeta.read_recipe_dict(_made_png(bundles["pixel_class"], tmp_path, capsys, "--seed", "3"))
+    recipe.pop("notes"), recipe.pop("source")
+    side = 20000
+    raw = zlib.compressobj(9)
+    row = b"\0" + b"\0" * (side // 8)
+    idat = b"".join(raw.compress(row) for _ in range(side)) + raw.flush()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    text = b"diffusion-studio\0\0" + zlib.compress(json.dumps(recipe).encode())
+    png = tmp_path / "huge.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                    + chunk(b"zTXt", text) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    assert png.stat().st_size < 200_000
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out",
+                          tmp_path / "o", "--quiet"], capsys)
+    assert code == 0, err
+    assert pngmeta.read_recipe(out[0]).seed == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Tracebacks where a sentence belongs
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "\x1b[31mred\x1b[0m\x07", "a\0b", "../../etc"])
+def test_long_or_escaped_model_names(tmp_path, capsys, name):
+    for sub in ("generate", "info"):
+        argv = [sub, "--model", name, "--out", tmp_path / "o"] if sub == "generate" else [sub, name]
+        code, out, err = run(argv, capsys)
+        assert code == 2 and out == []
+        assert_one_line(err, "no model")
+        assert "\x1b" not in err[0] and "\x07" not in err[0] and "\0" not in err[0]
+        assert len(err[0]) < 600
+
+
+def test_info_into_a_closed_pipe_is_quiet():
+    """`diffusion-studio info digits | head -1` printed a BrokenPipeError traceback. `true` closes the
+    pipe before anything is written, so the write always fails."""
+    proc = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m desktop info digits | true; echo $?"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "141"  # what a program stopped by SIGPIPE returns
+    assert proc.stderr == "", proc.stderr
+
+
+def test_a_deeply_nested_studio_json(bundles, tmp_path, capsys):
+    path = shutil.copytree(bundles["pixel_class"], tmp_path / "deep")
+    (path / "studio.json").write_text('{"provenance": ' + "[" * 100000 + "]" * 100000 + "}")
+    for argv in (["info", path], ["generate", "--model", path, "--out", tmp_path / "o"]):
+        code, out, err = run(argv, capsys)
+        assert code == 2
+        assert_one_line(err, "studio.json", "nested more than 64 levels")
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda d: d["schedule"].update(num_train_timesteps=10**8), "schedule.num_train_timesteps"),
+    (lambda d: d["image"].update(height=10**6, width=10**6), "image.height"),
+    (lambda d: d["conditioning"].update(text={"max_length": 100000, "hidden_size": 6}), "conditioning.text.max_length"),
+])
+def test_memory_bombs_in_a_manifest_are_refused_before_allocating(bundles, tmp_path, capsys, edit, words):
+    import json
+    import resource
+    path = shutil.copytree(bundles["pixel_class"], tmp_path / "bomb")
+    data = json.loads((path / "studio.json").read_text())
+    edit(data)
+    (path / "studio.json").write_text(json.dumps(data))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, out, err = run(["info", path], capsys)
+    assert code == 2
+    assert_one_line(err, words)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing big was allocated
