@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-from . import paths
+from . import fileio, paths
 
 EVENTS = "events.jsonl"
 TRAIN_LOG = "train.log"
@@ -233,7 +233,7 @@ class StageState:
     sample: str = ""
     sample_step: int = 0
     checkpoint_step: int = 0
-    ended: str = ""                     # "" while training; "done" | "time_up" | "paused"
+    ended: str = ""                     # "" while training; "done" | "time_up" | "paused" | "finalized"
     model: str = ""
 
     @property
@@ -293,7 +293,7 @@ class RunState:
 
     @property
     def paused(self) -> bool:
-        return not self.running and not self.done and any(s.ended == "paused" for s in self.stages)
+        return not self.running and not self.done and any(s.ended in ("paused", "finalized") for s in self.stages)
 
     def apply(self, e: dict) -> None:
         """Fold one event into the state (unknown events and fields are ignored)."""
@@ -366,17 +366,14 @@ def read_run_state(run: Path) -> RunState:
 def read_job(run: Path) -> dict:
     """The app's record of a run (job.json), {} when missing or unreadable."""
     try:
-        job = json.loads((Path(run) / JOB).read_text(encoding="utf-8"))
+        job = fileio.read_json(Path(run) / JOB)
     except (OSError, ValueError):
         return {}
     return job if isinstance(job, dict) else {}
 
 
 def write_job(run: Path, job: dict) -> None:
-    from .manifest import atomic_write_text
-
-    Path(run).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(run) / JOB, json.dumps(job, indent=1))
+    fileio.write_json(Path(run) / JOB, job, indent=1)
 
 
 def list_runs(root: Path | None = None) -> list[Path]:

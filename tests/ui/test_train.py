@@ -3,8 +3,8 @@ generated image folder, driven through the window's widgets, while the app proce
 torch (every flow runs inside `app_process_guard`).
 
 Covered: the data check (counts, classes, skipped files and why, an unusable folder as a sentence)
-and the measured expected time; tiny-pixel trained, paused, resumed, killed (reported, then resumed
-from its checkpoint), exported and generated from; tiny-latent with its VAE stage visible; closing
+and the measured expected time; tiny-pixel trained, paused, exported from its checkpoint, resumed,
+killed (reported, then resumed from its checkpoint), exported again and generated from; tiny-latent with its VAE stage visible; closing
 the app keeps training in the background, a new window follows the run, pauses on close, and
 cancels (deleting the run); without the engine extra, the window says what to install.
 """
@@ -190,6 +190,10 @@ def test_train_pause_kill_resume_export_then_generate(qtbot, open_window, tmp_pa
         assert session.state.paused and "paused" in progress.title.text() and cur.checkpoint_step == cur.step >= 3
         assert progress.resume_button.isEnabled() and progress.export_button.isEnabled()
 
+        start_and_wait_for_export(qtbot, session, progress.export_button)   # a model from the checkpoint
+        assert w.model.caps.name == "mine" and w.model.caps.provenance["steps"] == cur.step
+        assert session.state.current.ended == "finalized" and progress.resume_button.isEnabled()
+
         qtbot.mouseClick(progress.resume_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: session.state.current.checkpoint_step >= 25, timeout=LONG)
         killed_after = session.state.current.checkpoint_step
@@ -199,7 +203,7 @@ def test_train_pause_kill_resume_export_then_generate(qtbot, open_window, tmp_pa
         assert f"step {killed_after:,}" in session.problem and progress.problem.isVisible()
         assert progress.resume_button.isEnabled()
 
-        start_and_wait_for_export(qtbot, session, progress.resume_button)
+        start_and_wait_for_export(qtbot, session, progress.resume_button)   # replaces the early export
         m = w.model
         assert m.entry.path == paths.user_models_dir() / "mine" and m.caps.name == "mine"
         assert m.caps.class_names == ["blue", "green", "red"]
