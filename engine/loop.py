@@ -14,7 +14,10 @@
 
 Hook points (for callers and tools that watch a run): `hooks["on_batch"](step, rank, indices)`
 before a step, `hooks["on_step"](step, loss)` after it, and every metrics record goes through
-`StepBookkeeping.append_metrics(path, record)` (one JSON line per logged step).
+`StepBookkeeping.append_metrics(path, record)` (one JSON line per logged step). The progress
+protocol (docs/TRAINING.md): `hooks["event"](kind, fields)` gets "start", "step", "sample",
+"checkpoint" and "end" on the main process, and `hooks["should_stop"]()` is polled after every step
+(True stops the run like Ctrl+C).
 """
 from __future__ import annotations
 

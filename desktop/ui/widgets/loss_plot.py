@@ -8,11 +8,15 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-SMOOTHING = 0.9   # EMA weight of the past
+SMOOTHING_POINTS = 50   # the smoothed line averages over about 1/50 of the points (at least 10)
+MAX_DRAWN = 1500  # points drawn per line at most (a long run logs tens of thousands)
 
 
-def smoothed(values: list[float], weight: float = SMOOTHING) -> list[float]:
-    """Exponential moving average with bias correction (TensorBoard's smoothing)."""
+def smoothed(values: list[float], weight: float | None = None) -> list[float]:
+    """Exponential moving average with bias correction (TensorBoard's smoothing); by default its
+    window grows with the number of points, so a long run's line is as calm as a short one's."""
+    if weight is None:
+        weight = 1.0 - 1.0 / max(10.0, len(values) / SMOOTHING_POINTS)
     out, avg = [], 0.0
     for i, v in enumerate(values):
         avg = weight * avg + (1 - weight) * v
@@ -29,6 +33,14 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step) * step
     return [first + i * step for i in range(int((hi - first) / step) + 1)]
+
+
+def log_ticks(e0: float, e1: float) -> list[float]:
+    """Round values between 10**e0 and 10**e1: the powers of ten, with 2 and 5 times them when the
+    range spans less than two decades."""
+    steps = (1, 2, 5) if e1 - e0 < 2 else (1,)
+    ticks = [m * 10 ** e for e in range(math.floor(e0), math.ceil(e1) + 1) for m in steps]
+    return [t for t in ticks if 10 ** e0 <= t <= 10 ** e1]
 
 
 def format_tick(v: float) -> str:
@@ -76,6 +88,7 @@ class LossPlot(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
             return
         fm = p.fontMetrics()
+        stride = max(1, -(-len(self.points) // MAX_DRAWN))
         area = QRectF(self.rect()).adjusted(fm.horizontalAdvance("0.0000") + 12, fm.height() + 8, -12, -fm.height() - 10)
         log, y0, y1 = self._scale()
         x0, x1 = self.points[0][0], max(self.points[-1][0], self.points[0][0] + 1)
@@ -89,9 +102,10 @@ class LossPlot(QWidget):
         accent = QColor(pal.highlight().color())
         faint = QColor(accent)
         faint.setAlpha(70)
-        self._polyline(p, [to_px(s, v) for s, v in self.points], QPen(faint, 1.0))
+        keep = list(range(0, len(self.points), stride)) + ([len(self.points) - 1] if (len(self.points) - 1) % stride else [])
+        self._polyline(p, [to_px(*self.points[i]) for i in keep], QPen(faint, 1.0))
         smooth = smoothed([v for _, v in self.points])
-        self._polyline(p, [to_px(s, v) for (s, _), v in zip(self.points, smooth)], QPen(accent, 2.2))
+        self._polyline(p, [to_px(self.points[i][0], smooth[i]) for i in keep], QPen(accent, 2.2))
         p.setPen(text)
         p.drawText(QRectF(area.left(), 2, area.width(), fm.height() + 4), Qt.AlignmentFlag.AlignLeft,
                    f"{self.title}{'  (log scale)' if log else ''}")
@@ -110,7 +124,7 @@ class LossPlot(QWidget):
     def _grid(p, area, log, y0, y1, x0, x1, color, to_px) -> None:
         p.setPen(QPen(color, 0.6, Qt.PenStyle.DotLine))
         fm = p.fontMetrics()
-        ticks = [10 ** e for e in range(math.floor(y0), math.ceil(y1) + 1)] if log else nice_ticks(y0, y1)
+        ticks = log_ticks(y0, y1) if log else nice_ticks(y0, y1)
         for v in ticks:
             y = to_px(x0, v).y()
             if area.top() - 1 <= y <= area.bottom() + 1:
