@@ -11,7 +11,7 @@ import pytest
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.manifest import BundleError, read_manifest, write_manifest
 from desktop.runtime.pipeline import GenerationRequest, generate
-from tiny_bundles import CLASS_NAMES, _save, unet_onnx, unet_weights
+from tests.helpers.tiny_bundles import CLASS_NAMES, save_onnx, unet_onnx, unet_weights
 
 
 def copy(bundles, name, tmp_path):
@@ -45,7 +45,7 @@ def test_fixed_onnx_dims_that_the_manifest_contradicts(bundles, tmp_path, spatia
         model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
     else:
         model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = batch
-    _save(model, path / "unet/model.onnx")
+    save_onnx(model, path / "unet/model.onnx")
     rehash(path)
     if words is None:
         open_bundle(path, provider="cpu")
