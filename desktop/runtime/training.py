@@ -405,6 +405,7 @@ def safe_name(text: str) -> str:
 
 SAMPLE_GRIDS = 10          # sample grids a stage writes, at most about
 SAMPLE_SECONDS = 15.0      # and at most one per this much training (a grid costs seconds itself)
+TIME_BUDGET_STEPS = 10     # a time budget allows this many times the steps the measured speed fits in it
 LOG_SECONDS = 2.0          # a loss point about this often (and at least 100 per stage)
 CHECKPOINT_SECONDS = 180   # a checkpoint about this often: what a killed run loses at most
 
@@ -426,7 +427,7 @@ def stage_plan(check: dict, budget: dict) -> list[dict]:
     speed. budget {"steps": N} sets the diffusion stage's steps (a VAE stage keeps its preset's).
     {"seconds": S}: a VAE stage gets its share of S in proportion to the stages' expected times (at
     most what it needs) and the diffusion stage the rest, training until it is spent (its steps
-    raised to what that time allows, with room to spare, if the preset has fewer)."""
+    raised far beyond what the measured speed fits in that time, so the time ends it)."""
     stages = [dict(s) for s in check.get("stages") or []]
     for s in stages:
         s["sps"] = max(float(s.get("seconds_per_step") or 0.0), 1e-6)
@@ -443,7 +444,7 @@ def stage_plan(check: dict, budget: dict) -> list[dict]:
             left -= s["max_seconds"]
         elif seconds:
             s["max_seconds"] = round(max(left, 1.0), 1)
-            s["steps"] = max(s["steps"], math.ceil(1.5 * s["max_seconds"] / s["sps"]))
+            s["steps"] = max(s["steps"], math.ceil(TIME_BUDGET_STEPS * s["max_seconds"] / s["sps"]))
         train_s = min(s["steps"] * s["sps"], s["max_seconds"] or math.inf)
         _cadences(s, train_s)
     return stages

@@ -291,8 +291,10 @@ class TrainWindow(QWidget):
         return {bg: "background", pause: "pause"}.get(box.clickedButton(), "stay")
 
     def confirm_app_close(self) -> bool:
-        """Called by the main window before the app quits: False keeps the app open."""
+        """Called by the main window before the app quits: False keeps the app open. An export goes
+        on by itself in the background; a data check is stopped."""
         if not self.session.training:
+            self.setup.checker.stop()
             return True
         choice = self.ask_close()
         if choice == "stay":
@@ -300,6 +302,7 @@ class TrainWindow(QWidget):
         if choice == "pause":
             self.session.pause()   # the trainer stops by itself, with or without the app
         self.session.detach()
+        self.setup.checker.stop()
         return True
 
     # --- reactions -----------------------------------------------------------------------
