@@ -139,6 +139,8 @@ def run(args, emit, argv: list[str]) -> int:
         return train_or_check(args, emit)
     except (ConfigError, TrainError, CheckpointError, DataError, TextEncoderError) as exc:
         return fail(emit, str(exc))
+    except OSError as exc:  # the run folder cannot be written (permissions, a full or read-only disk)
+        return fail(emit, f"{exc.strerror or exc}: {exc.filename or args.out or 'the run folder'}")
 
 
 def fail(emit, message: str) -> int:
