@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import is_number
+
 
 def _batched(value, batch: int, key: str, which: str) -> np.ndarray:
     value = np.asarray(value)
@@ -28,7 +30,7 @@ def cfg_denoiser(model, cond: dict, uncond: dict, scale: float):
     cond, uncond = dict(cond or {}), dict(uncond or {})
     if set(cond) != set(uncond):
         raise ValueError(f"cond and uncond must have the same inputs, got {sorted(cond)} and {sorted(uncond)}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not np.isfinite(scale):
+    if not is_number(scale) or not np.isfinite(scale):
         raise ValueError(f"guidance scale must be a finite number, got {scale!r}")
     scale = float(scale)
     cache: dict[int, dict] = {}  # batch size -> the doubled conditioning (built once, not every step)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .condition import _as_mask
+from .checks import is_int
+from .condition import as_mask
 from .forward import q_sample, q_step_sample
 from .samplers import VARIANCES, call_model, check_common, check_steps, ddpm_step, finish_step, predict_x0_eps
 from .schedule import Schedule, respace
@@ -27,7 +28,7 @@ def _check_known(known_x0, mask, shape=None):
         raise ValueError(f"known_x0 must be a float array [B, C, ...], got shape {known.shape} dtype {known.dtype}")
     if not np.isfinite(known).all():
         raise ValueError("known_x0 contains NaN or infinite values")
-    m = _as_mask(mask) if known.ndim == 4 else np.asarray(mask, dtype=np.float32)
+    m = as_mask(mask) if known.ndim == 4 else np.asarray(mask, dtype=np.float32)
     try:
         np.broadcast_shapes(m.shape, known.shape)
     except ValueError:
@@ -85,7 +86,7 @@ def sample_repaint(model, x_T, schedule: Schedule, steps: int, known_x0, mask, j
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
     for name, v in (("jump_length", jump_length), ("resamples", resamples)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     known, m = _check_known(known_x0, mask, x.shape)
     T = schedule.num_train_timesteps

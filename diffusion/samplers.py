@@ -38,6 +38,7 @@ import inspect
 
 import numpy as np
 
+from .checks import is_int, is_number
 from .forward import PREDICTION_TYPES, eps_from_x0, to_x0_eps
 from .schedule import Schedule, respace
 from .spacing import dpm_solver_timesteps, timesteps
@@ -98,7 +99,7 @@ def sampler_timesteps(name: str, T: int, steps: int, spacing: str, steps_offset:
 
 
 def check_steps(steps, T: int) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+    if not is_int(steps):
         raise ValueError(f"steps must be an integer, got {steps!r}")
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be between 1 and num_train_timesteps ({T}), got {steps}")
@@ -186,7 +187,7 @@ def sample_ddim(model, x_T, schedule: Schedule, steps: int, *, eta: float = 0.0,
 
     η = 0 is deterministic; η = 1 has DDPM's posterior variance β̃_t (on the respaced steps).
     """
-    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not 0.0 <= eta <= 1.0:
+    if not is_number(eta) or not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be a number between 0 and 1, got {eta!r}")
     x = check_common(model, x_T, schedule, prediction_type, rng, callback, cancel, hook, needs_rng=eta > 0)
     T = schedule.num_train_timesteps

@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from .checks import is_int
+
 SCHEDULES = ("linear", "cosine", "scaled_linear")
 
 
@@ -91,7 +93,7 @@ def make_schedule(name: str = "linear", T: int = 1000, beta_start: float = 1e-4,
     """The schedule ``name`` ("linear" | "cosine" | "scaled_linear") over T training timesteps."""
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULES)}")
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+    if not is_int(T) or T < 1:
         raise ValueError(f"num_train_timesteps must be a positive integer, got {T!r}")
     T = int(T)
     if name == "cosine":

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from diffusion.checks import is_int, is_number
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.samplers import SAMPLERS
 from diffusion.schedule import SCHEDULES
@@ -231,7 +232,7 @@ def _obj(value: Any, name: str) -> dict:
 
 
 def _pos_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
+    if not is_int(value) or value < minimum or \
             (maximum is not None and value > maximum):
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         if maximum is not None:
@@ -247,7 +248,7 @@ def _short(value: Any) -> Any:
 
 
 def _number(value: Any, name: str, lo: float | None = None, hi: float | None = None, open_lo: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = is_number(value) and math.isfinite(value)
     if ok and lo is not None:
         ok = value > lo if open_lo else value >= lo
     if ok and hi is not None:
@@ -349,7 +350,7 @@ def _validate_conditioning(c: Any) -> Conditioning:
                 name = _string(_get(lab, "name", where + "."), where + ".name")
                 color = lab.get("color")
                 if (not isinstance(color, list) or len(color) != 3
-                        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)):
+                        or not all(is_int(v) and 0 <= v <= 255 for v in color)):
                     raise _field_error(where + ".color", "[r, g, b] with integers 0..255", color)
                 labels.append(Label(name, tuple(color)))
         mask = MaskSpec(kind, tuple(labels))
@@ -366,7 +367,7 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     if d.get("format") != FORMAT:
         raise _field_error("format", repr(FORMAT), d.get("format"))
     version = d.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
+    if not is_int(version):
         raise _field_error("format_version", "an integer", version)
     if version > FORMAT_VERSION:
         raise BundleError(

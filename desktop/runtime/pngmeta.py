@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from diffusion.checks import is_number
+
 from . import a1111, fileio
 from .manifest import MAX_IMAGE_SIDE
 from .pipeline import GenerationRequest, GenerationResult
@@ -190,7 +192,7 @@ def _is(value, what: str) -> bool:
         return isinstance(value, str) and len(value) <= MAX_PROMPT
     if what == _BOOL:
         return isinstance(value, bool)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         return False
     return isinstance(value, int) and abs(value) < 2**63 if what == _INT else math.isfinite(value)
 
