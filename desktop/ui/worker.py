@@ -118,12 +118,12 @@ class GenerationThread(QThread):
 
         recipes = [pngmeta.make_recipe(result, i) for i in range(len(result.images))]
         saved, problem = [], None
-        stem = slug(getattr(result, "model_name", "") or getattr(self.bundle, "name", "image"))
+        name = getattr(result, "model_name", "") or getattr(self.bundle, "name", "image")
         for i, (image, recipe) in enumerate(zip(result.images, recipes)):
             path = None
             if self.save and problem is None:
                 try:
-                    path = pngmeta.save_png(image, recipe, self.out_dir, f"{stem}-{result.seeds[i]}")
+                    path = pngmeta.save_png(image, recipe, self.out_dir, pngmeta.output_stem(name, result.seeds[i]))
                 except BaseException as exc:  # noqa: BLE001
                     problem = exc
             saved.append((path, recipe))
@@ -131,8 +131,3 @@ class GenerationThread(QThread):
         if problem is not None:
             self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(problem)}. "
                              "Save as… still saves them where you choose.")
-
-
-def slug(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(name).strip())
-    return keep.strip("-")[:40] or "image"
