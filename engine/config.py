@@ -33,6 +33,7 @@ import math
 import tomllib
 from pathlib import Path
 
+from diffusion import defaults as fallback_table
 from diffusion.schedule import SCHEDULES
 
 PRESETS = Path(__file__).resolve().parent / "presets"
@@ -55,9 +56,10 @@ DEFAULTS: dict = {
         "disc_channels": 32,
     },
     "conditioning": {"text": "", "class": False, "mask": "", "cond_drop_prob": 0.1, "inpaint_full_prob": 0.1},
-    # What the exported bundle offers first in the app and `generate` (guidance 0 = 3 for
-    # conditional models, 1 otherwise). Chosen from the model's evaluation, not at training time.
-    "defaults": {"sampler": "dpmpp_2m", "steps": 20, "guidance": 0.0, "spacing": "trailing"},
+    # What the exported bundle offers first in the app and `generate` (guidance 0 = automatic:
+    # diffusion.defaults.fallback_guidance). Chosen from the model's evaluation, not at training time.
+    "defaults": {"sampler": fallback_table.SAMPLER, "steps": fallback_table.STEPS, "guidance": 0.0,
+                 "spacing": fallback_table.SPACING},
     "schedule": {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02, "cosine_s": 0.008},
     "training": {
         "steps": 1000,

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffusion.defaults import fallback_guidance
+
 from .config import load_config
 from .ema import EMA
 from .loop import (CHECKPOINT, TrainError, checkpointer, dataset_class_names, dataset_label_spec, make_accelerator,
@@ -547,7 +549,7 @@ def save_final_model(cfg: dict, out: Path, *, raw, ema, nets: Networks, data: Ru
         class_names=list(data.class_names) or None, mask=mask, schedule=sched.to_dict(),
         prediction_type=tc["prediction_type"], image_size=data.size, image_channels=data.channels,
         defaults={**cfg["defaults"], "guidance": cfg["defaults"]["guidance"]
-                  or (3.0 if (cc["class"] or cc["text"] or cc["mask"] == "semantic") else 1.0)},
+                  or fallback_guidance(bool(cc["class"] or cc["text"] or cc["mask"] == "semantic"))},
         provenance=run_provenance(cfg, out, step=step, seconds=seconds),
     )
     save_model(loaded, out / "model")

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from diffusion import defaults as fallback_table
 from diffusion.checks import is_int, is_number
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.samplers import SAMPLERS
@@ -135,10 +136,11 @@ class UNetSpec:
 
 @dataclass(frozen=True)
 class Defaults:
-    sampler: str = "dpmpp_2m"
-    steps: int = 20
-    guidance: float = 1.0
-    spacing: str = "trailing"
+    """The model's own sampling settings (a manifest without them gets diffusion.defaults')."""
+    sampler: str = fallback_table.SAMPLER
+    steps: int = fallback_table.STEPS
+    guidance: float = fallback_table.GUIDANCE_UNCONDITIONAL
+    spacing: str = fallback_table.SPACING
 
 
 @dataclass(frozen=True)
@@ -451,8 +453,9 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
                                   rel, f"files.{role}")
 
     de = _obj(d.get("defaults") or {}, "defaults")
-    fallback = Defaults(steps=min(20, schedule["num_train_timesteps"]), guidance=3.0 if (conditioning.text or conditioning.class_ or
-                                         (conditioning.mask and conditioning.mask.kind == "semantic")) else 1.0)
+    conditional = bool(conditioning.text or conditioning.class_ or (conditioning.mask and conditioning.mask.kind == "semantic"))
+    fallback = Defaults(**fallback_table.fallback_defaults(conditional=conditional,
+                                                           num_train_timesteps=schedule["num_train_timesteps"]))
     defaults = Defaults(
         sampler=_choice(de.get("sampler", fallback.sampler), "defaults.sampler", SAMPLERS),
         steps=_pos_int(de.get("steps", fallback.steps), "defaults.steps"),

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffusion import defaults as fallback_table
 from diffusion.checks import is_int, is_number
 from diffusion.scheduler_config import CONFIG_PATH, STABLE_DIFFUSION, parse_scheduler_config, read_scheduler_config
 from diffusion.samplers import SAMPLERS
@@ -234,7 +235,8 @@ def sd_defaults(sched, text: bool, lcm: bool) -> Defaults:
     sampler = "ddim" if sched.class_name == "DDIMScheduler" else "dpmpp_2m"
     if few_step:
         return Defaults(sampler="ddim", steps=4, guidance=1.0, spacing="trailing")
-    return Defaults(sampler=sampler, steps=25, guidance=7.5 if text else 1.0, spacing=sched.spacing)
+    guidance = fallback_table.GUIDANCE_SD_TEXT if text else fallback_table.GUIDANCE_UNCONDITIONAL
+    return Defaults(sampler=sampler, steps=25, guidance=guidance, spacing=sched.spacing)
 
 
 def sd_manifest(path: Path, models: dict, *, text: TextSpec | None) -> tuple[Manifest, SDInfo]:
