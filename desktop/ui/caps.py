@@ -10,9 +10,9 @@ from pathlib import Path
 
 from desktop.runtime.manifest import MANIFEST_NAME
 from diffusion import defaults as fallback_table
+from diffusion.samplers import SAMPLER_SPECS
 
-SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++ (2M)",
-                  "dpmpp_2m_sde": "DPM-Solver++ (2M SDE)"}
+SAMPLER_LABELS = {spec.name: spec.label for spec in SAMPLER_SPECS}  # the one sampler table's names
 
 
 def manifest_dict(manifest) -> dict:
