@@ -1,4 +1,4 @@
-"""Classifier-free guidance (Ho & Salimans 2022; DESIGN.md §1): ε̂ = ε_u + s (ε_c - ε_u).
+"""Classifier-free guidance (Ho & Salimans 2022; docs/MATH.md): ε̂ = ε_u + s (ε_c - ε_u).
 
 Both halves come from ONE batched network call: x2 = [x; x], t2 = [t; t] and every conditioning input
 ``cond2[k] = [uncond[k]; cond[k]]`` (unconditional half first). A conditioning value whose batch is 1

@@ -1,4 +1,4 @@
-"""Per-image random numbers, so that batch size never changes an image (DESIGN.md §4).
+"""Per-image random numbers, so that batch size never changes an image (docs/MATH.md, "Random numbers").
 
 Image i of a batch generated from ``seed`` uses seed + i. Each image owns a ``np.random.Generator``
 (PCG64) seeded from ``SeedSequence(seed_i, spawn_key=(stream,))``:

@@ -1,4 +1,4 @@
-"""Noise schedules: β_t for t = 0..T-1 and every array derived from it (DESIGN.md §1).
+"""Noise schedules: β_t for t = 0..T-1 and every array derived from it (docs/MATH.md, "Forward process").
 
     alphas = 1 - betas,  alphas_cumprod[t] = ᾱ_t = prod(alphas[:t+1]),  alphas_cumprod_prev[t] = ᾱ_{t-1}
     (ᾱ_{-1} = 1), posterior q(x_{t-1} | x_t, x_0) = N(coef1 x_0 + coef2 x_t, β̃_t I) with

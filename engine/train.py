@@ -1,4 +1,4 @@
-"""The DDPM / LDM trainer (DESIGN.md §1, Algorithm 1), readable top to bottom.
+"""The DDPM / LDM trainer (docs/MATH.md, "Training", Algorithm 1), readable top to bottom.
 
 Each step: x_0 from the data (latent runs: z_0 = E(x).mean * scale_factor with the frozen VAE),
 t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (q_sample, with

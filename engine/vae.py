@@ -1,4 +1,4 @@
-"""The VAE trainer (first stage of latent diffusion; DESIGN.md §1):
+"""The VAE trainer (first stage of latent diffusion; docs/MATH.md):
 
     L = L_recons + beta_KL * L_KL + beta_p * L_perceptual + beta_adv * lambda * L_adversarial
 

@@ -1,4 +1,4 @@
-"""`export_bundle`: a LoadedModel (engine.loaded) -> a checked model bundle (DESIGN.md §3).
+"""`export_bundle`: a LoadedModel (engine.loaded) -> a checked model bundle (docs/ARCHITECTURE.md, "The bundle manifest").
 
 Steps, all inside a temporary folder next to OUT_DIR:
 1. each network is exported (onnx_graphs) and checked in ONNX Runtime against PyTorch at batch

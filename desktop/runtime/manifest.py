@@ -1,4 +1,4 @@
-"""The model bundle format: `studio.json` (DESIGN.md §3, docs/ARCHITECTURE.md "The bundle manifest").
+"""The model bundle format: `studio.json` (docs/ARCHITECTURE.md, "The bundle manifest").
 
 This module is the single definition of the format. Export writes bundles with `write_manifest`;
 the runtime reads them with `read_manifest`. Both go through `validate_manifest`, so a bundle that

@@ -1,4 +1,4 @@
-"""The generation pipeline (DESIGN.md §4): request -> conditioning -> x_T -> sampler over the U-Net -> images.
+"""The generation pipeline (docs/ARCHITECTURE.md, "The generation pipeline"): request -> conditioning -> x_T -> sampler over the U-Net -> images.
 
     x_T ~ N(0, I) per image from seed + i  ->  diffusion.samplers.sample(...)  ->  decode  ->  uint8 RGB
 

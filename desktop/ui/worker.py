@@ -1,4 +1,4 @@
-"""The worker thread that owns the pipeline call (DESIGN.md §2).
+"""The worker thread that owns the pipeline call (docs/ARCHITECTURE.md, "Why the layering").
 
 `GenerationThread.run` calls `desktop.runtime.pipeline.generate` (looked up when the run starts,
 so tests can wrap it), turns every `StepInfo` into a display `Frame` off the UI thread, saves the

@@ -1,4 +1,4 @@
-"""The forward process against its closed forms (DESIGN.md §1), and the schedules' definitions."""
+"""The forward process against its closed forms (docs/MATH.md), and the schedules' definitions."""
 import math
 
 import numpy as np
