@@ -70,7 +70,7 @@ def _cosine_betas(T: int, s: float) -> np.ndarray:
 
 
 def _derive(name, betas, alphas_cumprod, **params) -> Schedule:
-    """Build every derived array of §1 from β and ᾱ (ᾱ given so a respaced schedule keeps exact values)."""
+    """Build every derived array (docs/MATH.md) from β and ᾱ (ᾱ given so a respaced schedule keeps exact values)."""
     T = len(betas)
     alphas = 1.0 - betas
     prev = np.append(1.0, alphas_cumprod[:-1])

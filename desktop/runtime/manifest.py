@@ -369,9 +369,38 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     """Check a parsed studio.json and build the Manifest; raise BundleError naming the field.
 
     With `bundle_dir`, also check that every listed file exists inside the bundle. Hashes are not
-    checked here (that reads every file): see `verify_hashes`.
+    checked here (that reads every file): see `verify_hashes`. Fields are checked in the order below,
+    so the first bad one is the one named.
     """
     d = _obj(data, "(top level)")
+    version = _validate_format(d)
+    name = _string(_get(d, "name", ""), "name")
+    description = _string(d.get("description") or "", "description", nonempty=False, maximum=MAX_DESCRIPTION)
+    kind = _choice(_get(d, "kind", ""), "kind", KINDS)
+    image = _validate_image(d)
+    latent = _validate_latent(d, kind, image)
+    schedule = _validate_schedule(_get(d, "schedule", ""))
+    prediction_type = _choice(_get(d, "prediction_type", ""), "prediction_type", PREDICTION_TYPES)
+    conditioning = _validate_conditioning(d.get("conditioning"))
+    unet = _validate_unet(d, latent.channels if latent else image.channels, conditioning)
+    files = _validate_files(d, kind, conditioning, bundle_dir)
+    defaults = _validate_defaults(d, schedule, conditioning)
+    precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
+    clip_x0 = d.get("clip_x0")
+    if clip_x0 is not None and not isinstance(clip_x0, bool):
+        raise _field_error("clip_x0", "true or false", clip_x0)
+    provenance = _obj(d.get("provenance") or {}, "provenance")
+    sha, model_hash = _validate_hashes(d)
+    return Manifest(
+        name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
+        files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
+        precision=precision, provenance=dict(provenance), sha256=sha, format_version=version,
+        model_hash=model_hash, x0_clipping=clip_x0,
+    )
+
+
+def _validate_format(d: dict) -> int:
+    """`format` is ours and `format_version` one this program reads; the version."""
     if d.get("format") != FORMAT:
         raise _field_error("format", repr(FORMAT), d.get("format"))
     version = d.get("format_version")
@@ -383,11 +412,10 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
             "update Diffusion Studio", MANIFEST_NAME, "format_version")
     if version < 1:
         raise _field_error("format_version", f"between 1 and {FORMAT_VERSION}", version)
+    return version
 
-    name = _string(_get(d, "name", ""), "name")
-    description = _string(d.get("description") or "", "description", nonempty=False, maximum=MAX_DESCRIPTION)
-    kind = _choice(_get(d, "kind", ""), "kind", KINDS)
 
+def _validate_image(d: dict) -> ImageSpec:
     im = _obj(_get(d, "image", ""), "image")
     image = ImageSpec(
         height=_pos_int(_get(im, "height", "image."), "image.height", maximum=MAX_IMAGE_SIDE),
@@ -396,35 +424,38 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     )
     if image.channels not in (1, 3):
         raise _field_error("image.channels", "1 or 3", image.channels)
+    return image
 
-    latent = None
-    if kind == "latent":
-        la = _obj(_get(d, "latent", ""), "latent")
-        latent = LatentSpec(
-            channels=_pos_int(_get(la, "channels", "latent."), "latent.channels", maximum=MAX_CHANNELS),
-            height=_pos_int(_get(la, "height", "latent."), "latent.height", maximum=MAX_IMAGE_SIDE),
-            width=_pos_int(_get(la, "width", "latent."), "latent.width", maximum=MAX_IMAGE_SIDE),
-            scale_factor=_number(_get(la, "scale_factor", "latent."), "latent.scale_factor", 0.0, open_lo=True),
-        )
-        if image.height % latent.height or image.width % latent.width or \
-                image.height // latent.height != image.width // latent.width:
-            raise _field_error("latent.height", f"a divisor of image.height ({image.height}) with the same factor "
-                               f"for the width ({image.width})", f"{latent.height}x{latent.width}")
-        if image.channels != 3:
-            raise _field_error("image.channels", "3 for latent models (the VAE decodes RGB)", image.channels)
-    elif d.get("latent") is not None:
-        raise _field_error("latent", "null for a pixel model", d.get("latent"))
 
-    schedule = _validate_schedule(_get(d, "schedule", ""))
-    prediction_type = _choice(_get(d, "prediction_type", ""), "prediction_type", PREDICTION_TYPES)
-    conditioning = _validate_conditioning(d.get("conditioning"))
+def _validate_latent(d: dict, kind: str, image: ImageSpec) -> LatentSpec | None:
+    """A latent model's `latent` (the image divided by one factor, RGB images); null for pixel models."""
+    if kind != "latent":
+        if d.get("latent") is not None:
+            raise _field_error("latent", "null for a pixel model", d.get("latent"))
+        return None
+    la = _obj(_get(d, "latent", ""), "latent")
+    latent = LatentSpec(
+        channels=_pos_int(_get(la, "channels", "latent."), "latent.channels", maximum=MAX_CHANNELS),
+        height=_pos_int(_get(la, "height", "latent."), "latent.height", maximum=MAX_IMAGE_SIDE),
+        width=_pos_int(_get(la, "width", "latent."), "latent.width", maximum=MAX_IMAGE_SIDE),
+        scale_factor=_number(_get(la, "scale_factor", "latent."), "latent.scale_factor", 0.0, open_lo=True),
+    )
+    if image.height % latent.height or image.width % latent.width or \
+            image.height // latent.height != image.width // latent.width:
+        raise _field_error("latent.height", f"a divisor of image.height ({image.height}) with the same factor "
+                           f"for the width ({image.width})", f"{latent.height}x{latent.width}")
+    if image.channels != 3:
+        raise _field_error("image.channels", "3 for latent models (the VAE decodes RGB)", image.channels)
+    return latent
 
+
+def _validate_unet(d: dict, c: int, conditioning: Conditioning) -> UNetSpec:
+    """`unet` channels: the c diffused channels plus the condition channels in, c out."""
     un = _obj(_get(d, "unet", ""), "unet")
     unet = UNetSpec(
         in_channels=_pos_int(_get(un, "in_channels", "unet."), "unet.in_channels", maximum=MAX_CHANNELS),
         out_channels=_pos_int(_get(un, "out_channels", "unet."), "unet.out_channels", maximum=MAX_CHANNELS),
     )
-    c = latent.channels if latent else image.channels
     extra = 0
     if conditioning.mask is not None:
         extra = 1 + c if conditioning.mask.kind == "inpaint" else len(conditioning.mask.labels)
@@ -433,7 +464,11 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         raise _field_error("unet.in_channels", f"{c + extra} ({how} channels)", unet.in_channels)
     if unet.out_channels != c:
         raise _field_error("unet.out_channels", f"{c} (the diffused channels)", unet.out_channels)
+    return unet
 
+
+def _validate_files(d: dict, kind: str, conditioning: Conditioning, bundle_dir) -> dict[str, str]:
+    """`files`: relative paths inside the bundle, every role the model needs, each present (with bundle_dir)."""
     files_raw = _obj(_get(d, "files", ""), "files")
     if len(files_raw) > MAX_FILES:
         raise _field_error("files", f"at most {MAX_FILES} files", len(files_raw))
@@ -457,7 +492,11 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
             if not (Path(bundle_dir) / rel).is_file():
                 raise BundleError(f"{rel}: file listed in {MANIFEST_NAME} (files.{role}) is missing from the bundle",
                                   rel, f"files.{role}")
+    return files
 
+
+def _validate_defaults(d: dict, schedule: dict, conditioning: Conditioning) -> Defaults:
+    """`defaults`, each missing entry from diffusion.defaults' fallback table."""
     de = _obj(d.get("defaults") or {}, "defaults")
     conditional = bool(conditioning.text or conditioning.class_ or (conditioning.mask and conditioning.mask.kind == "semantic"))
     fallback = Defaults(**fallback_table.fallback_defaults(conditional=conditional,
@@ -470,12 +509,11 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     )
     if defaults.steps > schedule["num_train_timesteps"]:
         raise _field_error("defaults.steps", f"at most num_train_timesteps ({schedule['num_train_timesteps']})", defaults.steps)
+    return defaults
 
-    precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
-    clip_x0 = d.get("clip_x0")
-    if clip_x0 is not None and not isinstance(clip_x0, bool):
-        raise _field_error("clip_x0", "true or false", clip_x0)
-    provenance = _obj(d.get("provenance") or {}, "provenance")
+
+def _validate_hashes(d: dict) -> tuple[dict, str | None]:
+    """`sha256` (relative path -> hex digest, lower-cased) and `model_hash`."""
     sha = _obj(d.get("sha256") or {}, "sha256")
     if len(sha) > MAX_FILES:
         raise _field_error("sha256", f"at most {MAX_FILES} entries", len(sha))
@@ -486,13 +524,7 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         check_relative_path(rel, f"sha256.{rel}", None)
         if not _is_digest(digest):
             raise _field_error(f"sha256.{rel}", "64 hexadecimal digits", _short(digest))
-
-    return Manifest(
-        name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
-        files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
-        precision=precision, provenance=dict(provenance), sha256={k: v.lower() for k, v in sha.items()},
-        format_version=version, model_hash=model_hash.lower() if model_hash else None, x0_clipping=clip_x0,
-    )
+    return {k: v.lower() for k, v in sha.items()}, (model_hash.lower() if model_hash else None)
 
 
 def _is_digest(value: Any) -> bool:
