@@ -153,28 +153,6 @@ class Denoiser(nn.Module):
         return unet_forward(self.unet, x, t, encoder_hidden_states=encoder_hidden_states, class_labels=class_labels)
 
 
-def init_unet(unet: nn.Module, path: str | Path) -> None:
-    """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
-    into `unet` (fine-tuning); the architecture must match."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    for folder in (path / "model" / "unet", path / "unet", path):
-        weights = folder / "diffusion_pytorch_model.safetensors"
-        if weights.is_file():
-            break
-    else:
-        raise TrainError(f"training.init: no U-Net weights at {path} (expected a run folder with "
-                         "model/unet/diffusion_pytorch_model.safetensors)")
-    current = unet.state_dict()
-    sd = load_file(str(weights))
-    wrong = sorted(set(sd) ^ set(current)) + sorted(k for k in set(sd) & set(current) if sd[k].shape != current[k].shape)
-    if wrong:
-        raise TrainError(f"training.init: {weights} does not fit this config's U-Net "
-                         f"({len(wrong)} tensors differ, e.g. {wrong[0]}); use the same [model] settings")
-    unet.load_state_dict({k: v.to(current[k].dtype) for k, v in sd.items()})
-
-
 def diffusion_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator, *,
                    prediction_type: str = "epsilon", channels: list | tuple = (), autocast=nullcontext,
                    **cond) -> torch.Tensor:
