@@ -16,6 +16,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 
+from desktop.runtime.logs import logger
 from desktop.runtime.manifest import BundleError
 from desktop.runtime.providers import ProviderError
 from diffusion.samplers import Cancelled, NonFiniteError
@@ -105,6 +106,7 @@ class GenerationThread(QThread):
             if is_cancelled_error(exc) or self._cancel.is_set():
                 self.cancelled.emit()
                 return
+            logger().getChild("generate").error("generation failed: %s", friendly_error(exc), exc_info=exc)
             self.failed.emit(friendly_error(exc))
             return
         if getattr(result, "cancelled", False) or self._cancel.is_set():
@@ -127,7 +129,12 @@ class GenerationThread(QThread):
                 except BaseException as exc:  # noqa: BLE001
                     problem = exc
             saved.append((path, recipe))
+        log = logger().getChild("generate")
+        timings = getattr(result, "timings", None) or {}
+        log.info("%s: %d image(s), seeds %s, %.2f s, saved %s", name, len(result.images), list(result.seeds),
+                 timings.get("total", 0.0), [str(p) for p, _ in saved if p is not None] or "nothing")
         self.succeeded.emit(result, saved)
         if problem is not None:
+            log.error("saving to %s failed: %s", self.out_dir, friendly_error(problem))
             self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(problem)}. "
                              "Save as… still saves them where you choose.")
