@@ -39,12 +39,13 @@ import torch
 
 from desktop.runtime import fileio
 from desktop.runtime.fileio import replace_dir
-from desktop.runtime.manifest import FORMAT, MANIFEST_NAME, MODEL_INDEX_NAME, manifest_from_dict, write_manifest
+from desktop.runtime.manifest import FORMAT, manifest_from_dict, write_manifest
 from diffusion import defaults as fallback_table
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit
 from export import optimize as export_optimize
 from export.ecosystem import write_ecosystem_files
+from export.out_dir import BundleExistsError, check_out_dir, foreign_files  # noqa: F401 (callers import them from here)
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
 
 FILE_OF_ROLE = {
@@ -56,55 +57,6 @@ FILE_OF_ROLE = {
     "preview": "preview/linear.json",
 }
 BASE_DEFAULTS = fallback_table.fallback_defaults(conditional=True)  # what model.defaults leaves out
-
-
-class BundleExistsError(ExportError, FileExistsError):
-    """OUT_DIR exists and may not be replaced: overwrite was not asked for, or it is not a bundle."""
-
-
-def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Whether a new bundle may be written at `out_dir`; BundleExistsError (one sentence) if not.
-
-    Nothing there: yes. An empty folder: yes. A bundle (a folder with studio.json whose every file is
-    listed in it): only with `overwrite`. Anything else (a file, a link, a folder of other things, a
-    bundle holding files of its own) is never replaced, since that would delete what is not ours.
-    """
-    if not (out_dir.exists() or out_dir.is_symlink()):
-        return
-    tail = "; choose another folder"
-    if out_dir.is_symlink():
-        raise BundleExistsError(f"{out_dir} is a symbolic link; --overwrite replaces only a bundle folder{tail}")
-    if not out_dir.is_dir():
-        raise BundleExistsError(f"{out_dir} is a file, not a model bundle; --overwrite replaces only a bundle folder{tail}")
-    if not any(out_dir.iterdir()):
-        return
-    if not (out_dir / MANIFEST_NAME).is_file():
-        raise BundleExistsError(f"{out_dir} is a folder that is not a model bundle (it has no {MANIFEST_NAME}); "
-                                f"--overwrite replaces only a bundle{tail}")
-    foreign = foreign_files(out_dir)
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise BundleExistsError(f"{out_dir} holds files that are not part of its bundle ({shown}); move them out "
-                                f"or choose another folder")
-    if not overwrite:
-        raise BundleExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-
-
-def foreign_files(bundle: Path) -> list[str]:
-    """Files in a bundle folder that its studio.json does not list (names relative to it, sorted)."""
-    from desktop.runtime.fileio import read_json
-
-    try:
-        data = read_json(bundle / MANIFEST_NAME)
-    except (OSError, ValueError):
-        data = {}
-    listed = {MANIFEST_NAME, MODEL_INDEX_NAME}
-    if isinstance(data, dict):
-        for table in (data.get("files"), data.get("sha256")):
-            if isinstance(table, dict):
-                listed |= {str(v) for v in table.values()} | {str(k) for k in table}
-    found = (p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if not p.is_dir() or p.is_symlink())
-    return sorted(rel for rel in found if rel not in listed)
 
 
 def _code_commit() -> str:

@@ -3,6 +3,7 @@ installed into a fresh environment: it carries the default models and refuses a 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -154,8 +155,15 @@ def _tiny_wheel(folder: Path, name: str, files: dict[str, str]) -> Path:
 
 @pytest.mark.slow  # builds a 90 MB wheel and installs it
 def test_the_wheel_carries_the_default_models_and_runs_from_a_fresh_environment(tmp_path):
-    dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
+    # built from a copy of the files git knows, so no build/ folder lands in the checkout (setuptools
+    # would reuse it, stale files and all, for the next wheel)
+    src, dist = tmp_path / "src", tmp_path / "dist"
+    listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT).stdout
+    for rel in filter(None, listed.split("\0")):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
          cwd=tmp_path)
     wheel = next(dist.glob("diffusion_studio-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
