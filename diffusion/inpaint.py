@@ -125,7 +125,7 @@ def _neighbour_sum(a: np.ndarray) -> np.ndarray:
     return s
 
 
-def poisson_blend(generated, known, mask, tol: float = 1e-4, max_iter: int = 4000, crop: bool = True) -> np.ndarray:
+def poisson_blend(generated, known, mask, *, tol: float = 1e-4, max_iter: int = 4000, crop: bool = True) -> np.ndarray:
     """Poisson image editing (Pérez et al. 2003) of a generated region into the kept pixels.
 
     With Ω = {mask > 0} (mask 1 = generate, 0 = keep), f on Ω minimises Σ (f_p - f_q - v_pq)² over

@@ -420,11 +420,10 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         "optimizer": optimizer.state_dict()})
     sample = sample_grid_writer(cfg, conditioner, raw=raw, ema=ema, sched=sched, nets=nets)
     model.train()
-    step, stopped = run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step, acc.process_index,
-                                                                 acc.num_processes, collate),
-                             step=step, train_step=train_step, optimizers=(optimizer,), checkpoint=checkpoint,
-                             sample=sample, bar=progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"]),
-                             hooks=hooks)
+    loader = step_loader(data.dataset, tc, step=step, rank=acc.process_index, world=acc.num_processes, collate=collate)
+    step, stopped = run_loop(acc, tc, out, loader=loader, step=step, train_step=train_step, optimizers=(optimizer,),
+                             checkpoint=checkpoint, sample=sample, hooks=hooks,
+                             bar=progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"]))
     if not stopped and acc.is_main_process:
         save_final_model(cfg, out, raw=raw, ema=ema, nets=nets, data=data, sched=sched, step=step, seconds=clock())
     acc.wait_for_everyone()

@@ -225,9 +225,9 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
                           latent_shape=(cfg["model"]["latent_channels"], *[size // vae_downscale(raw.vae.config)] * 2))
     model.train()
     disc.train()
-    step, stopped = run_loop(acc, tc, out, loader=step_loader(ds, tc, step, acc.process_index, acc.num_processes, collate),
-                             step=step, train_step=train_step, optimizers=(opt, opt_d), checkpoint=checkpoint,
-                             sample=reconstruction_grid_writer(raw, ds, dev),
+    loader = step_loader(ds, tc, step=step, rank=acc.process_index, world=acc.num_processes, collate=collate)
+    step, stopped = run_loop(acc, tc, out, loader=loader, step=step, train_step=train_step, optimizers=(opt, opt_d),
+                             checkpoint=checkpoint, sample=reconstruction_grid_writer(raw, ds, dev),
                              bar=progress_bar(acc, progress, tc, step, cfg["name"] or "vae"), hooks=hooks,
                              hook_loss="rec_loss")
     if not stopped and acc.is_main_process:
