@@ -153,27 +153,6 @@ class Denoiser(nn.Module):
         return unet_forward(self.unet, x, t, encoder_hidden_states=encoder_hidden_states, class_labels=class_labels)
 
 
-def diffusion_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator, *,
-                   prediction_type: str = "epsilon", channels: list | tuple = (), autocast=nullcontext,
-                   **cond) -> torch.Tensor:
-    """||target - model([x_t, *channels], t, **cond)||^2 for one batch (Algorithm 1's loss).
-
-    t ~ U{0..T-1} and eps ~ N(0, I) are drawn from `g` (in that order), x_t = q_sample(x0, t, eps) =
-    sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; the target is eps ("epsilon") or
-    v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 ("v_prediction"). `channels` are the condition
-    channels appended after x_t; `cond` the model's keyword inputs (class labels, text).
-    """
-    T = len(alphas_cumprod)
-    t = torch.randint(0, T, (x0.shape[0],), generator=g, device=g.device)
-    eps = torch.randn(x0.shape, generator=g, device=g.device)
-    abar = alphas_cumprod[t].view(-1, 1, 1, 1)
-    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps  # q_sample
-    target = eps if prediction_type == "epsilon" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
-    with autocast():
-        pred = model(torch.cat([x_t, *channels], dim=1), t, **cond)
-    return F.mse_loss(pred.float(), target)
-
-
 def init_unet(unet: nn.Module, path: str | Path) -> None:
     """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
     into `unet` (fine-tuning); the architecture must match."""
@@ -194,6 +173,27 @@ def init_unet(unet: nn.Module, path: str | Path) -> None:
         raise TrainError(f"training.init: {weights} does not fit this config's U-Net "
                          f"({len(wrong)} tensors differ, e.g. {wrong[0]}); use the same [model] settings")
     unet.load_state_dict({k: v.to(current[k].dtype) for k, v in sd.items()})
+
+
+def diffusion_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator, *,
+                   prediction_type: str = "epsilon", channels: list | tuple = (), autocast=nullcontext,
+                   **cond) -> torch.Tensor:
+    """||target - model([x_t, *channels], t, **cond)||^2 for one batch (Algorithm 1's loss).
+
+    t ~ U{0..T-1} and eps ~ N(0, I) are drawn from `g` (in that order), x_t = q_sample(x0, t, eps) =
+    sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; the target is eps ("epsilon") or
+    v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 ("v_prediction"). `channels` are the condition
+    channels appended after x_t; `cond` the model's keyword inputs (class labels, text).
+    """
+    T = len(alphas_cumprod)
+    t = torch.randint(0, T, (x0.shape[0],), generator=g, device=g.device)
+    eps = torch.randn(x0.shape, generator=g, device=g.device)
+    abar = alphas_cumprod[t].view(-1, 1, 1, 1)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps  # q_sample
+    target = eps if prediction_type == "epsilon" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
+    with autocast():
+        pred = model(torch.cat([x_t, *channels], dim=1), t, **cond)
+    return F.mse_loss(pred.float(), target)
 
 
 @dataclass
@@ -382,12 +382,14 @@ class Conditioner:
 
 
 def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder=None, resume: bool = False,
-          device: str | None = None, progress: bool = True, hooks: dict | None = None) -> Path:
+          device: str | None = None, progress: bool = True, hooks: dict | None = None, finalize: bool = False) -> Path:
     """Train a pixel or latent diffusion model described by `cfg` into the run folder `out`.
 
     dataset / text_encoder replace the configured ones (tests, notebooks). hooks["on_batch"](step,
     rank, indices), hooks["on_step"](step, loss) and hooks["on_end"](model, ema) (every process, with
-    its own live weights) are called if given. Returns `out`. VAE configs train with
+    its own live weights) are called if given; hooks["event"](kind, fields) gets the progress events
+    and hooks["should_stop"]() is polled after every step (engine.progress). finalize (with resume):
+    write model/ from the checkpoint without training. Returns `out`. VAE configs train with
     engine.vae.train_vae (the `train` command picks by the config's kind).
     """
     from diffusion.schedule import make_schedule
@@ -420,12 +422,13 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         "optimizer": optimizer.state_dict()})
     sample = sample_grid_writer(cfg, conditioner, raw=raw, ema=ema, sched=sched, nets=nets)
     model.train()
-    loader = step_loader(data.dataset, tc, step=step, rank=acc.process_index, world=acc.num_processes, collate=collate)
-    step, stopped = run_loop(acc, tc, out, loader=loader, step=step, train_step=train_step, optimizers=(optimizer,),
-                             checkpoint=checkpoint, sample=sample, hooks=hooks,
-                             bar=progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"]))
-    if not stopped and acc.is_main_process:
-        save_final_model(cfg, out, raw=raw, ema=ema, nets=nets, data=data, sched=sched, step=step, seconds=clock())
+    run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step=step, rank=acc.process_index, world=acc.num_processes,
+                                      collate=collate),
+             step=step, train_step=train_step, optimizers=(optimizer,), checkpoint=checkpoint, sample=sample,
+             bar=progress_bar(acc, progress and not finalize, tc, step, cfg["name"] or cfg["kind"]), hooks=hooks,
+             clock=clock, finalize=finalize,
+             finish=lambda step: save_final_model(cfg, out, raw=raw, ema=ema, nets=nets, data=data, sched=sched,
+                                                  step=step, seconds=clock()))
     acc.wait_for_everyone()
     if "on_end" in hooks:
         hooks["on_end"](raw, ema)
@@ -497,7 +500,7 @@ def sample_grid_writer(cfg: dict, conditioner: Conditioner, *, raw, ema, sched, 
         if nets.vae is not None:
             with torch.no_grad():
                 x0 = nets.vae.decode(torch.from_numpy(x0).to(dev) / nets.scale_factor).sample.float().cpu().numpy()
-        save_png_grid(path, x0)
+        save_png_grid(path, x0, cols=4)  # 8 samples as 4 x 2: fits a preview pane
 
     def safe_write(path: Path) -> None:
         try:
