@@ -35,6 +35,7 @@ import tomllib
 from pathlib import Path
 
 from diffusion import defaults as fallback_table
+from diffusion.checks import is_number
 from diffusion.samplers import SAMPLERS
 from diffusion.schedule import SCHEDULES
 
@@ -157,7 +158,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
     for key, lo, hi, open_lo in (("lr", 0.0, 1.0, False), ("ema_decay", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, False),
                                  ("max_seconds", 0.0, 1e9, False), ("warmup", 0.0, 1e9, False)):
         v = t[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (
+        if not is_number(v) or not math.isfinite(v) or not (
                 (lo < v if open_lo else lo <= v) and v <= hi):
             raise ConfigError(f"{source}: 'training.{key}' must be a number in {'(' if open_lo else '['}{lo:g}, "
                               f"{hi:g}], got {v!r}")
