@@ -51,6 +51,23 @@ def latent_bundle(tmp_path, latent_inpaint_model):
 
 
 @pytest.mark.slow  # exports a bundle and trains a decoder
+def test_export_with_a_preview_decoder_writes_the_network_role(tmp_path, latent_inpaint_model):
+    from desktop.runtime.bundle import open_bundle
+
+    out = export_bundle(latent_inpaint_model, tmp_path / "n", preview_decoder_steps=3, log=lambda *a: None)
+    manifest = json.loads((out / "studio.json").read_text())
+    assert manifest["files"]["preview"] == preview_net.PREVIEW_DECODER_FILE
+    assert not (out / "preview" / "linear.json").exists()
+    assert manifest["provenance"]["export"]["preview"]["steps"] == 3
+    bundle = open_bundle(out)
+    assert isinstance(bundle.preview, PreviewNetwork)
+    m = bundle.manifest
+    z = np.zeros((1, m.latent.channels, m.latent.height, m.latent.width), np.float32)
+    assert latent_preview(z, bundle.preview, m.image.height // m.latent.height).shape[1:] == \
+        (3, m.image.height, m.image.width)
+
+
+@pytest.mark.slow  # exports a bundle and trains a decoder
 def test_add_preview_decoder_installs_an_onnx_preview_the_runtime_runs(latent_bundle):
     from desktop.runtime.bundle import open_bundle
     from desktop.runtime.pipeline import GenerationRequest, generate
