@@ -8,6 +8,7 @@ resolved config that a run folder keeps as `config.toml` (a tiny writer: the sta
 reads TOML but does not write it).
 
     kind            "vae" | "pixel" | "latent"
+    description     one plain sentence on what the preset makes (the app's Train window shows it)
     vae             latent runs: path to a VAE run folder (or its model/ or model/vae folder)
     [dataset]       name (shapes|landscapes|digits|folder), path, size, count, seed, grayscale, flip
     [model]         block_out_channels, layers_per_block, attention (per level), attention_head_dim,
@@ -43,6 +44,7 @@ KINDS = ("vae", "pixel", "latent")
 DEFAULTS: dict = {
     "kind": "pixel",
     "name": "",
+    "description": "",
     "vae": "",
     "dataset": {"name": "shapes", "path": "", "size": 32, "count": 1000, "seed": 0, "grayscale": False, "flip": False},
     "model": {
@@ -150,7 +152,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
     for key in ("steps", "batch"):
         if t[key] < 1:
             raise ConfigError(f"{source}: 'training.{key}' must be >= 1, got {t[key]}")
-    for key, lo, hi, open_lo in (("lr", 0.0, 1.0, True), ("ema_decay", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, False),
+    for key, lo, hi, open_lo in (("lr", 0.0, 1.0, False), ("ema_decay", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, False),
                                  ("max_seconds", 0.0, 1e9, False), ("warmup", 0.0, 1e9, False)):
         v = t[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (

@@ -7,8 +7,8 @@ in engine/sd_configs (or `--config`); pickles (.ckpt, .pt, ...) are refused.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -64,14 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.int8 and (Path(args.source) / "studio.json").is_file():
         return _quantize_bundle(args, out_dir)
-    out_dir.absolute().parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.source-", dir=out_dir.absolute().parent) as work:
+    from desktop.runtime import fileio
+
+    fileio.clean_leftovers(out_dir.absolute().parent, out_dir.name)  # what a killed export left
+    work = fileio.temp_dir(out_dir.absolute(), "source")  # a single file's conversion: next to OUT_DIR
+    try:
         try:
-            model = _load_source(args, work)
+            model = _load_source(args, str(work))
         except (OSError, ValueError, RuntimeError) as exc:
             print(f"diffusion-studio export: cannot load {args.source}: {exc}", file=sys.stderr)
             return 2
         return _export(args, model, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _load_source(args, work: str):
