@@ -124,25 +124,6 @@ def sampler_for_scheduler(class_name: str | None, *, use_karras_sigmas: bool = F
     return None
 
 
-FEW_STEP = {"steps": 4, "guidance": 1.0}  # SD-Turbo style (Euler, trailing): no classifier-free guidance
-LCM_DEFAULTS = {"sampler": "lcm", "steps": 4, "guidance": 8.5}  # LCM: guidance embedded in the U-Net
-
-
-def defaults_for_scheduler(sched, *, steps: int, guidance: float) -> dict:
-    """The bundle defaults (sampler, steps, guidance, spacing) a user of a model whose scheduler config
-    is ``sched`` (diffusion.scheduler_config.SchedulerConfig) expects: an LCM's own sampler, 4 steps,
-    guidance 8.5; an SD-Turbo-style model (Euler with trailing spacing) its Euler, 4 steps, guidance 1;
-    any other its own scheduler's sampler where we have one (not DDPM, which needs hundreds of steps;
-    else DPM++ 2M) with ``steps`` and ``guidance``. The spacing is always the config's."""
-    if sched.is_lcm:
-        return {**LCM_DEFAULTS, "spacing": sched.spacing}
-    own = sampler_for_scheduler(sched.class_name, use_karras_sigmas=sched.use_karras_sigmas)
-    if sched.spacing == "trailing" and own in ("euler", "euler_a"):
-        return {"sampler": own, **FEW_STEP, "spacing": "trailing"}
-    sampler = own if own not in (None, "ddpm", "lcm") else "dpmpp_2m"
-    return {"sampler": sampler, "steps": steps, "guidance": guidance, "spacing": sched.spacing}
-
-
 def sampler_grid(name: str, schedule: Schedule, *, steps: int, spacing: str = "leading", steps_offset: int = 0,
                  strength: float = 1.0, set_alpha_to_one: bool = True) -> Grid:
     """The grid sampler ``name`` walks: ``steps`` steps of its family's grid (grid.py) for the model's
@@ -169,5 +150,5 @@ __all__ = [
     "NEEDS_RNG", "SAMPLERS", "SAMPLER_SPECS", "VARIANCES", "Cancelled", "Grid", "NonFiniteError", "SamplerSpec",
     "sample", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_euler",
     "sample_euler_ancestral", "sample_lcm", "sample_unipc", "sampler_for_scheduler", "sampler_grid", "sampler_spec",
-    "defaults_for_scheduler", "samplers_for_model",
+    "samplers_for_model",
 ]

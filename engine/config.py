@@ -8,8 +8,11 @@ resolved config that a run folder keeps as `config.toml` (a tiny writer: the sta
 reads TOML but does not write it).
 
     kind            "vae" | "pixel" | "latent"
+    description     one plain sentence on what the preset makes (the app's Train window shows it)
     vae             latent runs: path to a VAE run folder (or its model/ or model/vae folder)
-    [dataset]       name (shapes|landscapes|digits|folder), path, size, count, seed, grayscale, flip
+    [dataset]       name (shapes|landscapes|digits|folder), path, size, count, seed, grayscale, flip,
+                    augment ("" | "affine": pixel models only, a small random rotation, scale and
+                    shift of every training image, `engine.train.random_affine`)
     [model]         block_out_channels, layers_per_block, attention (per level), attention_head_dim,
                     norm_num_groups, cross_attention_dim (0 = the text encoder's dim),
                     latent_channels (VAE), disc_channels (VAE patch discriminator)
@@ -33,6 +36,8 @@ import math
 import tomllib
 from pathlib import Path
 
+from diffusion import defaults as fallback_table
+from diffusion.checks import is_number
 from diffusion.samplers import SAMPLERS
 from diffusion.schedule import SCHEDULES
 
@@ -43,8 +48,10 @@ KINDS = ("vae", "pixel", "latent")
 DEFAULTS: dict = {
     "kind": "pixel",
     "name": "",
+    "description": "",
     "vae": "",
-    "dataset": {"name": "shapes", "path": "", "size": 32, "count": 1000, "seed": 0, "grayscale": False, "flip": False},
+    "dataset": {"name": "shapes", "path": "", "size": 32, "count": 1000, "seed": 0, "grayscale": False, "flip": False,
+                "augment": ""},
     "model": {
         "block_out_channels": [32, 64],
         "layers_per_block": 1,
@@ -56,9 +63,10 @@ DEFAULTS: dict = {
         "disc_channels": 32,
     },
     "conditioning": {"text": "", "class": False, "mask": "", "cond_drop_prob": 0.1, "inpaint_full_prob": 0.1},
-    # What the exported bundle offers first in the app and `generate` (guidance 0 = 3 for
-    # conditional models, 1 otherwise). Chosen from the model's evaluation, not at training time.
-    "defaults": {"sampler": "dpmpp_2m", "steps": 20, "guidance": 0.0, "spacing": "trailing"},
+    # What the exported bundle offers first in the app and `generate` (guidance 0 = automatic:
+    # diffusion.defaults.fallback_guidance). Chosen from the model's evaluation, not at training time.
+    "defaults": {"sampler": fallback_table.SAMPLER, "steps": fallback_table.STEPS, "guidance": 0.0,
+                 "spacing": fallback_table.SPACING},
     "schedule": {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02, "cosine_s": 0.008},
     "training": {
         "steps": 1000,
@@ -92,6 +100,7 @@ DEFAULTS: dict = {
 CHOICES = {
     ("kind",): KINDS,
     ("dataset", "name"): ("shapes", "landscapes", "digits", "folder"),
+    ("dataset", "augment"): ("", "affine"),
     ("conditioning", "text"): ("", "minilm", "scratch"),
     ("conditioning", "mask"): ("", "inpaint", "semantic"),
     ("schedule", "name"): SCHEDULES,
@@ -153,7 +162,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
     for key, lo, hi, open_lo in (("lr", 0.0, 1.0, False), ("ema_decay", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, False),
                                  ("max_seconds", 0.0, 1e9, False), ("warmup", 0.0, 1e9, False)):
         v = t[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (
+        if not is_number(v) or not math.isfinite(v) or not (
                 (lo < v if open_lo else lo <= v) and v <= hi):
             raise ConfigError(f"{source}: 'training.{key}' must be a number in {'(' if open_lo else '['}{lo:g}, "
                               f"{hi:g}], got {v!r}")
@@ -161,6 +170,9 @@ def validate(cfg: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source}: 'conditioning.cond_drop_prob' must be in [0, 1)")
     if not 0.0 <= cfg["conditioning"]["inpaint_full_prob"] <= 1.0:
         raise ConfigError(f"{source}: 'conditioning.inpaint_full_prob' must be in [0, 1]")
+    if cfg["dataset"]["augment"] and (cfg["kind"] != "pixel" or cfg["conditioning"]["mask"] == "semantic"):
+        raise ConfigError(f"{source}: 'dataset.augment' = {cfg['dataset']['augment']!r} is for pixel models without "
+                          "label maps (a latent run caches each image's latent)")
     if cfg["kind"] == "latent" and not cfg["vae"]:
         raise ConfigError(f"{source}: a latent run needs 'vae' = path to a trained VAE run")
     if cfg["dataset"]["name"] == "folder" and not cfg["dataset"]["path"]:

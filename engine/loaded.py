@@ -24,7 +24,7 @@ folder without studio_model.json, whose metadata is inferred:
   DDPMScheduler defaults (linear 1e-4..0.02, T=1000, epsilon) and trailing spacing when there is
   no scheduler folder; `steps_offset`, `set_alpha_to_one` and `clip_sample` are kept (the bundle's
   manifest carries them, so an exported Stable Diffusion model samples as diffusers samples it), and
-  the defaults follow the scheduler (`diffusion.samplers.defaults_for_scheduler`: an SD-Turbo-style
+  the defaults follow the scheduler (`diffusion.defaults.defaults_for_scheduler`: an SD-Turbo-style
   Euler/trailing model 4 steps without guidance, an LCM its sampler);
 - image size: unet sample_size (pixel) or unet sample_size * 2**(len(vae block_out_channels)-1);
   images are square (`image_size` is one int);
@@ -53,9 +53,9 @@ from pathlib import Path
 
 import torch
 
+from diffusion import defaults as fallback_table
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.schedule import SCHEDULES
-from diffusion.samplers import defaults_for_scheduler
 from diffusion.scheduler_config import BETA_SCHEDULES, SchedulerConfig, parse_scheduler_config, read_scheduler_config
 from desktop.runtime import fileio
 from engine.text import HFTextEncoder, ScratchTextEncoder, TextEncoder, TextEncoderError, load_minilm, pad_settings_for
@@ -399,11 +399,13 @@ def _load_diffusers_folder(folder: Path) -> LoadedModel:
         if cross is not None and int(cross) != text_encoder.dim:
             raise ModelLoadError(f"{folder}: text encoder hidden size {text_encoder.dim} != unet cross_attention_dim {cross}")
 
-    guidance = 7.5 if text_encoder is not None else 3.0 if class_names else 1.0
+    guidance = (fallback_table.GUIDANCE_SD_TEXT if text_encoder is not None
+                else fallback_table.fallback_guidance(bool(class_names)))
     model = LoadedModel(
         kind=kind, unet=unet, schedule=sched.schedule, prediction_type=sched.prediction_type, image_size=image_size,
         image_channels=image_channels, vae=vae, scale_factor=scale_factor, text_encoder=text_encoder,
-        class_names=class_names, mask=mask, defaults=defaults_for_scheduler(sched, steps=20, guidance=guidance),
+        class_names=class_names, mask=mask,
+        defaults=fallback_table.defaults_for_scheduler(sched, steps=fallback_table.STEPS, guidance=guidance),
         provenance={"source": f"diffusers folder {folder}", "inferred": True}, name=_default_name(folder),
         steps_offset=sched.steps_offset, set_alpha_to_one=sched.set_alpha_to_one, clip_sample=sched.clip_sample,
     )

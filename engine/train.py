@@ -1,4 +1,4 @@
-"""The DDPM / LDM trainer (DESIGN.md §1, Algorithm 1), readable top to bottom.
+"""The DDPM / LDM trainer (docs/MATH.md, "Training", Algorithm 1), readable top to bottom.
 
 Each step: x_0 from the data (latent runs: z_0 = E(x).mean * scale_factor with the frozen VAE),
 t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (q_sample, with
@@ -25,6 +25,7 @@ Determinism and resume (decisions, also for multi-process runs):
 from __future__ import annotations
 
 import copy
+import math
 import json
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from diffusion.defaults import fallback_guidance
 
 from .config import load_config
 from .ema import EMA
@@ -152,11 +155,19 @@ class Denoiser(nn.Module):
 
 
 def init_unet(unet: nn.Module, path: str | Path) -> None:
-    """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
-    into `unet` (fine-tuning); the architecture must match."""
+    """Load the U-Net weights of a trained run (its model/ folder's EMA weights), a model folder or
+    a bundle (its ONNX graph, `engine.bundle_weights`) into `unet` (fine-tuning); the architecture
+    must match."""
     from safetensors.torch import load_file
 
+    from .bundle_weights import BundleWeightsError, is_bundle, unet_from_bundle
+
     path = Path(path)
+    if is_bundle(path):
+        try:
+            return unet_from_bundle(unet, path)
+        except BundleWeightsError as exc:
+            raise TrainError(f"training.init: {exc}") from None
     for folder in (path / "model" / "unet", path / "unet", path):
         weights = folder / "diffusion_pytorch_model.safetensors"
         if weights.is_file():
@@ -192,28 +203,6 @@ def diffusion_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tens
     with autocast():
         pred = model(torch.cat([x_t, *channels], dim=1), t, **cond)
     return F.mse_loss(pred.float(), target)
-
-
-def init_unet(unet: nn.Module, path: str | Path) -> None:
-    """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
-    into `unet` (fine-tuning); the architecture must match."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    for folder in (path / "model" / "unet", path / "unet", path):
-        weights = folder / "diffusion_pytorch_model.safetensors"
-        if weights.is_file():
-            break
-    else:
-        raise TrainError(f"training.init: no U-Net weights at {path} (expected a run folder with "
-                         "model/unet/diffusion_pytorch_model.safetensors)")
-    current = unet.state_dict()
-    sd = load_file(str(weights))
-    wrong = sorted(set(sd) ^ set(current)) + sorted(k for k in set(sd) & set(current) if sd[k].shape != current[k].shape)
-    if wrong:
-        raise TrainError(f"training.init: {weights} does not fit this config's U-Net "
-                         f"({len(wrong)} tensors differ, e.g. {wrong[0]}); use the same [model] settings")
-    unet.load_state_dict({k: v.to(current[k].dtype) for k, v in sd.items()})
 
 
 @dataclass
@@ -402,12 +391,14 @@ class Conditioner:
 
 
 def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder=None, resume: bool = False,
-          device: str | None = None, progress: bool = True, hooks: dict | None = None) -> Path:
+          device: str | None = None, progress: bool = True, hooks: dict | None = None, finalize: bool = False) -> Path:
     """Train a pixel or latent diffusion model described by `cfg` into the run folder `out`.
 
     dataset / text_encoder replace the configured ones (tests, notebooks). hooks["on_batch"](step,
     rank, indices), hooks["on_step"](step, loss) and hooks["on_end"](model, ema) (every process, with
-    its own live weights) are called if given. Returns `out`. VAE configs train with
+    its own live weights) are called if given; hooks["event"](kind, fields) gets the progress events
+    and hooks["should_stop"]() is polled after every step (engine.progress). finalize (with resume):
+    write model/ from the checkpoint without training. Returns `out`. VAE configs train with
     engine.vae.train_vae (the `train` command picks by the config's kind).
     """
     from diffusion.schedule import make_schedule
@@ -440,13 +431,13 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         "optimizer": optimizer.state_dict()})
     sample = sample_grid_writer(cfg, conditioner, raw=raw, ema=ema, sched=sched, nets=nets)
     model.train()
-    step, stopped = run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step, acc.process_index,
-                                                                 acc.num_processes, collate),
-                             step=step, train_step=train_step, optimizers=(optimizer,), checkpoint=checkpoint,
-                             sample=sample, bar=progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"]),
-                             hooks=hooks)
-    if not stopped and acc.is_main_process:
-        save_final_model(cfg, out, raw=raw, ema=ema, nets=nets, data=data, sched=sched, step=step, seconds=clock())
+    run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step=step, rank=acc.process_index, world=acc.num_processes,
+                                      collate=collate),
+             step=step, train_step=train_step, optimizers=(optimizer,), checkpoint=checkpoint, sample=sample,
+             bar=progress_bar(acc, progress and not finalize, tc, step, cfg["name"] or cfg["kind"]), hooks=hooks,
+             clock=clock, finalize=finalize,
+             finish=lambda step: save_final_model(cfg, out, raw=raw, ema=ema, nets=nets, data=data, sched=sched,
+                                                  step=step, seconds=clock()))
     acc.wait_for_everyone()
     if "on_end" in hooks:
         hooks["on_end"](raw, ema)
@@ -467,6 +458,8 @@ def diffusion_step(cfg: dict, data: RunData, conditioner: Conditioner, *, acc, m
             raise TrainError(f"data set image has {x.shape[1]} channels, expected {data.channels}")
         if flip:
             x, flipped = random_flips(batch, x, g)
+        if cfg["dataset"]["augment"] == "affine":  # pixel models only (config.validate)
+            x = random_affine(x, g)
         channels, kw = conditioner.training(batch, x, g)
         x0 = conditioner.x0(x, batch["index"], flipped)
         loss = diffusion_loss(model, x0, alphas_cumprod, g, prediction_type=tc["prediction_type"], channels=channels,
@@ -477,6 +470,23 @@ def diffusion_step(cfg: dict, data: RunData, conditioner: Conditioner, *, acc, m
         ema.update(raw)
         return {"loss": loss}
     return train_step
+
+
+AFFINE = {"degrees": 8.0, "scale": 0.08, "shift": 0.06}  # dataset.augment = "affine": the largest changes
+
+
+def random_affine(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each image [B,C,H,W] rotated by up to AFFINE["degrees"], scaled by up to +-AFFINE["scale"] and
+    shifted by up to AFFINE["shift"] of its side (bilinear, edges repeated: the background)."""
+    b = x.shape[0]
+    u = torch.rand(b, 4, generator=g, device=x.device) * 2 - 1
+    angle = u[:, 0] * math.radians(AFFINE["degrees"])
+    scale = 1 + u[:, 1] * AFFINE["scale"]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * 2 * AFFINE["shift"]], 1),
+                         torch.stack([sin, cos, u[:, 3] * 2 * AFFINE["shift"]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def random_flips(batch: dict, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, list]:
@@ -518,7 +528,7 @@ def sample_grid_writer(cfg: dict, conditioner: Conditioner, *, raw, ema, sched, 
         if nets.vae is not None:
             with torch.no_grad():
                 x0 = nets.vae.decode(torch.from_numpy(x0).to(dev) / nets.scale_factor).sample.float().cpu().numpy()
-        save_png_grid(path, x0)
+        save_png_grid(path, x0, cols=4)  # 8 samples as 4 x 2: fits a preview pane
 
     def safe_write(path: Path) -> None:
         try:
@@ -548,7 +558,7 @@ def save_final_model(cfg: dict, out: Path, *, raw, ema, nets: Networks, data: Ru
         class_names=list(data.class_names) or None, mask=mask, schedule=sched.to_dict(),
         prediction_type=tc["prediction_type"], image_size=data.size, image_channels=data.channels,
         defaults={**cfg["defaults"], "guidance": cfg["defaults"]["guidance"]
-                  or (3.0 if (cc["class"] or cc["text"] or cc["mask"] == "semantic") else 1.0)},
+                  or fallback_guidance(bool(cc["class"] or cc["text"] or cc["mask"] == "semantic"))},
         provenance=run_provenance(cfg, out, step=step, seconds=seconds),
     )
     save_model(loaded, out / "model")

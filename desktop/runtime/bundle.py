@@ -30,14 +30,15 @@ from diffusion.schedule import schedule_from_dict
 from . import device, memory, providers
 from . import sd_folder
 from .bundle_checks import (
-    check_external_data, check_fixed_dims, check_model_hash, check_not_a_stripped_bundle, probe_class_embeddings,
+    check_external_data, check_fixed_dims, check_model_hash, check_not_a_stripped_bundle, fixed_dim,
+    probe_class_embeddings,
 )
 from .manifest import (
     MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Manifest, model_hash_of, onnx_external_data, read_manifest,
     sha256_file, verify_hashes,
 )
 from .onnxinfo import OnnxFormatError, downsampling_count
-from .preview import read_preview_map
+from .preview import read_preview
 from .text import TextEncoder, load_tokenizer
 
 DTYPES = {
@@ -90,13 +91,9 @@ class OnnxModel:
         return result.astype(np.float32) if result.dtype != np.float32 and result.dtype.kind == "f" else result
 
 
-def _shape_dim(shape: list, i: int):
-    return shape[i] if len(shape) > i and isinstance(shape[i], int) and shape[i] > 0 else None
-
-
 class Bundle:
     """An opened model: `manifest`, `path`, `provider`, `unet`, `vae_decoder`, `vae_encoder`,
-    `text` (TextEncoder or None), `preview` ((weight [C,3], bias [3]) or None), `schedule`;
+    `text` (TextEncoder or None), `preview` ((weight [C,3], bias [3]), a PreviewNetwork, or None), `schedule`;
     `sd` (sd_folder.SDInfo: scheduler config, size step, LCM guidance embedding) for SD folders;
     `notes`: sentences the user should see about this model (e.g. a random VAE encoder)."""
 
@@ -216,7 +213,7 @@ def check_inputs(models: dict, m: Manifest, unet_extra: set = frozenset()) -> No
         _require(unet, "class_labels", INTS, "the class index, since the model takes a class")
         allowed.add("class_labels")
     _only(unet, allowed)
-    cin = _shape_dim(unet.inputs["sample"][1], 1)
+    cin = fixed_dim(unet.inputs["sample"][1], 1)
     if cin is not None and cin != m.unet.in_channels:
         raise BundleError(f"{unet.file}: input 'sample' has {cin} channels but {MANIFEST_NAME} says "
                           f"unet.in_channels = {m.unet.in_channels}", unet.file, "unet.inputs.sample")
@@ -307,7 +304,7 @@ def _open(path: Path, provider: str, verify: bool) -> Bundle:
                 tokenizer = load_tokenizer(path / rel)
             except Exception as exc:
                 raise BundleError(f"{rel}: not a tokenizers JSON file ({exc})", rel, "files.tokenizer") from None
-        preview = read_preview_map(path, manifest.files["preview"], manifest.diffused_channels) \
+        preview = read_preview(path, manifest.files["preview"], manifest.diffused_channels) \
             if "preview" in manifest.files else None
         return Bundle(path, manifest, chosen, models, tokenizer, preview, "studio")
     if (path / MODEL_INDEX_NAME).is_file():
