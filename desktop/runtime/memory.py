@@ -22,9 +22,11 @@ else available RAM (/proc/meminfo MemAvailable on Linux, GlobalMemoryStatusEx on
 physical memory on macOS); None when unknown (then nothing is refused).
 `check_fits(bundle, batch, height, width, guided, step)` raises MemoryEstimateError with one sentence
 giving the largest size (same aspect, multiples of the size step) that fits.
-The figures are first-order counts, not fitted to measured peaks: the right order of magnitude
-(SD 1.5 at 512x512 with guidance: 2.3 GB of U-Net activations, 0.9 GB to decode), not exact
-bytes; `MARGIN` covers ONNX Runtime's arenas and the Python side.
+The figures are first-order counts, not fitted to measured peaks (SD 1.5 at 512x512 with guidance:
+2.3 GB of U-Net activations, 0.9 GB to decode). Against the peak RSS ONNX Runtime's CPU provider
+reaches (benchmarks/bench_memory.py: the tiny SD fixture at 128-256 px, an SD-1.x-shaped U-Net and
+SD 1.5's VAE decoder at 256-512 px) the estimate is 0.83-1.10 of what was measured, so `MARGIN`
+(1.25) covers it, with ONNX Runtime's arenas and the Python side.
 """
 from __future__ import annotations
 
