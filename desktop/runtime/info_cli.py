@@ -34,10 +34,10 @@ def describe(bundle) -> str:
     lines.append("  accepts:     " + ("; ".join(accepts) if accepts else "nothing (unconditional)"))
     from .image_size import size_options
     lines.append(f"  sizes:       {size_options(bundle).describe()}")
-    if bundle.sd is not None:
-        sched = bundle.sd.scheduler
-        lines.append(f"  scheduler:   {sched.class_name or 'unnamed'} config: spacing {sched.spacing}, "
-                     f"steps_offset {sched.steps_offset}" + (", clips x0" if sched.clip_sample else ""))
+    origin = f"{bundle.sd.scheduler.class_name or 'unnamed'} config: " if bundle.sd is not None else ""
+    lines.append(f"  scheduler:   {origin}spacing {m.defaults.spacing}, steps_offset {m.steps_offset}"
+                 + ("" if m.set_alpha_to_one else ", DDIM's last step ends at alpha_bar_0")
+                 + (", clips x0" if m.clip_x0 else ""))
     for note in bundle.notes:
         lines.append(f"  note:        {note}")
     d = m.defaults

@@ -82,6 +82,7 @@ def test_info(bundles, capsys):
     text = capsys.readouterr().out
     assert "pixel diffusion, 8x8" in text and "label map: 0=sky" in text and "unet/model.onnx" in text
     assert "provider:" in text and "ddim" in text
+    assert "scheduler:   spacing" in text and "steps_offset 0" in text and "clips x0" in text
     assert info_cli.main([str(bundles["latent_text"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["conditioning"]["text"]["max_length"] == 5
     assert info_cli.main(["/nonexistent/model"]) == 2

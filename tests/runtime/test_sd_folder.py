@@ -229,3 +229,11 @@ def test_lcm_unet_gets_the_guidance_embedding():
         want = unet(torch.from_numpy(x), 759, torch.from_numpy(conditioning.cond["encoder_hidden_states"]),
                     timestep_cond=torch.from_numpy(conditioning.cond["timestep_cond"])).sample.numpy()
     np.testing.assert_allclose(out, want, atol=1e-4)
+
+
+def test_info_shows_the_scheduler_settings_the_runtime_uses(capsys):
+    from desktop.runtime import info_cli
+    assert info_cli.main([str(fixture("optimum-sd2"))]) == 0
+    text = capsys.readouterr().out
+    assert "scheduler:   DDIMScheduler config: spacing leading, steps_offset 1, DDIM's last step ends at alpha_bar_0" \
+        in text
