@@ -24,6 +24,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from desktop.runtime import paths, training
+from desktop.ui.caps import describe_html
 from tests.ui.conftest import run_and_wait
 
 APP_FORBIDDEN = ("torch", "engine", "export", "diffusers", "transformers", "accelerate", "safetensors")
@@ -209,6 +210,8 @@ def test_train_pause_kill_resume_export_then_generate(qtbot, open_window, tmp_pa
         assert m.caps.class_names == ["blue", "green", "red"]
         prov = m.caps.provenance
         assert prov["steps"] == 100 and str(folder) in prov["data"] and prov["train_seconds"] > 0
+        card = describe_html(m.caps)          # the model's info (Help and models)
+        assert "Provenance: data" in card and "Provenance: steps</b></td><td>100<" in card and "train_seconds" in card
         steps = [s for s, _ in session.state.current.losses]
         assert steps == sorted(set(steps)) and steps[-1] == 100     # resumed runs redo lost steps once
         assert "exported as" in progress.title.text() and progress.sample.image is not None

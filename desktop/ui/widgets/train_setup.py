@@ -74,10 +74,11 @@ class SetupPanel(QWidget):
         super().__init__(parent)
         self.presets: list[dict] = []
         self.check_result: dict | None = None
+        self.check_cache: dict[tuple, dict] = {}
         self.run_parent: Path | None = None    # None = training.runs_dir()
         self.budget_touched = False
         self.checker = CheckProcess(self)
-        self.checker.finished.connect(self.on_check)
+        self.checker.finished.connect(self.on_checked)
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(400)
@@ -298,7 +299,17 @@ class SetupPanel(QWidget):
         p, data = self.current_preset(), self.data()
         if p is None or data is None:
             return
-        self.checker.start(training.check_argv(p, data), key=(p["name"], repr(data)))
+        key = (p["name"], repr(data))
+        if key in self.check_cache:     # built-in sets do not change: checked once per session
+            self.on_check(self.check_cache[key])
+            return
+        self.checker.start(training.check_argv(p, data), key=key)
+
+    def on_checked(self, result: dict) -> None:
+        """The check subprocess reported: a built-in set's result is kept for this session."""
+        if result.get("event") == "check" and (result.get("data") or {}).get("kind") == "generated":
+            self.check_cache[self.checker.key] = result
+        self.on_check(result)
 
     def on_check(self, result: dict) -> None:
         if result.get("event") == "error":

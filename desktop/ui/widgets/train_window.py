@@ -220,6 +220,7 @@ class TrainWindow(QWidget):
 
     def new_run(self) -> None:
         if self.session.busy:
+            self.on_message("A run is active: pause it (or let it finish) before setting up another.")
             return
         self.session.detach()
         self.setup.suggest_name()
