@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QTextDocument
 from PySide6.QtWidgets import QPushButton
 
 from desktop.runtime import paths, training
@@ -329,7 +329,12 @@ def test_without_the_engine_the_train_window_says_what_to_install(qtbot, open_wi
         monkeypatch.setattr(training, "missing_engine_modules", lambda: [])  # the user installed it meanwhile
         qtbot.mouseClick(tw.recheck_button, Qt.MouseButton.LeftButton)
         assert not tw.notice_box.isVisible() and tw.setup.isEnabled() and tw.setup.presets
-        assert "tiny-pixel" in [p["name"] for p in tw.setup.presets]
+        names = [p["name"] for p in tw.setup.presets]       # the quickest first try comes first, selected
+        assert names[:2] == ["tiny-pixel", "tiny-latent"] and tw.setup.current_preset()["name"] == "tiny-pixel"
+        tw.setup.preset.setCurrentIndex(tw.setup.preset.findData("digits"))   # no data chosen: no check starts
+        shown = QTextDocument()
+        shown.setHtml(tw.setup.preset_text.text())
+        assert tw.setup.preset_text.textFormat() == Qt.TextFormat.RichText and "sub-folder's look" in shown.toPlainText()
 
 
 def test_install_command_names_this_python_and_the_checkout():

@@ -28,6 +28,13 @@ STAGE_NAMES = {"vae": "Autoencoder (VAE)", "diffusion": "Diffusion model"}
 LONG_RUN_SECONDS = 30 * 60      # a preset expected to take longer starts with a time budget of this
 
 
+def preset_cost(preset: dict) -> float:
+    """Roughly how much computing a preset asks for (steps x batch x pixels, twice for a latent preset's
+    two stages): the Model list runs from the quickest first try to the biggest."""
+    pixels = int(preset.get("size") or 0) ** 2
+    return int(preset.get("steps") or 0) * int(preset.get("batch") or 0) * pixels * (2 if preset.get("vae_preset") else 1)
+
+
 def describe_data(data: dict) -> str:
     """The check's data summary in a sentence or two (rich text)."""
     n = int(data.get("images") or 0)
@@ -124,7 +131,9 @@ class SetupPanel(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.skipped = QListWidget()
-        self.skipped.setMaximumHeight(90)
+        self.skipped.setWordWrap(True)
+        self.skipped.setMinimumHeight(60)
+        self.skipped.setMaximumHeight(110)
         self.skipped.setToolTip("Files that training would leave out, and why")
         self.skipped.hide()
         row = QHBoxLayout()
@@ -144,6 +153,7 @@ class SetupPanel(QWidget):
         self.preset.setToolTip("A preset: the network size, image size and training recipe")
         self.preset.currentIndexChanged.connect(self.preset_changed)
         self.preset_text = QLabel()
+        self.preset_text.setTextFormat(Qt.TextFormat.RichText)
         self.preset_text.setWordWrap(True)
         self.conditioning = QLabel()
         self.conditioning.setWordWrap(True)
@@ -192,16 +202,20 @@ class SetupPanel(QWidget):
         change.setToolTip("Keep the run (checkpoints, samples, logs) in another folder")
         change.clicked.connect(self.choose_parent)
         row = QHBoxLayout()
-        row.addWidget(self.where, 1)
+        row.addWidget(QLabel("Run folder"))
+        row.addStretch(1)
         row.addWidget(change)
-        form = QFormLayout(box)
+        form = QFormLayout()
         form.addRow("Name", self.name)
-        form.addRow("Run folder", row)
+        lay = QVBoxLayout(box)       # the folder on its own full-width line: a path is long
+        lay.addLayout(form)
+        lay.addLayout(row)
+        lay.addWidget(self.where)
         return box
 
     # --- values --------------------------------------------------------------------------
     def set_presets(self, presets: list[dict]) -> None:
-        self.presets = [p for p in presets if p.get("kind") != "vae"]
+        self.presets = sorted((p for p in presets if p.get("kind") != "vae"), key=preset_cost)
         self.preset.blockSignals(True)
         self.preset.clear()
         for p in self.presets:

@@ -144,6 +144,7 @@ class TrainWindow(QWidget):
         split.addWidget(self.progress)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        split.setSizes([400, 720])      # the setup's sentences need room; the plot and grid take the rest
         split.setChildrenCollapsible(False)
         top = QHBoxLayout()
         top.addWidget(QLabel("Run"))
