@@ -348,3 +348,19 @@ def open_train_without_engine(qtbot, window):
     window.open_train()
     qtbot.waitExposed(window.train_window)
     return window.train_window
+
+
+def test_loss_plot_step_ticks_are_whole_round_steps():
+    from hypothesis import given, strategies as st
+
+    from desktop.ui.widgets.loss_plot import nice_ticks
+
+    @given(st.integers(0, 10**7), st.integers(1, 10**6))
+    def check(first, span):
+        ticks = nice_ticks(first, first + span, 5, least=1)
+        assert ticks and all(t == int(t) for t in ticks) and len(set(ticks)) == len(ticks)
+        assert all(first <= t <= first + span for t in ticks) and len(ticks) <= 11
+
+    check()
+    assert nice_ticks(1, 2, 5, least=1) == [1, 2]      # a 2-step run: not 1, 1, 1, 1, 1, 2
+    assert nice_ticks(0.5, 0.9) == [0.5, 0.6, 0.7, 0.8, 0.9]
