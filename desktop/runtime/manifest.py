@@ -381,6 +381,39 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     checked here (that reads every file): see `verify_hashes`.
     """
     d = _obj(data, "(top level)")
+    version = _validate_version(d)
+    name = _string(_get(d, "name", ""), "name")
+    description = _string(d.get("description") or "", "description", nonempty=False, maximum=MAX_DESCRIPTION)
+    kind = _choice(_get(d, "kind", ""), "kind", KINDS)
+    image, latent = _validate_image(d, kind)
+    schedule = _validate_schedule(_get(d, "schedule", ""))
+    prediction_type = _choice(_get(d, "prediction_type", ""), "prediction_type", PREDICTION_TYPES)
+    conditioning = _validate_conditioning(d.get("conditioning"))
+    unet = _validate_unet(d, latent.channels if latent else image.channels, conditioning)
+    files = _validate_files(d, kind, conditioning, bundle_dir)
+    defaults = _validate_defaults(d, schedule, conditioning)
+    precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
+    providers = d.get("providers")
+    if providers is not None and (not isinstance(providers, list) or not providers
+                                  or not all(isinstance(p, str) and p in EXECUTION_PROVIDERS for p in providers)
+                                  or len(set(providers)) != len(providers)):
+        raise _field_error("providers", "null or a list of distinct provider names from "
+                           + ", ".join(EXECUTION_PROVIDERS), providers)
+    clip_x0 = d.get("clip_x0")
+    if clip_x0 is not None and not isinstance(clip_x0, bool):
+        raise _field_error("clip_x0", "true or false", clip_x0)
+    provenance = _obj(d.get("provenance") or {}, "provenance")
+    sha, model_hash = _validate_hashes(d)
+    return Manifest(
+        name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
+        files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
+        precision=precision, provenance=dict(provenance), sha256=sha,
+        format_version=version, providers=tuple(providers) if providers is not None else None,
+        model_hash=model_hash, x0_clipping=clip_x0,
+    )
+
+
+def _validate_version(d: dict) -> int:
     if d.get("format") != FORMAT:
         raise _field_error("format", repr(FORMAT), d.get("format"))
     version = d.get("format_version")
@@ -392,11 +425,10 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
             "update Diffusion Studio", MANIFEST_NAME, "format_version")
     if version < 1:
         raise _field_error("format_version", f"between 1 and {FORMAT_VERSION}", version)
+    return version
 
-    name = _string(_get(d, "name", ""), "name")
-    description = _string(d.get("description") or "", "description", nonempty=False, maximum=MAX_DESCRIPTION)
-    kind = _choice(_get(d, "kind", ""), "kind", KINDS)
 
+def _validate_image(d: dict, kind: str) -> tuple[ImageSpec, LatentSpec | None]:
     im = _obj(_get(d, "image", ""), "image")
     image = ImageSpec(
         height=_pos_int(_get(im, "height", "image."), "image.height", maximum=MAX_IMAGE_SIDE),
@@ -405,35 +437,33 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     )
     if image.channels not in (1, 3):
         raise _field_error("image.channels", "1 or 3", image.channels)
+    if kind != "latent":
+        if d.get("latent") is not None:
+            raise _field_error("latent", "null for a pixel model", d.get("latent"))
+        return image, None
+    la = _obj(_get(d, "latent", ""), "latent")
+    latent = LatentSpec(
+        channels=_pos_int(_get(la, "channels", "latent."), "latent.channels", maximum=MAX_CHANNELS),
+        height=_pos_int(_get(la, "height", "latent."), "latent.height", maximum=MAX_IMAGE_SIDE),
+        width=_pos_int(_get(la, "width", "latent."), "latent.width", maximum=MAX_IMAGE_SIDE),
+        scale_factor=_number(_get(la, "scale_factor", "latent."), "latent.scale_factor", 0.0, open_lo=True),
+    )
+    if image.height % latent.height or image.width % latent.width or \
+            image.height // latent.height != image.width // latent.width:
+        raise _field_error("latent.height", f"a divisor of image.height ({image.height}) with the same factor "
+                           f"for the width ({image.width})", f"{latent.height}x{latent.width}")
+    if image.channels != 3:
+        raise _field_error("image.channels", "3 for latent models (the VAE decodes RGB)", image.channels)
+    return image, latent
 
-    latent = None
-    if kind == "latent":
-        la = _obj(_get(d, "latent", ""), "latent")
-        latent = LatentSpec(
-            channels=_pos_int(_get(la, "channels", "latent."), "latent.channels", maximum=MAX_CHANNELS),
-            height=_pos_int(_get(la, "height", "latent."), "latent.height", maximum=MAX_IMAGE_SIDE),
-            width=_pos_int(_get(la, "width", "latent."), "latent.width", maximum=MAX_IMAGE_SIDE),
-            scale_factor=_number(_get(la, "scale_factor", "latent."), "latent.scale_factor", 0.0, open_lo=True),
-        )
-        if image.height % latent.height or image.width % latent.width or \
-                image.height // latent.height != image.width // latent.width:
-            raise _field_error("latent.height", f"a divisor of image.height ({image.height}) with the same factor "
-                               f"for the width ({image.width})", f"{latent.height}x{latent.width}")
-        if image.channels != 3:
-            raise _field_error("image.channels", "3 for latent models (the VAE decodes RGB)", image.channels)
-    elif d.get("latent") is not None:
-        raise _field_error("latent", "null for a pixel model", d.get("latent"))
 
-    schedule = _validate_schedule(_get(d, "schedule", ""))
-    prediction_type = _choice(_get(d, "prediction_type", ""), "prediction_type", PREDICTION_TYPES)
-    conditioning = _validate_conditioning(d.get("conditioning"))
-
+def _validate_unet(d: dict, c: int, conditioning: Conditioning) -> UNetSpec:
+    """unet.in_channels = the c diffused channels + the condition channels; out_channels = c."""
     un = _obj(_get(d, "unet", ""), "unet")
     unet = UNetSpec(
         in_channels=_pos_int(_get(un, "in_channels", "unet."), "unet.in_channels", maximum=MAX_CHANNELS),
         out_channels=_pos_int(_get(un, "out_channels", "unet."), "unet.out_channels", maximum=MAX_CHANNELS),
     )
-    c = latent.channels if latent else image.channels
     extra = 0
     if conditioning.mask is not None:
         extra = 1 + c if conditioning.mask.kind == "inpaint" else len(conditioning.mask.labels)
@@ -442,13 +472,14 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         raise _field_error("unet.in_channels", f"{c + extra} ({how} channels)", unet.in_channels)
     if unet.out_channels != c:
         raise _field_error("unet.out_channels", f"{c} (the diffused channels)", unet.out_channels)
+    return unet
 
+
+def _validate_files(d: dict, kind: str, conditioning: Conditioning, bundle_dir) -> dict[str, str]:
     files_raw = _obj(_get(d, "files", ""), "files")
     if len(files_raw) > MAX_FILES:
         raise _field_error("files", f"at most {MAX_FILES} files", len(files_raw))
-    files: dict[str, str] = {}
-    for role, rel in files_raw.items():
-        files[role] = check_relative_path(rel, f"files.{role}", bundle_dir)
+    files = {role: check_relative_path(rel, f"files.{role}", bundle_dir) for role, rel in files_raw.items()}
     required = ["unet"]
     if kind == "latent":
         required.append("vae_decoder")
@@ -466,7 +497,10 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
             if not (Path(bundle_dir) / rel).is_file():
                 raise BundleError(f"{rel}: file listed in {MANIFEST_NAME} (files.{role}) is missing from the bundle",
                                   rel, f"files.{role}")
+    return files
 
+
+def _validate_defaults(d: dict, schedule: dict, conditioning: Conditioning) -> Defaults:
     de = _obj(d.get("defaults") or {}, "defaults")
     fallback = Defaults(steps=min(20, schedule["num_train_timesteps"]), guidance=3.0 if (conditioning.text or conditioning.class_ or
                                          (conditioning.mask and conditioning.mask.kind == "semantic")) else 1.0)
@@ -478,18 +512,11 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     )
     if defaults.steps > schedule["num_train_timesteps"]:
         raise _field_error("defaults.steps", f"at most num_train_timesteps ({schedule['num_train_timesteps']})", defaults.steps)
+    return defaults
 
-    precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
-    providers = d.get("providers")
-    if providers is not None and (not isinstance(providers, list) or not providers
-                                  or not all(isinstance(p, str) and p in EXECUTION_PROVIDERS for p in providers)
-                                  or len(set(providers)) != len(providers)):
-        raise _field_error("providers", "null or a list of distinct provider names from "
-                           + ", ".join(EXECUTION_PROVIDERS), providers)
-    clip_x0 = d.get("clip_x0")
-    if clip_x0 is not None and not isinstance(clip_x0, bool):
-        raise _field_error("clip_x0", "true or false", clip_x0)
-    provenance = _obj(d.get("provenance") or {}, "provenance")
+
+def _validate_hashes(d: dict) -> tuple[dict, str | None]:
+    """(sha256 table with lower-case digests, model_hash or None)."""
     sha = _obj(d.get("sha256") or {}, "sha256")
     if len(sha) > MAX_FILES:
         raise _field_error("sha256", f"at most {MAX_FILES} entries", len(sha))
@@ -500,14 +527,7 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         check_relative_path(rel, f"sha256.{rel}", None)
         if not _is_digest(digest):
             raise _field_error(f"sha256.{rel}", "64 hexadecimal digits", _short(digest))
-
-    return Manifest(
-        name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
-        files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
-        precision=precision, provenance=dict(provenance), sha256={k: v.lower() for k, v in sha.items()},
-        format_version=version, providers=tuple(providers) if providers is not None else None,
-        model_hash=model_hash.lower() if model_hash else None, x0_clipping=clip_x0,
-    )
+    return {k: v.lower() for k, v in sha.items()}, model_hash.lower() if model_hash else None
 
 
 def _is_digest(value: Any) -> bool:
