@@ -35,6 +35,7 @@ class Capabilities:
     labels: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)
     sampler: str = "ddim"
     steps: int = 20
+    max_steps: int = 1000                        # the schedule's num_train_timesteps: more steps are refused
     guidance: float = 1.0
     size_adjustable: bool = False                # SD-style folders: any multiple of 8
     precision: str = "fp32"
@@ -66,6 +67,7 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
     cls = cond.get("class") or None
     mask = cond.get("mask") or None
     defaults = m.get("defaults") or {}
+    schedule = m.get("schedule") if isinstance(m.get("schedule"), dict) else {}
     labels = []
     if mask and mask.get("kind") == "semantic":
         for item in mask.get("labels") or []:
@@ -89,6 +91,7 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
         labels=labels,
         sampler=str(defaults.get("sampler") or "ddim"),
         steps=int(defaults.get("steps") or 20),
+        max_steps=int(schedule.get("num_train_timesteps") or 1000),
         guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None else 1.0),
         size_adjustable=sd_style,
         precision=str(m.get("precision") or "fp32"),
