@@ -132,8 +132,11 @@ class GenerationThread(QThread):
             saved.append((path, recipe))
         self.succeeded.emit(result, saved)
         if problem is not None:
-            self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(problem)}. "
-                             "Save as… still saves them where you choose.")
+            done = sum(p is not None for p, _ in saved)
+            what = (f"Saved {done} of {len(saved)} images to {self.out_dir}; the others" if done
+                    else f"The images were made but")
+            self.failed.emit(f"{what} could not be saved: {friendly_error(problem)}. Save as… still saves them "
+                             "where you choose.")
 
 
 def slug(name: str) -> str:
