@@ -244,9 +244,10 @@ def _write_tokenizer(text_encoder, path: Path) -> None:
     text_encoder.write_tokenizer_json(path)
 
 
-def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+def publish_bundle(tmp: Path, out_dir: Path, overwrite: bool) -> None:
     """Puts the finished folder at OUT_DIR: OUT_DIR holds the old or the new bundle at every instant
-    (`fileio.replace_dir`: one atomic exchange on Linux and macOS)."""
+    (`fileio.replace_dir`: one atomic exchange on Linux and macOS); checked again first, since OUT_DIR
+    may have changed during the minutes of an export."""
     check_out_dir(out_dir, overwrite)  # again: the folder may have changed during the export
     replace_dir(tmp, out_dir)
 
@@ -358,7 +359,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             from export import quantize
 
             quantize.quantize_in_place(bundle, gate=int8_gate, log=log)
-        _publish(bundle, out_dir, overwrite)
+        publish_bundle(bundle, out_dir, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out_dir}")

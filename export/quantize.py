@@ -225,7 +225,7 @@ def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = 8, chec
 def quantize_bundle(source: Path, out_dir: Path, *, overwrite: bool = False, use_evaluations: bool = True,
                     log=print, **kw) -> Path:
     """An int8 copy of an existing bundle at `out_dir` (written only when the gate passes)."""
-    from export.bundle_writer import check_out_dir
+    from export.bundle_writer import check_out_dir, publish_bundle
 
     source, out_dir = Path(source), Path(out_dir).absolute()
     check_out_dir(out_dir, overwrite)
@@ -236,8 +236,7 @@ def quantize_bundle(source: Path, out_dir: Path, *, overwrite: bool = False, use
         work = tmp / "bundle"
         shutil.copytree(source, work)
         quantize_in_place(work, gate=gate, log=log, **kw)
-        check_out_dir(out_dir, overwrite)
-        fileio.replace_dir(work, out_dir)
+        publish_bundle(work, out_dir, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out_dir}")
