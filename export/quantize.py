@@ -33,6 +33,7 @@ import onnx
 from desktop.runtime import fileio
 from desktop.runtime.manifest import read_manifest, write_manifest
 from export import fp16 as fp16_tools
+from export.out_dir import check_out_dir, publish_bundle
 from export.parity import ExportError
 
 MEAN_TOLERANCE = 3.0  # mean |Δ| in 0..255 levels over the gate's images (measured: 0.85 on landscapes)
@@ -225,8 +226,6 @@ def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = 8, chec
 def quantize_bundle(source: Path, out_dir: Path, *, overwrite: bool = False, use_evaluations: bool = True,
                     log=print, **kw) -> Path:
     """An int8 copy of an existing bundle at `out_dir` (written only when the gate passes)."""
-    from export.bundle_writer import check_out_dir, publish_bundle
-
     source, out_dir = Path(source), Path(out_dir).absolute()
     check_out_dir(out_dir, overwrite)
     manifest = read_manifest(source)

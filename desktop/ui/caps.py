@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from desktop.runtime.manifest import MANIFEST_NAME
+from diffusion import defaults as fallback_table
 from diffusion.samplers import SAMPLER_SPECS
 
 SAMPLER_LABELS = {spec.name: spec.label for spec in SAMPLER_SPECS}  # the one sampler table's names
@@ -33,10 +34,10 @@ class Capabilities:
     class_names: list[str] | None = None
     mask_kind: str | None = None                 # None | "inpaint" | "semantic"
     labels: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)
-    sampler: str = "ddim"
-    steps: int = 20
+    sampler: str = fallback_table.SAMPLER
+    steps: int = fallback_table.STEPS
     max_steps: int = 1000                        # the schedule's num_train_timesteps: more steps are refused
-    guidance: float = 1.0
+    guidance: float = fallback_table.GUIDANCE_UNCONDITIONAL
     size_adjustable: bool = False                # SD-style folders: any multiple of 8
     precision: str = "fp32"
     provenance: dict = field(default_factory=dict)
@@ -89,10 +90,11 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
         class_names=[str(n) for n in (cls.get("names") if isinstance(cls, dict) else getattr(cls, "names", None) or [])] or None,
         mask_kind=(mask.get("kind") if isinstance(mask, dict) else getattr(mask, "kind", None)),
         labels=labels,
-        sampler=str(defaults.get("sampler") or "ddim"),
-        steps=int(defaults.get("steps") or 20),
+        sampler=str(defaults.get("sampler") or fallback_table.SAMPLER),
+        steps=int(defaults.get("steps") or fallback_table.STEPS),
         max_steps=int(schedule.get("num_train_timesteps") or 1000),
-        guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None else 1.0),
+        guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None
+                       else fallback_table.GUIDANCE_UNCONDITIONAL),
         size_adjustable=sd_style,
         precision=str(m.get("precision") or "fp32"),
         provenance=dict(m.get("provenance") or {}),

@@ -1,6 +1,6 @@
 """`export --overwrite` killed at every step of putting the new bundle in place (issue 13).
 
-The export's last act is `bundle_writer.publish_bundle` (check OUT_DIR again, swap the folders, remove
+The export's last act is `export.out_dir.publish_bundle` (check OUT_DIR again, swap the folders, remove
 the old one) and then removing its temporary folder. A forked child does exactly that with two real
 bundles and SIGKILLs itself just before or just after its k-th file-system call (rename, replace,
 exchange, fsync, unlink, rmdir), for every k until it completes. After each kill OUT_DIR must open
@@ -20,7 +20,7 @@ import pytest
 
 from desktop.runtime import fileio
 from desktop.runtime.bundle import open_bundle
-from export.bundle_writer import publish_bundle
+from export.out_dir import publish_bundle
 from tests.helpers.tiny_bundles import make_bundle
 
 pytestmark = pytest.mark.slow  # dozens of forked writers
