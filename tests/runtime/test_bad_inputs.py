@@ -97,6 +97,21 @@ def test_disk_full_part_way_through_a_batch_reports_what_was_saved(bundles, tmp_
     assert read_recipe(out[1]).seed == 1
 
 
+def test_what_a_killed_run_left_in_the_output_folder_is_cleaned_by_the_next(bundles, tmp_path, capsys):
+    """A dead writer's temporary, and an hour-old one of an earlier version, go; the user's files stay."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftovers = [f".ds_pixel_class-0.png.tmp-{int(dead.stdout)}-0123abcd.png", ".writing-k2j3.png"]
+    for name in leftovers + ["mine.png", ".hidden"]:
+        (out_dir / name).write_text("x")
+    os.utime(out_dir / ".writing-k2j3.png", (0, 0))
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--steps", "2", "--out", out_dir,
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert tree(out_dir) == [".hidden", "mine.png", "pixel_class-0.png"]
+
+
 REAL_DISK_FULL = r"""
 import sys
 from pathlib import Path
@@ -194,6 +209,18 @@ def test_malformed_recipes_give_one_sentence(bundles, tmp_path, capsys, edit, wo
     assert code == 2 and out == []
     assert_one_line(err, png.name, words)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_recipe_size_far_beyond_the_model_falls_back_to_its_own_with_a_note(bundles, tmp_path, capsys):
+    """A recipe of 2048x2048 replayed on an 8x8 model allocated and ran at 2048x2048."""
+    png = _edited(_made_png(bundles["pixel_class"], tmp_path, capsys), tmp_path,
+                  lambda r: r["request"].update(width=2048, height=2048))
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out", tmp_path / "o",
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert_one_line(err[:1], "note: not applied from the recipe: size 2048x2048 (this model makes 8x8 images)")
+    assert len(err) == 2 and err[1].startswith("1 image(s), ")  # the usual summary
+    assert Image.open(out[0]).size == (8, 8)
 
 
 def test_a_recipe_never_follows_a_model_path(bundles, tmp_path, capsys):
