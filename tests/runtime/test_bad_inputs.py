@@ -19,6 +19,7 @@ from PIL import Image
 from desktop.cli import main as studio_main
 from desktop.runtime import pngmeta
 from desktop.runtime.pngmeta import read_recipe
+from tests.helpers.namespaces import unshare_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,14 +140,12 @@ sys.exit(main(["generate", "--model", "digits", "--class", "4", "--batch", "8", 
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("unshare"),
-                    reason="needs root to mount a small tmpfs in a private mount namespace")
 def test_a_really_full_disk_part_way_through_a_batch(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && "
               f"{sys.executable} -c '{REAL_DISK_FULL}' {disk}; code=$?; ls -a {disk}/out; exit $code")
-    out = subprocess.run(["unshare", "--mount", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([*unshare_or_skip("mount"), "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     err = out.stderr.strip().splitlines()
     assert out.returncode == 2, out.stderr
@@ -586,14 +585,8 @@ def test_export_overwrite_refuses_what_is_not_a_bundle(bundles, tmp_path, capsys
 
 
 # --------------------------------------------------------------------------------------------
-# --out on a really read-only or full file system (root: a private mount namespace)
+# --out on a really read-only or full file system (a tmpfs in a private mount namespace)
 
-ROOT_MOUNTS = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("unshare"),
-    reason="needs root to mount a small tmpfs in a private mount namespace")
-
-
-@ROOT_MOUNTS
 @pytest.mark.parametrize("mount,words", [
     ("ro,size=1m", "cannot be created in"),
     ("size=64k", "is on a disk that is (nearly) full"),
@@ -606,7 +599,7 @@ def test_out_on_a_really_read_only_or_full_disk(tmp_path, mount, words):
     code = (f"mount -t tmpfs -o {mount} tmpfs {disk} && {fill}"
             f"{sys.executable} -m desktop generate --model digits --batch 64 --out {disk}/out --quiet; "
             f"code=$?; ls -A {disk}; exit $code")
-    out = subprocess.run(["unshare", "--mount", "sh", "-c", code], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([*unshare_or_skip("mount"), "sh", "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 2, out.stderr
     assert_one_line(out.stderr.strip().splitlines(), f"{disk}/out", words, "Read-only file system" if "ro" in mount else "needed")
