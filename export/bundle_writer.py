@@ -38,14 +38,13 @@ from pathlib import Path
 import torch
 
 from desktop.runtime import fileio
-from desktop.runtime.fileio import replace_dir
 from desktop.runtime.manifest import FORMAT, manifest_from_dict, write_manifest
 from diffusion import defaults as fallback_table
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit, preview_net
 from export import optimize as export_optimize
 from export.ecosystem import write_ecosystem_files
-from export.out_dir import BundleExistsError, check_out_dir, foreign_files  # noqa: F401 (callers import them from here)
+from export.out_dir import BundleExistsError, check_out_dir, foreign_files, publish_bundle  # noqa: F401 (callers import them from here)
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
 
 FILE_OF_ROLE = {
@@ -197,13 +196,6 @@ def _write_tokenizer(text_encoder, path: Path) -> None:
     text_encoder.write_tokenizer_json(path)
 
 
-def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    """Puts the finished folder at OUT_DIR: OUT_DIR holds the old or the new bundle at every instant
-    (`fileio.replace_dir`: one atomic exchange on Linux and macOS)."""
-    check_out_dir(out_dir, overwrite)  # again: the folder may have changed during the export
-    replace_dir(tmp, out_dir)
-
-
 def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: str | bool | None = None,
                   int8: bool = False, int8_gate=None,
                   external_data: bool | None = None, check: bool = True, preview_samples: int = 32,
@@ -278,7 +270,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             from export import quantize
 
             quantize.quantize_in_place(bundle, gate=int8_gate, log=log)
-        _publish(bundle, out_dir, overwrite)
+        publish_bundle(bundle, out_dir, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out_dir}")
