@@ -85,6 +85,8 @@ class MainWindow(QMainWindow):
         self._menus()
         self.controls.generateRequested.connect(m.generate)
         self.controls.cancelRequested.connect(m.cancel)
+        self.history.infoRequested.connect(self.show_png_info)
+        self.preview.forkRequested.connect(m.start_fork)
         m.error.connect(self.show_error)
         m.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         m.bundleChanged.connect(self.on_bundle)

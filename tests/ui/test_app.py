@@ -85,7 +85,7 @@ def test_prompt_generate_previews_every_step_and_saves_png_with_recipe(qtbot, op
     assert recipe.prompt == "a red cat" and recipe.seed == m.params.seed and recipe.steps == steps
     saved = images.load_image(png)
     assert np.array_equal(saved, m.result_images[0])
-    assert w.history.list.count() == 1
+    assert len(w.history.items()) == 1
     # the trajectory slider steps through the stored previews, the last position is the result
     assert w.preview.slider.isEnabled() and w.preview.slider.maximum() == steps
     w.preview.slider.setValue(0)
@@ -235,8 +235,8 @@ def test_restore_from_history_and_from_dropped_png_is_exact(qtbot, open_window, 
         assert m.params != made and not same_request()
 
     scramble()
-    item = w.history.list.item(0)
-    qtbot.mouseClick(w.history.list.viewport(), Qt.MouseButton.LeftButton, pos=w.history.list.visualItemRect(item).center())
+    item = w.history.tree.topLevelItem(0)
+    qtbot.mouseClick(w.history.tree.viewport(), Qt.MouseButton.LeftButton, pos=w.history.tree.visualItemRect(item).center())
     assert same_request()
     assert (c.class_combo.currentData(), c.steps.value(), c.seed.value(), c.lock.isChecked()) == ("two", 7, 1234, True)
     request = m.build_request()
@@ -333,7 +333,7 @@ def test_restart_keeps_history_settings_and_layout(qtbot, open_window, home):
     assert m2.settings["recent_prompts"][0] == "a blue house"
     assert m2.settings["window_geometry"] and m2.settings["window_state"]
     assert not w2.history_dock.isVisible()
-    assert w2.history.list.count() == 1
+    assert len(w2.history.items()) == 1
     assert m2.caps.name == "tiny-pixel-text"
 
 

@@ -129,11 +129,11 @@ def test_history_entries_without_a_prompt_say_what_they_are(qtbot, open_window, 
     m = w.model
     m.canvas.fill_labels(1)
     run_and_wait(qtbot, m)
-    assert w.history.list.item(0).text() == "label map"
+    assert w.history.tree.topLevelItem(0).text(0).startswith("label map\n")
     assert m.select_model(digits)
     w.controls.class_combo.setCurrentIndex(1)
     run_and_wait(qtbot, m)
-    assert w.history.list.item(0).text() == "class one"
+    assert w.history.tree.topLevelItem(0).text(0).startswith("class one\n")
 
 
 def test_tooltips_say_it_in_plain_words_before_any_math(qtbot, open_window):

@@ -11,6 +11,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QLabel, QMenu, QPlainTextEdit, QPushButton, QSizePolicy, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
+from diffusion.samplers import NEEDS_RNG
+
 from ..bind import bind
 from ..caps import SAMPLER_LABELS, describe
 from ..live import LivePainter
@@ -145,6 +147,39 @@ TIPS = {  # plain words first, the math after
 }
 
 
+class ForkBanner(QFrame):
+    """Shown in fork mode: what is being forked, what a fork may change, and a way out."""
+
+    def __init__(self, model, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.setObjectName("forkBanner")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.stop = QPushButton("Stop forking")
+        self.stop.setToolTip("Back to ordinary runs from pure noise")
+        self.stop.clicked.connect(model.stop_fork)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.addWidget(self.text)
+        lay.addWidget(self.stop, 0, Qt.AlignmentFlag.AlignRight)
+        model.forkChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        fork = self.model.fork
+        self.setVisible(fork is not None)
+        if fork is None:
+            return
+        parent = fork["parent"]
+        what = f"“{parent['prompt']}”" if parent.get("prompt") else f"seed {parent.get('seed')}"
+        note = ("" if parent.get("sampler") in NEEDS_RNG else
+                " This sampler adds no noise of its own, so a new seed alone changes nothing after the fork.")
+        self.text.setText(f"<b>Forking</b> {what} at step {fork['step']} of {parent.get('steps')}: change the seed, "
+                          f"prompt, guidance, class or map, then Generate.{note}")
+
+
 class ControlsPanel(QWidget):
     """Model picker, prompt and sampling controls; each control is bound to one field of the model's
     params (bind.py), and controls the model cannot use are hidden."""
@@ -169,6 +204,7 @@ class ControlsPanel(QWidget):
         model.bundleChanged.connect(self.on_bundle)
         model.runningChanged.connect(self.on_running)
         model.canvas.changed.connect(self.update_visibility)
+        model.forkChanged.connect(self.update_visibility)
         self.on_bundle()
 
     def _make_prompts(self) -> None:
@@ -255,7 +291,9 @@ class ControlsPanel(QWidget):
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         line.setFrameShadow(QFrame.Shadow.Sunken)
+        self.fork_banner = ForkBanner(self.model)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.fork_banner)
         lay.addWidget(QLabel("<b>Model</b>"))
         lay.addWidget(self.picker)
         lay.addWidget(line)
@@ -308,6 +346,8 @@ class ControlsPanel(QWidget):
         img2img = self.model.uses_strength()
         self.strength_label.setVisible(img2img)
         self.strength.setVisible(img2img)
+        for w in (self.sampler, self.steps, self.width_box, self.height_box, self.strength):
+            w.setEnabled(self.model.fork is None)   # a fork keeps its parent's grid, size and strength
         self.seamless.setVisible(self.model.inpaints())
         self.generate_button.setEnabled(c is not None and (not self.model.running or self.model.live_run))
 
