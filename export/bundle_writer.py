@@ -7,8 +7,10 @@ Steps, all inside a temporary folder next to OUT_DIR:
 2. latent models get the fitted linear preview (preview_fit), text models the tokenizer JSON
    (with padding/truncation set to the encoder's max_length);
 3. studio.json and model_index.json through desktop.runtime.manifest (hashes every file);
-4. only when all of that succeeded is the folder renamed to OUT_DIR. An existing OUT_DIR is
-   refused unless overwrite=True; then it is swapped out and removed after the rename.
+4. only when all of that succeeded is the folder put at OUT_DIR. An existing OUT_DIR is refused
+   unless it is a bundle and overwrite=True (`check_out_dir`: a folder of other files, a file or
+   a link is never replaced); then the two folders are exchanged atomically (`fileio.replace_dir`)
+   and the old one removed. Temporaries of a killed export are removed by the next one.
 
 Choices the contract left open (also in the report):
 - `--gpu-fp16` converts the U-Net and text encoder to fp16 compute; the VAE graphs keep fp32
@@ -27,13 +29,15 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 
-from desktop.runtime.manifest import FORMAT, FORMAT_VERSION, manifest_from_dict, write_manifest
-from engine.loaded import replace_dir
+from desktop.runtime import fileio
+from desktop.runtime.fileio import replace_dir
+from desktop.runtime.manifest import (
+    FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_INDEX_NAME, manifest_from_dict, write_manifest,
+)
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
@@ -50,7 +54,52 @@ BASE_DEFAULTS = {"sampler": "dpmpp_2m", "steps": 20, "guidance": 3.0, "spacing":
 
 
 class BundleExistsError(ExportError, FileExistsError):
-    """OUT_DIR exists and overwrite was not asked for."""
+    """OUT_DIR exists and may not be replaced: overwrite was not asked for, or it is not a bundle."""
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Whether a new bundle may be written at `out_dir`; BundleExistsError (one sentence) if not.
+
+    Nothing there: yes. An empty folder: yes. A bundle (a folder with studio.json whose every file is
+    listed in it): only with `overwrite`. Anything else (a file, a link, a folder of other things, a
+    bundle holding files of its own) is never replaced, since that would delete what is not ours.
+    """
+    if not (out_dir.exists() or out_dir.is_symlink()):
+        return
+    tail = "; choose another folder"
+    if out_dir.is_symlink():
+        raise BundleExistsError(f"{out_dir} is a symbolic link; --overwrite replaces only a bundle folder{tail}")
+    if not out_dir.is_dir():
+        raise BundleExistsError(f"{out_dir} is a file, not a model bundle; --overwrite replaces only a bundle folder{tail}")
+    if not any(out_dir.iterdir()):
+        return
+    if not (out_dir / MANIFEST_NAME).is_file():
+        raise BundleExistsError(f"{out_dir} is a folder that is not a model bundle (it has no {MANIFEST_NAME}); "
+                                f"--overwrite replaces only a bundle{tail}")
+    foreign = foreign_files(out_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise BundleExistsError(f"{out_dir} holds files that are not part of its bundle ({shown}); move them out "
+                                f"or choose another folder")
+    if not overwrite:
+        raise BundleExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
+
+
+def foreign_files(bundle: Path) -> list[str]:
+    """Files in a bundle folder that its studio.json does not list (names relative to it, sorted)."""
+    from desktop.runtime.fileio import read_json
+
+    try:
+        data = read_json(bundle / MANIFEST_NAME)
+    except (OSError, ValueError):
+        data = {}
+    listed = {MANIFEST_NAME, MODEL_INDEX_NAME}
+    if isinstance(data, dict):
+        for table in (data.get("files"), data.get("sha256")):
+            if isinstance(table, dict):
+                listed |= {str(v) for v in table.values()} | {str(k) for k in table}
+    found = (p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if not p.is_dir() or p.is_symlink())
+    return sorted(rel for rel in found if rel not in listed)
 
 
 def _code_commit() -> str:
@@ -170,12 +219,9 @@ def _write_tokenizer(text_encoder, path: Path) -> None:
 
 
 def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    """Renames the finished temporary folder to OUT_DIR (swapping out an old one if allowed)."""
-    if out_dir.exists() or out_dir.is_symlink():
-        if not overwrite:
-            raise BundleExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-        if not out_dir.exists():  # a dangling symlink: replace_dir only swaps out what exists
-            out_dir.unlink()
+    """Puts the finished folder at OUT_DIR: OUT_DIR holds the old or the new bundle at every instant
+    (`fileio.replace_dir`: one atomic exchange on Linux and macOS)."""
+    check_out_dir(out_dir, overwrite)  # again: the folder may have changed during the export
     replace_dir(tmp, out_dir)
 
 
@@ -193,12 +239,12 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
     The model's networks are put in eval mode and float32 in place.
     """
     out_dir = Path(out_dir).absolute()
-    if (out_dir.exists() or out_dir.is_symlink()) and not overwrite:
-        raise BundleExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
+    check_out_dir(out_dir, overwrite)
     if model.kind not in ("pixel", "latent"):
         raise ExportError(f"model.kind is {model.kind!r}; expected 'pixel' or 'latent'")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    fileio.make_dir(out_dir.parent)
+    fileio.clean_leftovers(out_dir.parent, out_dir.name)  # what a killed export left
+    tmp = fileio.temp_dir(out_dir, "export")
     raw = tmp / ".raw"
     bundle = tmp / "bundle"
     try:

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX Runtime fusions for the U-Net (CUDA only; checked on CUDA)")
     p.add_argument("--name", help="the model's name in the app (default: from the source)")
     p.add_argument("--description", help="one line a user reads")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT_DIR if it is a model bundle (a folder of other files is never replaced)")
     p.add_argument("--preview-samples", type=int, default=32, metavar="N",
                    help="latents used to fit the live-preview map (default 32)")
     return p
@@ -31,12 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from engine.loaded import load_model
-    from export.bundle_writer import BundleExistsError, export_bundle
+    from export.bundle_writer import BundleExistsError, check_out_dir, export_bundle
     from export.parity import ExportError
 
     out_dir = Path(args.out_dir)
-    if out_dir.exists() and not args.overwrite:
-        print(f"diffusion-studio export: {out_dir} already exists; pass --overwrite to replace it", file=sys.stderr)
+    try:
+        check_out_dir(out_dir.absolute(), args.overwrite)  # before minutes of work
+    except BundleExistsError as exc:
+        print(f"diffusion-studio export: {exc}", file=sys.stderr)
         return 2
     try:
         model = load_model(args.source)

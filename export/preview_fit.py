@@ -13,14 +13,13 @@ Stored as `preview/linear.json` = {"weight": [[C x 3]], "bias": [3]}.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from desktop.runtime.manifest import atomic_write_text
+from desktop.runtime.fileio import write_json
 from desktop.runtime.preview import latent_preview
 from export.onnx_graphs import _size2, encode_mean, vae_factor
 
@@ -133,5 +132,5 @@ def fit_preview(vae, scale_factor: float, image_size, *, samples: int = 32, data
 def write_preview(preview: dict, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(preview, indent=1))
+    write_json(path, preview, indent=1)
     return path

@@ -201,7 +201,8 @@ def record_in_manifest(model: str | Path, name: str, title: str, header: list[st
     import json
     from datetime import datetime, timezone
 
-    from desktop.runtime.manifest import MANIFEST_NAME, atomic_write_text, validate_manifest
+    from desktop.runtime.fileio import write_json
+    from desktop.runtime.manifest import MANIFEST_NAME, validate_manifest
 
     path = Path(model) / MANIFEST_NAME
     d = json.loads(path.read_text(encoding="utf-8"))
@@ -212,7 +213,7 @@ def record_in_manifest(model: str | Path, name: str, title: str, header: list[st
         "notes": notes, "rows": [{h: _plain(v) for h, v in zip(header, row)} for row in rows],
     }
     validate_manifest(d, Path(model))  # still a valid manifest
-    atomic_write_text(path, json.dumps(d, indent=2) + "\n")
+    write_json(path, d)
     return path
 
 

@@ -58,35 +58,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from diffusion.samplers import Cancelled, NonFiniteError
     from .bundle import open_bundle
+    from .fileio import check_writable_dir
     from .paths import find_model, outputs_dir
     from .pipeline import RequestError, generate
-    from .pngmeta import RecipeError, save_result
+    from .pngmeta import RecipeError, SaveError, save_result
     from .providers import ProviderError
+    paths = []
     try:
         request = build_request(args)
         model = args.model or request.model
         if not model:
             raise RequestError("say which model to use with --model NAME_OR_FOLDER")
         bundle = open_bundle(find_model(model), provider=args.provider)
-        bar = None
-        if not args.quiet:
-            from tqdm import tqdm
-            bar = tqdm(total=None, desc=bundle.name, unit="step", file=sys.stderr)
-
-        def on_step(info):
-            if bar is not None:
-                bar.total = info.steps
-                bar.update(info.step - bar.n)
-
-        try:
-            result = generate(bundle, request, on_step=on_step)
-        finally:
-            if bar is not None:
-                bar.close()
+        out_dir = check_writable_dir(args.out or outputs_dir(), need_bytes=output_bytes(bundle, request))
+        result = run(bundle, request, quiet=args.quiet, generate=generate)
         for w in result.warnings:
             print(f"note: {w}", file=sys.stderr)
-        paths = save_result(result, args.out or outputs_dir())
-    except (BundleError, RequestError, RecipeError, ProviderError, FileNotFoundError, NonFiniteError, ValueError) as exc:
+        paths = save_result(result, out_dir)
+    except SaveError as exc:
+        for p in exc.saved:
+            print(p)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except (BundleError, RequestError, RecipeError, ProviderError, NonFiniteError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except (Cancelled, KeyboardInterrupt):
@@ -96,6 +90,35 @@ def main(argv: list[str] | None = None) -> int:
         print(p)
     print(f"{len(paths)} image(s), {result.timings['total']:.2f} s on {bundle.provider_short}", file=sys.stderr)
     return 0
+
+
+def output_bytes(bundle, request) -> int:
+    """About what the PNGs of `request` take on disk (uncompressed pixels + the recipe): the free
+    space `--out` must have before any work is done."""
+    m = bundle.manifest
+    height = request.height if isinstance(request.height, int) else m.image.height
+    width = request.width if isinstance(request.width, int) else m.image.width
+    batch = request.batch_size if isinstance(request.batch_size, int) and request.batch_size > 0 else 1
+    return batch * (height * width * 3 + (64 << 10))
+
+
+def run(bundle, request, *, quiet: bool, generate):
+    """`generate` with a progress bar on stderr (unless quiet)."""
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=None, desc=bundle.name, unit="step", file=sys.stderr)
+
+    def on_step(info):
+        if bar is not None:
+            bar.total = info.steps
+            bar.update(info.step - bar.n)
+
+    try:
+        return generate(bundle, request, on_step=on_step)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 if __name__ == "__main__":

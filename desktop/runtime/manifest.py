@@ -19,10 +19,8 @@ Choices written down here (the contract left them open):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -31,6 +29,8 @@ from diffusion.forward import PREDICTION_TYPES
 from diffusion.samplers import SAMPLERS
 from diffusion.schedule import SCHEDULES
 from diffusion.spacing import SPACINGS
+
+from .fileio import read_json, write_json
 
 FORMAT = "diffusion-studio-bundle"
 FORMAT_VERSION = 1
@@ -43,6 +43,7 @@ KINDS = ("pixel", "latent")
 SCHEDULE_NAMES = SCHEDULES
 PRECISIONS = ("fp32", "fp16")
 MASK_KINDS = ("inpaint", "semantic")
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; evaluations and provenance keep it far below this
 KNOWN_ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer", "preview")
 
 
@@ -475,29 +476,12 @@ def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
     if not path.is_file():
         raise BundleError(f"{path}: not a model bundle ({MANIFEST_NAME} is missing)", MANIFEST_NAME, None)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise BundleError(f"{MANIFEST_NAME}: not UTF-8 text ({exc})", MANIFEST_NAME, None) from None
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{MANIFEST_NAME}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          MANIFEST_NAME, None) from None
+        data = read_json(path, max_bytes=MAX_MANIFEST_BYTES, what=MANIFEST_NAME)
+    except OSError as exc:
+        raise BundleError(f"{MANIFEST_NAME}: cannot be read ({exc.strerror or exc})", MANIFEST_NAME, None) from None
+    except ValueError as exc:
+        raise BundleError(str(exc), MANIFEST_NAME, None) from None
     return validate_manifest(data, bundle_dir)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a file via a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest, model_index: bool = True) -> Manifest:
@@ -513,7 +497,7 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest, model_inde
     hashed = replace(manifest, sha256={rel: sha256_file(bundle_dir / rel) for rel in manifest.files.values()})
     data = hashed.to_dict()
     validated = validate_manifest(data, bundle_dir)  # what we write is what we read
-    atomic_write_text(bundle_dir / MANIFEST_NAME, json.dumps(data, indent=2) + "\n")
+    write_json(bundle_dir / MANIFEST_NAME, data)
     if model_index:
         write_model_index(bundle_dir, validated)
     return validated
@@ -535,7 +519,7 @@ def model_index_dict(manifest: Manifest) -> dict:
 
 
 def write_model_index(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
-    atomic_write_text(Path(bundle_dir) / MODEL_INDEX_NAME, json.dumps(model_index_dict(manifest), indent=2) + "\n")
+    write_json(Path(bundle_dir) / MODEL_INDEX_NAME, model_index_dict(manifest))
 
 
 def manifest_from_dict(data: dict) -> Manifest:

@@ -15,16 +15,17 @@ atomically and never overwrites: `stem.png`, else `stem-1.png`, `stem-2.png`, ..
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import platform
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from . import fileio
 from .pipeline import GenerationRequest, GenerationResult
 
 CHUNK = "diffusion-studio"
@@ -87,47 +88,62 @@ def _quote(s: str) -> str:
 
 
 def save_png(image: np.ndarray, recipe: dict | None, out_dir: str | os.PathLike, stem: str) -> Path:
-    """Write `image` (HxWx3 uint8) with the recipe's chunks to the first free `stem[-n].png`; its path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write `image` (HxWx3 uint8) with the recipe's chunks to the first free `stem[-n].png`; its path.
+
+    Written whole and never over an existing file (`fileio.publish_new`); a full or read-only disk
+    raises OSError and leaves no file behind.
+    """
+    out_dir = fileio.make_dir(out_dir)
+    if out_dir not in _cleaned:  # temporaries a killed writer left, once per folder and process
+        fileio.clean_leftovers(out_dir)
+        _cleaned.add(out_dir)
+    names = (out_dir / (f"{stem}.png" if n == 0 else f"{stem}-{n}.png") for n in itertools.count())
+    return fileio.publish_new(png_writer(image, recipe), names)
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray, recipe: dict | None) -> Path:
+    """Write `image` with the recipe's chunks to `path`, replacing it (Save as…), whole or not at all."""
+    return fileio.write_file(path, png_writer(image, recipe))
+
+
+def png_writer(image: np.ndarray, recipe: dict | None):
+    """A function that writes `image` as a PNG with the recipe's two text chunks to a binary file."""
     info = PngImagePlugin.PngInfo()
     if recipe is not None:
         info.add_text(A1111_CHUNK, a1111_text(recipe))
         info.add_text(CHUNK, json.dumps(recipe, separators=(",", ":")), zip=True)
-    fd, tmp = tempfile.mkstemp(prefix=".writing-", suffix=".png", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(image)).save(f, format="PNG", pnginfo=info)
-            f.flush()
-            os.fsync(f.fileno())
-        n = 0
-        while True:
-            target = out_dir / (f"{stem}.png" if n == 0 else f"{stem}-{n}.png")
-            try:
-                os.link(tmp, target)  # fails if the name exists: never overwrites, even in a race
-                break
-            except FileExistsError:
-                n += 1
-            except OSError:  # no hard links here: reserve the name, then replace it
-                try:
-                    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    n += 1
-                    continue
-                os.replace(tmp, target)
-                break
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    return lambda f: picture.save(f, format="PNG", pnginfo=info)
+
+
+_cleaned: set[Path] = set()
+
+
+class SaveError(OSError):
+    """Some images of a result could not be written; `saved` lists those that were."""
+
+    def __init__(self, saved: list[Path], total: int, out_dir: Path, cause: OSError):
+        reason = cause.strerror or str(cause)
+        super().__init__(cause.errno, f"saved {len(saved)} of {total} image(s) to {out_dir}; image "
+                                      f"{len(saved) + 1} could not be written ({reason})")
+        self.saved, self.total, self.out_dir = saved, total, out_dir
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def save_result(result: GenerationResult, out_dir: str | os.PathLike, stem: str | None = None) -> list[Path]:
-    """Save every image of a result with its own recipe; stem defaults to "<model>-<seed>"."""
+    """Save every image of a result with its own recipe; stem defaults to "<model>-<seed>".
+
+    Raises SaveError (saying which were saved) when the disk is full or the folder read-only part way.
+    """
     paths = []
     for i, image in enumerate(result.images):
         s = stem or f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', result.model_name)}-{result.seeds[i]}"
-        paths.append(save_png(image, make_recipe(result, i), out_dir, s))
+        try:
+            paths.append(save_png(image, make_recipe(result, i), out_dir, s))
+        except OSError as exc:
+            raise SaveError(paths, len(result.images), Path(out_dir), exc) from None
     return paths
 
 

@@ -7,12 +7,11 @@ install folder.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from desktop.runtime import paths
-from desktop.runtime.manifest import atomic_write_text
+from desktop.runtime import fileio
 
 
 def history_file() -> Path:
@@ -25,20 +24,22 @@ def settings_file() -> Path:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to `path` via a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=1))
+    """Write JSON to `path` whole (`desktop.runtime.fileio`: old or new file, never half)."""
+    fileio.write_json(path, data, indent=1)
 
 
 def read_json(path: Path, default):
-    """Read JSON; a corrupt file is kept beside as `.corrupt` (nothing lost) and `default` returned."""
+    """Read JSON; a file that cannot be parsed is kept beside as `.corrupt` (nothing lost) and
+    `default` returned. Leftover temporaries of a crashed write are removed first."""
     path = Path(path)
+    fileio.clean_leftovers(path.parent, path.name)
     if not path.exists():
         return default
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return fileio.read_json(path)
+    except OSError:
+        return default  # unreadable (permissions, a folder): leave it alone
+    except ValueError:
         try:
             os.replace(path, path.with_suffix(path.suffix + ".corrupt"))
         except OSError:

@@ -12,7 +12,6 @@ ended: "idle", "running", "done", "cancelled" or "failed".
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, replace
@@ -597,14 +596,13 @@ class StudioModel(QObject):
 
     def save_selected_as(self, target: Path | str) -> bool:
         """Write the selected image with its recipe to `target` (replacing it: the file dialog asked)."""
-        from desktop.runtime.pngmeta import save_png
+        from desktop.runtime.pngmeta import write_png
 
         image, target = self.selected_image(), Path(target)
         if image is None:
             return False
         try:
-            written = save_png(image, self.selected_recipe(), target.parent, f".saving-{target.stem}")
-            os.replace(written, target)
+            write_png(target, image, self.selected_recipe())
         except OSError as exc:
             self.error.emit(f"Could not save to {target}: {friendly_error(exc)}")
             return False

@@ -19,11 +19,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 from tqdm import tqdm
+
+from desktop.runtime import fileio
 
 from .generated import GENERATORS, generator_module
 
@@ -76,7 +77,8 @@ def write_dataset(name: str, out_dir: Path, count: int, seed: int = 0, size: int
     if include_held_out and name != "shapes":
         raise UserError("--include-held-out applies to shapes only")
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    fileio.clean_leftovers(parent, out_dir.name)
+    tmp = fileio.temp_dir(out_dir, "build")
     try:
         width = max(6, len(str(count - 1)))
         scenes = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import onnx
@@ -126,10 +127,10 @@ def test_wrong_graph_fails_the_check_and_writes_nothing(tmp_path, monkeypatch, p
 def test_wrong_text_encoder_fails_too(tmp_path, monkeypatch, latent_text_model):
     _perturbing_export(monkeypatch, role="text_encoder")
     (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "keep.txt").write_text("user file")
+    (tmp_path / "old" / "studio.json").write_text("{}")  # a (damaged) bundle: may be overwritten
     with pytest.raises(ParityError, match="text_encoder"):
         _export(latent_text_model, tmp_path / "old", overwrite=True)
-    assert (tmp_path / "old" / "keep.txt").read_text() == "user file"  # the old bundle survives
+    assert (tmp_path / "old" / "studio.json").read_text() == "{}"  # the old bundle survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
 
 
@@ -157,14 +158,42 @@ def test_check_graph_measures_the_error(tmp_path, pixel_class_model):
 
 def test_existing_out_dir_is_refused_unless_overwrite(tmp_path, pixel_class_model):
     out = tmp_path / "b"
-    out.mkdir()
-    (out / "mine.txt").write_text("keep")
-    with pytest.raises(BundleExistsError):
+    umask = os.umask(0o022)
+    try:
         _export(pixel_class_model, out)
-    assert (out / "mine.txt").read_text() == "keep"
-    _export(pixel_class_model, out, overwrite=True)
-    assert not (out / "mine.txt").exists() and (out / "studio.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    finally:
+        os.umask(umask)
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in [out, *out.rglob("*")]}
+    assert modes == {k: oct(0o755 if (tmp_path / k).is_dir() else 0o644) for k in modes}  # issue 13: was 0600/0700
+    first = (out / "studio.json").read_text()
+    with pytest.raises(BundleExistsError, match="--overwrite"):
+        _export(pixel_class_model, out)
+    assert (out / "studio.json").read_text() == first
+    _export(pixel_class_model, out, overwrite=True, fp16=True)
+    assert json.loads((out / "studio.json").read_text())["precision"] == "fp16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temporary or old folder left
+
+
+@pytest.mark.parametrize("make", ["user_folder", "file", "bundle_with_user_file", "symlink"])
+def test_overwrite_replaces_only_a_bundle(tmp_path, pixel_class_model, make):
+    """Issue 13: `--overwrite` replaced a folder holding thesis.txt, and a file by a folder."""
+    out = tmp_path / "out"
+    precious = {"user_folder": out / "thesis.txt", "file": out, "bundle_with_user_file": out / "unet" / "thesis.txt",
+                "symlink": tmp_path / "target" / "thesis.txt"}[make]
+    if make == "bundle_with_user_file":
+        (out / "unet").mkdir(parents=True)
+        (out / "studio.json").write_text(json.dumps({"files": {"unet": "unet/model.onnx"}}))
+        (out / "unet" / "model.onnx").write_text("weights")
+    elif make == "symlink":
+        out.symlink_to(tmp_path / "target")
+    precious.parent.mkdir(parents=True, exist_ok=True)
+    precious.write_text("years of work")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(BundleExistsError, match="choose another folder") as info:
+        _export(pixel_class_model, out, overwrite=True)
+    assert str(out) in str(info.value) and "\n" not in str(info.value)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing touched, nothing left behind
+    assert precious.read_text() == "years of work"
 
 
 def _weight_bytes(path):

@@ -466,17 +466,14 @@ class CanvasPanel(QWidget):
 
     def save_mask_file(self, path: str) -> None:
         from PIL import Image
-        import os, tempfile
+
+        from desktop.runtime import fileio
 
         data = (np.clip(self.model.canvas.mask, 0, 1) * 255).round().astype(np.uint8)
         target = Path(path)
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=target.parent)
-        os.close(fd)
         try:
-            Image.fromarray(data, "L").save(tmp, format="PNG")
-            os.replace(tmp, target)
+            fileio.write_file(target, lambda f: Image.fromarray(data, "L").save(f, format="PNG"))
         except Exception as exc:  # noqa: BLE001
-            Path(tmp).unlink(missing_ok=True)
             self.model.error.emit(f"Could not save the mask to {target}: {exc}")
 
 
