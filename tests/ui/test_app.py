@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -178,25 +179,28 @@ def test_cancel_mid_run_is_idle_within_one_step_and_writes_nothing(qtbot, open_w
     m = w.model
     m.set_param("steps", 60)
     steps_run = []
+    pressed = threading.Event()
 
-    def slow(info):
+    def slow(info):  # the worker holds after step 3 until Esc was pressed at step 2: no race with the UI
         steps_run.append(info.step)
-        time.sleep(0.03)
+        if info.step == 3:
+            pressed.wait(20)
 
     spy_generate(monkeypatch, before_step=slow)
     cancelled_at = []
 
     def on_progress(step, steps, it_s, eta):
-        if step == 3 and not cancelled_at:
+        if step == 2 and not cancelled_at:
             cancelled_at.append(step)
             qtbot.keyClick(w, Qt.Key.Key_Escape)
+            pressed.set()
 
     m.progressChanged.connect(on_progress)
     w.activateWindow()
     qtbot.waitUntil(w.isActiveWindow)   # window shortcuts need the active window
     run_and_wait(qtbot, m)
-    assert cancelled_at == [3]
-    assert max(steps_run) <= 4 + 1, f"ran {max(steps_run)} steps after a cancel at step 3"
+    assert cancelled_at == [2]
+    assert max(steps_run) == 3, f"ran {max(steps_run)} steps after a cancel at step 2 (the step in flight was 3)"
     assert not m.running and w.controls.generate_button.isEnabled()
     assert not list((home["home"] / "outputs").glob("*.png")) if (home["home"] / "outputs").exists() else True
     assert len(m.history) == 0

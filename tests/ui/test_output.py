@@ -2,7 +2,7 @@
 honest states after a cancel or a failed save, and batches as grids of separate images."""
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +40,10 @@ def test_cancel_says_cancelled_and_leaves_nothing_to_save(qtbot, open_window, mo
     m, p = w.model, w.preview
     run_and_wait(qtbot, m)
     assert p.b_save.isEnabled() and p.progress.format() == "done"
-    spy_generate(monkeypatch, before_step=lambda info: time.sleep(0.02))
+    cancelled = threading.Event()
+    spy_generate(monkeypatch, before_step=lambda info: info.step == 3 and cancelled.wait(20))
     m.set_param("steps", 40)
-    m.progressChanged.connect(lambda step, *_: step == 2 and m.cancel())
+    m.progressChanged.connect(lambda step, *_: step == 2 and (m.cancel(), cancelled.set()))
     run_and_wait(qtbot, m)
     assert m.run_state == "cancelled" and "cancelled" in p.progress.format()
     assert not any(b.isEnabled() for b in (p.b_save, p.b_copy, p.b_input, p.b_folder))
