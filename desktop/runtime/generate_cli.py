@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from .manifest import BundleError
 
@@ -38,10 +39,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_request(args):
-    from .pipeline import GenerationRequest
-    from .pngmeta import read_recipe
-    request = read_recipe(args.from_png) if args.from_png else GenerationRequest()
+def build_request(args, recipe: dict | None):
+    """The request: the recipe's (if any) with the command line's options on top."""
+    from .pipeline import GenerationRequest, RequestError
+    request = GenerationRequest.from_dict(recipe["request"]) if recipe else GenerationRequest()
     changes = {k: v for k, v in {
         "prompt": args.prompt, "negative_prompt": args.negative, "class_name": args.class_name,
         "init_image": args.init, "strength": args.strength, "mask": args.mask, "labels": args.labels,
@@ -49,9 +50,50 @@ def build_request(args):
         "batch_size": args.batch, "seamless": args.seamless}.items() if v is not None}
     if args.class_name is not None:
         changes["class_index"] = None
+    if args.strength is not None and args.init is None and request.init_image is None:
+        raise RequestError("--strength needs --init (the picture img2img starts from)")
     if args.init is not None and args.strength is None and not args.from_png and args.mask is None:
         changes["strength"] = 0.75
     return replace(request, **changes)
+
+
+def choose_model(args, recipe: dict | None) -> tuple:
+    """(model folder, notes): --model when given (a folder given by path is remembered, so its PNGs
+    replay with --from-png alone); else the installed model the recipe names by hash and name."""
+    from .paths import find_model, find_recipe_model, is_model_dir, remember_model
+    from .pipeline import RequestError
+    if args.model:
+        folder = find_model(args.model)
+        if Path(args.model).expanduser().is_dir() and is_model_dir(folder):
+            remember_model(folder)
+        return folder, []
+    if recipe is None:
+        raise RequestError("say which model to use with --model NAME_OR_FOLDER")
+    model = recipe["model"]
+    return find_recipe_model(model["name"] or recipe["request"].get("model"), model["hash"],
+                             exact=recipe["source"] == "diffusion-studio")
+
+
+MAX_RECIPE_SCALE = 4  # a recipe's size is applied up to 4x the side the model was made for
+
+
+def fit_size(request, bundle) -> tuple:
+    """A recipe's size where the model allows it (a U-Net with dynamic height and width, sides that
+    are multiples of 8 latent pixels and at most MAX_RECIPE_SCALE times the model's own); the
+    model's own size, with a note, where not."""
+    m = bundle.manifest
+    size = (request.width, request.height)
+    if None in size or size == (m.image.width, m.image.height):
+        return request, []
+    shape = bundle.unet.inputs["sample"][1]
+    fixed = len(shape) != 4 or any(isinstance(d, int) and d > 0 for d in shape[2:])
+    step = m.vae_factor * 8
+    fits = all(step <= v <= MAX_RECIPE_SCALE * own and v % step == 0
+               for v, own in zip(size, (m.image.width, m.image.height)))
+    if fixed or not fits:
+        note = f"size {size[0]}x{size[1]} (this model makes {m.image.width}x{m.image.height} images)"
+        return replace(request, width=None, height=None), [note]
+    return request, []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,18 +101,23 @@ def main(argv: list[str] | None = None) -> int:
     from diffusion.samplers import Cancelled, NonFiniteError
     from .bundle import open_bundle
     from .fileio import check_writable_dir
-    from .paths import find_model, outputs_dir
+    from .paths import RecipeModelError, outputs_dir
     from .pipeline import RequestError, generate
-    from .pngmeta import RecipeError, SaveError, save_result
+    from .pngmeta import RecipeError, SaveError, read_recipe_dict, save_result
     from .providers import ProviderError
     paths = []
     try:
-        request = build_request(args)
-        model = args.model or request.model
-        if not model:
-            raise RequestError("say which model to use with --model NAME_OR_FOLDER")
-        bundle = open_bundle(find_model(model), provider=args.provider)
+        recipe = read_recipe_dict(args.from_png) if args.from_png else None
+        request = build_request(args, recipe)
+        folder, notes = choose_model(args, recipe)
+        notes = (recipe["notes"] if recipe else []) + notes
+        bundle = open_bundle(folder, provider=args.provider)
+        if recipe:
+            request, size_notes = fit_size(request, bundle)
+            notes += size_notes
         out_dir = check_writable_dir(args.out or outputs_dir(), need_bytes=output_bytes(bundle, request))
+        if notes:
+            print(f"note: not applied from the recipe: {'; '.join(notes)}", file=sys.stderr)
         result = run(bundle, request, quiet=args.quiet, generate=generate)
         for w in result.warnings:
             print(f"note: {w}", file=sys.stderr)
@@ -80,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             print(p)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except (BundleError, RequestError, RecipeError, ProviderError, NonFiniteError, ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except (BundleError, RequestError, RecipeError, RecipeModelError, ProviderError, NonFiniteError, ValueError,
+            OSError) as exc:
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except (Cancelled, KeyboardInterrupt):
         print(f"{PROG}: cancelled; nothing written", file=sys.stderr)
@@ -90,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         print(p)
     print(f"{len(paths)} image(s), {result.timings['total']:.2f} s on {bundle.provider_short}", file=sys.stderr)
     return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one printable line (no terminal escapes from names that came from outside)."""
+    from .paths import shown_name
+    return shown_name(" ".join(str(exc).split()), limit=1000)
 
 
 def output_bytes(bundle, request) -> int:

@@ -5,12 +5,12 @@ Nothing is ever written into the install folder.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import platformdirs
 
+from . import fileio
 from .manifest import MANIFEST_NAME, MODEL_INDEX_NAME
 
 APP = "diffusion-studio"
@@ -83,6 +83,103 @@ def find_model(name_or_path: str | os.PathLike) -> Path:
 
 def _manifest_name(folder: Path) -> str | None:
     try:
-        return json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("name")
+        name = fileio.read_json(folder / MANIFEST_NAME, max_bytes=16 << 20).get("name")
     except (OSError, ValueError, AttributeError):
         return None
+    return name if isinstance(name, str) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Known models: bundles the user opened by path, so that their PNGs replay with --from-png alone
+
+MAX_KNOWN = 500
+
+
+def known_models_file() -> Path:
+    return user_data_dir() / "known_models.json"
+
+
+def known_models() -> list[Path]:
+    """Folders the user opened by path that are still model folders (a damaged list reads as empty)."""
+    try:
+        data = fileio.read_json(known_models_file(), max_bytes=4 << 20)
+    except (OSError, ValueError):
+        return []
+    found = [Path(p) for p in data[:MAX_KNOWN] if isinstance(p, str)] if isinstance(data, list) else []
+    return [p for p in found if p.is_absolute() and is_model_dir(p)]
+
+
+def remember_model(folder: str | os.PathLike) -> None:
+    """Add a model folder the user named by path to the known models (newest first); best effort."""
+    folder = Path(folder).resolve()
+    if any(folder == root or root in folder.parents for root in (bundled_models_dir(), user_models_dir())):
+        return  # installed anyway
+    known = [str(folder)] + [str(p) for p in known_models() if p != folder]
+    try:
+        fileio.write_json(known_models_file(), known[:MAX_KNOWN])
+    except OSError:
+        pass  # a read-only data folder: the model still works, it is just not remembered
+
+
+def installed_models() -> list[Path]:
+    """Every model a recipe may name: bundled, the user's models folder, and the known models."""
+    found = list_models()
+    seen = {p.resolve() for p in found}
+    return found + [p for p in known_models() if p.resolve() not in seen]
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes name their model by name and hash: never by a path
+
+
+class RecipeModelError(LookupError):
+    """The model a recipe names is not installed; the message says what to do."""
+
+
+def find_recipe_model(name: str | None, model_hash: str | None, *, exact: bool = True) -> tuple[Path, list[str]]:
+    """The installed model a recipe means, and notes; RecipeModelError when there is none.
+
+    The hash decides: the model whose U-Net hash starts with `model_hash` (A1111 writes the first 10
+    digits). A name alone is used when the recipe has no hash, or when `exact` is False (another
+    program's recipe: its hash is of a checkpoint file, never of our U-Net) with a note. A recipe's
+    name is compared with folder and manifest names; it is never opened as a path.
+    """
+    models = installed_models()
+    wanted = (model_hash or "").lower()
+    if wanted:
+        for folder in models:
+            if (recorded_model_hash(folder) or "").startswith(wanted):
+                return folder, []
+    named = [f for f in models if name and name in (f.name, _manifest_name(f))]
+    shown = shown_name(name or "?")
+    if named and (not wanted or not exact):
+        notes = [f"model hash {wanted[:10]} is not one of the installed models; '{shown}' was found by its name"] \
+            if wanted else []
+        return named[0], notes
+    if named:
+        other = recorded_model_hash(named[0]) or "unknown"
+        raise RecipeModelError(f"the recipe was made with model '{shown}' (hash {wanted[:10]}), which is not "
+                               f"installed: the '{shown}' here is a different model (hash {other[:10]}); pass "
+                               f"--model {shown} to use it anyway")
+    known = ", ".join(sorted(shown_name(p.name) for p in models)) or "none"
+    what = f"model '{shown}'" + (f" (hash {wanted[:10]})" if wanted else "")
+    raise RecipeModelError(f"the recipe's {what} is not installed (installed: {known}); add it, or pass "
+                           "--model NAME_OR_FOLDER")
+
+
+def recorded_model_hash(folder: Path) -> str | None:
+    """A bundle's model hash as its studio.json records it (cheap: nothing is hashed); None for
+    folders without one (Stable-Diffusion-style folders are identified when opened)."""
+    try:
+        data = fileio.read_json(folder / MANIFEST_NAME, max_bytes=16 << 20)
+        digest = data["sha256"][data["files"]["unet"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return digest.lower() if isinstance(digest, str) else None
+
+
+def shown_name(text: str, limit: int = 60) -> str:
+    """A name from outside (a recipe, a manifest, the command line) safe to print: control characters
+    (terminal escapes) replaced, at most `limit` characters."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"

@@ -282,6 +282,9 @@ def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[Generat
         raise RequestError(f"guidance must be a number from 0 to 100, got {r.guidance!r}")
     if isinstance(r.seed, bool) or not isinstance(r.seed, (int, np.integer)) or not 0 <= r.seed < 2**63:
         raise RequestError(f"seed must be a non-negative integer, got {r.seed!r}")
+    if isinstance(r.batch_size, (int, np.integer)) and r.seed + r.batch_size > 2**63:  # every image's seed replays
+        raise RequestError(f"seed + batch size must be at most 2^63 (image i uses seed + i), got seed {r.seed} "
+                           f"with {r.batch_size} images")
     if isinstance(r.batch_size, bool) or not isinstance(r.batch_size, (int, np.integer)) or not 1 <= r.batch_size <= 64:
         raise RequestError(f"batch_size must be an integer from 1 to 64, got {r.batch_size!r}")
     if not isinstance(r.seamless, (bool, np.bool_)):

@@ -14,9 +14,12 @@ atomically and never overwrites: `stem.png`, else `stem-1.png`, `stem-2.png`, ..
 """
 from __future__ import annotations
 
+import base64
 import functools
+import io
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -25,16 +28,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from . import fileio
+from . import a1111, fileio
 from .pipeline import GenerationRequest, GenerationResult
+from .pngtext import PngTextError, png_size, read_png_text
 
 CHUNK = "diffusion-studio"
 A1111_CHUNK = "parameters"
 RECIPE_FORMAT = "diffusion-studio-recipe"
-SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_sde": "DPM++ 2M SDE"}
-SAMPLERS_BY_NAME = {"ddpm": "ddpm", "ddim": "ddim", "dpm++ 2m": "dpmpp_2m", "dpm++ 2m karras": "dpmpp_2m",
-                    "dpmpp_2m": "dpmpp_2m", "dpm++ 2m sde": "dpmpp_2m_sde", "dpm++ 2m sde karras": "dpmpp_2m_sde",
-                    "dpmpp_2m_sde": "dpmpp_2m_sde"}
+MAX_IMAGE_SIDE = a1111.MAX_SIDE
 
 
 class RecipeError(ValueError):
@@ -68,23 +69,8 @@ def make_recipe(result: GenerationResult, index: int) -> dict:
 
 
 def a1111_text(recipe: dict) -> str:
-    r = recipe["request"]
-    parts = [f"Steps: {r['steps']}", f"Sampler: {SAMPLER_NAMES.get(r['sampler'], r['sampler'])}",
-             f"CFG scale: {r['guidance']}", f"Seed: {r['seed']}", f"Size: {r['width']}x{r['height']}",
-             f"Model hash: {recipe['model']['hash'][:10]}", f"Model: {recipe['model']['name']}"]
-    if r.get("class_name") is not None:
-        parts.append(f"Class: {_quote(r['class_name'])}")
-    if r.get("init_image") is not None and r.get("strength", 1.0) < 1.0:
-        parts.append(f"Denoising strength: {r['strength']}")
-    lines = [r.get("prompt") or ""]
-    if r.get("negative_prompt"):
-        lines.append(f"Negative prompt: {r['negative_prompt']}")
-    lines.append(", ".join(parts))
-    return "\n".join(lines)
-
-
-def _quote(s: str) -> str:
-    return json.dumps(s) if ("," in s or ":" in s or '"' in s) else s
+    """The A1111 `parameters` text of one of our recipes (see `desktop.runtime.a1111`)."""
+    return a1111.write(recipe)
 
 
 def save_png(image: np.ndarray, recipe: dict | None, out_dir: str | os.PathLike, stem: str) -> Path:
@@ -148,82 +134,127 @@ def save_result(result: GenerationResult, out_dir: str | os.PathLike, stem: str 
 
 
 def read_recipe_dict(png_path: str | os.PathLike) -> dict:
-    """Our JSON recipe of a PNG, or one built from its A1111 `parameters` text."""
+    """The recipe a PNG carries, checked: our JSON chunk, or one built from its A1111 `parameters`.
+
+    {"format", "version", "request": fields GenerationRequest.from_dict takes (checked types;
+    images only inline), "model": {"name", "hash"}, "notes": what cannot be applied, in plain
+    words, "source": "diffusion-studio" or "a1111"}. The pixels are never decoded. RecipeError (one
+    sentence naming the file and the field) for anything else.
+    """
+    where = Path(png_path).name
     try:
-        with Image.open(png_path) as im:
-            im.load()
-            text = dict(getattr(im, "text", {}) or {})
-    except OSError as exc:
-        raise RecipeError(f"{png_path}: cannot read the image ({exc})") from None
+        text = read_png_text(png_path)
+    except PngTextError as exc:
+        raise RecipeError(str(exc)) from None
     if CHUNK in text:
         try:
-            recipe = json.loads(text[CHUNK])
+            recipe = fileio.loads_json(text[CHUNK], f"{where}: the '{CHUNK}' chunk")
         except ValueError as exc:
-            raise RecipeError(f"{png_path}: the '{CHUNK}' chunk is not valid JSON ({exc})") from None
-        if recipe.get("format") != RECIPE_FORMAT or not isinstance(recipe.get("request"), dict):
-            raise RecipeError(f"{png_path}: the '{CHUNK}' chunk is not a recipe")
-        return recipe
+            raise RecipeError(str(exc)) from None
+        return check_recipe(recipe, where)
     if A1111_CHUNK in text:
-        request, model = parse_a1111(text[A1111_CHUNK])
-        return {"format": RECIPE_FORMAT, "version": 1, "request": request, "model": model}
-    raise RecipeError(f"{png_path}: no recipe in this PNG (no '{CHUNK}' or '{A1111_CHUNK}' text chunk)")
+        request, model, notes = a1111.to_request(a1111.parse(text[A1111_CHUNK]))
+        if model["name"]:
+            request["model"] = model["name"]
+        notes.insert(0, "another program's seed gives a different picture here (another noise generator)")
+        return {"format": RECIPE_FORMAT, "version": 1, "request": check_request(request, where), "model": model,
+                "notes": notes, "source": "a1111"}
+    raise RecipeError(f"{where}: no recipe in this PNG (no '{CHUNK}' or '{A1111_CHUNK}' text chunk)")
 
 
 def read_recipe(png_path: str | os.PathLike) -> GenerationRequest:
     """The GenerationRequest that made a PNG (its `model` field names the model)."""
     recipe = read_recipe_dict(png_path)
     request = GenerationRequest.from_dict(recipe["request"])
-    if request.model is None and recipe.get("model", {}).get("name"):
+    if request.model is None and recipe["model"]["name"]:
         request.model = recipe["model"]["name"]
     return request
 
 
-_PARAM = re.compile(r'\s*([\w][\w \-/]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# --------------------------------------------------------------------------------------------
+# Checking a recipe (untrusted: it came in a file)
+
+_TEXT, _NUMBER, _INT, _BOOL = "text", "a number", "an integer", "true or false"
+REQUEST_FIELDS = {  # field -> (what it must be, None allowed)
+    "prompt": (_TEXT, False), "negative_prompt": (_TEXT, False), "class_name": (_TEXT, True),
+    "class_index": (_INT, True), "strength": (_NUMBER, False), "sampler": (_TEXT, True), "steps": (_INT, True),
+    "guidance": (_NUMBER, True), "seed": (_INT, False), "batch_size": (_INT, False), "height": (_INT, True),
+    "width": (_INT, True), "spacing": (_TEXT, True), "model": (_TEXT, True), "seamless": (_BOOL, False),
+}
+IMAGE_FIELDS = {"init_image": "png", "mask": "png16", "labels": "png"}
+MAX_PROMPT = 100_000  # characters: far more than any text encoder reads
 
 
-def parse_a1111(text: str) -> tuple[dict, dict]:
-    """A1111 `parameters` text -> (request dict, {"name", "hash"}); unknown keys are ignored."""
-    lines = text.strip("\n").split("\n")
-    params_line = ""
-    if lines and re.match(r"^\s*Steps:", lines[-1]):
-        params_line = lines.pop()
-    prompt_lines, negative_lines, in_negative = [], [], False
-    for line in lines:
-        if line.startswith("Negative prompt:"):
-            in_negative = True
-            line = line[len("Negative prompt:"):].strip()
-        (negative_lines if in_negative else prompt_lines).append(line)
-    request: dict = {"prompt": "\n".join(prompt_lines).strip(), "negative_prompt": "\n".join(negative_lines).strip()}
-    model = {"name": None, "hash": None}
-    for key, value in _PARAM.findall(params_line):
-        value = value.strip()
-        if value.startswith('"'):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = value.strip('"')
-        key = key.strip()
-        try:
-            if key == "Steps":
-                request["steps"] = int(value)
-            elif key == "Sampler":
-                request["sampler"] = SAMPLERS_BY_NAME.get(value.lower())  # None: the model's default
-            elif key == "CFG scale":
-                request["guidance"] = float(value)
-            elif key == "Seed":
-                request["seed"] = int(value)
-            elif key == "Size":
-                w, h = value.lower().split("x")
-                request["width"], request["height"] = int(w), int(h)
-            elif key == "Model hash":
-                model["hash"] = value
-            elif key == "Model":
-                model["name"] = value
-                request["model"] = value
-            elif key == "Class":
-                request["class_name"] = value
-            elif key == "Denoising strength":
-                request["strength"] = float(value)
-        except ValueError:
-            continue  # a value we cannot read is left to the defaults
-    return request, model
+def _is(value, what: str) -> bool:
+    if what == _TEXT:
+        return isinstance(value, str) and len(value) <= MAX_PROMPT
+    if what == _BOOL:
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) and abs(value) < 2**63 if what == _INT else math.isfinite(value)
+
+
+def check_recipe(recipe, where: str) -> dict:
+    """Our JSON recipe with every field checked (see `read_recipe_dict`)."""
+    if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
+        raise RecipeError(f"{where}: the '{CHUNK}' chunk is not a recipe")
+    if not isinstance(recipe.get("request"), dict):
+        raise RecipeError(f"{where}: recipe field 'request' must be an object, got {_shown(recipe.get('request'))}")
+    model = recipe.get("model") if recipe.get("model") is not None else {}
+    if not isinstance(model, dict):
+        raise RecipeError(f"{where}: recipe field 'model' must be an object, got {_shown(model)}")
+    for key in ("name", "hash"):
+        if model.get(key) is not None and not (isinstance(model[key], str) and len(model[key]) <= 256):
+            raise RecipeError(f"{where}: recipe field 'model.{key}' must be text, got {_shown(model[key])}")
+    model_hash = model.get("hash")
+    if model_hash is not None and not re.fullmatch(r"[0-9a-fA-F]{8,64}", model_hash):
+        raise RecipeError(f"{where}: recipe field 'model.hash' must be hexadecimal digits, got {_shown(model_hash)}")
+    return {**recipe, "request": check_request(recipe["request"], where),
+            "model": {"name": model.get("name"), "hash": model_hash.lower() if model_hash else None},
+            "notes": [], "source": "diffusion-studio"}
+
+
+def check_request(request: dict, where: str) -> dict:
+    """The request fields of a recipe, each of the type GenerationRequest expects; images only as
+    inline PNGs (a recipe never names a file to read), of a sane size, that decode."""
+    for key, value in request.items():
+        if key in REQUEST_FIELDS:
+            what, nullable = REQUEST_FIELDS[key]
+            if not ((value is None and nullable) or _is(value, what)):
+                raise RecipeError(f"{where}: recipe field '{key}' must be {what}"
+                                  f"{' or null' if nullable else ''}, got {_shown(value)}")
+        elif key in IMAGE_FIELDS and value is not None:
+            _check_image(key, value, request, where)
+    return request
+
+
+def _check_image(key: str, value, request: dict, where: str) -> None:
+    if isinstance(value, str):
+        raise RecipeError(f"{where}: recipe field '{key}' names a file ({_shown(value)}); a recipe carries its "
+                          "images inside it and never makes this program read another file")
+    if not (isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), str)
+            and next(iter(value)) in ("png", "png16")):
+        raise RecipeError(f"{where}: recipe field '{key}' must be an inline image {{\"png\": base64}}, "
+                          f"got {_shown(value)}")
+    try:
+        data = base64.b64decode(next(iter(value.values())), validate=True)
+        width, height = png_size(io.BytesIO(data))
+    except (ValueError, PngTextError) as exc:
+        raise RecipeError(f"{where}: recipe field '{key}' is not a valid inline PNG ({exc})") from None
+    expected = (request.get("width"), request.get("height"))
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE) or \
+            (None not in expected and (width, height) != expected):
+        raise RecipeError(f"{where}: recipe field '{key}' is a {width}x{height} image, but the recipe's size is "
+                          f"{expected[0]}x{expected[1]}")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged PNG
+        raise RecipeError(f"{where}: recipe field '{key}' is not a valid inline PNG ({exc})") from None
+
+
+def _shown(value) -> str:
+    """A value for a message: its repr, at most 60 characters, control characters escaped."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -139,3 +139,155 @@ def test_a_really_full_disk_part_way_through_a_batch(tmp_path):
     listing = out.stdout.split()
     assert [Path(p).name for p in listing if p.endswith(".png") and "/" in p] == ["digits-0.png", "digits-1.png"]
     assert sorted(n for n in listing if not n.startswith("/")) == [".", "..", "digits-0.png", "digits-1.png"]
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes are untrusted input (issue 13) and A1111 PNGs are read honestly (issue 11.5)
+
+
+def _recipe_png(path: Path, recipe: dict | None = None, parameters: str | None = None, size=(16, 16)) -> Path:
+    import json
+
+    from PIL import PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    if parameters is not None:
+        info.add_text("parameters", parameters)
+    if recipe is not None:
+        info.add_text("diffusion-studio", json.dumps(recipe), zip=True)
+    Image.new("RGB", size).save(path, pnginfo=info)
+    return path
+
+
+def _made_png(bundle, tmp_path, capsys, *extra) -> Path:
+    code, out, err = run(["generate", "--model", bundle, "--steps", "2", "--out", tmp_path / "made", "--quiet",
+                          *extra], capsys)
+    assert code == 0, err
+    return Path(out[-1])
+
+
+def _edited(png: Path, tmp_path: Path, edit) -> Path:
+    recipe = dict(pngmeta.read_recipe_dict(png))
+    recipe.pop("notes"), recipe.pop("source")
+    edit(recipe)
+    return _recipe_png(tmp_path / f"edited-{len(list(tmp_path.iterdir()))}.png", recipe)
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda r: r["request"].update(init_image="/etc/hostname"), "field 'init_image' names a file"),
+    (lambda r: r["request"].update(mask=str(ROOT / "README.md")), "field 'mask' names a file"),
+    (lambda r: r.update(model=5), "field 'model' must be an object"),
+    (lambda r: r["request"].update(prompt=5), "field 'prompt' must be text"),
+    (lambda r: r.update(request=[1, 2]), "field 'request' must be an object"),
+    (lambda r: r["request"].update(steps="20"), "field 'steps' must be an integer"),
+    (lambda r: r["request"].update(seed=2**70), "field 'seed' must be an integer"),
+    (lambda r: r["request"].update(guidance=float("nan")), "field 'guidance' must be a number"),
+    (lambda r: r["request"].update(labels={"png": "bm90IGEgcG5n"}), "field 'labels' is not a valid inline PNG"),
+    (lambda r: r["request"].update(init_image={"png": 5}), "field 'init_image' must be an inline image"),
+    (lambda r: r["model"].update(hash="not hex"), "field 'model.hash' must be hexadecimal"),
+])
+def test_malformed_recipes_give_one_sentence(bundles, tmp_path, capsys, edit, words):
+    png = _edited(_made_png(bundles["pixel_class"], tmp_path, capsys), tmp_path, edit)
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out",
+                          tmp_path / "o", "--quiet"], capsys)
+    assert code == 2 and out == []
+    assert_one_line(err, png.name, words)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_recipe_never_follows_a_model_path(bundles, tmp_path, capsys):
+    """A recipe naming a bundle by its path (outside the models folders) is not opened."""
+    png = _edited(_made_png(bundles["pixel_class"], tmp_path, capsys), tmp_path,
+                  lambda r: (r["model"].update(name=str(bundles["pixel_class"]), hash="ab" * 32),
+                             r["request"].update(model=str(bundles["pixel_class"]))))
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "is not installed", "hash abababab", "--model")
+
+
+def test_a_hash_that_matches_nothing_installed_says_so(bundles, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
+    shutil.copytree(bundles["pixel_class"], tmp_path / "home" / "models" / "pixel_class")
+    png = _edited(_made_png("pixel_class", tmp_path, capsys), tmp_path, lambda r: r["model"].update(hash="cd" * 32))
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "made with model 'pixel_class' (hash cdcdcdcdcd)", "is a different model", "--model")
+    # the user can still choose it
+    code, out, err = run(["generate", "--from-png", png, "--model", "pixel_class", "--out", tmp_path / "o",
+                          "--quiet"], capsys)
+    assert code == 0
+
+
+def test_a_bundle_given_by_path_replays_with_from_png_alone(bundles, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
+    elsewhere = shutil.copytree(bundles["pixel_class"], tmp_path / "downloads" / "my bundle")
+    png = _made_png(elsewhere, tmp_path, capsys, "--class", "two", "--seed", "9")
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "again", "--quiet"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(out[0])), np.array(Image.open(png)))
+    assert str(elsewhere) in (tmp_path / "home" / "known_models.json").read_text()
+
+
+def test_a_seed_near_2_63_in_a_batch_replays(bundles, tmp_path, capsys):
+    seed = 2**63 - 2
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--seed", seed, "--batch", "2", "--steps",
+                          "2", "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 0, err
+    last = Path(out[-1])
+    assert pngmeta.read_recipe(last).seed == 2**63 - 1
+    code, again, err = run(["generate", "--from-png", last, "--model", bundles["pixel_class"], "--out",
+                            tmp_path / "again", "--quiet"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(again[0])), np.array(Image.open(last)))
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--seed", 2**63 - 1, "--batch", "2",
+                          "--out", tmp_path / "o2", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "seed")
+
+
+def test_an_a1111_png_lists_what_it_cannot_apply_in_one_note(bundles, tmp_path, capsys):
+    png = _recipe_png(tmp_path / "a1111.png", parameters=(
+        "a cat <lora:catLora:0.7>\nNegative prompt: dog\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 5, "
+        "Size: 512x768, Model hash: 0123456789, Model: sd15, Clip skip: 2, Hires upscale: 2, Version: v1.9.4"))
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "model 'sd15' (hash 0123456789) is not installed", "--model")
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out", tmp_path / "o",
+                          "--quiet"], capsys)
+    assert code == 0, err
+    (note,) = [line for line in err if line.startswith("note: not applied from the recipe:")]
+    for words in ("LoRA catLora (0.7)", "clip skip 2", "hires fix", "Euler a", "size 512x768", "noise generator"):
+        assert words in note, (words, note)
+    assert pngmeta.read_recipe(out[0]).seed == 5
+
+
+def test_strength_without_init_is_refused(bundles, tmp_path, capsys):
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--strength", "0.5", "--out",
+                          tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "--strength needs --init")
+
+
+def test_reading_a_recipe_never_decodes_the_pixels(bundles, tmp_path, capsys):
+    """A 20000x20000 PNG (a 50 KB file, 1.2 GB decoded) replays from its recipe; Pillow would refuse it."""
+    import json
+    import struct
+    import zlib
+
+    recipe = pngmeta.read_recipe_dict(_made_png(bundles["pixel_class"], tmp_path, capsys, "--seed", "3"))
+    recipe.pop("notes"), recipe.pop("source")
+    side = 20000
+    raw = zlib.compressobj(9)
+    row = b"\0" + b"\0" * (side // 8)
+    idat = b"".join(raw.compress(row) for _ in range(side)) + raw.flush()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    text = b"diffusion-studio\0\0" + zlib.compress(json.dumps(recipe).encode())
+    png = tmp_path / "huge.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                    + chunk(b"zTXt", text) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    assert png.stat().st_size < 200_000
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out",
+                          tmp_path / "o", "--quiet"], capsys)
+    assert code == 0, err
+    assert pngmeta.read_recipe(out[0]).seed == 3

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from desktop.runtime import a1111
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.pipeline import GenerationRequest, generate
 from desktop.runtime.pngmeta import (
-    RecipeError, a1111_text, make_recipe, parse_a1111, read_recipe, read_recipe_dict, save_png, save_result,
+    RecipeError, a1111_text, make_recipe, read_recipe, read_recipe_dict, save_png, save_result,
 )
 
 
@@ -52,20 +53,6 @@ def test_chunks_hold_the_full_recipe(opened, tmp_path):
     assert recipe["request"]["sampler"] == "ddim" and recipe["request"]["spacing"] == "trailing"
 
 
-def test_a1111_parsing():
-    text = ('masterpiece, a "cat", sitting\non a mat\nNegative prompt: blurry, ugly\n'
-            'Steps: 28, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 1234567, Size: 512x768, '
-            'Model hash: abcdef0123, Model: sd15, Lora hashes: "a: 1, b: 2", Denoising strength: 0.4')
-    request, model = parse_a1111(text)
-    assert request["prompt"] == 'masterpiece, a "cat", sitting\non a mat'
-    assert request["negative_prompt"] == "blurry, ugly"
-    assert (request["steps"], request["sampler"], request["guidance"], request["seed"]) == (28, "dpmpp_2m", 7.5, 1234567)
-    assert (request["width"], request["height"], request["strength"]) == (512, 768, 0.4)
-    assert model == {"name": "sd15", "hash": "abcdef0123"}
-    unknown, _ = parse_a1111("cat\nSteps: 10, Sampler: Euler a, Seed: 5")
-    assert unknown["sampler"] is None and unknown["seed"] == 5  # an unknown sampler falls back to the default
-
-
 def test_read_recipe_from_a1111_png(tmp_path):
     from PIL import PngImagePlugin
     info = PngImagePlugin.PngInfo()
@@ -77,7 +64,8 @@ def test_read_recipe_from_a1111_png(tmp_path):
 
 def test_a1111_text_parses_back(opened):
     result = generate(opened["pixel_class"], GenerationRequest(class_name="one", seed=5, steps=2))
-    request, model = parse_a1111(a1111_text(make_recipe(result, 0)))
+    request, model, notes = a1111.to_request(a1111.parse(a1111_text(make_recipe(result, 0))))
+    assert notes == []
     assert (request["seed"], request["steps"], request["class_name"], model["name"]) == (5, 2, "one", "pixel_class")
 
 
@@ -94,5 +82,5 @@ def test_png_without_recipe(tmp_path):
     with pytest.raises(RecipeError, match="no recipe"):
         read_recipe_dict(tmp_path / "plain.png")
     (tmp_path / "bad.png").write_bytes(b"nope")
-    with pytest.raises(RecipeError, match="cannot read"):
+    with pytest.raises(RecipeError, match="not a PNG"):
         read_recipe(tmp_path / "bad.png")
