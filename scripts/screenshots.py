@@ -117,8 +117,10 @@ class Shots:
         print(path, flush=True)
 
     def window(self, size: tuple[int, int] | None = None, compact: bool = False):
+        """A new window with a history and settings of its own (a fresh user home)."""
         from desktop.ui.window import MainWindow
 
+        os.environ["DIFFUSION_STUDIO_HOME"] = tempfile.mkdtemp(prefix="studio-shots-home-")
         w = MainWindow()
         w.resize(*(size or self.size))
         w.set_compact(compact)

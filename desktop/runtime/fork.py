@@ -45,6 +45,10 @@ def fork_chain(request, from_dict: Callable[[dict], Any]) -> list[Segment]:
         step = fork.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 1:
             raise ForkError(f"fork.step must be a whole number of steps from 1, got {step!r}")
+        for key in ("init_image", "mask", "labels"):
+            if fork["parent"].get(key) is not None and not isinstance(fork["parent"][key], dict):
+                raise ForkError(f"fork.parent.{key} must be an inline image; a fork never makes this program "
+                                "read another file")
         try:
             chain.append(from_dict(fork["parent"]))
         except (TypeError, ValueError) as exc:

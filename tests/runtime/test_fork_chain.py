@@ -78,6 +78,7 @@ def test_segments_with_the_same_seeds_share_one_noise_stream():
     ({"step": 3}, "parent"), ({"parent": 5, "step": 3}, "parent"), ("nope", "parent"),
     ({"parent": {}, "step": 0}, "fork.step"), ({"parent": {}, "step": True}, "fork.step"),
     ({"parent": {}, "step": "3"}, "fork.step"), ({"parent": {"seed": "x"}, "step": 2}, "fork.parent"),
+    ({"parent": {"init_image": "/etc/passwd"}, "step": 2}, "inline"),
 ])
 def test_malformed_forks_are_refused_naming_the_field(fork, match):
     with pytest.raises(ForkError, match=match):

@@ -6,7 +6,7 @@ model cannot use are hidden (no prompt for a class model, no class picker for a 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtGui import QFontMetrics, QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout,
                                QLabel, QMenu, QPlainTextEdit, QPushButton, QSizePolicy, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
@@ -111,6 +111,26 @@ class ModelPicker(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (with studio.json or model_index.json)")
         if folder:
             self.model.add_model(folder)
+
+
+class SteppedSpinBox(QSpinBox):
+    """A spin box whose value is always a multiple of its single step (a model's size step): a typed
+    value in between is rounded to the nearest one when editing ends."""
+
+    def validate(self, text: str, pos: int):
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and int(text.strip()) % self.singleStep():
+            state = QValidator.State.Intermediate
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            return text
+        step = self.singleStep()
+        snapped = min(max(self.minimum(), int(round(value / step)) * step), self.maximum() // step * step)
+        return self.textFromValue(snapped)
 
 
 def spin_box(lo, hi, tip: str, *, step=1, decimals: int | None = None) -> QSpinBox | QDoubleSpinBox:
@@ -237,8 +257,11 @@ class ControlsPanel(QWidget):
         self.lock = QCheckBox("Lock")
         self.lock.setToolTip(TIPS["lock"])
         self.batch = spin_box(1, 16, TIPS["batch"])
-        self.width_box = spin_box(8, 4096, TIPS["size"].format(name="width", step=8), step=8)
-        self.height_box = spin_box(8, 4096, TIPS["size"].format(name="height", step=8), step=8)
+        self.width_box, self.height_box = SteppedSpinBox(), SteppedSpinBox()
+        for box, name in ((self.width_box, "width"), (self.height_box, "height")):
+            box.setRange(8, 4096)
+            box.setSingleStep(8)
+            box.setToolTip(TIPS["size"].format(name=name, step=8))
         self.size_fixed = QLabel()
         self.size_fixed.setToolTip(TIPS["size_fixed"])
         self.strength = spin_box(0.0, 1.0, TIPS["strength"], step=0.05, decimals=2)

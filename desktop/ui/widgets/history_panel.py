@@ -80,6 +80,7 @@ class HistoryPanel(QWidget):
             parent = items.get(e.parent) if e.parent in paths and e.parent != e.path else None
             (parent.addChild if parent is not None else self.tree.addTopLevelItem)(items[e.path])
         self.tree.expandAll()
+        self.tree.setRootIsDecorated(any(e.parent in paths for e in entries))
         self.empty.setVisible(not entries)
         self.tree.setVisible(bool(entries))
 

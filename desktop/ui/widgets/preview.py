@@ -144,8 +144,7 @@ class PreviewPanel(QWidget):
         for w in (self.b_input, self.b_save, self.b_copy, self.b_folder, self.b_full, self.zoom):
             top.addWidget(w)
         traj = QHBoxLayout()
-        traj.addWidget(self.slider, 1)
-        traj.addWidget(self.step_label)
+        traj.addWidget(self.step_label, 1)
         traj.addWidget(self.b_fork)
         traj.addWidget(self.noisy)
         prog = QHBoxLayout()
@@ -155,6 +154,7 @@ class PreviewPanel(QWidget):
         lay.setContentsMargins(6, 4, 6, 4)
         lay.addLayout(top)
         lay.addWidget(self.view, 1)
+        lay.addWidget(self.slider)
         lay.addLayout(traj)
         lay.addLayout(prog)
 
