@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test app-env test-env clean
+.PHONY: run test app-env test-env clean peers-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,23 @@ $(VENV)/.test-installed: pyproject.toml constraints-cpu.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints-cpu.txt -e '.[engine,test]'
 	touch $@ $(VENV)/.app-installed
 
+# The peers venv: reference tools (optimum's ORT pipelines, diffusers, the exporters) whose pins
+# clash with ours; tests run them in a subprocess. CPU onnxruntime only, torch from local disk.
+PEERS := .venv-peers
+$(PEERS)/.installed: requirements-peers.txt
+	rm -rf $(PEERS)
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q -r requirements-peers.txt
+	$(PEERS)/bin/python -m pip install -q --no-deps open-clip-torch==3.3.0  # only for its CLIP BPE vocabulary
+	touch $@
+
+peers-env .venv-peers: $(PEERS)/.installed
+
 run: $(VENV)/.app-installed
 	$(BIN)/diffusion-studio
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed $(PEERS)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PEERS)

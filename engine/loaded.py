@@ -16,9 +16,11 @@ diffusers-format folder (a run keeps it as `run/model/`)::
 folder without studio_model.json, whose metadata is inferred:
 
 - kind: "latent" when vae/ exists (AutoencoderKL | VQModel), else "pixel";
-- schedule from scheduler/scheduler_config.json (`beta_schedule` linear | scaled_linear |
-  squaredcos_cap_v2 -> "cosine"; `trained_betas` and other schedules are refused), diffusers'
-  defaults (linear 1e-4..0.02, T=1000, epsilon) when there is no scheduler folder;
+- schedule, prediction type and spacing from scheduler/scheduler_config.json, read by
+  `diffusion.scheduler_config` (the parser the runtime uses too: a missing key takes the default
+  of the scheduler class the file names; what cannot be honoured is refused); diffusers'
+  DDPMScheduler defaults (linear 1e-4..0.02, T=1000, epsilon) and trailing spacing when there is
+  no scheduler folder. `steps_offset` has no place in a bundle's manifest yet and is dropped;
 - image size: unet sample_size (pixel) or unet sample_size * 2**(len(vae block_out_channels)-1);
   images are square (`image_size` is one int);
 - image channels: unet out_channels (pixel) or vae in_channels (latent);
@@ -48,6 +50,7 @@ import torch
 
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.schedule import SCHEDULES
+from diffusion.scheduler_config import BETA_SCHEDULES, parse_scheduler_config, read_scheduler_config
 from desktop.runtime import fileio
 from desktop.runtime.fileio import replace_dir
 from engine.text import HFTextEncoder, ScratchTextEncoder, TextEncoder, TextEncoderError, load_minilm, pad_settings_for
@@ -61,8 +64,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_EXTERNAL_TEXT_LENGTH = 77
 
 # our schedule name <-> diffusers' beta_schedule
-_TO_DIFFUSERS = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
-_FROM_DIFFUSERS = {v: k for k, v in _TO_DIFFUSERS.items()}
+_TO_DIFFUSERS = {ours: theirs for theirs, ours in BETA_SCHEDULES.items()}
 
 
 class ModelLoadError(RuntimeError):
@@ -329,28 +331,17 @@ def _load_diffusers_folder(folder: Path) -> LoadedModel:
 
 
 def _schedule_from_scheduler(folder: Path) -> tuple[dict, str, str]:
-    """scheduler_config.json -> (schedule dict, prediction_type, spacing); diffusers' defaults if absent."""
+    """scheduler_config.json -> (schedule dict, prediction_type, spacing) through the one parser
+    (diffusion.scheduler_config); without the file, diffusers' DDPMScheduler defaults and our spacing."""
     cfg_path = folder / "scheduler_config.json"
-    cfg = _read_json(cfg_path) if cfg_path.is_file() else {}
-    if cfg.get("trained_betas") is not None:
-        raise ModelLoadError(f"{cfg_path}: trained_betas (an explicit beta list) is not supported")
-    beta_schedule = cfg.get("beta_schedule", "linear")
-    if beta_schedule not in _FROM_DIFFUSERS:
-        raise ModelLoadError(
-            f"{cfg_path}: beta_schedule {beta_schedule!r} is not supported; expected one of {sorted(_FROM_DIFFUSERS)}"
-        )
-    prediction_type = cfg.get("prediction_type", "epsilon")
-    if prediction_type not in PREDICTION_TYPES:
-        raise ModelLoadError(f"{cfg_path}: prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
-    spacing = cfg.get("timestep_spacing", "trailing")
-    if spacing not in ("leading", "trailing", "linspace"):
-        spacing = "trailing"
-    schedule = {
-        "name": _FROM_DIFFUSERS[beta_schedule], "num_train_timesteps": int(cfg.get("num_train_timesteps", 1000)),
-        "beta_start": float(cfg.get("beta_start", 1e-4)), "beta_end": float(cfg.get("beta_end", 0.02)),
-        "cosine_s": 0.008,
-    }
-    return schedule, prediction_type, spacing
+    if not cfg_path.is_file():
+        parsed = parse_scheduler_config({"_class_name": "DDPMScheduler", "timestep_spacing": "trailing"})
+    else:
+        try:
+            parsed = read_scheduler_config(cfg_path)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from None
+    return parsed.schedule, parsed.prediction_type, parsed.spacing
 
 
 # --------------------------------------------------------------------------------------------

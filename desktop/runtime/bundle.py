@@ -3,20 +3,20 @@
 `open_bundle(path, provider="auto")` accepts
 - a Diffusion Studio bundle (a folder with studio.json): the manifest is validated, every file's
   sha256 is checked, and
-- a Stable-Diffusion-1.x-style ONNX folder as optimum / diffusers lay it out (model_index.json,
-  unet/, text_encoder/, vae_decoder/, vae_encoder/, tokenizer/, scheduler/scheduler_config.json):
-  a Manifest is inferred (scheduler config or scaled_linear, scale factor 0.18215, 77 tokens, size
-  from the U-Net's input shape or 512). Such folders carry no hashes, so none are checked.
+- a Stable-Diffusion-family ONNX folder as optimum (old and new) and diffusers' legacy export lay it
+  out (model_index.json, unet/, text_encoder/, vae_decoder/, vae_encoder/, tokenizer/,
+  scheduler/scheduler_config.json): `sd_folder.py` infers the Manifest from the configs and the
+  sessions. Such folders carry no hashes, so none are checked.
 
 Sessions are created eagerly, when the bundle opens: a damaged or mismatched ONNX file is reported
 at open time (a BundleError naming the file), never half-way through a generation. Each session's
 input names and dtypes are read from the session and checked against what the manifest says the
 model takes; inputs are cast to the dtype the session declares (so fp16 graphs and float timesteps
-work).
+work), and a scalar (0-d) input gets a scalar: a [B] array whose entries are all equal (the
+samplers' timestep) is passed as its one value.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,10 +28,8 @@ import onnxruntime as ort
 from diffusion.schedule import schedule_from_dict
 
 from . import providers
-from .manifest import (
-    MANIFEST_NAME, MODEL_INDEX_NAME, PREDICTION_TYPES, SPACINGS, BundleError, Conditioning, Defaults, ImageSpec,
-    LatentSpec, Manifest, MaskSpec, TextSpec, UNetSpec, read_manifest, sha256_file, verify_hashes,
-)
+from . import sd_folder
+from .manifest import MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Manifest, read_manifest, sha256_file, verify_hashes
 from .preview import read_preview_map
 from .text import TextEncoder, load_tokenizer
 
@@ -41,9 +39,6 @@ DTYPES = {
 }
 FLOATS = ("tensor(float)", "tensor(float16)", "tensor(double)")
 INTS = ("tensor(int64)", "tensor(int32)")
-SD_SCALE_FACTOR = 0.18215
-# A1111's "cheap approximation" of the SD 1.x VAE: scaled latent (4 ch) -> RGB in about [-1, 1].
-SD_PREVIEW_WEIGHT = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
 
 
 @dataclass
@@ -61,10 +56,19 @@ class OnnxModel:
         self.inputs = {i.name: (i.type, list(i.shape)) for i in self.session.get_inputs()}
         self.outputs = {o.name: (o.type, list(o.shape)) for o in self.session.get_outputs()}
 
+    def feed(self, name: str, value) -> np.ndarray:
+        """`value` in the dtype and rank input `name` declares ([B] of one value -> 0-d for a scalar input)."""
+        kind, shape = self.inputs[name]
+        a = np.asarray(value, dtype=DTYPES.get(kind, None))
+        if len(shape) == 0 and a.ndim == 1:
+            if a.size < 1 or (a != a[0]).any():
+                raise ValueError(f"{self.file}: input '{name}' is a scalar, so every batch item needs the same value")
+            return np.asarray(a[0])
+        return np.ascontiguousarray(a)
+
     def run(self, feeds: dict, output: str | None = None) -> np.ndarray:
         """Run with inputs cast to the declared dtypes; return `output` (or the first) as float32."""
-        cast = {name: np.ascontiguousarray(value, dtype=DTYPES.get(self.inputs[name][0], None))
-                for name, value in feeds.items()}
+        cast = {name: self.feed(name, value) for name, value in feeds.items()}
         names = list(self.outputs)
         want = output if output in self.outputs else names[0]
         self.calls += 1
@@ -78,9 +82,12 @@ def _shape_dim(shape: list, i: int):
 
 class Bundle:
     """An opened model: `manifest`, `path`, `provider`, `unet`, `vae_decoder`, `vae_encoder`,
-    `text` (TextEncoder or None), `preview` ((weight [C,3], bias [3]) or None), `schedule`."""
+    `text` (TextEncoder or None), `preview` ((weight [C,3], bias [3]) or None), `schedule`;
+    `sd` (sd_folder.SDInfo: scheduler config, size step, LCM guidance embedding) for SD folders;
+    `notes`: sentences the user should see about this model (e.g. a random VAE encoder)."""
 
-    def __init__(self, path: Path, manifest: Manifest, provider: str, models: dict, tokenizer, preview, source: str):
+    def __init__(self, path: Path, manifest: Manifest, provider: str, models: dict, tokenizer, preview, source: str,
+                 sd=None):
         self.path = path
         self.manifest = manifest
         self.provider = provider  # ONNX Runtime's name of the provider that really loaded
@@ -93,6 +100,27 @@ class Bundle:
         self.text = TextEncoder(text_model, tokenizer, t.max_length, t.pad_id) if (t and text_model) else None
         self.preview = preview
         self.schedule = schedule_from_dict(manifest.schedule)
+        self.sd = sd
+        self.notes: list[str] = list(sd.notes) if sd is not None else []
+        self.encoder_output = sd_folder.encoder_output(self.vae_encoder) if self.vae_encoder else None
+
+    @property
+    def steps_offset(self) -> int:
+        """Added to leading/linspace timesteps (the scheduler config's steps_offset; 0 for our bundles)."""
+        return self.sd.scheduler.steps_offset if self.sd is not None else 0
+
+    @property
+    def clip_x0(self) -> bool:
+        """Whether samplers clamp x̂_0 to [-1, 1]: the scheduler config's clip_sample, else Manifest.clip_x0."""
+        return self.sd.scheduler.clip_sample if self.sd is not None else self.manifest.clip_x0
+
+    def encode_latent(self, pixels: np.ndarray) -> np.ndarray:
+        """The VAE encoder's latent for images in [-1, 1] (unscaled): the posterior mean where the graph
+        gives it (latent_mean, or the first half of optimum's latent_parameters = [mean, log-variance])."""
+        z = self.vae_encoder.run({"sample": pixels}, output=self.encoder_output)
+        if self.encoder_output == "latent_parameters":
+            z = z[:, : z.shape[1] // 2]
+        return np.ascontiguousarray(z)
 
     @property
     def name(self) -> str:
@@ -100,8 +128,11 @@ class Bundle:
 
     @cached_property
     def model_hash(self) -> str:
-        """sha256 of the U-Net file: the model's identity in recipes (A1111 shows its first 10 digits)."""
+        """sha256 of the U-Net file: the model's identity in recipes (A1111 shows its first 10 digits).
+        SD folders: of the U-Net's graph and its external weights (sd_folder.unet_hash)."""
         rel = self.manifest.files["unet"]
+        if self.sd is not None:
+            return sd_folder.unet_hash(self.path)
         return self.manifest.sha256.get(rel) or sha256_file(self.path / rel)
 
     @property
@@ -145,12 +176,13 @@ def _only(model: OnnxModel, allowed: set) -> None:
             f"(expected only {sorted(allowed)})", model.file, f"{model.role}.inputs.{extra[0]}")
 
 
-def check_inputs(models: dict, m: Manifest) -> None:
-    """Each session takes what the manifest says the model takes (names, dtypes, channel counts)."""
+def check_inputs(models: dict, m: Manifest, unet_extra: set = frozenset()) -> None:
+    """Each session takes what the manifest says the model takes (names, dtypes, channel counts);
+    `unet_extra`: further U-Net inputs the caller feeds (an LCM's timestep_cond)."""
     unet = models["unet"]
     _require(unet, "sample", FLOATS, "the noisy image x_t")
     _require(unet, "timestep", INTS + FLOATS, "the timestep t")
-    allowed = {"sample", "timestep"}
+    allowed = {"sample", "timestep", *unet_extra}
     if m.conditioning.text:
         _require(unet, "encoder_hidden_states", FLOATS, "the text encoder's states, since the model takes text")
         allowed.add("encoder_hidden_states")
@@ -170,6 +202,7 @@ def check_inputs(models: dict, m: Manifest) -> None:
         enc = models["vae_encoder"]
         _require(enc, "sample", FLOATS, "the image in [-1, 1]")
         _only(enc, {"sample"})
+        sd_folder.encoder_output(enc)
     if "text_encoder" in models:
         te = models["text_encoder"]
         _require(te, "input_ids", INTS, "the token ids")
@@ -219,104 +252,18 @@ def open_bundle(path: str | os.PathLike, provider: str = "auto", verify: bool = 
 
 
 # --------------------------------------------------------------------------------------------
-# Stable-Diffusion-style ONNX folders
-
-
-def _json(path: Path, rel: str) -> dict:
-    try:
-        data = json.loads((path / rel).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{rel}: cannot read JSON ({exc})", rel, None) from None
-    if not isinstance(data, dict):
-        raise BundleError(f"{rel}: expected a JSON object", rel, None)
-    return data
-
-
-def _sd_schedule(path: Path) -> tuple[dict, str, str]:
-    """(schedule dict, prediction_type, spacing) from scheduler/scheduler_config.json, or SD 1.x's."""
-    rel = "scheduler/scheduler_config.json"
-    cfg = _json(path, rel) if (path / rel).is_file() else {}
-    names = {"scaled_linear": "scaled_linear", "linear": "linear", "squaredcos_cap_v2": "cosine"}
-    beta_schedule = cfg.get("beta_schedule", "scaled_linear")
-    if beta_schedule not in names:
-        raise BundleError(f"{rel}: beta_schedule '{beta_schedule}' is not supported (use one of {sorted(names)})",
-                          rel, "beta_schedule")
-    schedule = {
-        "name": names[beta_schedule], "num_train_timesteps": int(cfg.get("num_train_timesteps", 1000)),
-        "beta_start": float(cfg.get("beta_start", 0.00085)), "beta_end": float(cfg.get("beta_end", 0.012)),
-        "cosine_s": 0.008,
-    }
-    prediction_type = cfg.get("prediction_type", "epsilon")
-    spacing = cfg.get("timestep_spacing", "leading")
-    if spacing not in SPACINGS:
-        spacing = "leading"
-    return schedule, prediction_type, spacing
-
-
-def _sd_pad_id(path: Path, tokenizer, tokenizer_config: dict | None = None) -> int:
-    """The pad token's id: special_tokens_map.json, else tokenizer_config.json (given if already read)."""
-    for rel in ("tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json"):
-        if rel == "tokenizer/tokenizer_config.json" and tokenizer_config is not None:
-            data = tokenizer_config
-        elif (path / rel).is_file():
-            data = _json(path, rel)
-        else:
-            continue
-        pad = data.get("pad_token")
-        if isinstance(pad, dict):
-            pad = pad.get("content")
-        if isinstance(pad, str) and tokenizer.token_to_id(pad) is not None:
-            return tokenizer.token_to_id(pad)
-    eos = tokenizer.token_to_id("<|endoftext|>")
-    return eos if eos is not None else 0
+# Stable-Diffusion-style ONNX folders (what they mean: sd_folder.py)
 
 
 def _open_sd_folder(path: Path, provider: str) -> Bundle:
-    index = _json(path, MODEL_INDEX_NAME)  # must at least parse
-    files = {}
-    for role in ("unet", "vae_decoder", "vae_encoder", "text_encoder"):
-        if (path / role / "model.onnx").is_file():
-            files[role] = f"{role}/model.onnx"
-    for role in ("unet", "vae_decoder"):
-        if role not in files:
-            raise BundleError(f"{path}: Stable-Diffusion-style folder without {role}/model.onnx", f"{role}/model.onnx", None)
+    sd_folder.read_json(path, MODEL_INDEX_NAME)  # must at least parse
+    files = sd_folder.onnx_files(path)
     models, chosen = _load_models(path, files, provider)
-    sample_shape = models["unet"].inputs.get("sample", ("", []))[1]
-    cin = _shape_dim(sample_shape, 1) or 4
-    h = _shape_dim(sample_shape, 2) or 64
-    w = _shape_dim(sample_shape, 3) or 64
-    c = 4
-    mask = MaskSpec("inpaint") if cin == 2 * c + 1 else None
     text = tokenizer = None
-    if "text_encoder" in files:
-        tok_dir = path / "tokenizer"
-        if not tok_dir.is_dir():
-            raise BundleError(f"{path}: text_encoder/ without tokenizer/", "tokenizer", None)
-        try:
-            tokenizer = load_tokenizer(tok_dir)
-        except Exception as exc:
-            raise BundleError(f"tokenizer: cannot build the tokenizer ({exc})", "tokenizer", None) from None
-        files["tokenizer"] = "tokenizer"
-        max_length = 77
-        tok_config = None
-        if (path / "tokenizer/tokenizer_config.json").is_file():
-            tok_config = _json(path, "tokenizer/tokenizer_config.json")
-            value = tok_config.get("model_max_length")
-            if isinstance(value, int) and 0 < value <= 4096:
-                max_length = value
-        out = models["text_encoder"].outputs
-        hidden_shape = out.get("last_hidden_state", next(iter(out.values())))[1]
-        text = TextSpec(max_length, _shape_dim(hidden_shape, 2) or 768, _sd_pad_id(path, tokenizer, tok_config))
-    schedule, prediction_type, spacing = _sd_schedule(path)
-    manifest = Manifest(
-        name=path.name, kind="latent", image=ImageSpec(h * 8, w * 8, 3), schedule=schedule,
-        prediction_type=prediction_type if prediction_type in PREDICTION_TYPES else "epsilon",
-        unet=UNetSpec(cin, c), files=files, latent=LatentSpec(c, h, w, SD_SCALE_FACTOR),
-        conditioning=Conditioning(text=text, mask=mask),
-        defaults=Defaults(sampler="dpmpp_2m", steps=25, guidance=7.5 if text else 1.0, spacing=spacing),
-        description=f"Stable-Diffusion-style ONNX folder ({index.get('_class_name', 'unknown pipeline')})",
-        provenance={"source": str(path), "format": "diffusers/optimum ONNX"},
-    )
-    check_inputs(models, manifest)
-    preview = (np.asarray(SD_PREVIEW_WEIGHT, np.float32), np.zeros(3, np.float32)) if c == 4 else None
-    return Bundle(path, manifest, chosen, models, tokenizer, preview, "sd-onnx")
+    if "text_encoder" in models:
+        _require(models["text_encoder"], "input_ids", INTS, "the token ids")
+        text, tokenizer = sd_folder.text_spec(path, models["text_encoder"])
+    manifest, info = sd_folder.sd_manifest(path, models, text=text)
+    check_inputs(models, manifest, unet_extra={"timestep_cond"} if info.timestep_cond_dim else set())
+    return Bundle(path, manifest, chosen, models, tokenizer, sd_folder.preview_map(manifest.latent.channels),
+                  "sd-onnx", sd=info)

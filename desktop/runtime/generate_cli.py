@@ -30,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", help="ddpm, ddim, dpmpp_2m or dpmpp_2m_sde (default: the model's)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--width", type=int, help="image width in pixels (size-flexible models; `info` says which sizes)")
+    p.add_argument("--height", type=int, help="image height in pixels (default: the model's size)")
     p.add_argument("--seed", type=int, help="seed of the first image; image i uses seed + i (default 0)")
     p.add_argument("--batch", type=int, help="number of images (default 1)")
     p.add_argument("--out", help="output folder (default: your outputs folder)")
@@ -47,7 +49,8 @@ def build_request(args, recipe: dict | None):
         "prompt": args.prompt, "negative_prompt": args.negative, "class_name": args.class_name,
         "init_image": args.init, "strength": args.strength, "mask": args.mask, "labels": args.labels,
         "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
-        "batch_size": args.batch, "seamless": args.seamless}.items() if v is not None}
+        "batch_size": args.batch, "seamless": args.seamless, "width": args.width,
+        "height": args.height}.items() if v is not None}
     if args.class_name is not None:
         changes["class_index"] = None
     if args.strength is not None and args.init is None and request.init_image is None:

@@ -32,6 +32,14 @@ def describe(bundle) -> str:
     if bundle.vae_encoder is not None or m.kind == "pixel":
         accepts.append("init image (img2img)")
     lines.append("  accepts:     " + ("; ".join(accepts) if accepts else "nothing (unconditional)"))
+    from .image_size import size_options
+    lines.append(f"  sizes:       {size_options(bundle).describe()}")
+    if bundle.sd is not None:
+        sched = bundle.sd.scheduler
+        lines.append(f"  scheduler:   {sched.class_name or 'unnamed'} config: spacing {sched.spacing}, "
+                     f"steps_offset {sched.steps_offset}" + (", clips x0" if sched.clip_sample else ""))
+    for note in bundle.notes:
+        lines.append(f"  note:        {note}")
     d = m.defaults
     lines.append(f"  defaults:    sampler {d.sampler}, {d.steps} steps, guidance {d.guidance:g}, spacing {d.spacing}")
     lines.append(f"  precision:   {m.precision}")

@@ -394,7 +394,7 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
         pixels = _from_uint8(r.init_image, m.image.channels)
         if m.latent:
             _check_cancel(cancel, 0, steps)
-            known_x0 = bundle.vae_encoder.run({"sample": pixels}, output="latent_mean") * m.latent.scale_factor
+            known_x0 = bundle.encode_latent(pixels) * m.latent.scale_factor
         else:
             known_x0 = pixels
     mask_full = r.mask.astype(np.float32) if r.mask is not None else None
@@ -423,7 +423,7 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
             kept = masked_image(pixels, m_full)
         if m.latent:  # through the VAE encoder, as in training (an all-zero image is not an all-zero latent)
             _check_cancel(cancel, 0, steps)
-            kept = bundle.vae_encoder.run({"sample": kept}, output="latent_mean") * m.latent.scale_factor
+            kept = bundle.encode_latent(kept) * m.latent.scale_factor
         channels = [mask_to_size(m_full, h, w), kept.astype(np.float32)]
         concat_c += channels
         concat_u += channels
@@ -459,7 +459,7 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
         T_run = max(1, min(T, int(round(r.strength * T))))
         run_steps = max(1, min(T_run, int(round(r.strength * steps))))
         run_schedule = truncate_schedule(schedule, T_run)
-        t_first = int(sampler_timesteps(r.sampler, T_run, run_steps, r.spacing)[0])
+        t_first = int(sampler_timesteps(r.sampler, T_run, run_steps, r.spacing, bundle.steps_offset)[0])
         noise = BatchRNG(seeds, stream=3).randn((C, h, w))
         x_T = q_sample(schedule, known_batch, t_first, noise.astype(np.float64)).astype(np.float32)
     hook = None
@@ -482,11 +482,13 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
             previews = [composite(p) for p in previews]
         on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=previews, x_t=info["x"]))
 
-    # Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why). Without on_step there
+    # Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why; SD folders: their
+    # scheduler config's clip_sample); SD folders' steps_offset shifts leading/linspace timesteps.
+    # Without on_step there
     # is no callback, so the sampler makes no per-step float32 copies.
     x = sample(r.sampler, denoiser, x_T, run_schedule, steps=run_steps, prediction_type=m.prediction_type,
                spacing=r.spacing, rng=BatchRNG(seeds, stream=1), callback=callback if on_step is not None else None,
-               cancel=cancel, hook=hook, clip_x0=m.clip_x0)
+               cancel=cancel, hook=hook, clip_x0=bundle.clip_x0, steps_offset=bundle.steps_offset)
     t_sampled = time.perf_counter()
 
     # ---- decode, one image at a time (so an image never depends on the batch)

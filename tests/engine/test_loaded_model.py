@@ -384,7 +384,7 @@ def test_bad_configs_name_the_file_and_field(tmp_path):
     tiny_pixel_unet(num_class_embeds=None).save_pretrained(str(unet_dir), safe_serialization=True)
     (tmp_path / "m" / "scheduler").mkdir()
     (tmp_path / "m" / "scheduler" / "scheduler_config.json").write_text(json.dumps({"beta_schedule": "sigmoid"}))
-    with pytest.raises(ModelLoadError, match="beta_schedule 'sigmoid'") as info:
+    with pytest.raises(ModelLoadError, match="'beta_schedule' 'sigmoid'") as info:
         load_model(tmp_path / "m")
     assert "scheduler_config.json" in str(info.value)
 

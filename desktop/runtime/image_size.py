@@ -1,0 +1,55 @@
+"""Which image sizes a model takes: what the app's width/height control and the request checks use.
+
+A U-Net exported with dynamic height and width takes any size whose latent is divisible by
+2^(down blocks - 1) (each down block but the last halves it): image sides are multiples of
+`step` = VAE factor x 2^(down blocks - 1). SD folders state their down blocks (unet/config.json);
+our bundles do not record them, so `OUR_LEVELS` (the deepest U-Net our presets build is 4 levels)
+is assumed. A U-Net with a fixed input size takes only that size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OUR_LEVELS = 4
+MAX_SIDE = 8192  # pixels: beyond any model we know; memory.check_fits judges sizes below it
+
+
+@dataclass(frozen=True)
+class SizeOptions:
+    """`default` (height, width); sides are multiples of `step` from `step` to `maximum`;
+    `flexible` False: only the default size."""
+
+    default: tuple
+    step: int
+    flexible: bool
+    maximum: int = MAX_SIDE
+
+    @property
+    def minimum(self) -> int:
+        return self.step if self.flexible else min(self.default)
+
+    def allows(self, height: int, width: int) -> bool:
+        if not self.flexible:
+            return (height, width) == self.default
+        return all(self.step <= v <= self.maximum and v % self.step == 0 for v in (height, width))
+
+    def describe(self) -> str:
+        h, w = self.default
+        if not self.flexible:
+            return f"this model only makes {w}x{h} images"
+        return f"width and height must be multiples of {self.step} from {self.step} to {self.maximum}"
+
+
+def size_options(bundle) -> SizeOptions:
+    """The sizes `bundle` takes (see the module docstring)."""
+    m = bundle.manifest
+    shape = bundle.unet.inputs["sample"][1]
+    fixed = any(len(shape) > i and isinstance(shape[i], int) and shape[i] > 0 for i in (2, 3))
+    if bundle.sd is not None:
+        step = bundle.sd.size_step
+    else:
+        step = m.vae_factor * 2 ** (OUR_LEVELS - 1)
+    default = (m.image.height, m.image.width)
+    while default[0] % step or default[1] % step:  # never refuse the model's own size
+        step //= 2
+    return SizeOptions(default=default, step=max(1, step), flexible=not fixed)
