@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop.runtime.manifest import MANIFEST_NAME
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++ (2M)",
                   "dpmpp_2m_sde": "DPM-Solver++ (2M SDE)"}
@@ -36,7 +35,6 @@ class Capabilities:
     sampler: str = "ddim"
     steps: int = 20
     guidance: float = 1.0
-    size_adjustable: bool = False                # SD-style folders: any multiple of 8
     precision: str = "fp32"
     provenance: dict = field(default_factory=dict)
 
@@ -75,7 +73,6 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
                 name = getattr(item, "name", None) or item[0]
                 color = getattr(item, "color", None) or item[1]
                 labels.append((str(name), tuple(int(c) for c in color)))
-    sd_style = bool(folder) and not (Path(folder) / MANIFEST_NAME).exists()
     return Capabilities(
         name=str(m.get("name") or (Path(folder).name if folder else "model")),
         description=str(m.get("description") or ""),
@@ -90,7 +87,6 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
         sampler=str(defaults.get("sampler") or "ddim"),
         steps=int(defaults.get("steps") or 20),
         guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None else 1.0),
-        size_adjustable=sd_style,
         precision=str(m.get("precision") or "fp32"),
         provenance=dict(m.get("provenance") or {}),
     )

@@ -107,6 +107,7 @@ class StudioModel(QObject):
         self.entry: ModelEntry | None = None
         self.bundle = None
         self.caps: Capabilities | None = None
+        self.sizes = None                     # the open model's SizeOptions (desktop/runtime/image_size.py)
         self.thread: GenerationThread | None = None
         self.frames: list[Frame] = []
         self.result_images: list[np.ndarray] = []
@@ -147,8 +148,11 @@ class StudioModel(QObject):
             return False
         self._verified.add(path)
         previous = self.entry
+        from desktop.runtime.image_size import size_options
+
         self.bundle = bundle
         self.caps = capabilities(bundle.manifest, path)
+        self.sizes = size_options(bundle)
         self.entry = next((e for e in self.models if e.path == path), ModelEntry(path, library.USER, self.caps))
         c = self.caps
         self.params = replace(
@@ -273,6 +277,22 @@ class StudioModel(QObject):
         if name in ("height", "width"):
             self.canvas.resize(self.params.height, self.params.width)
         self.paramsChanged.emit(name)
+
+    def memory_note(self) -> tuple[str, bool]:
+        """What the chosen size and batch need in memory, in a few words, and whether it fits."""
+        from desktop.runtime.memory import MemoryEstimateError, check_fits, gib
+
+        if self.bundle is None or self.sizes is None:
+            return "", True
+        p = self.params
+        guided = bool(self.caps and self.caps.guided and p.guidance != 1.0)
+        try:
+            est = check_fits(self.bundle, p.batch_size, p.height, p.width, guided, self.sizes.step)
+        except MemoryEstimateError as exc:
+            return str(exc), False
+        except (ValueError, OSError):
+            return "", True
+        return f"needs about {gib(est.needed)} of memory", True
 
     def randomize_seed(self) -> None:
         self.set_param("seed", random.randint(0, MAX_SEED))

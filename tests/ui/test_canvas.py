@@ -146,3 +146,19 @@ def test_tooltips_say_it_in_plain_words_before_any_math(qtbot, open_window):
         if tip:
             first = tip.replace(":", ".").split(".")[0]
             assert not any(sym in first for sym in math), f"{type(widget).__name__}: {tip!r}"
+
+
+def test_a_new_size_resamples_the_painting_instead_of_clearing_it(qtbot, open_window):
+    w = open_window(cond="semantic", size=16)
+    m = w.model
+    assert m.sizes.flexible
+    labels = np.zeros((16, 16), np.int32)
+    labels[8:] = 2
+    m.canvas.set_labels(labels)
+    m.canvas.set_init_image(np.zeros((16, 16, 3), np.uint8))
+    m.canvas.mask[:, :4] = 1
+    w.controls.width_box.setValue(2 * m.sizes.step if m.sizes.step > 16 else 32)
+    width = m.params.width
+    assert m.canvas.labels.shape == (16, width) and m.canvas.init_image.shape == (16, width, 3)
+    assert (m.canvas.labels[8:] == 2).all() and (m.canvas.labels[:8] == 0).all()
+    assert m.canvas.mask[:, : width // 4 - 1].min() == 1 and m.canvas.mask[:, width // 2:].max() == 0

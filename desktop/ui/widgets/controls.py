@@ -225,6 +225,8 @@ class ControlsPanel(QWidget):
         model.runningChanged.connect(self.on_running)
         model.canvas.changed.connect(self.update_visibility)
         model.forkChanged.connect(self.update_visibility)
+        model.paramsChanged.connect(lambda name: name in ("width", "height", "batch_size", "guidance")
+                                    and self.update_size_controls())
         self.on_bundle()
 
     def _make_prompts(self) -> None:
@@ -264,6 +266,9 @@ class ControlsPanel(QWidget):
             box.setToolTip(TIPS["size"].format(name=name, step=8))
         self.size_fixed = QLabel()
         self.size_fixed.setToolTip(TIPS["size_fixed"])
+        self.size_note = QLabel()
+        self.size_note.setWordWrap(True)
+        self.size_note.setToolTip("An estimate of the memory this size and batch need, from the model's shape")
         self.strength = spin_box(0.0, 1.0, TIPS["strength"], step=0.05, decimals=2)
         self.seamless = QCheckBox("Blend seams")
         self.seamless.setToolTip(TIPS["seamless"])
@@ -303,7 +308,7 @@ class ControlsPanel(QWidget):
                               ("Steps", [self.steps]), (self.guidance_label, [self.guidance]),
                               ("Seed", [(self.seed, 1), self.dice, self.lock]), ("Batch", [self.batch]),
                               ("Size", [self.width_box, self.times, self.height_box, (self.size_fixed, 1)]),
-                              (self.strength_label, [self.strength]), ("", [self.seamless])):
+                              ("", [self.size_note]), (self.strength_label, [self.strength]), ("", [self.seamless])):
             form.addRow(label, fields[0] if len(fields) == 1 else row_of(fields))
         self.buttons = QWidget()   # the window puts these below the scrolling controls
         buttons = QHBoxLayout(self.buttons)
@@ -360,12 +365,7 @@ class ControlsPanel(QWidget):
         guided = bool(c and c.guided)
         self.guidance_label.setVisible(guided or c is None)
         self.guidance.setVisible(guided or c is None)
-        adjustable = bool(c and c.size_adjustable)
-        self.width_box.setVisible(adjustable)
-        self.height_box.setVisible(adjustable)
-        self.times.setVisible(adjustable)
-        self.size_fixed.setVisible(not adjustable)
-        self.size_fixed.setText(f"{c.width} × {c.height} (fixed)" if c else "—")
+        self.update_size_controls()
         img2img = self.model.uses_strength()
         self.strength_label.setVisible(img2img)
         self.strength.setVisible(img2img)
@@ -373,6 +373,29 @@ class ControlsPanel(QWidget):
             w.setEnabled(self.model.fork is None)   # a fork keeps its parent's grid, size and strength
         self.seamless.setVisible(self.model.inpaints())
         self.generate_button.setEnabled(c is not None and (not self.model.running or self.model.live_run))
+
+    def update_size_controls(self) -> None:
+        """Width and height in the model's steps where its U-Net takes other sizes, else its one size;
+        and what the size needs in memory."""
+        sizes, c = self.model.sizes, self.model.caps
+        flexible = bool(sizes and sizes.flexible)
+        for w in (self.width_box, self.times, self.height_box):
+            w.setVisible(flexible)
+        self.size_fixed.setVisible(not flexible)
+        self.size_fixed.setText(f"{c.width} × {c.height} (fixed)" if c else "—")
+        if flexible:
+            for box, name in ((self.width_box, "width"), (self.height_box, "height")):
+                box.blockSignals(True)
+                box.setRange(sizes.minimum, sizes.maximum)
+                box.setSingleStep(sizes.step)
+                box.setToolTip(TIPS["size"].format(name=name, step=sizes.step))
+                box.blockSignals(False)
+            for name in ("width", "height"):
+                self.bindings[name].update_widget()
+        note, fits = self.model.memory_note() if flexible else ("", True)
+        self.size_note.setText(note)
+        self.size_note.setStyleSheet("" if fits else "color: #d9534f")
+        self.size_note.setVisible(bool(note))
 
     def on_running(self, running: bool) -> None:
         busy = running and not self.model.live_run     # a live run gives way to Generate
