@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test app-env test-env clean peers-env
+.PHONY: run test test-fast app-env test-env clean peers-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,14 @@ peers-env .venv-peers: $(PEERS)/.installed
 run: $(VENV)/.app-installed
 	$(BIN)/diffusion-studio
 
+# The whole suite (what CI runs).
 test: $(VENV)/.test-installed $(PEERS)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything except the tests marked slow (training, export, the UI, the shipped models): for the
+# edit-test loop. `make test` before landing.
+test-fast: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS)

@@ -25,9 +25,9 @@ from benchmarks.report import commit, machine  # noqa: E402
 
 def bench(preset: str, cfg: dict, warmup: int, device: str, tmp: Path) -> dict:
     """Trains `cfg` (the preset loaded with the timing overrides and, latent presets, the VAE run)."""
-    from engine.train import train
+    from engine.train_cli import trainer
 
-    run = train(cfg, tmp / preset, device=device, progress=False)
+    run = trainer(cfg["kind"])(cfg, tmp / preset, device=device, progress=False)
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     ips = [r["images_per_s"] for r in rows if r["step"] > warmup]
     return {"preset": preset, "kind": cfg["kind"], "size": cfg["dataset"]["size"], "batch": cfg["training"]["batch"],
@@ -54,9 +54,9 @@ def main() -> None:
             if cfg["kind"] == "latent":
                 vae_name = Path(cfg["vae"]).name if (Path(__file__).parent.parent / "engine" / "presets" / f"{Path(cfg['vae']).name}.toml").is_file() else "tiny-vae"
                 if vae_name not in vae_runs:
-                    from engine.train import train
+                    from engine.vae import train_vae
 
-                    vae_runs[vae_name] = train(load_config(vae_name, {"training": {"steps": 2, "sample_every": 0, "checkpoint_every": 0}}),
+                    vae_runs[vae_name] = train_vae(load_config(vae_name, {"training": {"steps": 2, "sample_every": 0, "checkpoint_every": 0}}),
                                                tmp / f"vae-{vae_name}", device=args.device, progress=False)
                 cfg["vae"] = str(vae_runs[vae_name])
             results.append(bench(preset, cfg, args.warmup, args.device, tmp))

@@ -8,6 +8,7 @@ extra to install instead of printing a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -64,6 +65,15 @@ def resolve(sub: Subcommand):
     return getattr(module, func_name)
 
 
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help", "help"):
@@ -80,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         func = resolve(sub)
         result = func(rest)
+        sys.stdout.flush()  # a closed pipe (`info | head`) shows here, not as a message at exit
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 141  # as a program stopped by SIGPIPE: nobody is reading, so nothing more to say
     except ModuleNotFoundError as exc:
         message = _missing_extra_message(sub, exc)
         if message is None:

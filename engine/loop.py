@@ -1,11 +1,31 @@
-"""What the VAE and the diffusion trainers share around their own step: the data order
-(`batch_indices`, a pure function of seed and step; see engine.train), resuming from a checkpoint,
-writing one, and the bookkeeping after each optimizer step: metrics (gathered across processes) to
-metrics.jsonl and the progress bar, Ctrl+C and the time budget (agreed across processes), periodic
-checkpoints and sample grids."""
+"""What the VAE and the diffusion trainers share around their own step.
+
+- The run: the accelerator (`make_accelerator`), the run folder (`prepare_run_folder`: config.toml,
+  resume or refuse to overwrite), Ctrl+C (`interrupt_flag`), the machine's name for provenance.
+- The data: the configured data set (`make_dataset`), batches (`collate`), the data order
+  (`batch_indices`, a pure function of seed and step; see engine.train) and `step_loader`.
+- Each step's randomness (`step_generator`, seeded by seed, rank and step) and learning rate
+  (`lr_at`, a pure function of the step), so a resumed run repeats the straight run exactly.
+- Resuming from a checkpoint (`restore_state`) and writing one (`checkpointer`).
+- The loop itself (`run_loop`): the trainer gives one function for its optimizer step; the loop
+  does the bookkeeping after each step (`StepBookkeeping`): metrics (gathered across processes) to
+  metrics.jsonl and the progress bar, Ctrl+C and the time budget (agreed across processes),
+  periodic checkpoints and sample grids, and the final checkpoint.
+
+Hook points (for callers and tools that watch a run): `hooks["on_batch"](step, rank, indices)`
+before a step, `hooks["on_step"](step, loss)` after it, and every metrics record goes through
+`StepBookkeeping.append_metrics(path, record)` (one JSON line per logged step).
+"""
 from __future__ import annotations
 
+import io
+import json
+import math
+import os
+import platform
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -13,7 +33,126 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, capture_rng, restore_rng, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write_bytes, atomic_write_text, capture_rng, load_checkpoint, \
+    restore_rng, save_checkpoint
+from .config import dump_toml
+
+CHECKPOINT = Path("checkpoints") / "last.safetensors"
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or continue; the message names the file or field."""
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def make_accelerator(cfg: dict, device: str | None):
+    from accelerate import Accelerator
+
+    cpu = device == "cpu" or not torch.cuda.is_available()
+    mp = cfg["training"]["mixed_precision"]
+    if mp == "auto":
+        mp = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    if cpu:
+        mp = "no"
+    return Accelerator(cpu=cpu, mixed_precision=mp)
+
+
+def prepare_run_folder(out: Path, cfg: dict, resume: bool, is_main: bool) -> dict | None:
+    """Creates the folder; returns the checkpoint state when resuming, refuses to overwrite a run."""
+    ckpt = out / CHECKPOINT
+    state = None
+    if resume and ckpt.is_file():
+        state = load_checkpoint(ckpt)
+    elif ckpt.is_file():
+        raise TrainError(f"{out} already holds a run ({ckpt}); pass --resume to continue it or choose another --out")
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", dump_toml(cfg))
+        if state is None:
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+        else:
+            trim_metrics(out / "metrics.jsonl", int(state["step"]))
+    return state
+
+
+@contextmanager
+def interrupt_flag():
+    """SIGINT sets flag['stop'] (the step finishes, a checkpoint is written, the run exits cleanly)."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        if flag["stop"]:  # a second Ctrl+C: stop now
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler
+        previous = None
+    try:
+        yield flag
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def machine_name() -> str:
+    """The machine a run trained on, for provenance: OS, CPU cores, and the GPU when there is one."""
+    name = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"
+    if torch.cuda.is_available():
+        name += f", {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}"
+    return name
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_dataset(cfg: dict):
+    """The configured data set (engine.data): a folder of images or a generated set."""
+    d = cfg["dataset"]
+    if d["name"] == "folder":
+        from .data.folder import ImageFolderDataset
+
+        return ImageFolderDataset(d["path"], size=d["size"], crop="random" if d["flip"] else "center", flip=d["flip"], channels=1 if d["grayscale"] else 3)
+    from .data.generated import GeneratedDataset
+
+    ds = GeneratedDataset(d["name"], count=d["count"], seed=d["seed"], size=d["size"], channels=1 if d["grayscale"] else 3)
+    ds.prefill()  # all cores now, instead of one scene at a time inside the training loop
+    return ds
+
+
+def dataset_class_names(ds) -> list[str]:
+    return list(getattr(ds, "classes", None) or [])
+
+
+def dataset_label_spec(ds) -> list[dict]:
+    """[{"name", "color"}] of the label maps (generated sets: `.labels`; folders: dataset.json)."""
+    labels = getattr(ds, "labels", None)
+    if labels is None:
+        info = getattr(ds, "info", None) or {}
+        labels = info.get("labels")
+    out = []
+    for entry in labels or []:
+        if isinstance(entry, dict):
+            out.append({"name": str(entry["name"]), "color": list(entry.get("color", [0, 0, 0]))})
+        elif isinstance(entry, (list, tuple)):
+            out.append({"name": str(entry[0]), "color": [int(c) for c in entry[1]]})
+        else:
+            out.append({"name": str(entry), "color": [0, 0, 0]})
+    return out
+
+
+def collate(items: list[dict]) -> dict:
+    out = {"image": torch.stack([it["image"] for it in items]),
+           "class": torch.tensor([int(it.get("class", -1)) for it in items], dtype=torch.int64),
+           "caption": [str(it.get("caption", "")) for it in items]}
+    if all("index" in it for it in items):  # the loader's items say which data set index they are
+        out["index"] = [int(it["index"]) for it in items]
+    if all("labels" in it for it in items):  # semantic maps; inpainting masks are drawn per step (random_inpaint_masks)
+        out["labels"] = torch.stack([torch.as_tensor(it["labels"]) for it in items])
+    return out
 
 
 def batch_indices(n: int, batch: int, step: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
@@ -86,14 +225,13 @@ def run_clock(state: dict | None) -> Callable[[], float]:
     return lambda: before + time.time() - start
 
 
-def checkpointer(acc, path: Path, tc: dict, kind: str, name: str, step: Callable[[], int],
-                 parts: Callable[[], dict], seconds: Callable[[], float]) -> Callable[[str], None]:
-    """checkpoint(reason): the main process writes parts() + step, RNG, LR state and the run's
+def checkpointer(acc, path: Path, tc: dict, *, kind: str, name: str, parts: Callable[[], dict],
+                 seconds: Callable[[], float]) -> Callable[[str, int], None]:
+    """checkpoint(reason, step): the main process writes parts() + step, RNG, LR state and the run's
     training seconds to `path` (atomically); every process waits for it."""
-    def checkpoint(reason: str) -> None:
+    def checkpoint(reason: str, s: int) -> None:
         acc.wait_for_everyone()
         if acc.is_main_process:
-            s = step()
             save_checkpoint(path, {**parts(), "step": s, "rng": capture_rng(), "train_seconds": seconds(),
                                    "lr_scheduler": {"kind": "linear_warmup", "warmup": tc["warmup"], "last_step": s}},
                             summary={"step": s, "reason": reason, "time": time.time(), "kind": kind, "config": name})
@@ -122,7 +260,7 @@ class StepBookkeeping:
     tc: dict                         # the config's [training] section
     out: Path                        # the run folder
     flag: dict                       # {"stop": bool}, set by the SIGINT handler
-    checkpoint: Callable[[str], None]
+    checkpoint: Callable[[str, int], None]
     sample: Callable[[Path], None]
     append_metrics: Callable[[Path, dict], None]
     bar: object = None               # tqdm or None
@@ -161,10 +299,46 @@ class StepBookkeeping:
         if time_up:  # a time budget ends the run like its last step: the final model is written
             return "time_up"
         if tc["checkpoint_every"] and step % tc["checkpoint_every"] == 0 and step < tc["steps"]:
-            self.checkpoint("periodic")
+            self.checkpoint("periodic", step)
         if tc["sample_every"] and step % tc["sample_every"] == 0 and acc.is_main_process:
             self.sample(self.out / "samples" / f"step_{step:06d}.png")
         return None
+
+
+def run_loop(acc, tc: dict, out: Path, *, loader, step: int, train_step: Callable, optimizers: tuple,
+             checkpoint: Callable[[str, int], None], sample: Callable[[Path], None], bar=None,
+             hooks: dict | None = None, hook_loss: str = "loss") -> tuple[int, bool]:
+    """The loop both trainers run, from `step` until the loader ends, Ctrl+C or the time budget.
+
+    Each step: the step's generator and learning rate, then `train_step(batch, g, step)` (the
+    trainer's forward, backward and optimizer step) returns its losses {name: tensor}; then the
+    hooks and the bookkeeping. Ends with the final checkpoint ("end" or "interrupted").
+    Returns (the step reached, whether Ctrl+C stopped the run).
+    """
+    hooks = hooks or {}
+    rank, dev = acc.process_index, acc.device
+    stopped = False
+    with interrupt_flag() as flag:
+        books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample,
+                                append_metrics=append_metrics, bar=bar, t_start=time.time())
+        for batch in loader:
+            g = step_generator(tc["seed"], rank, step, dev)
+            if "on_batch" in hooks:
+                hooks["on_batch"](step, rank, batch["index"])
+            lr = lr_at(step, tc["lr"], tc["warmup"])
+            set_lr(lr, *optimizers)
+            losses = train_step(batch, g, step)
+            step += 1
+            if "on_step" in hooks:
+                hooks["on_step"](step, float(losses[hook_loss]))
+            ended = books.after_step(step, lr, losses)
+            if ended:
+                stopped = ended == "interrupted"
+                break
+    if bar is not None:
+        bar.close()
+    checkpoint("interrupted" if stopped else "end", step)
+    return step, stopped
 
 
 def progress_bar(acc, enabled: bool, tc: dict, step: int, name: str):
@@ -174,3 +348,50 @@ def progress_bar(acc, enabled: bool, tc: dict, step: int, name: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=tc["steps"], initial=step, desc=f"train {name}", unit="step", dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- per step
+
+
+def step_generator(seed: int, rank: int, step: int, device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(np.random.SeedSequence([seed, rank, step, 7]).generate_state(1)[0]))
+    return g
+
+
+def lr_at(step: int, lr: float, warmup: int) -> float:
+    """Linear warm-up from lr/warmup to lr over `warmup` steps, then constant."""
+    return lr * min(1.0, (step + 1) / max(1, warmup))
+
+
+# ----------------------------------------------------------------------------- run folder files
+
+
+def save_png_grid(path: Path, images: np.ndarray, cols: int = 8) -> None:
+    """images [N,C,H,W] in [-1,1] -> one PNG grid, written atomically."""
+    from PIL import Image
+
+    x = ((np.clip(images, -1, 1) + 1) * 127.5).round().astype(np.uint8)
+    n, c, h, w = x.shape
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, c), np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        grid[r * h:(r + 1) * h, k * w:(k + 1) * w] = x[i].transpose(1, 2, 0)
+    im = Image.fromarray(grid[:, :, 0] if c == 1 else grid)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines from steps after the checkpoint (they will be redone)."""
+    if path.is_file():
+        keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
+        atomic_write_text(path, "".join(l + "\n" for l in keep))
+
+
+def append_metrics(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")

@@ -25,96 +25,30 @@ Determinism and resume (decisions, also for multi-process runs):
 from __future__ import annotations
 
 import copy
-import io
 import json
-import math
-import os
-import platform
-import signal
-import time
-from contextlib import contextmanager
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
-from .config import dump_toml, load_config
+from .config import load_config
 from .ema import EMA
-from .loop import (StepBookkeeping, checkpointer, optimizer_step, progress_bar, restore_state, run_clock, set_lr,
-                   step_loader)
+from .loop import (CHECKPOINT, TrainError, checkpointer, dataset_class_names, dataset_label_spec, make_accelerator,
+                   make_dataset, machine_name, optimizer_step, prepare_run_folder, progress_bar, restore_state,
+                   run_clock, run_loop, save_png_grid, step_loader, collate)
 from .models import build_unet, unet_forward
+from .vae import load_vae
 
-CHECKPOINT = Path("checkpoints") / "last.safetensors"
+__all__ = ["CHECKPOINT", "Conditioner", "TrainError", "diffusion_loss", "train"]
+
 # Frozen text encoders: token states of up to this many captions stay cached (32 tokens x 384
 # floats: about 1 GB, a whole 20,000-caption data set, so after one epoch no caption is re-encoded).
 CAPTION_CACHE_ENTRIES = 20_000
-
-
-class TrainError(RuntimeError):
-    """A run that cannot start or continue; the message names the file or field."""
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def make_dataset(cfg: dict):
-    """The configured data set (engine.data): a folder of images or a generated set."""
-    d = cfg["dataset"]
-    if d["name"] == "folder":
-        from .data.folder import ImageFolderDataset
-
-        return ImageFolderDataset(d["path"], size=d["size"], crop="random" if d["flip"] else "center", flip=d["flip"], channels=1 if d["grayscale"] else 3)
-    from .data.generated import GeneratedDataset
-
-    ds = GeneratedDataset(d["name"], count=d["count"], seed=d["seed"], size=d["size"], channels=1 if d["grayscale"] else 3)
-    ds.prefill()  # all cores now, instead of one scene at a time inside the training loop
-    return ds
-
-
-def dataset_class_names(ds) -> list[str]:
-    return list(getattr(ds, "classes", None) or [])
-
-
-def dataset_label_spec(ds) -> list[dict]:
-    """[{"name", "color"}] of the label maps (generated sets: `.labels`; folders: dataset.json)."""
-    labels = getattr(ds, "labels", None)
-    if labels is None:
-        info = getattr(ds, "info", None) or {}
-        labels = info.get("labels")
-    out = []
-    for entry in labels or []:
-        if isinstance(entry, dict):
-            out.append({"name": str(entry["name"]), "color": list(entry.get("color", [0, 0, 0]))})
-        elif isinstance(entry, (list, tuple)):
-            out.append({"name": str(entry[0]), "color": [int(c) for c in entry[1]]})
-        else:
-            out.append({"name": str(entry), "color": [0, 0, 0]})
-    return out
-
-
-def collate(items: list[dict]) -> dict:
-    out = {"image": torch.stack([it["image"] for it in items]),
-           "class": torch.tensor([int(it.get("class", -1)) for it in items], dtype=torch.int64),
-           "caption": [str(it.get("caption", "")) for it in items]}
-    if all("index" in it for it in items):  # the loader's items say which data set index they are
-        out["index"] = [int(it["index"]) for it in items]
-    if all("labels" in it for it in items):  # semantic maps; inpainting masks are drawn per step (random_inpaint_masks)
-        out["labels"] = torch.stack([torch.as_tensor(it["labels"]) for it in items])
-    return out
-
-
-def step_generator(seed: int, rank: int, step: int, device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(int(np.random.SeedSequence([seed, rank, step, 7]).generate_state(1)[0]))
-    return g
-
-
-def lr_at(step: int, lr: float, warmup: int) -> float:
-    """Linear warm-up from lr/warmup to lr over `warmup` steps, then constant."""
-    return lr * min(1.0, (step + 1) / max(1, warmup))
 
 
 # ----------------------------------------------------------------------------- conditions (torch)
@@ -239,113 +173,229 @@ def init_unet(unet: nn.Module, path: str | Path) -> None:
     unet.load_state_dict({k: v.to(current[k].dtype) for k, v in sd.items()})
 
 
-def load_vae(path: str | Path):
-    """(AutoencoderKL, scale_factor) from a VAE run folder, its model/ folder or model/vae itself."""
-    from diffusers import AutoencoderKL
+def diffusion_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator, *,
+                   prediction_type: str = "epsilon", channels: list | tuple = (), autocast=nullcontext,
+                   **cond) -> torch.Tensor:
+    """||target - model([x_t, *channels], t, **cond)||^2 for one batch (Algorithm 1's loss).
+
+    t ~ U{0..T-1} and eps ~ N(0, I) are drawn from `g` (in that order), x_t = q_sample(x0, t, eps) =
+    sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; the target is eps ("epsilon") or
+    v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 ("v_prediction"). `channels` are the condition
+    channels appended after x_t; `cond` the model's keyword inputs (class labels, text).
+    """
+    T = len(alphas_cumprod)
+    t = torch.randint(0, T, (x0.shape[0],), generator=g, device=g.device)
+    eps = torch.randn(x0.shape, generator=g, device=g.device)
+    abar = alphas_cumprod[t].view(-1, 1, 1, 1)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps  # q_sample
+    target = eps if prediction_type == "epsilon" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
+    with autocast():
+        pred = model(torch.cat([x_t, *channels], dim=1), t, **cond)
+    return F.mse_loss(pred.float(), target)
+
+
+def init_unet(unet: nn.Module, path: str | Path) -> None:
+    """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
+    into `unet` (fine-tuning); the architecture must match."""
+    from safetensors.torch import load_file
 
     path = Path(path)
-    for folder in (path / "model", path, path.parent):
-        meta = folder / "studio_model.json"
-        if (folder / "vae" / "config.json").is_file() and meta.is_file():
-            info = json.loads(meta.read_text())
-            if "scale_factor" not in info:
-                raise TrainError(f"{meta}: no 'scale_factor'; was the VAE run finished?")
-            vae = AutoencoderKL.from_pretrained(str(folder / "vae"), use_safetensors=True)
-            return vae, float(info["scale_factor"])
-    raise TrainError(f"no trained VAE at {path}: expected a VAE run folder with model/vae/ and model/studio_model.json "
-                     "(train one first, e.g. 'diffusion-studio train tiny-vae --out runs/tiny-vae')")
+    for folder in (path / "model" / "unet", path / "unet", path):
+        weights = folder / "diffusion_pytorch_model.safetensors"
+        if weights.is_file():
+            break
+    else:
+        raise TrainError(f"training.init: no U-Net weights at {path} (expected a run folder with "
+                         "model/unet/diffusion_pytorch_model.safetensors)")
+    current = unet.state_dict()
+    sd = load_file(str(weights))
+    wrong = sorted(set(sd) ^ set(current)) + sorted(k for k in set(sd) & set(current) if sd[k].shape != current[k].shape)
+    if wrong:
+        raise TrainError(f"training.init: {weights} does not fit this config's U-Net "
+                         f"({len(wrong)} tensors differ, e.g. {wrong[0]}); use the same [model] settings")
+    unet.load_state_dict({k: v.to(current[k].dtype) for k, v in sd.items()})
 
 
-# ----------------------------------------------------------------------------- run folder helpers
+@dataclass
+class RunData:
+    """The data set and what the model learns from it."""
+
+    dataset: object
+    channels: int  # image channels
+    size: int  # image size (square)
+    class_names: list
+    labels: list  # [{"name", "color"}] of the label maps (semantic models)
 
 
-def save_png_grid(path: Path, images: np.ndarray, cols: int = 8) -> None:
-    """images [N,C,H,W] in [-1,1] -> one PNG grid, written atomically."""
-    from PIL import Image
-
-    x = ((np.clip(images, -1, 1) + 1) * 127.5).round().astype(np.uint8)
-    n, c, h, w = x.shape
-    cols = min(cols, n)
-    rows = math.ceil(n / cols)
-    grid = np.zeros((rows * h, cols * w, c), np.uint8)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        grid[r * h:(r + 1) * h, k * w:(k + 1) * w] = x[i].transpose(1, 2, 0)
-    im = Image.fromarray(grid[:, :, 0] if c == 1 else grid)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+def describe_data(cfg: dict, dataset=None) -> RunData:
+    """The configured (or given) data set, checked against what the config conditions on."""
+    cc = cfg["conditioning"]
+    ds = dataset if dataset is not None else make_dataset(cfg)
+    first = ds[0]
+    class_names = dataset_class_names(ds) if cc["class"] else []
+    if cc["class"] and not class_names:
+        raise TrainError("conditioning.class = true but the data set has no classes (sub-folders or a generated set)")
+    labels = dataset_label_spec(ds) if cc["mask"] == "semantic" else []
+    if cc["mask"] == "semantic" and not labels:
+        raise TrainError("conditioning.mask = 'semantic' but the data set names no labels (dataset.json 'labels')")
+    return RunData(dataset=ds, channels=int(first["image"].shape[0]), size=int(first["image"].shape[-1]),
+                   class_names=class_names, labels=labels)
 
 
-def trim_metrics(path: Path, step: int) -> None:
-    """On resume, drop metric lines from steps after the checkpoint (they will be redone)."""
-    if path.is_file():
-        keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
-        atomic_write_text(path, "".join(l + "\n" for l in keep))
+@dataclass
+class Networks:
+    """The frozen VAE (latent runs) and text encoder, and the trained Denoiser with its EMA."""
+
+    model: nn.Module  # the Denoiser (prepared by Accelerate later)
+    ema: EMA
+    vae: nn.Module | None
+    scale_factor: float
+    text: nn.Module | None
+    text_trains: bool  # the text encoder trains with the U-Net ("scratch")
+    diff_channels: int  # channels of the diffused x (latent channels for latent runs)
+    diff_size: int
 
 
-def append_metrics(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+def build_networks(cfg: dict, data: RunData, device, *, text_encoder=None, fresh: bool) -> Networks:
+    """VAE, text encoder, U-Net (from `training.init` on a fresh run) and the EMA of the Denoiser."""
+    from .loaded import vae_downscale
+
+    tc, cc = cfg["training"], cfg["conditioning"]
+    vae, scale_factor = None, 1.0
+    diff_channels, diff_size = data.channels, data.size
+    if cfg["kind"] == "latent":
+        vae, scale_factor = load_vae(cfg["vae"])
+        vae.requires_grad_(False).eval().to(device)
+        diff_channels = int(vae.config.latent_channels)
+        diff_size = data.size // vae_downscale(vae.config)
+    text = None
+    if cc["text"]:
+        if text_encoder is None:
+            from .text import load_text_encoder
+
+            text_encoder = load_text_encoder(cc["text"])
+        text = text_encoder
+    text_trains = text is not None and any(p.requires_grad for p in text.parameters()) and not getattr(text, "frozen", False)
+    unet = build_unet(cfg, sample_size=diff_size, channels=diff_channels, num_classes=len(data.class_names),
+                      num_labels=len(data.labels), text_dim=int(text.dim) if text is not None else 0)
+    if tc["init"] and fresh:
+        init_unet(unet, tc["init"])
+    model = Denoiser(unet, text if text_trains else None)
+    if text is not None and not text_trains:
+        text.requires_grad_(False).eval().to(device)
+    return Networks(model=model, ema=EMA(model, tc["ema_decay"]), vae=vae, scale_factor=scale_factor, text=text,
+                    text_trains=text_trains, diff_channels=diff_channels, diff_size=diff_size)
 
 
-def machine_name() -> str:
-    """The machine a run trained on, for provenance: OS, CPU cores, and the GPU when there is one."""
-    name = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"
-    if torch.cuda.is_available():
-        name += f", {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}"
-    return name
+# ----------------------------------------------------------------------------- conditioning
 
 
-@contextmanager
-def interrupt_flag():
-    """SIGINT sets flag['stop'] (the step finishes, a checkpoint is written, the run exits cleanly)."""
-    flag = {"stop": False}
+class Conditioner:
+    """The U-Net's inputs besides x_t, built once per run: for training batches (with the
+    classifier-free dropout) and for the sample grids (without).
 
-    def handler(signum, frame):
-        if flag["stop"]:  # a second Ctrl+C: stop now
-            raise KeyboardInterrupt
-        flag["stop"] = True
+    It keeps the caches: token states of a frozen text encoder per caption, and the latent of each
+    (index, flipped) image of a generated data set (the VAE is frozen and a generated set gives the
+    same image for the same index; a folder data set augments itself, so it is not cached).
+    """
 
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler
-        previous = None
-    try:
-        yield flag
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    def __init__(self, cfg: dict, data: RunData, nets: Networks, device):
+        self.cc = cfg["conditioning"]
+        self.data, self.device = data, device
+        self.vae, self.scale_factor = nets.vae, nets.scale_factor
+        self.text, self.text_trains = nets.text, nets.text_trains
+        self.diff_size = nets.diff_size
+        self.caption_cache: dict[str, torch.Tensor] = {}
+        self.latent_cache: dict | None = {} if nets.vae is not None and cfg["dataset"]["name"] != "folder" else None
 
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """z = E(x).mean * scale_factor (no gradients: the VAE is frozen)."""
+        with torch.no_grad():
+            return self.vae.encode(x).latent_dist.mean * self.scale_factor
 
-def make_accelerator(cfg: dict, device: str | None):
-    from accelerate import Accelerator
+    def x0(self, x: torch.Tensor, indices: list, flipped: list) -> torch.Tensor:
+        """What is diffused: the images, or their latents (cached per (index, flipped) when allowed)."""
+        if self.vae is None:
+            return x
+        if self.latent_cache is None:
+            return self.encode_latent(x)
+        return cached_latents(self.latent_cache, self.encode_latent, x, list(zip(indices, flipped)))
 
-    cpu = device == "cpu" or not torch.cuda.is_available()
-    mp = cfg["training"]["mixed_precision"]
-    if mp == "auto":
-        mp = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    if cpu:
-        mp = "no"
-    return Accelerator(cpu=cpu, mixed_precision=mp)
+    def frozen_text_states(self, captions: list[str]) -> torch.Tensor:
+        cache = self.caption_cache
+        missing = [c for c in dict.fromkeys(captions) if c not in cache]
+        if missing:
+            if len(cache) + len(missing) > CAPTION_CACHE_ENTRIES:
+                cache.clear()
+                missing = list(dict.fromkeys(captions))
+            with torch.no_grad():
+                enc = self.text.encode(missing).float()
+            cache.update(zip(missing, enc))
+        return torch.stack([cache[c] for c in captions])
 
+    def training(self, batch: dict, x_img: torch.Tensor, g: torch.Generator) -> tuple[list, dict]:
+        """(condition channels, keyword inputs) for one batch, each condition dropped with
+        probability cond_drop_prob (class -> the null class, text -> "", map -> all zeros);
+        inpainting channels on random masks, never dropped."""
+        cc, dev, b = self.cc, self.device, x_img.shape[0]
+        p_drop = cc["cond_drop_prob"]
+        channels, kw = [], {}
+        drop = torch.rand(b, generator=g, device=dev) < p_drop
+        if cc["class"]:
+            labels = batch["class"].to(dev)
+            null_class = len(self.data.class_names)
+            kw["class_labels"] = torch.where((labels < 0) | drop, torch.full_like(labels, null_class), labels)
+        if cc["text"]:
+            drop_text = torch.rand(b, generator=g, device=dev) < p_drop
+            kw.update(self.text_inputs(["" if d else c for c, d in zip(batch["caption"], drop_text.tolist())]))
+        if cc["mask"] == "semantic":
+            oh = one_hot_labels(batch["labels"].to(dev), len(self.data.labels), self.diff_size, self.diff_size)
+            drop_map = torch.rand(b, generator=g, device=dev) < p_drop
+            channels.append(oh * (~drop_map)[:, None, None, None].float())
+        if cc["mask"] == "inpaint":
+            size = self.data.size
+            m = random_inpaint_masks(b, size, size, g, dev, cc["inpaint_full_prob"])
+            masked = x_img * (1 - m)  # diffusion.condition.masked_image
+            kept = masked_latents(self.encode_latent, masked, m) if self.vae is not None else masked
+            channels += [mask_to_size(m, self.diff_size, self.diff_size), kept]
+        return channels, kw
 
-def prepare_run_folder(out: Path, cfg: dict, resume: bool, is_main: bool) -> dict | None:
-    """Creates the folder; returns the checkpoint state when resuming, refuses to overwrite a run."""
-    ckpt = out / CHECKPOINT
-    state = None
-    if resume and ckpt.is_file():
-        state = load_checkpoint(ckpt)
-    elif ckpt.is_file():
-        raise TrainError(f"{out} already holds a run ({ckpt}); pass --resume to continue it or choose another --out")
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", dump_toml(cfg))
-        if state is None:
-            (out / "metrics.jsonl").unlink(missing_ok=True)
-        else:
-            trim_metrics(out / "metrics.jsonl", int(state["step"]))
-    return state
+    def text_inputs(self, captions: list[str]) -> dict:
+        """Token ids for a text encoder that trains (it runs inside the Denoiser), else cached states."""
+        if self.text_trains:
+            toks = self.text.tokenize(captions)
+            return {"input_ids": toks["input_ids"].to(self.device), "attention_mask": toks["attention_mask"].to(self.device)}
+        return {"encoder_hidden_states": self.frozen_text_states(captions)}
+
+    def sampling(self, items: list[dict], text: nn.Module | None) -> dict:
+        """numpy conditioning for a sample grid of len(items) images (no dropout): classes in turn,
+        the items' captions through `text` (the EMA copy when it trains), their label maps, and a
+        centred box to inpaint."""
+        cc, dev, n, s = self.cc, self.device, len(items), self.diff_size
+        cond: dict = {}
+        with torch.no_grad():
+            if cc["class"]:
+                cond["class_labels"] = np.array([i % len(self.data.class_names) for i in range(n)], np.int64)
+            if cc["text"]:
+                cond["encoder_hidden_states"] = text.encode([it.get("caption", "") for it in items]).float().cpu().numpy()
+            concat = []
+            if cc["mask"] == "semantic":
+                lab = torch.stack([torch.as_tensor(it["labels"]) for it in items]).to(dev)
+                concat.append(one_hot_labels(lab, len(self.data.labels), s, s))
+            if cc["mask"] == "inpaint":
+                concat += self._centre_box_channels(items)
+            if concat:
+                cond["concat"] = torch.cat(concat, 1).float().cpu().numpy()
+        return cond
+
+    def _centre_box_channels(self, items: list[dict]) -> list:
+        x = torch.stack([it["image"] for it in items]).to(self.device)
+        n, size = len(items), x.shape[-1]
+        m = torch.zeros(n, 1, size, size, device=self.device)
+        m[:, :, size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
+        masked = x * (1 - m)
+        kept = self.vae.encode(masked).latent_dist.mean * self.scale_factor if self.vae is not None else masked
+        return [mask_to_size(m, self.diff_size, self.diff_size), kept]
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -357,191 +407,85 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
 
     dataset / text_encoder replace the configured ones (tests, notebooks). hooks["on_batch"](step,
     rank, indices), hooks["on_step"](step, loss) and hooks["on_end"](model, ema) (every process, with
-    its own live weights) are called if given. Returns `out`.
+    its own live weights) are called if given. Returns `out`. VAE configs train with
+    engine.vae.train_vae (the `train` command picks by the config's kind).
     """
-    cfg = load_config(cfg) if not isinstance(cfg, dict) or "training" not in cfg else cfg
-    if cfg["kind"] == "vae":
-        from .vae import train_vae
-
-        return train_vae(cfg, out, dataset=dataset, resume=resume, device=device, progress=progress, hooks=hooks)
     from diffusion.schedule import make_schedule
 
-    from .loaded import vae_downscale
-
-    hooks = hooks or {}
-    out = Path(out)
-    tc, cc = cfg["training"], cfg["conditioning"]
+    cfg = load_config(cfg) if not isinstance(cfg, dict) or "training" not in cfg else cfg
+    if cfg["kind"] == "vae":
+        raise TrainError("a VAE config (kind = 'vae') trains with engine.vae.train_vae")
+    hooks, out, tc = hooks or {}, Path(out), cfg["training"]
     acc = make_accelerator(cfg, device)
-    dev, rank, world = acc.device, acc.process_index, acc.num_processes
+    dev = acc.device
     state = prepare_run_folder(out, cfg, resume, acc.is_main_process)
     torch.manual_seed(tc["seed"])  # identical initial weights on every rank
-
-    ds = dataset if dataset is not None else make_dataset(cfg)
-    first = ds[0]
-    channels = int(first["image"].shape[0])
-    size = int(first["image"].shape[-1])
-    class_names = dataset_class_names(ds) if cc["class"] else []
-    if cc["class"] and not class_names:
-        raise TrainError("conditioning.class = true but the data set has no classes (sub-folders or a generated set)")
-    labels_spec = dataset_label_spec(ds) if cc["mask"] == "semantic" else []
-    if cc["mask"] == "semantic" and not labels_spec:
-        raise TrainError("conditioning.mask = 'semantic' but the data set names no labels (dataset.json 'labels')")
-
-    vae, scale_factor = None, 1.0
-    diff_channels, diff_size = channels, size
-    if cfg["kind"] == "latent":
-        vae, scale_factor = load_vae(cfg["vae"])
-        vae.requires_grad_(False).eval().to(dev)
-        diff_channels = int(vae.config.latent_channels)
-        diff_size = size // vae_downscale(vae.config)
-
-    text = None
-    if cc["text"]:
-        if text_encoder is None:
-            from .text import load_text_encoder
-
-            text_encoder = load_text_encoder(cc["text"])
-        text = text_encoder
-    text_trains = text is not None and any(p.requires_grad for p in text.parameters()) and not getattr(text, "frozen", False)
-
-    unet = build_unet(cfg, sample_size=diff_size, channels=diff_channels, num_classes=len(class_names),
-                      num_labels=len(labels_spec), text_dim=int(text.dim) if text is not None else 0)
-    if tc["init"] and state is None:
-        init_unet(unet, tc["init"])
-    model = Denoiser(unet, text if text_trains else None)
-    if text is not None and not text_trains:
-        text.requires_grad_(False).eval().to(dev)
+    data = describe_data(cfg, dataset)
+    nets = build_networks(cfg, data, dev, text_encoder=text_encoder, fresh=state is None)
+    model, ema = nets.model, nets.ema
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc["lr"], weight_decay=0.0)
-    ema = EMA(model, tc["ema_decay"])
-
     step = restore_state(state, out / CHECKPOINT, {
         "model": model.load_state_dict, "optimizer": optimizer.load_state_dict,
         "ema": lambda s: ema.load_state_dict(s, state["ema_updates"])})
     model, optimizer = acc.prepare(model, optimizer)
     raw = acc.unwrap_model(model)
-
-    sched = make_schedule(cfg["schedule"]["name"], cfg["schedule"]["T"], cfg["schedule"]["beta_start"],
-                          cfg["schedule"]["beta_end"], cfg["schedule"]["cosine_s"])
-    alphas_cumprod = torch.tensor(sched.alphas_cumprod, dtype=torch.float32, device=dev)
-    T = len(alphas_cumprod)
-    null_class = len(class_names)
-    p_drop = cc["cond_drop_prob"]
-    caption_cache: dict[str, torch.Tensor] = {}
-
-    def frozen_text_states(captions: list[str]) -> torch.Tensor:
-        missing = [c for c in dict.fromkeys(captions) if c not in caption_cache]
-        if missing:
-            if len(caption_cache) + len(missing) > CAPTION_CACHE_ENTRIES:
-                caption_cache.clear()
-                missing = list(dict.fromkeys(captions))
-            with torch.no_grad():
-                enc = text.encode(missing).float()
-            caption_cache.update(zip(missing, enc))
-        return torch.stack([caption_cache[c] for c in captions])
-
-    def encode_latent(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return vae.encode(x).latent_dist.mean * scale_factor
-
-    # The VAE is frozen and a generated data set is the same image for the same index, so each
-    # (index, flipped) latent is encoded once (a folder data set augments itself: no cache).
-    latent_cache: dict | None = {} if vae is not None and cfg["dataset"]["name"] != "folder" else None
-
-    def conditions(batch: dict, x_img: torch.Tensor, g: torch.Generator) -> tuple[list[torch.Tensor], dict]:
-        """Condition channels and keyword inputs for one batch, with CFG dropout."""
-        b = x_img.shape[0]
-        channels_in, kw = [], {}
-        drop = torch.rand(b, generator=g, device=dev) < p_drop
-        if cc["class"]:
-            labels = batch["class"].to(dev)
-            labels = torch.where((labels < 0) | drop, torch.full_like(labels, null_class), labels)
-            kw["class_labels"] = labels
-        if cc["text"]:
-            drop_text = torch.rand(b, generator=g, device=dev) < p_drop
-            captions = ["" if d else c for c, d in zip(batch["caption"], drop_text.tolist())]
-            if text_trains:
-                toks = text.tokenize(captions)
-                kw["input_ids"], kw["attention_mask"] = toks["input_ids"].to(dev), toks["attention_mask"].to(dev)
-            else:
-                kw["encoder_hidden_states"] = frozen_text_states(captions)
-        if cc["mask"] == "semantic":
-            oh = one_hot_labels(batch["labels"].to(dev), len(labels_spec), diff_size, diff_size)
-            drop_map = torch.rand(b, generator=g, device=dev) < p_drop
-            channels_in.append(oh * (~drop_map)[:, None, None, None].float())
-        if cc["mask"] == "inpaint":
-            m = random_inpaint_masks(b, size, size, g, dev, cc["inpaint_full_prob"])
-            masked = x_img * (1 - m)  # diffusion.condition.masked_image
-            channels_in += [mask_to_size(m, diff_size, diff_size), masked_latents(encode_latent, masked, m) if vae is not None else masked]
-        return channels_in, kw
-
-    flip = cfg["dataset"]["flip"] and cfg["dataset"]["name"] != "folder"  # folders flip themselves
-    loader = step_loader(ds, tc, step, rank, world, collate)
-    bar = progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"])
+    s = cfg["schedule"]
+    sched = make_schedule(s["name"], s["T"], s["beta_start"], s["beta_end"], s["cosine_s"])
+    conditioner = Conditioner(cfg, data, nets, dev)
+    train_step = diffusion_step(cfg, data, conditioner, acc=acc, model=model, raw=raw, ema=ema, optimizer=optimizer,
+                                alphas_cumprod=torch.tensor(sched.alphas_cumprod, dtype=torch.float32, device=dev))
     clock = run_clock(state)
-    checkpoint = checkpointer(acc, out / CHECKPOINT, tc, cfg["kind"], cfg["name"], lambda: step, lambda: {
+    checkpoint = checkpointer(acc, out / CHECKPOINT, tc, kind=cfg["kind"], name=cfg["name"], seconds=clock, parts=lambda: {
         "model": raw.state_dict(), "ema": ema.state_dict(), "ema_updates": ema.num_updates,
-        "optimizer": optimizer.state_dict()}, clock)
-
-    sample_fn = _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
-                              ds, sched, diff_channels, diff_size, dev)
-    t_start, stopped = time.time(), False
+        "optimizer": optimizer.state_dict()})
+    sample = sample_grid_writer(cfg, conditioner, raw=raw, ema=ema, sched=sched, nets=nets)
     model.train()
-    with interrupt_flag() as flag:
-        books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample_fn,
-                                append_metrics=append_metrics, bar=bar, t_start=t_start)
-        for batch in loader:
-            g = step_generator(tc["seed"], rank, step, dev)
-            indices = batch["index"]
-            if "on_batch" in hooks:
-                hooks["on_batch"](step, rank, indices)
-            x = batch["image"].to(dev)
-            flipped = [False] * x.shape[0]
-            if x.shape[1] != channels:
-                raise TrainError(f"data set image has {x.shape[1]} channels, expected {channels}")
-            if flip:
-                fl = torch.rand(x.shape[0], generator=g, device=dev) < 0.5
-                x = torch.where(fl[:, None, None, None], x.flip(-1), x)
-                flipped = fl.tolist()
-                if "labels" in batch:
-                    batch["labels"] = torch.where(fl.cpu()[:, None, None], batch["labels"].flip(-1), batch["labels"])
-            cond_channels, kw = conditions(batch, x, g)
-            if vae is None:
-                x0 = x
-            elif latent_cache is None:
-                x0 = encode_latent(x)
-            else:
-                x0 = cached_latents(latent_cache, encode_latent, x, list(zip(indices, flipped)))
-            t = torch.randint(0, T, (x0.shape[0],), generator=g, device=dev)
-            eps = torch.randn(x0.shape, generator=g, device=dev)
-            abar = alphas_cumprod[t].view(-1, 1, 1, 1)
-            x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps  # q_sample
-            target = eps if tc["prediction_type"] == "epsilon" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
-            lr = lr_at(step, tc["lr"], tc["warmup"])
-            set_lr(lr, optimizer)
-            with acc.autocast():
-                pred = model(torch.cat([x_t, *cond_channels], dim=1), t, **kw)
-            loss = F.mse_loss(pred.float(), target)
-            if not torch.isfinite(loss):
-                raise TrainError(f"loss became {loss.item()} at step {step}; lower training.lr or check the data")
-            optimizer_step(acc, loss, model, optimizer, tc["grad_clip"])
-            ema.update(raw)
-            step += 1
-            if "on_step" in hooks:
-                hooks["on_step"](step, float(loss))
-            ended = books.after_step(step, lr, {"loss": loss})
-            if ended:
-                stopped = ended == "interrupted"
-                break
-    if bar is not None:
-        bar.close()
-    checkpoint("interrupted" if stopped else "end")
+    step, stopped = run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step, acc.process_index,
+                                                                 acc.num_processes, collate),
+                             step=step, train_step=train_step, optimizers=(optimizer,), checkpoint=checkpoint,
+                             sample=sample, bar=progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"]),
+                             hooks=hooks)
     if not stopped and acc.is_main_process:
-        save_final_model(cfg, out, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec,
-                         sched, diff_size, channels, size, step, clock(), ds)
+        save_final_model(cfg, out, raw=raw, ema=ema, nets=nets, data=data, sched=sched, step=step, seconds=clock())
     acc.wait_for_everyone()
     if "on_end" in hooks:
         hooks["on_end"](raw, ema)
     return out
+
+
+def diffusion_step(cfg: dict, data: RunData, conditioner: Conditioner, *, acc, model, raw, ema, optimizer,
+                   alphas_cumprod: torch.Tensor) -> Callable:
+    """train_step(batch, g, step) for engine.loop.run_loop: flips, conditions, x_0, the loss, one
+    optimizer step and the EMA update; returns {"loss": loss}."""
+    tc = cfg["training"]
+    flip = cfg["dataset"]["flip"] and cfg["dataset"]["name"] != "folder"  # folders flip themselves
+
+    def train_step(batch: dict, g: torch.Generator, step: int) -> dict:
+        x = batch["image"].to(acc.device)
+        flipped = [False] * x.shape[0]
+        if x.shape[1] != data.channels:
+            raise TrainError(f"data set image has {x.shape[1]} channels, expected {data.channels}")
+        if flip:
+            x, flipped = random_flips(batch, x, g)
+        channels, kw = conditioner.training(batch, x, g)
+        x0 = conditioner.x0(x, batch["index"], flipped)
+        loss = diffusion_loss(model, x0, alphas_cumprod, g, prediction_type=tc["prediction_type"], channels=channels,
+                              autocast=acc.autocast, **kw)
+        if not torch.isfinite(loss):
+            raise TrainError(f"loss became {loss.item()} at step {step}; lower training.lr or check the data")
+        optimizer_step(acc, loss, model, optimizer, tc["grad_clip"])
+        ema.update(raw)
+        return {"loss": loss}
+    return train_step
+
+
+def random_flips(batch: dict, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, list]:
+    """Mirror each image (and its label map) left-right with probability 1/2; (x, flipped per image)."""
+    fl = torch.rand(x.shape[0], generator=g, device=x.device) < 0.5
+    x = torch.where(fl[:, None, None, None], x.flip(-1), x)
+    if "labels" in batch:
+        batch["labels"] = torch.where(fl.cpu()[:, None, None], batch["labels"].flip(-1), batch["labels"])
+    return x, fl.tolist()
 
 
 def ema_copy(raw: nn.Module, ema: EMA) -> nn.Module:
@@ -550,10 +494,11 @@ def ema_copy(raw: nn.Module, ema: EMA) -> nn.Module:
     return model.eval()
 
 
-def _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec, ds, sched,
-                  diff_channels, diff_size, dev):
-    """A function writing a DDIM sample grid (EMA weights) through diffusion.samplers."""
-    cc, tc = cfg["conditioning"], cfg["training"]
+def sample_grid_writer(cfg: dict, conditioner: Conditioner, *, raw, ema, sched, nets: Networks) -> Callable[[Path], None]:
+    """write(path): a DDIM sample grid with the EMA weights through diffusion.samplers; a failure is a
+    warning, never the end of a run."""
+    tc, dev = cfg["training"], conditioner.device
+    ds = conditioner.data.dataset
 
     def write(path: Path, n: int = 8) -> None:
         from diffusion.samplers import sample_ddim
@@ -562,35 +507,16 @@ def _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_nam
 
         model = ema_copy(raw, ema)
         items = [ds[i % len(ds)] for i in range(n)]
-        cond: dict = {}
-        with torch.no_grad():
-            if cc["class"]:
-                cond["class_labels"] = np.array([i % len(class_names) for i in range(n)], np.int64)
-            if cc["text"]:
-                enc = model.text if text_trains else text
-                cond["encoder_hidden_states"] = enc.encode([it.get("caption", "") for it in items]).float().cpu().numpy()
-            concat = []
-            if cc["mask"] == "semantic":
-                lab = torch.stack([torch.as_tensor(it["labels"]) for it in items]).to(dev)
-                concat.append(one_hot_labels(lab, len(labels_spec), diff_size, diff_size))
-            if cc["mask"] == "inpaint":
-                x = torch.stack([it["image"] for it in items]).to(dev)
-                size = x.shape[-1]
-                m = torch.zeros(n, 1, size, size, device=dev)
-                m[:, :, size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
-                masked = x * (1 - m)
-                concat += [mask_to_size(m, diff_size, diff_size),
-                           vae.encode(masked).latent_dist.mean * scale_factor if vae is not None else masked]
-            if concat:
-                cond["concat"] = torch.cat(concat, 1).float().cpu().numpy()
+        cond = conditioner.sampling(items, model.text if nets.text_trains else nets.text)
         base = torch_denoiser(model.unet, dev)
-        x_T = np.random.default_rng(tc["seed"]).standard_normal((n, diff_channels, diff_size, diff_size)).astype(np.float32)
+        shape = (n, nets.diff_channels, nets.diff_size, nets.diff_size)
+        x_T = np.random.default_rng(tc["seed"]).standard_normal(shape).astype(np.float32)
         x0 = sample_ddim(lambda x, t: base(x, t, **cond), x_T, sched, steps=tc["sample_steps"],
                          prediction_type=tc["prediction_type"])
         x0 = np.asarray(x0, np.float32)
-        if vae is not None:
+        if nets.vae is not None:
             with torch.no_grad():
-                x0 = vae.decode(torch.from_numpy(x0).to(dev) / scale_factor).sample.float().cpu().numpy()
+                x0 = nets.vae.decode(torch.from_numpy(x0).to(dev) / nets.scale_factor).sample.float().cpu().numpy()
         save_png_grid(path, x0)
 
     def safe_write(path: Path) -> None:
@@ -602,8 +528,8 @@ def _make_sampler(cfg, raw, ema, vae, scale_factor, text, text_trains, class_nam
     return safe_write
 
 
-def save_final_model(cfg, out, raw, ema, vae, scale_factor, text, text_trains, class_names, labels_spec, sched,
-                     diff_size, channels, size, step, seconds, ds) -> Path:
+def save_final_model(cfg: dict, out: Path, *, raw, ema, nets: Networks, data: RunData, sched, step: int,
+                     seconds: float) -> Path:
     """model/ through engine.loaded.save_model, with the EMA weights."""
     from .loaded import LoadedModel, save_model
 
@@ -613,22 +539,30 @@ def save_final_model(cfg, out, raw, ema, vae, scale_factor, text, text_trains, c
     if cc["mask"] == "inpaint":
         mask = {"kind": "inpaint"}
     elif cc["mask"] == "semantic":
-        mask = {"kind": "semantic", "labels": labels_spec}
+        mask = {"kind": "semantic", "labels": data.labels}
+    vae = nets.vae
+    loaded = LoadedModel(
+        kind=cfg["kind"], unet=model.unet.cpu(), vae=vae.cpu() if vae is not None else None,
+        scale_factor=float(nets.scale_factor), text_encoder=(model.text if nets.text_trains else nets.text),
+        class_names=list(data.class_names) or None, mask=mask, schedule=sched.to_dict(),
+        prediction_type=tc["prediction_type"], image_size=data.size, image_channels=data.channels,
+        defaults={**cfg["defaults"], "guidance": cfg["defaults"]["guidance"]
+                  or (3.0 if (cc["class"] or cc["text"] or cc["mask"] == "semantic") else 1.0)},
+        provenance=run_provenance(cfg, out, step=step, seconds=seconds),
+    )
+    save_model(loaded, out / "model")
+    return out / "model"
+
+
+def run_provenance(cfg: dict, out: Path, *, step: int, seconds: float) -> dict:
+    """Where a model came from: the command, the data, steps, seconds, the machine, the final loss."""
     metrics = {}
     mpath = out / "metrics.jsonl"
     if mpath.is_file():
         lines = [json.loads(l) for l in mpath.read_text().splitlines() if l.strip()]
         if lines:
             metrics = {"final_loss": lines[-1]["loss"]}
-    loaded = LoadedModel(
-        kind=cfg["kind"], unet=model.unet.cpu(), vae=vae.cpu() if vae is not None else None, scale_factor=float(scale_factor),
-        text_encoder=(model.text if text_trains else text), class_names=list(class_names) or None, mask=mask,
-        schedule=sched.to_dict(), prediction_type=tc["prediction_type"], image_size=size, image_channels=channels,
-        defaults={**cfg["defaults"], "guidance": cfg["defaults"]["guidance"]
-                  or (3.0 if (cc["class"] or cc["text"] or cc["mask"] == "semantic") else 1.0)},
-        provenance={"source": f"diffusion-studio train {cfg['name']}", "data": cfg["dataset"]["name"] + (f":{cfg['dataset']['path']}" if cfg["dataset"]["path"] else ""),
-                    "steps": step, "train_seconds": round(seconds, 1), "machine": machine_name(), "metrics": metrics,
-                    "rebuild": f"diffusion-studio train {cfg['name'] or 'config.toml'} --out {out.name}"},
-    )
-    save_model(loaded, out / "model")
-    return out / "model"
+    d = cfg["dataset"]
+    return {"source": f"diffusion-studio train {cfg['name']}", "data": d["name"] + (f":{d['path']}" if d["path"] else ""),
+            "steps": step, "train_seconds": round(seconds, 1), "machine": machine_name(), "metrics": metrics,
+            "rebuild": f"diffusion-studio train {cfg['name'] or 'config.toml'} --out {out.name}"}

@@ -30,12 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def trainer(kind: str):
+    """The training function for a config's kind: the VAE trainer or the diffusion trainer."""
+    if kind == "vae":
+        from .vae import train_vae
+
+        return train_vae
+    from .train import train
+
+    return train
+
+
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError, load_config, preset_names
     from .data.folder import DataError
     from .text import TextEncoderError
-    from .train import TrainError, train
+    from .loop import TrainError
 
     args = build_parser().parse_args(argv)
     if args.list:
@@ -55,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, overrides)
         out = Path(args.out) if args.out else Path("runs") / (cfg["name"] or "run")
-        train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+        trainer(cfg["kind"])(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
     except (ConfigError, TrainError, CheckpointError, DataError, TextEncoderError) as exc:
         print(f"diffusion-studio train: {exc}", file=sys.stderr)
         return 2

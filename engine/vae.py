@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,12 +35,10 @@ from torch import nn
 
 from .config import load_config
 from .loaded import replace_dir, vae_downscale
-from .loop import (StepBookkeeping, checkpointer, optimizer_step, progress_bar, restore_state, run_clock, set_lr,
-                   step_loader)
+from .loop import (CHECKPOINT, TrainError, checkpointer, collate, machine_name, make_accelerator, make_dataset,
+                   optimizer_step, prepare_run_folder, progress_bar, restore_state, run_clock, run_loop,
+                   save_png_grid, step_loader)
 from .models import PatchDiscriminator, build_vae
-from .train import (CHECKPOINT, TrainError, append_metrics, collate,
-                    interrupt_flag, lr_at, machine_name, make_accelerator, make_dataset, prepare_run_folder,
-                    save_png_grid, step_generator)
 
 
 class VAEWithLoss(nn.Module):
@@ -175,15 +173,33 @@ def save_vae_model(vae: nn.Module, folder: Path, info: dict) -> Path:
     return folder
 
 
+def load_vae(path: str | Path):
+    """(AutoencoderKL, scale_factor) from a VAE run folder, its model/ folder or model/vae itself."""
+    from diffusers import AutoencoderKL
+
+    path = Path(path)
+    for folder in (path / "model", path, path.parent):
+        meta = folder / "studio_model.json"
+        if (folder / "vae" / "config.json").is_file() and meta.is_file():
+            info = json.loads(meta.read_text())
+            if "scale_factor" not in info:
+                raise TrainError(f"{meta}: no 'scale_factor'; was the VAE run finished?")
+            vae = AutoencoderKL.from_pretrained(str(folder / "vae"), use_safetensors=True)
+            return vae, float(info["scale_factor"])
+    raise TrainError(f"no trained VAE at {path}: expected a VAE run folder with model/vae/ and model/studio_model.json "
+                     "(train one first, e.g. 'diffusion-studio train tiny-vae --out runs/tiny-vae')")
+
+
 def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | None = None, progress: bool = True,
               hooks: dict | None = None) -> Path:
-    """Train an AutoencoderKL described by `cfg` (kind = "vae") into the run folder `out`."""
+    """Train an AutoencoderKL described by `cfg` (kind = "vae") into the run folder `out`.
+
+    hooks as engine.train.train's (on_step gets the reconstruction loss). Returns `out`."""
     cfg = load_config(cfg) if not isinstance(cfg, dict) or "training" not in cfg else cfg
-    hooks = hooks or {}
-    out = Path(out)
     tc, lc = cfg["training"], cfg["vae_loss"]
+    out = Path(out)
     acc = make_accelerator(cfg, device)
-    dev, rank, world = acc.device, acc.process_index, acc.num_processes
+    dev = acc.device
     state = prepare_run_folder(out, cfg, resume, acc.is_main_process)
     torch.manual_seed(tc["seed"])
 
@@ -200,73 +216,20 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
         "optimizer": opt.load_state_dict, "optimizer_disc": opt_d.load_state_dict})
     model, disc, opt, opt_d = acc.prepare(model, disc, opt, opt_d)
     raw, raw_disc = acc.unwrap_model(model), acc.unwrap_model(disc)
-    last_layer = raw.vae.decoder.conv_out.weight
-    pixels = channels * size * size
-
-    loader = step_loader(ds, tc, step, rank, world, collate)
-    bar = progress_bar(acc, progress, tc, step, cfg["name"] or "vae")
     clock = run_clock(state)
-    checkpoint = checkpointer(acc, out / CHECKPOINT, tc, "vae", cfg["name"], lambda: step, lambda: {
+    checkpoint = checkpointer(acc, out / CHECKPOINT, tc, kind="vae", name=cfg["name"], seconds=clock, parts=lambda: {
         "model": raw.state_dict(), "disc": raw_disc.state_dict(), "optimizer": opt.state_dict(),
-        "optimizer_disc": opt_d.state_dict()}, clock)
-
-    def sample_grid(path: Path, n: int = 8) -> None:
-        with torch.no_grad():
-            x = torch.stack([ds[i % len(ds)]["image"] for i in range(n)]).to(dev)
-            raw.eval()
-            rec = raw.vae.decode(raw.vae.encode(x).latent_dist.mean).sample
-            raw.train()
-        save_png_grid(path, torch.cat([x, rec]).float().cpu().numpy(), cols=n)
-
-    # eps for the reparameterisation, at the latent size (the data set's images are all size x size)
-    latent_shape = (cfg["model"]["latent_channels"], *[size // vae_downscale(raw.vae.config)] * 2)
-    t_start, stopped = time.time(), False
+        "optimizer_disc": opt_d.state_dict()})
+    train_step = vae_step(cfg, acc=acc, model=model, disc=disc, opt=opt, opt_d=opt_d, perceptual=perceptual,
+                          image_pixels=channels * size * size,
+                          latent_shape=(cfg["model"]["latent_channels"], *[size // vae_downscale(raw.vae.config)] * 2))
     model.train()
     disc.train()
-    with interrupt_flag() as flag:
-        books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample_grid,
-                                append_metrics=append_metrics, bar=bar, t_start=t_start)
-        for batch in loader:
-            g = step_generator(tc["seed"], rank, step, dev)
-            if "on_batch" in hooks:
-                hooks["on_batch"](step, rank, batch["index"])
-            x = batch["image"].to(dev)
-            lr = lr_at(step, tc["lr"], tc["warmup"])
-            set_lr(lr, opt, opt_d)
-            with acc.autocast():
-                eps = torch.randn((x.shape[0], *latent_shape), generator=g, device=dev)
-                rec, mu, logvar = model(x, eps)
-                rec = rec.float()
-                rec_loss = (rec - x).abs().mean() if lc["recon"] == "l1" else (rec - x).pow(2).mean()
-                p_loss = perceptual(rec, x) if lc["perceptual_weight"] > 0 else rec.new_zeros(())
-                nll = rec_loss + lc["perceptual_weight"] * p_loss
-                loss = nll + lc["kl_weight"] * kl_loss(mu.float(), logvar.float(), pixels)
-                use_adv = lc["adv_weight"] > 0 and step >= lc["adv_start"]
-                if use_adv:
-                    g_loss = -disc(rec).float().mean()
-                    weight = adaptive_weight(nll, g_loss, last_layer) if lc["adaptive_weight"] else 1.0
-                    loss = loss + lc["adv_weight"] * weight * g_loss
-            if not torch.isfinite(loss):
-                raise TrainError(f"VAE loss became {loss.item()} at step {step}; lower training.lr")
-            optimizer_step(acc, loss, model, opt, tc["grad_clip"])
-            opt_d.zero_grad(set_to_none=True)
-            d_loss = torch.zeros((), device=dev)
-            if use_adv:  # hinge loss: relu(1 - D(x)) + relu(1 + D(x_rec))
-                with acc.autocast():
-                    d_loss = 0.5 * (F.relu(1 - disc(x)).mean() + F.relu(1 + disc(rec.detach())).mean())
-                acc.backward(d_loss)
-                opt_d.step()
-                opt_d.zero_grad(set_to_none=True)
-            step += 1
-            if "on_step" in hooks:
-                hooks["on_step"](step, float(rec_loss))
-            ended = books.after_step(step, lr, {"loss": loss, "rec_loss": rec_loss, "disc_loss": d_loss})
-            if ended:
-                stopped = ended == "interrupted"
-                break
-    if bar is not None:
-        bar.close()
-    checkpoint("interrupted" if stopped else "end")
+    step, stopped = run_loop(acc, tc, out, loader=step_loader(ds, tc, step, acc.process_index, acc.num_processes, collate),
+                             step=step, train_step=train_step, optimizers=(opt, opt_d), checkpoint=checkpoint,
+                             sample=reconstruction_grid_writer(raw, ds, dev),
+                             bar=progress_bar(acc, progress, tc, step, cfg["name"] or "vae"), hooks=hooks,
+                             hook_loss="rec_loss")
     if not stopped and acc.is_main_process:
         scale_factor = compute_scale_factor(raw.vae, ds, dev)
         raw.vae.to("cpu")
@@ -278,3 +241,53 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
         })
     acc.wait_for_everyone()
     return out
+
+
+def vae_step(cfg: dict, *, acc, model, disc, opt, opt_d, perceptual: Callable, image_pixels: int,
+             latent_shape: tuple) -> Callable:
+    """train_step(batch, g, step) for engine.loop.run_loop: the VAE's loss and step, then the
+    discriminator's hinge-loss step once the adversarial term is on; returns the three losses."""
+    tc, lc = cfg["training"], cfg["vae_loss"]
+    raw = acc.unwrap_model(model)
+    last_layer = raw.vae.decoder.conv_out.weight
+
+    def train_step(batch: dict, g: torch.Generator, step: int) -> dict:
+        x = batch["image"].to(acc.device)
+        use_adv = lc["adv_weight"] > 0 and step >= lc["adv_start"]
+        with acc.autocast():
+            eps = torch.randn((x.shape[0], *latent_shape), generator=g, device=acc.device)
+            rec, mu, logvar = model(x, eps)
+            rec = rec.float()
+            rec_loss = (rec - x).abs().mean() if lc["recon"] == "l1" else (rec - x).pow(2).mean()
+            p_loss = perceptual(rec, x) if lc["perceptual_weight"] > 0 else rec.new_zeros(())
+            nll = rec_loss + lc["perceptual_weight"] * p_loss
+            loss = nll + lc["kl_weight"] * kl_loss(mu.float(), logvar.float(), image_pixels)
+            if use_adv:
+                g_loss = -disc(rec).float().mean()
+                weight = adaptive_weight(nll, g_loss, last_layer) if lc["adaptive_weight"] else 1.0
+                loss = loss + lc["adv_weight"] * weight * g_loss
+        if not torch.isfinite(loss):
+            raise TrainError(f"VAE loss became {loss.item()} at step {step}; lower training.lr")
+        optimizer_step(acc, loss, model, opt, tc["grad_clip"])
+        opt_d.zero_grad(set_to_none=True)
+        d_loss = torch.zeros((), device=acc.device)
+        if use_adv:  # hinge loss: relu(1 - D(x)) + relu(1 + D(x_rec))
+            with acc.autocast():
+                d_loss = 0.5 * (F.relu(1 - disc(x)).mean() + F.relu(1 + disc(rec.detach())).mean())
+            acc.backward(d_loss)
+            opt_d.step()
+            opt_d.zero_grad(set_to_none=True)
+        return {"loss": loss, "rec_loss": rec_loss, "disc_loss": d_loss}
+    return train_step
+
+
+def reconstruction_grid_writer(raw: VAEWithLoss, ds, device) -> Callable[[Path], None]:
+    """write(path): 8 data images above their reconstructions D(E(x).mean)."""
+    def write(path: Path, n: int = 8) -> None:
+        with torch.no_grad():
+            x = torch.stack([ds[i % len(ds)]["image"] for i in range(n)]).to(device)
+            raw.eval()
+            rec = raw.vae.decode(raw.vae.encode(x).latent_dist.mean).sample
+            raw.train()
+        save_png_grid(path, torch.cat([x, rec]).float().cpu().numpy(), cols=n)
+    return write

@@ -47,7 +47,7 @@ def demo_bundles(root: Path, size: int = 64) -> list[Path]:
     from onnx import helper, numpy_helper
 
     from desktop.runtime.manifest import manifest_from_dict, read_manifest, write_manifest
-    from tests.runtime.tiny_bundles import LABELS, make_bundle
+    from tests.helpers.tiny_bundles import LABELS, make_bundle
 
     out = []
     for cond, name, desc in (("inpaint", "demo-landscape-inpaint", "Demo (not trained): predicts a fixed landscape; paint a mask to regenerate part of an image"),

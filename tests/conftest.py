@@ -17,3 +17,11 @@ def _user_files_in_a_temporary_home(tmp_path_factory):
     if "DIFFUSION_STUDIO_HOME" not in os.environ:
         os.environ["DIFFUSION_STUDIO_HOME"] = str(tmp_path_factory.mktemp("studio-home"))
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that drives the app through pytest-qt's `qtbot` is slow (`make test-fast` skips it);
+    other slow tests carry the marker themselves (training, export, the shipped models)."""
+    for item in items:
+        if "qtbot" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -20,13 +20,14 @@ import re
 
 from diffusion.samplers import SAMPLERS
 
+from .manifest import MAX_IMAGE_SIDE
+
 # A1111's re_param and re_imagesize (modules/infotext_utils.py).
 PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 SIZE = re.compile(r"^(\d+)x(\d+)$")
 EXTRA_NETWORK = re.compile(r"<(lora|lyco|hypernet):([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
 WEIGHTED = re.compile(r"\([^()]*:\s*-?\d+(?:\.\d+)?\s*\)")
 MAX_SEED = 2**63 - 1
-MAX_SIDE = 16384
 
 # Our sampler names <-> A1111's (Sampler, Schedule type); "Automatic" is the sampler's own schedule.
 A1111_NAMES = {"ddpm": ("DDPM", None), "ddim": ("DDIM", None), "dpmpp_2m": ("DPM++ 2M", None),
@@ -127,7 +128,7 @@ def to_request(params: dict[str, str]) -> tuple[dict, dict, list[str]]:
         if key in fields:
             value = convert(fields[key][1])
             if value is None:
-                notes.append(f"{fields[key][0]}: {fields[key][1][:40]!r} ({what})")
+                notes.append(f"{fields[key][0]}: {' '.join(fields[key][1].split())[:40]!r} ({what})")
             else:
                 request[target] = value
 
@@ -137,7 +138,7 @@ def to_request(params: dict[str, str]) -> tuple[dict, dict, list[str]]:
     take("class", lambda v: v, "class_name", what="")
     if "size" in fields:
         m = SIZE.match(fields["size"][1])
-        if m and 0 < int(m[1]) <= MAX_SIDE and 0 < int(m[2]) <= MAX_SIDE:
+        if m and 0 < int(m[1]) <= MAX_IMAGE_SIDE and 0 < int(m[2]) <= MAX_IMAGE_SIDE:
             request["width"], request["height"] = int(m[1]), int(m[2])
         else:
             notes.append(f"Size: {fields['size'][1][:40]!r} (not a size)")
@@ -168,15 +169,15 @@ def _unapplied(fields: dict) -> list[str]:
         if key in SILENT or DEFAULTS.get(key) == value.strip().lower():
             continue
         if key.startswith("hires"):
-            hires.append(f"{label[len('Hires '):] or label} {value}".strip())
+            hires.append(f"{label[len('Hires '):] or label} {' '.join(value.split())[:40]}".strip())
         elif key in ("lora hashes", "ti hashes", "vae hash", "variation seed strength"):
             continue  # named by their main field (the prompt's tags, TI, VAE, variation seed)
         elif key == "clip skip":
-            notes.append(f"clip skip {value}")
+            notes.append(f"clip skip {' '.join(value.split())[:20]}")
         elif key == "vae":
-            notes.append(f"VAE {value}")
+            notes.append(f"VAE {' '.join(value.split())[:60]}")
         else:
-            notes.append(f"{label}: {value[:60]}")
+            notes.append(f"{label}: {' '.join(value.split())[:60]}")
     if hires:
         notes.append("hires fix (" + ", ".join(hires) + ")")
     if "denoising strength" in fields and not hires:

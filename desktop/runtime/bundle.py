@@ -29,7 +29,13 @@ from diffusion.schedule import schedule_from_dict
 
 from . import providers
 from . import sd_folder
-from .manifest import MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Manifest, read_manifest, sha256_file, verify_hashes
+from .bundle_checks import (
+    check_external_data, check_fixed_dims, check_model_hash, check_not_a_stripped_bundle, probe_class_embeddings,
+)
+from .manifest import (
+    MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Manifest, model_hash_of, onnx_external_data, read_manifest,
+    sha256_file, verify_hashes,
+)
 from .preview import read_preview_map
 from .text import TextEncoder, load_tokenizer
 
@@ -128,12 +134,14 @@ class Bundle:
 
     @cached_property
     def model_hash(self) -> str:
-        """sha256 of the U-Net file: the model's identity in recipes (A1111 shows its first 10 digits).
-        SD folders: of the U-Net's graph and its external weights (sd_folder.unet_hash)."""
-        rel = self.manifest.files["unet"]
+        """The model's identity in recipes (A1111 shows its first 10 digits): `manifest.model_hash_of`
+        the U-Net file and its external-data files (SD folders: `sd_folder.unet_hash`)."""
+        m = self.manifest
+        rel = m.files["unet"]
         if self.sd is not None:
             return sd_folder.unet_hash(self.path)
-        return self.manifest.sha256.get(rel) or sha256_file(self.path / rel)
+        files = [rel, *onnx_external_data(self.path, rel)]
+        return model_hash_of({r: m.sha256.get(r) or sha256_file(self.path / r) for r in files}, rel)
 
     @property
     def provider_short(self) -> str:
@@ -234,8 +242,12 @@ def open_bundle(path: str | os.PathLike, provider: str = "auto", verify: bool = 
         manifest = read_manifest(path)
         if verify:
             verify_hashes(manifest, path)
+        external = check_external_data(path, manifest)
+        check_model_hash(manifest, external["unet"])
         models, chosen = _load_models(path, manifest.files, provider)
         check_inputs(models, manifest)
+        check_fixed_dims(models, manifest)
+        probe_class_embeddings(models["unet"], manifest)
         tokenizer = None
         if manifest.conditioning.text:
             rel = manifest.files["tokenizer"]
@@ -247,6 +259,7 @@ def open_bundle(path: str | os.PathLike, provider: str = "auto", verify: bool = 
             if "preview" in manifest.files else None
         return Bundle(path, manifest, chosen, models, tokenizer, preview, "studio")
     if (path / MODEL_INDEX_NAME).is_file():
+        check_not_a_stripped_bundle(path, sd_folder.read_json(path, MODEL_INDEX_NAME))
         return _open_sd_folder(path, provider)
     raise BundleError(f"{path}: not a model bundle (no {MANIFEST_NAME} or {MODEL_INDEX_NAME})", None, None)
 

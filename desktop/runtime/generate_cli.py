@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         folder, notes = choose_model(args, recipe)
         notes = (recipe["notes"] if recipe else []) + notes
         bundle = open_bundle(folder, provider=args.provider)
-        if recipe:
+        if recipe and args.width is None and args.height is None:  # the user's own size is checked as given
             request, size_notes = fit_size(request, bundle)
             notes += size_notes
         out_dir = check_writable_dir(args.out or outputs_dir(), need_bytes=output_bytes(bundle, request))

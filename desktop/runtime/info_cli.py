@@ -61,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     args = p.parse_args(argv)
     from .bundle import open_bundle
+    from .generate_cli import one_line
     from .paths import find_model
     from .providers import ProviderError
     try:
         bundle = open_bundle(find_model(args.model), provider=args.provider)
-    except (BundleError, ProviderError, FileNotFoundError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except (BundleError, ProviderError, OSError, ValueError) as exc:
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(json.dumps(bundle.manifest.to_dict(), indent=2) if args.json else describe(bundle))
     return 0

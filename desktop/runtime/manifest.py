@@ -43,6 +43,18 @@ KINDS = ("pixel", "latent")
 SCHEDULE_NAMES = SCHEDULES
 PRECISIONS = ("fp32", "fp16")
 MASK_KINDS = ("inpaint", "semantic")
+# Sanity bounds, checked before anything is allocated: far beyond any real model, far below what
+# would exhaust memory (issue 13: num_train_timesteps 1e8 took 26 s and 4.8 GB in `info`).
+MAX_IMAGE_SIDE = 8192          # pixels per side (image, latent)
+MAX_CHANNELS = 4096            # image/latent/U-Net channels
+MAX_TIMESTEPS = 100_000        # schedule.num_train_timesteps (SD: 1000)
+MAX_TOKENS = 4096              # conditioning.text.max_length (CLIP: 77)
+MAX_HIDDEN = 65536             # conditioning.text.hidden_size
+MAX_CLASSES = 100_000
+MAX_LABELS = 1024
+MAX_NAME = 200                 # characters of a name (model, class, label)
+MAX_DESCRIPTION = 2000
+MAX_FILES = 1000
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; evaluations and provenance keep it far below this
 KNOWN_ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer", "preview")
 
@@ -145,6 +157,7 @@ class Manifest:
     provenance: dict = field(default_factory=dict)
     sha256: dict = field(default_factory=dict)  # relative path -> hex digest
     format_version: int = FORMAT_VERSION
+    model_hash: str | None = None  # `model_hash_of` the U-Net and its external data, as written
 
     @property
     def diffused_channels(self) -> int:
@@ -195,6 +208,7 @@ class Manifest:
             "precision": self.precision,
             "provenance": dict(self.provenance),
             "sha256": dict(self.sha256),
+            **({"model_hash": self.model_hash} if self.model_hash else {}),
         }
 
 
@@ -216,11 +230,20 @@ def _obj(value: Any, name: str) -> dict:
     return value
 
 
-def _pos_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _pos_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
+            (maximum is not None and value > maximum):
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise _field_error(name, what, value)
+        if maximum is not None:
+            what = f"an integer from {minimum} to {maximum}"
+        raise _field_error(name, what, _short(value))
     return value
+
+
+def _short(value: Any) -> Any:
+    """A value for a message: long ones cut to 60 characters of their repr."""
+    text = repr(value)
+    return value if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(value: Any, name: str, lo: float | None = None, hi: float | None = None, open_lo: bool = False) -> float:
@@ -246,9 +269,12 @@ def _choice(value: Any, name: str, choices: tuple) -> str:
     return value
 
 
-def _string(value: Any, name: str, nonempty: bool = True) -> str:
-    if not isinstance(value, str) or (nonempty and not value.strip()):
-        raise _field_error(name, "a non-empty string" if nonempty else "a string", value)
+def _string(value: Any, name: str, nonempty: bool = True, maximum: int = MAX_NAME) -> str:
+    """Printable text (no control characters: a name is printed in terminals and shown in the app)."""
+    ok = isinstance(value, str) and len(value) <= maximum and all(ch.isprintable() for ch in value)
+    if not ok or (nonempty and not value.strip()):
+        what = f"{'non-empty ' if nonempty else ''}printable text of at most {maximum} characters"
+        raise _field_error(name, what, _short(value))
     return value
 
 
@@ -273,7 +299,8 @@ def check_relative_path(rel: Any, field_name: str, bundle_dir: Path | None) -> s
 def _validate_schedule(s: Any) -> dict:
     s = _obj(s, "schedule")
     name = _choice(_get(s, "name", "schedule."), "schedule.name", SCHEDULE_NAMES)
-    out = {"name": name, "num_train_timesteps": _pos_int(_get(s, "num_train_timesteps", "schedule."), "schedule.num_train_timesteps", 2)}
+    out = {"name": name, "num_train_timesteps": _pos_int(_get(s, "num_train_timesteps", "schedule."),
+                                                         "schedule.num_train_timesteps", 2, MAX_TIMESTEPS)}
     for key, default in (("beta_start", 1e-4), ("beta_end", 0.02)):
         out[key] = _number(s.get(key, default), f"schedule.{key}", 0.0, 1.0, open_lo=True)
     if out["beta_end"] < out["beta_start"]:
@@ -290,15 +317,19 @@ def _validate_conditioning(c: Any) -> Conditioning:
     if c.get("text") is not None:
         t = _obj(c["text"], "conditioning.text")
         text = TextSpec(
-            max_length=_pos_int(_get(t, "max_length", "conditioning.text."), "conditioning.text.max_length"),
-            hidden_size=_pos_int(_get(t, "hidden_size", "conditioning.text."), "conditioning.text.hidden_size"),
+            max_length=_pos_int(_get(t, "max_length", "conditioning.text."), "conditioning.text.max_length",
+                                maximum=MAX_TOKENS),
+            hidden_size=_pos_int(_get(t, "hidden_size", "conditioning.text."), "conditioning.text.hidden_size",
+                                 maximum=MAX_HIDDEN),
             pad_id=_pos_int(t.get("pad_id", 0), "conditioning.text.pad_id", 0),
         )
     if c.get("class") is not None:
         k = _obj(c["class"], "conditioning.class")
         names = _get(k, "names", "conditioning.class.")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-            raise _field_error("conditioning.class.names", "a non-empty list of non-empty strings", names)
+        if not isinstance(names, list) or not 0 < len(names) <= MAX_CLASSES:
+            raise _field_error("conditioning.class.names", f"a list of 1 to {MAX_CLASSES} names", _short(names))
+        for i, n in enumerate(names):
+            _string(n, f"conditioning.class.names[{i}]")
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise _field_error("conditioning.class.names", "a list of distinct names", f"repeated {dup}")
@@ -309,8 +340,9 @@ def _validate_conditioning(c: Any) -> Conditioning:
         labels: list[Label] = []
         if kind == "semantic":
             raw = _get(m, "labels", "conditioning.mask.")
-            if not isinstance(raw, list) or not raw:
-                raise _field_error("conditioning.mask.labels", "a non-empty list of {name, color}", raw)
+            if not isinstance(raw, list) or not 0 < len(raw) <= MAX_LABELS:
+                raise _field_error("conditioning.mask.labels", f"a list of 1 to {MAX_LABELS} {{name, color}}",
+                                   _short(raw))
             for i, lab in enumerate(raw):
                 where = f"conditioning.mask.labels[{i}]"
                 lab = _obj(lab, where)
@@ -344,16 +376,14 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         raise _field_error("format_version", f"between 1 and {FORMAT_VERSION}", version)
 
     name = _string(_get(d, "name", ""), "name")
-    description = d.get("description") or ""
-    if not isinstance(description, str):
-        raise _field_error("description", "a string", description)
+    description = _string(d.get("description") or "", "description", nonempty=False, maximum=MAX_DESCRIPTION)
     kind = _choice(_get(d, "kind", ""), "kind", KINDS)
 
     im = _obj(_get(d, "image", ""), "image")
     image = ImageSpec(
-        height=_pos_int(_get(im, "height", "image."), "image.height"),
-        width=_pos_int(_get(im, "width", "image."), "image.width"),
-        channels=_pos_int(_get(im, "channels", "image."), "image.channels"),
+        height=_pos_int(_get(im, "height", "image."), "image.height", maximum=MAX_IMAGE_SIDE),
+        width=_pos_int(_get(im, "width", "image."), "image.width", maximum=MAX_IMAGE_SIDE),
+        channels=_pos_int(_get(im, "channels", "image."), "image.channels", maximum=MAX_CHANNELS),
     )
     if image.channels not in (1, 3):
         raise _field_error("image.channels", "1 or 3", image.channels)
@@ -362,9 +392,9 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     if kind == "latent":
         la = _obj(_get(d, "latent", ""), "latent")
         latent = LatentSpec(
-            channels=_pos_int(_get(la, "channels", "latent."), "latent.channels"),
-            height=_pos_int(_get(la, "height", "latent."), "latent.height"),
-            width=_pos_int(_get(la, "width", "latent."), "latent.width"),
+            channels=_pos_int(_get(la, "channels", "latent."), "latent.channels", maximum=MAX_CHANNELS),
+            height=_pos_int(_get(la, "height", "latent."), "latent.height", maximum=MAX_IMAGE_SIDE),
+            width=_pos_int(_get(la, "width", "latent."), "latent.width", maximum=MAX_IMAGE_SIDE),
             scale_factor=_number(_get(la, "scale_factor", "latent."), "latent.scale_factor", 0.0, open_lo=True),
         )
         if image.height % latent.height or image.width % latent.width or \
@@ -382,8 +412,8 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
 
     un = _obj(_get(d, "unet", ""), "unet")
     unet = UNetSpec(
-        in_channels=_pos_int(_get(un, "in_channels", "unet."), "unet.in_channels"),
-        out_channels=_pos_int(_get(un, "out_channels", "unet."), "unet.out_channels"),
+        in_channels=_pos_int(_get(un, "in_channels", "unet."), "unet.in_channels", maximum=MAX_CHANNELS),
+        out_channels=_pos_int(_get(un, "out_channels", "unet."), "unet.out_channels", maximum=MAX_CHANNELS),
     )
     c = latent.channels if latent else image.channels
     extra = 0
@@ -396,6 +426,8 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         raise _field_error("unet.out_channels", f"{c} (the diffused channels)", unet.out_channels)
 
     files_raw = _obj(_get(d, "files", ""), "files")
+    if len(files_raw) > MAX_FILES:
+        raise _field_error("files", f"at most {MAX_FILES} files", len(files_raw))
     files: dict[str, str] = {}
     for role, rel in files_raw.items():
         files[role] = check_relative_path(rel, f"files.{role}", bundle_dir)
@@ -432,16 +464,26 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
     provenance = _obj(d.get("provenance") or {}, "provenance")
     sha = _obj(d.get("sha256") or {}, "sha256")
+    if len(sha) > MAX_FILES:
+        raise _field_error("sha256", f"at most {MAX_FILES} entries", len(sha))
+    model_hash = d.get("model_hash")
+    if model_hash is not None and not _is_digest(model_hash):
+        raise _field_error("model_hash", "64 hexadecimal digits", _short(model_hash))
     for rel, digest in sha.items():
-        if not isinstance(digest, str) or len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest.lower()):
-            raise _field_error(f"sha256.{rel}", "64 hexadecimal digits", digest)
+        check_relative_path(rel, f"sha256.{rel}", None)
+        if not _is_digest(digest):
+            raise _field_error(f"sha256.{rel}", "64 hexadecimal digits", _short(digest))
 
     return Manifest(
         name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
         files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
         precision=precision, provenance=dict(provenance), sha256={k: v.lower() for k, v in sha.items()},
-        format_version=version,
+        format_version=version, model_hash=model_hash.lower() if model_hash else None,
     )
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(ch in "0123456789abcdef" for ch in value.lower())
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,17 +499,50 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def verify_hashes(manifest: Manifest, bundle_dir: str | os.PathLike) -> None:
-    """Every listed file has a sha256 entry and matches it; BundleError naming the file otherwise."""
+    """Every listed file has a sha256 entry, and every file with an entry matches it; BundleError
+    naming the file otherwise."""
     for role, rel in manifest.files.items():
-        expected = manifest.sha256.get(rel)
-        if expected is None:
+        if rel not in manifest.sha256:
             raise BundleError(f"{MANIFEST_NAME}: field 'sha256.{rel}' is missing (every file in 'files' needs a hash)",
                               MANIFEST_NAME, f"sha256.{rel}")
-        got = sha256_file(Path(bundle_dir) / rel)
+    for rel, expected in manifest.sha256.items():
+        path = Path(bundle_dir) / rel
+        if not path.is_file():
+            raise BundleError(f"{rel}: file hashed in {MANIFEST_NAME} is missing from the bundle", rel, f"sha256.{rel}")
+        got = sha256_file(path)
         if got != expected:
             raise BundleError(
                 f"{rel}: contents do not match the sha256 in {MANIFEST_NAME} (expected {expected[:12]}..., "
                 f"got {got[:12]}...); the file is damaged or was changed after export", rel, f"sha256.{rel}")
+
+
+def model_hash_of(digests: dict[str, str], unet: str) -> str:
+    """A model's identity in recipes: the sha256 of its U-Net file (`unet`, a key of `digests`) when
+    that file holds all its weights; when the U-Net keeps weights in external-data files (the
+    other keys), the sha256 of the lines "<digest>  <path>" of all of them, sorted by path, so a
+    change to any weight changes the identity."""
+    if set(digests) == {unet}:
+        return digests[unet]
+    lines = "".join(f"{digests[rel]}  {rel}\n" for rel in sorted(digests))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def onnx_external_data(bundle_dir: str | os.PathLike, rel: str, field_name: str | None = None) -> list[str]:
+    """The external-data files the ONNX file `rel` makes ONNX Runtime read, as paths relative to the
+    bundle; BundleError for a location outside the bundle or a file that is not ONNX."""
+    from .onnxinfo import OnnxFormatError, external_data_files
+
+    try:
+        locations = external_data_files(Path(bundle_dir) / rel)
+    except (OnnxFormatError, OSError) as exc:
+        raise BundleError(f"{rel}: not a valid ONNX model ({exc})", rel, field_name) from None
+    folder = PurePosixPath(rel).parent
+    out = []
+    for location in locations:
+        joined = (folder / location.replace("\\", "/")).as_posix()
+        check_relative_path(joined, f"{rel} external data", Path(bundle_dir))
+        out.append(PurePosixPath(os.path.normpath(joined)).as_posix())
+    return out
 
 
 def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
@@ -485,16 +560,22 @@ def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
 
 
 def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest, model_index: bool = True) -> Manifest:
-    """Hash every listed file, validate, and write studio.json atomically; return the hashed Manifest.
-
-    Also writes model_index.json (see `model_index_dict`) unless `model_index=False`.
+    """Hash every file of the bundle folder, record the model hash, validate, and write studio.json
+    atomically; return the hashed Manifest. Also writes model_index.json (see `model_index_dict`)
+    unless `model_index=False`. (Every file is hashed, so a file that is not the bundle's, e.g. one
+    a user put there, is recognised as such.)
     """
     bundle_dir = Path(bundle_dir)
     for role, rel in manifest.files.items():
         check_relative_path(rel, f"files.{role}", bundle_dir)
         if not (bundle_dir / rel).is_file():
             raise BundleError(f"{rel}: file listed in files.{role} does not exist in {bundle_dir}", rel, f"files.{role}")
-    hashed = replace(manifest, sha256={rel: sha256_file(bundle_dir / rel) for rel in manifest.files.values()})
+    every = {p.relative_to(bundle_dir).as_posix() for p in bundle_dir.rglob("*") if p.is_file()}
+    every -= {MANIFEST_NAME, MODEL_INDEX_NAME}
+    sha = {rel: sha256_file(bundle_dir / rel) for rel in sorted(every | set(manifest.files.values()))}
+    unet = manifest.files["unet"]
+    external = onnx_external_data(bundle_dir, unet)
+    hashed = replace(manifest, sha256=sha, model_hash=model_hash_of({r: sha[r] for r in [unet, *external]}, unet))
     data = hashed.to_dict()
     validated = validate_manifest(data, bundle_dir)  # what we write is what we read
     write_json(bundle_dir / MANIFEST_NAME, data)

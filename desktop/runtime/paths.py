@@ -40,7 +40,10 @@ def outputs_dir() -> Path:
 
 
 def is_model_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / MANIFEST_NAME).is_file() or (path / MODEL_INDEX_NAME).is_file())
+    try:
+        return path.is_dir() and ((path / MANIFEST_NAME).is_file() or (path / MODEL_INDEX_NAME).is_file())
+    except (OSError, ValueError):  # a name the system refuses (too long, a NUL character)
+        return False
 
 
 # The bundled model a new user sees first, then the others in this order (assets/models):
@@ -66,19 +69,27 @@ def find_model(name_or_path: str | os.PathLike) -> Path:
     Raises FileNotFoundError listing the known models.
     """
     p = Path(name_or_path).expanduser()
-    if p.is_dir():
+    if _is_dir(p):
         return p
     name = str(name_or_path)
     if os.sep not in name and "/" not in name:
         for root in (bundled_models_dir(), user_models_dir()):
-            if (root / name).is_dir():
+            if _is_dir(root / name):
                 return root / name
         for folder in list_models():  # a recipe names the model by its manifest name
             if _manifest_name(folder) == name:
                 return folder
-    known = ", ".join(sorted(m.name for m in list_models())) or "none installed"
-    raise FileNotFoundError(f"no model '{name}' (not a folder, and not in {bundled_models_dir()} or "
+    known = ", ".join(sorted(shown_name(m.name) for m in list_models())) or "none installed"
+    raise FileNotFoundError(f"no model '{shown_name(name)}' (not a folder, and not in {bundled_models_dir()} or "
                             f"{user_models_dir()}; known models: {known})")
+
+
+def _is_dir(path: Path) -> bool:
+    """Path.is_dir, False also for names the system refuses (too long, invalid characters)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _manifest_name(folder: Path) -> str | None:

@@ -261,12 +261,23 @@ def _from_uint8(rgb: np.ndarray, channels: int) -> np.ndarray:
 
 def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[GenerationRequest, list]:
     """Fill in defaults, load images, check everything against the model; (resolved, warnings)."""
-    m = bundle.manifest
-    c = m.conditioning
-    warnings: list[str] = []
-    d = m.defaults
     r = replace(request)
-    r.model = m.name
+    r.model = bundle.manifest.name
+    warnings: list[str] = []
+    _resolve_settings(bundle, r)
+    _resolve_size(bundle, r)
+    if (r.prompt or r.negative_prompt) and not bundle.manifest.conditioning.text:
+        warnings.append("this model takes no text: the prompt was ignored")
+        r.prompt, r.negative_prompt = "", ""
+    _resolve_class(bundle, r)
+    _resolve_pictures(bundle, r)
+    return r, warnings
+
+
+def _resolve_settings(bundle: Bundle, r: GenerationRequest) -> None:
+    """Sampler, spacing, steps, guidance, seed, batch size, seamless: the model's defaults filled in, checked."""
+    m = bundle.manifest
+    d = m.defaults
     r.sampler = r.sampler or d.sampler
     r.steps = d.steps if r.steps is None else r.steps
     r.guidance = d.guidance if r.guidance is None else r.guidance
@@ -291,6 +302,10 @@ def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[Generat
         raise RequestError(f"seamless must be true or false, got {r.seamless!r}")
     r.steps, r.seed, r.batch_size, r.guidance = int(r.steps), int(r.seed), int(r.batch_size), float(r.guidance)
 
+
+def _resolve_size(bundle: Bundle, r: GenerationRequest) -> None:
+    """height and width: the model's size by default; multiples of the VAE factor the U-Net takes."""
+    m = bundle.manifest
     factor = m.vae_factor
     r.height = m.image.height if r.height is None else r.height
     r.width = m.image.width if r.width is None else r.width
@@ -305,26 +320,32 @@ def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[Generat
             raise RequestError(f"{name} {getattr(r, name)} is not possible: this model's U-Net only takes "
                                f"{m.image.height}x{m.image.width} images")
 
-    if (r.prompt or r.negative_prompt) and not c.text:
-        warnings.append("this model takes no text: the prompt was ignored")
-        r.prompt, r.negative_prompt = "", ""
-    if r.class_name is not None or r.class_index is not None:
-        if not c.class_:
-            raise RequestError(f"this model takes no class (got class {r.class_name or r.class_index!r})")
-        names = c.class_.names
-        if r.class_name is not None:
-            if r.class_name not in names:
-                raise RequestError(f"class {r.class_name!r} is not one of this model's classes: {', '.join(names)}")
-            index = names.index(r.class_name)
-            if r.class_index is not None and r.class_index != index:
-                raise RequestError(f"class_name {r.class_name!r} is class {index}, but class_index says {r.class_index}")
-            r.class_index = index
-        elif isinstance(r.class_index, bool) or not isinstance(r.class_index, (int, np.integer)) \
-                or not 0 <= r.class_index < len(names):
-            raise RequestError(f"class_index must be from 0 to {len(names) - 1}, got {r.class_index!r}")
-        r.class_index = int(r.class_index)
-        r.class_name = names[r.class_index]
 
+def _resolve_class(bundle: Bundle, r: GenerationRequest) -> None:
+    """class_name and class_index agree, and name one of the model's classes (or both stay None)."""
+    c = bundle.manifest.conditioning
+    if r.class_name is None and r.class_index is None:
+        return
+    if not c.class_:
+        raise RequestError(f"this model takes no class (got class {r.class_name or r.class_index!r})")
+    names = c.class_.names
+    if r.class_name is not None:
+        if r.class_name not in names:
+            raise RequestError(f"class {r.class_name!r} is not one of this model's classes: {', '.join(names)}")
+        index = names.index(r.class_name)
+        if r.class_index is not None and r.class_index != index:
+            raise RequestError(f"class_name {r.class_name!r} is class {index}, but class_index says {r.class_index}")
+        r.class_index = index
+    elif isinstance(r.class_index, bool) or not isinstance(r.class_index, (int, np.integer)) \
+            or not 0 <= r.class_index < len(names):
+        raise RequestError(f"class_index must be from 0 to {len(names) - 1}, got {r.class_index!r}")
+    r.class_index = int(r.class_index)
+    r.class_name = names[r.class_index]
+
+
+def _resolve_pictures(bundle: Bundle, r: GenerationRequest) -> None:
+    """init_image, strength, mask and labels loaded as arrays and checked against the output size."""
+    m = bundle.manifest
     size = (r.height, r.width)
     if r.init_image is not None:
         r.init_image = _as_rgb(_load_image(r.init_image, "init_image"), "init_image")
@@ -344,20 +365,60 @@ def resolve_request(bundle: Bundle, request: GenerationRequest) -> tuple[Generat
             raise RequestError(f"mask is {r.mask.shape[1]}x{r.mask.shape[0]} but the image is {r.width}x{r.height} "
                                "(width x height)")
     if r.labels is not None:
-        if not (c.mask and c.mask.kind == "semantic"):
-            raise RequestError("this model takes no label map (it is not a semantic-map model)")
-        r.labels = _labels_from(r.labels, bundle)
-        if r.labels.shape != size:
-            raise RequestError(f"labels are {r.labels.shape[1] if r.labels.ndim > 1 else '?'}x{r.labels.shape[0]} "
-                               f"but the image is {r.width}x{r.height} (width x height)")
-        K = len(c.mask.labels)
-        if r.labels.min() < 0 or r.labels.max() >= K:
-            raise RequestError(f"labels must be label indices from 0 to {K - 1}, got {r.labels.min()}..{r.labels.max()}")
-    return r, warnings
+        _resolve_labels(bundle, r)
+
+
+def _resolve_labels(bundle: Bundle, r: GenerationRequest) -> None:
+    c = bundle.manifest.conditioning
+    if not (c.mask and c.mask.kind == "semantic"):
+        raise RequestError("this model takes no label map (it is not a semantic-map model)")
+    r.labels = _labels_from(r.labels, bundle)
+    if r.labels.shape != (r.height, r.width):
+        raise RequestError(f"labels are {r.labels.shape[1] if r.labels.ndim > 1 else '?'}x{r.labels.shape[0]} "
+                           f"but the image is {r.width}x{r.height} (width x height)")
+    K = len(c.mask.labels)
+    if r.labels.min() < 0 or r.labels.max() >= K:
+        raise RequestError(f"labels must be label indices from 0 to {K - 1}, got {r.labels.min()}..{r.labels.max()}")
 
 
 # --------------------------------------------------------------------------------------------
-# Generation
+# Generation, in stages: resolve -> encode inputs -> encode conditioning -> prepare the start ->
+# denoise -> decode -> composite. Each stage is a function of what the ones before it made.
+
+
+@dataclass
+class EncodedInputs:
+    """The request's pictures, ready for the model (what `encode_inputs` makes)."""
+
+    pixels: np.ndarray | None  # the init image, [1, C, H, W] float32 in [-1, 1]
+    known_x0: np.ndarray | None  # the init image in the diffused space (scaled latent for latent models)
+    mask: np.ndarray | None  # [H, W] float32, 1 = generate, 0 = keep
+    mask_small: np.ndarray | None  # the mask at the U-Net's size
+
+
+@dataclass
+class Conditioning:
+    """The U-Net's extra inputs for one image: `cond` and its unconditional counterpart `uncond`.
+
+    Keys are U-Net inputs ("encoder_hidden_states", "class_labels") and "concat" (the channels
+    appended after x_t). `droppable`: the request gives something guidance can drop (a prompt, a
+    class, a label map); without it there is nothing to guide and the U-Net runs once per step.
+    """
+
+    cond: dict
+    uncond: dict
+    droppable: bool
+
+
+@dataclass
+class Start:
+    """Where the sampler starts (what `prepare_start` makes)."""
+
+    x_T: np.ndarray  # [B, C, h, w] float32
+    schedule: Any  # the schedule the sampler runs on (truncated for img2img)
+    steps: int  # the sampler's steps (fewer for img2img)
+    known: np.ndarray | None  # the encoded init image per batch item, float64 (img2img's start, the inpaint hook)
+    hook: Callable | None  # the inpainting hook, run after every step
 
 
 def unet_model(bundle: Bundle) -> Callable:
@@ -374,61 +435,76 @@ def _check_cancel(cancel, step: int, steps: int) -> None:
         raise Cancelled(step, steps)
 
 
-def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[StepInfo], None] | None = None,
-             cancel: Callable[[], bool] | None = None) -> GenerationResult:
-    """Run one request; see the module docstring. Raises RequestError, diffusion.Cancelled, NonFiniteError."""
-    t_start = time.perf_counter()
-    r, warnings = resolve_request(bundle, request)
+def _diffused_size(bundle: Bundle, r: GenerationRequest) -> tuple[int, int]:
+    factor = bundle.manifest.vae_factor
+    return r.height // factor, r.width // factor
+
+
+def encode_image(bundle: Bundle, pixels: np.ndarray, *, cancel=None, steps: int = 0) -> np.ndarray:
+    """Pixels [B, C, H, W] in [-1, 1] -> the diffused space: E(x).mean * scale_factor, or x for pixel models."""
     m = bundle.manifest
-    cond_spec = m.conditioning
-    B, steps = r.batch_size, r.steps
-    seeds = [r.seed + i for i in range(B)]
-    C = m.diffused_channels
-    factor = m.vae_factor
-    h, w = r.height // factor, r.width // factor
-    calls_before = bundle.unet.calls
+    if not m.latent:
+        return pixels
+    _check_cancel(cancel, 0, steps)
+    return bundle.encode_latent(pixels) * m.latent.scale_factor
 
-    # ---- encode: init image, mask, conditioning
-    known_x0 = pixels = None
+
+def encode_inputs(bundle: Bundle, r: GenerationRequest, *, cancel=None) -> EncodedInputs:
+    """The init image in pixels and in the diffused space, the mask at full and at the U-Net's size."""
+    pixels = known_x0 = None
     if r.init_image is not None:
-        pixels = _from_uint8(r.init_image, m.image.channels)
-        if m.latent:
-            _check_cancel(cancel, 0, steps)
-            known_x0 = bundle.encode_latent(pixels) * m.latent.scale_factor
-        else:
-            known_x0 = pixels
-    mask_full = r.mask.astype(np.float32) if r.mask is not None else None
-    mask_small = mask_to_size(mask_full, h, w) if mask_full is not None else None
+        pixels = _from_uint8(r.init_image, bundle.manifest.image.channels)
+        known_x0 = encode_image(bundle, pixels, cancel=cancel, steps=r.steps)
+    mask = mask_small = None
+    if r.mask is not None:
+        mask = r.mask.astype(np.float32)
+        mask_small = mask_to_size(mask, *_diffused_size(bundle, r))
+    return EncodedInputs(pixels=pixels, known_x0=known_x0, mask=mask, mask_small=mask_small)
 
+
+def _inpaint_channels(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, *, cancel=None) -> list:
+    """[mask, masked image (encoded)] at the U-Net's size, as in training (docs/ARCHITECTURE.md)."""
+    m = bundle.manifest
+    if r.init_image is None:  # nothing to keep: generate everywhere; the masked image is all zeros
+        m_full = np.ones((r.height, r.width), np.float32)
+        kept = np.zeros((1, m.image.channels, r.height, r.width), np.float32)
+    else:
+        m_full = inputs.mask if inputs.mask is not None else np.ones(r.init_image.shape[:2], np.float32)
+        kept = masked_image(inputs.pixels, m_full)
+    # through the VAE encoder for latent models (an all-zero image is not an all-zero latent)
+    kept = encode_image(bundle, kept, cancel=cancel, steps=r.steps)
+    return [mask_to_size(m_full, *_diffused_size(bundle, r)), kept.astype(np.float32)]
+
+
+def encode_conditioning(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, *,
+                        cancel=None) -> Conditioning:
+    """cond and uncond for one image, from a resolved request: the one place conditioning is assembled.
+
+    Unconditional: the negative prompt (empty by default), the null class, the all-zero one-hot;
+    inpainting channels are the same in both halves (never dropped).
+    """
+    spec = bundle.manifest.conditioning
     cond: dict[str, np.ndarray] = {}
     uncond: dict[str, np.ndarray] = {}
     droppable = False
-    if cond_spec.text:
-        _check_cancel(cancel, 0, steps)
+    if spec.text:
+        _check_cancel(cancel, 0, r.steps)
         states = bundle.text.encode([r.negative_prompt, r.prompt])
         uncond["encoder_hidden_states"], cond["encoder_hidden_states"] = states[:1], states[1:]
         droppable = True
-    if cond_spec.class_:
-        null = cond_spec.class_.null_index
+    if spec.class_:
+        null = spec.class_.null_index
         uncond["class_labels"] = np.full(1, null, np.int64)
         cond["class_labels"] = np.full(1, null if r.class_index is None else r.class_index, np.int64)
         droppable = droppable or r.class_index is not None
     concat_c, concat_u = [], []
-    if cond_spec.mask and cond_spec.mask.kind == "inpaint":
-        if r.init_image is None:  # nothing to keep: generate everywhere; the masked image is all zeros
-            m_full = np.ones((r.height, r.width), np.float32)
-            kept = np.zeros((1, m.image.channels, r.height, r.width), np.float32)
-        else:
-            m_full = mask_full if mask_full is not None else np.ones(r.init_image.shape[:2], np.float32)
-            kept = masked_image(pixels, m_full)
-        if m.latent:  # through the VAE encoder, as in training (an all-zero image is not an all-zero latent)
-            _check_cancel(cancel, 0, steps)
-            kept = bundle.encode_latent(kept) * m.latent.scale_factor
-        channels = [mask_to_size(m_full, h, w), kept.astype(np.float32)]
+    if spec.mask and spec.mask.kind == "inpaint":
+        channels = _inpaint_channels(bundle, r, inputs, cancel=cancel)
         concat_c += channels
         concat_u += channels
-    if cond_spec.mask and cond_spec.mask.kind == "semantic":
-        K = len(cond_spec.mask.labels)
+    if spec.mask and spec.mask.kind == "semantic":
+        K = len(spec.mask.labels)
+        h, w = _diffused_size(bundle, r)
         zeros = np.zeros((1, K, h, w), np.float32)
         concat_c.append(one_hot_labels(r.labels, K, h, w) if r.labels is not None else zeros)
         concat_u.append(zeros)
@@ -436,73 +512,131 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
     if concat_c:
         cond["concat"] = np.concatenate(concat_c, axis=1)
         uncond["concat"] = np.concatenate(concat_u, axis=1)
-    t_encoded = time.perf_counter()
+    return Conditioning(cond=cond, uncond=uncond, droppable=droppable)
 
-    # ---- the denoiser: guided (one batched call) or plain
+
+def guided_denoiser(bundle: Bundle, conditioning: Conditioning, *, guidance: float, batch: int) -> Callable:
+    """denoiser(x, t): classifier-free guided (one batched U-Net call) when there is something to drop
+    and guidance != 1, else the plain conditional U-Net."""
     model = unet_model(bundle)
-    if droppable and r.guidance != 1.0:
-        denoiser = cfg_denoiser(model, cond, uncond, r.guidance)
-    else:
-        fixed = {k: np.repeat(v, B, axis=0) for k, v in cond.items()}
-        def denoiser(x, t):
-            return model(x, t, **fixed)
+    if conditioning.droppable and guidance != 1.0:
+        return cfg_denoiser(model, conditioning.cond, conditioning.uncond, guidance)
+    fixed = {k: np.repeat(v, batch, axis=0) for k, v in conditioning.cond.items()}
 
-    # ---- starting point: noise, or the noised init image (img2img)
-    schedule = bundle.schedule
+    def denoiser(x, t):
+        return model(x, t, **fixed)
+    return denoiser
+
+
+def prepare_start(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, seeds: list) -> Start:
+    """x_T ~ N(0, I) (stream 0), or for img2img the init image noised to the first timestep the
+    truncated sampler visits (stream 3); and the inpainting hook (stream 2)."""
+    m = bundle.manifest
+    shape = (m.diffused_channels, *_diffused_size(bundle, r))
+    schedule, steps = bundle.schedule, r.steps
+    x_T = BatchRNG(seeds, stream=0).randn(shape)
+    known = None
+    if inputs.known_x0 is not None and (r.strength < 1.0 or inputs.mask_small is not None):
+        known = np.repeat(inputs.known_x0, len(seeds), axis=0).astype(np.float64)
     run_schedule, run_steps = schedule, steps
-    x_T = BatchRNG(seeds, stream=0).randn((C, h, w))
-    known_batch = None  # the encoded init image per batch item, float64 (img2img's start, the inpaint hook)
-    if known_x0 is not None and (r.strength < 1.0 or mask_small is not None):
-        known_batch = np.repeat(known_x0, B, axis=0).astype(np.float64)
-    if known_x0 is not None and r.strength < 1.0:
+    if inputs.known_x0 is not None and r.strength < 1.0:
         T = schedule.num_train_timesteps
         T_run = max(1, min(T, int(round(r.strength * T))))
         run_steps = max(1, min(T_run, int(round(r.strength * steps))))
         run_schedule = truncate_schedule(schedule, T_run)
         t_first = int(sampler_timesteps(r.sampler, T_run, run_steps, r.spacing, bundle.steps_offset)[0])
-        noise = BatchRNG(seeds, stream=3).randn((C, h, w))
-        x_T = q_sample(schedule, known_batch, t_first, noise.astype(np.float64)).astype(np.float32)
+        noise = BatchRNG(seeds, stream=3).randn(shape)
+        x_T = q_sample(schedule, known, t_first, noise.astype(np.float64)).astype(np.float32)
     hook = None
-    if known_x0 is not None and mask_small is not None:
-        hook = inpaint_hook(schedule, known_batch, mask_small, BatchRNG(seeds, stream=2))
+    if inputs.known_x0 is not None and inputs.mask_small is not None:
+        hook = inpaint_hook(schedule, known, inputs.mask_small, BatchRNG(seeds, stream=2))
+    return Start(x_T=x_T, schedule=run_schedule, steps=run_steps, known=known, hook=hook)
 
-    # Inpainting composites (the previews and the final image): m * generated + (1 - m) * init.
-    if mask_full is not None:
-        keep = r.init_image.astype(np.float64)
-        m_pix = mask_full.astype(np.float64)[..., None]
 
-        def composite(im: np.ndarray) -> np.ndarray:
-            return np.clip(np.round(m_pix * im + (1 - m_pix) * keep), 0, 255).astype(np.uint8)
+def inpaint_composite(r: GenerationRequest, inputs: EncodedInputs) -> Callable | None:
+    """uint8 image -> round(m * generated + (1 - m) * init), the kept pixels exact; None without a mask.
+
+    The one inpainting composite, for the previews and for the final image.
+    """
+    if inputs.mask is None:
+        return None
+    keep = r.init_image.astype(np.float64)
+    m_pix = inputs.mask.astype(np.float64)[..., None]
+
+    def composite(im: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(m_pix * im + (1 - m_pix) * keep), 0, 255).astype(np.uint8)
+    return composite
+
+
+def preview_callback(bundle: Bundle, on_step: Callable[[StepInfo], None], composite: Callable | None) -> Callable:
+    """The sampler's callback: x̂_0 -> uint8 previews (a latent model's through its linear preview map)."""
+    m = bundle.manifest
 
     def callback(info: dict) -> None:
         x0 = info["x0"]
-        rgb = latent_preview(x0, bundle.preview, factor) if m.latent else x0
+        rgb = latent_preview(x0, bundle.preview, m.vae_factor) if m.latent else x0
         previews = list(to_uint8(rgb))
-        if mask_full is not None:  # the kept pixels as they will be, the prediction inside the mask
+        if composite is not None:  # the kept pixels as they will be, the prediction inside the mask
             previews = [composite(p) for p in previews]
         on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=previews, x_t=info["x"]))
+    return callback
 
-    # Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why; SD folders: their
-    # scheduler config's clip_sample); SD folders' steps_offset shifts leading/linspace timesteps.
-    # Without on_step there
-    # is no callback, so the sampler makes no per-step float32 copies.
-    x = sample(r.sampler, denoiser, x_T, run_schedule, steps=run_steps, prediction_type=m.prediction_type,
-               spacing=r.spacing, rng=BatchRNG(seeds, stream=1), callback=callback if on_step is not None else None,
-               cancel=cancel, hook=hook, clip_x0=bundle.clip_x0, steps_offset=bundle.steps_offset)
-    t_sampled = time.perf_counter()
 
-    # ---- decode, one image at a time (so an image never depends on the batch)
+def denoise(bundle: Bundle, r: GenerationRequest, denoiser: Callable, start: Start, seeds: list, *,
+            callback: Callable | None = None, cancel=None) -> np.ndarray:
+    """The sampler loop from x_T to x_0 (stream 1 for the sampler's own noise).
+
+    Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why; SD folders: their
+    scheduler config's clip_sample); SD folders' steps_offset shifts leading/linspace timesteps.
+    Without a callback the sampler makes no per-step float32 copies.
+    """
+    return sample(r.sampler, denoiser, start.x_T, start.schedule, steps=start.steps,
+                  prediction_type=bundle.manifest.prediction_type, spacing=r.spacing, rng=BatchRNG(seeds, stream=1),
+                  callback=callback, cancel=cancel, hook=start.hook, clip_x0=bundle.clip_x0,
+                  steps_offset=bundle.steps_offset)
+
+
+def decode(bundle: Bundle, x: np.ndarray, *, cancel=None, steps: int = 0) -> list:
+    """x_0 -> uint8 HxWx3 images; latent models decode one image at a time (so an image never
+    depends on the batch), checking `cancel` before each."""
+    m = bundle.manifest
     if m.latent:
         decoded = []
-        for i in range(B):
-            _check_cancel(cancel, run_steps, run_steps)
+        for i in range(len(x)):
+            _check_cancel(cancel, steps, steps)
             decoded.append(bundle.vae_decoder.run({"latent_sample": x[i:i + 1] / m.latent.scale_factor},
                                                   output="sample"))
         x = np.concatenate(decoded)
-    images = list(to_uint8(x))
-    if mask_full is not None:
-        images = [composite(poisson_blend(im, keep, mask_full) if r.seamless else im) for im in images]
+    return list(to_uint8(x))
+
+
+def composite_images(images: list, r: GenerationRequest, inputs: EncodedInputs, composite: Callable | None) -> list:
+    """Inpainting's final images: Poisson-blended first when `seamless`, then the composite."""
+    if composite is None:
+        return images
+    keep = r.init_image.astype(np.float64)
+    return [composite(poisson_blend(im, keep, inputs.mask) if r.seamless else im) for im in images]
+
+
+def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[StepInfo], None] | None = None,
+             cancel: Callable[[], bool] | None = None) -> GenerationResult:
+    """Run one request; see the module docstring. Raises RequestError, diffusion.Cancelled, NonFiniteError."""
+    t_start = time.perf_counter()
+    r, warnings = resolve_request(bundle, request)
+    seeds = [r.seed + i for i in range(r.batch_size)]
+    calls_before = bundle.unet.calls
+    inputs = encode_inputs(bundle, r, cancel=cancel)
+    conditioning = encode_conditioning(bundle, r, inputs, cancel=cancel)
+    t_encoded = time.perf_counter()
+    denoiser = guided_denoiser(bundle, conditioning, guidance=r.guidance, batch=r.batch_size)
+    start = prepare_start(bundle, r, inputs, seeds)
+    composite = inpaint_composite(r, inputs)
+    callback = preview_callback(bundle, on_step, composite) if on_step is not None else None
+    x = denoise(bundle, r, denoiser, start, seeds, callback=callback, cancel=cancel)
+    t_sampled = time.perf_counter()
+    images = composite_images(decode(bundle, x, cancel=cancel, steps=start.steps), r, inputs, composite)
     t_done = time.perf_counter()
+    m = bundle.manifest
     return GenerationResult(
         images=images, request=r, seeds=seeds, provider=bundle.provider,
         timings={"encode": t_encoded - t_start, "sample": t_sampled - t_encoded, "decode": t_done - t_sampled,

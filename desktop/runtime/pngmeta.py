@@ -30,13 +30,13 @@ from PIL import Image, PngImagePlugin
 
 from . import a1111, fileio
 from .fork import MAX_FORK_DEPTH
+from .manifest import MAX_IMAGE_SIDE
 from .pipeline import GenerationRequest, GenerationResult
 from .pngtext import PngTextError, png_size, read_png_text
 
 CHUNK = "diffusion-studio"
 A1111_CHUNK = "parameters"
 RECIPE_FORMAT = "diffusion-studio-recipe"
-MAX_IMAGE_SIDE = a1111.MAX_SIDE
 
 
 class RecipeError(ValueError):
@@ -216,9 +216,10 @@ def check_recipe(recipe, where: str) -> dict:
             "notes": [], "source": "diffusion-studio"}
 
 
-def check_request(request: dict, where: str, depth: int = 0) -> dict:
+def check_request(request: dict, where: str, *, decode_images: bool = True, depth: int = 0) -> dict:
     """The request fields of a recipe, each of the type GenerationRequest expects; images only as
-    inline PNGs (a recipe never names a file to read), of a sane size, that decode."""
+    inline PNGs (a recipe never names a file to read), of a sane size, that decode (checked
+    without decoding when `decode_images` is False: only their form)."""
     for key, value in request.items():
         if key in REQUEST_FIELDS:
             what, nullable = REQUEST_FIELDS[key]
@@ -226,13 +227,13 @@ def check_request(request: dict, where: str, depth: int = 0) -> dict:
                 raise RecipeError(f"{where}: recipe field '{key}' must be {what}"
                                   f"{' or null' if nullable else ''}, got {_shown(value)}")
         elif key in IMAGE_FIELDS and value is not None:
-            _check_image(key, value, request, where)
+            _check_image(key, value, request, where, decode=decode_images)
         elif key == "fork" and value is not None:
-            _check_fork(value, where, depth)
+            _check_fork(value, where, decode_images=decode_images, depth=depth)
     return request
 
 
-def _check_fork(fork, where: str, depth: int) -> None:
+def _check_fork(fork, where: str, *, decode_images: bool, depth: int) -> None:
     """A fork's parent is a request too, checked the same way (its images inline only), to the depth
     the runtime replays (desktop/runtime/fork.py)."""
     if not (isinstance(fork, dict) and isinstance(fork.get("parent"), dict)):
@@ -242,10 +243,10 @@ def _check_fork(fork, where: str, depth: int) -> None:
     step = fork.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step < 100_000:
         raise RecipeError(f"{where}: recipe field 'fork.step' must be a whole number of steps, got {_shown(step)}")
-    check_request(fork["parent"], f"{where} (fork parent {depth + 1})", depth + 1)
+    check_request(fork["parent"], f"{where} (fork parent {depth + 1})", decode_images=decode_images, depth=depth + 1)
 
 
-def _check_image(key: str, value, request: dict, where: str) -> None:
+def _check_image(key: str, value, request: dict, where: str, *, decode: bool = True) -> None:
     if isinstance(value, str):
         raise RecipeError(f"{where}: recipe field '{key}' names a file ({_shown(value)}); a recipe carries its "
                           "images inside it and never makes this program read another file")
@@ -253,6 +254,8 @@ def _check_image(key: str, value, request: dict, where: str) -> None:
             and next(iter(value)) in ("png", "png16")):
         raise RecipeError(f"{where}: recipe field '{key}' must be an inline image {{\"png\": base64}}, "
                           f"got {_shown(value)}")
+    if not decode:
+        return
     try:
         data = base64.b64decode(next(iter(value.values())), validate=True)
         width, height = png_size(io.BytesIO(data))

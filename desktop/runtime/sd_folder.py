@@ -28,7 +28,6 @@ honour) is a BundleError naming the file and what is missing, when the folder op
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from diffusion.samplers import SAMPLERS
 
 from .manifest import (
     MODEL_INDEX_NAME, BundleError, Conditioning, Defaults, ImageSpec, LatentSpec, Manifest, MaskSpec, TextSpec,
-    UNetSpec,
+    UNetSpec, model_hash_of, sha256_file,
 )
 from .text import load_tokenizer
 
@@ -295,17 +294,13 @@ def onnx_files(path: Path) -> dict:
 
 
 def unet_hash(path: Path) -> str:
-    """sha256 over unet/model.onnx and then every other file of unet/ but config.json, by name: the
+    """`manifest.model_hash_of` unet/model.onnx and every other file of unet/ but config.json: the
     weights of large exports live beside the graph (legacy weights.pb, optimum's model.onnx_data), so
     the graph alone would give every fine-tune of one architecture the same identity."""
-    h = hashlib.sha256()
     folder = path / "unet"
-    others = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in ("model.onnx", "config.json"))
-    for file in (folder / "model.onnx", *others):
-        with open(file, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-    return h.hexdigest()
+    others = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in ("model.onnx", "config.json"))
+    files = ["unet/model.onnx", *(f"unet/{name}" for name in others)]
+    return model_hash_of({rel: sha256_file(path / rel) for rel in files}, "unet/model.onnx")
 
 
 def guidance_embedding(w: float, dim: int, batch: int) -> np.ndarray:

@@ -6,6 +6,7 @@ and provider, so a click restores the parameters even when the PNG has been move
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,16 +54,37 @@ class HistoryEntry:
         return "unconditional"
 
 
+def entry_from_json(item) -> HistoryEntry | None:
+    """A history entry read back, or None when it is not one (history.json is read, not trusted)."""
+    from desktop.runtime.pngmeta import RecipeError, check_request
+
+    if not isinstance(item, dict):
+        return None
+    try:
+        entry = HistoryEntry(**item)
+    except TypeError:
+        return None
+    texts = (entry.path, entry.model, entry.model_name, entry.provider)
+    if not (all(isinstance(t, str) and "\0" not in t for t in texts) and isinstance(entry.recipe, dict)
+            and isinstance(entry.created, (int, float)) and not isinstance(entry.created, bool)
+            and math.isfinite(entry.created)):
+        return None
+    try:
+        check_request(entry.recipe, "history.json", decode_images=False)
+    except RecipeError:
+        return None
+    return entry
+
+
 class History:
     def __init__(self, path: Path | None = None):
         self.path = Path(path) if path else dirs.history_file()
         self.entries: list[HistoryEntry] = []
         raw = dirs.read_json(self.path, [])
-        for item in raw if isinstance(raw, list) else []:
-            try:
-                self.entries.append(HistoryEntry(**item))
-            except TypeError:
-                continue  # an entry from a future version: skip it, keep the rest
+        for item in raw[:MAX_ENTRIES] if isinstance(raw, list) else []:
+            entry = entry_from_json(item)
+            if entry is not None:  # a damaged entry, or one from a future version: skip it, keep the rest
+                self.entries.append(entry)
 
     def add(self, entries: list[HistoryEntry]) -> None:
         self.entries[:0] = list(reversed(entries))

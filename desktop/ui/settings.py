@@ -30,6 +30,34 @@ DEFAULTS = {
 }
 
 
+MAX_TEXT = 100_000  # characters of one text setting (window state is base64, a few KB)
+
+
+def _text(value, limit: int = MAX_TEXT) -> bool:
+    return isinstance(value, str) and len(value) <= limit and "\0" not in value
+
+
+def valid(key: str, value) -> bool:
+    """Whether a stored value can be used for setting `key` (settings.json is read, not trusted:
+    issue 13 had 'overlay_opacity': "x" stop the app from starting, on every launch)."""
+    if key == "provider":
+        return value in PROVIDERS
+    if key == "theme":
+        return value in ("system", "light", "dark")
+    if key == "preview_every":
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10_000
+    if key == "overlay_opacity":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+    if key == "recent_prompts":
+        return isinstance(value, list) and len(value) <= 1000 and all(_text(p, 10_000) for p in value)
+    if key == "model_names":
+        return isinstance(value, dict) and len(value) <= 10_000 and all(_text(k) and _text(v, 1000)
+                                                                         for k, v in value.items())
+    if isinstance(DEFAULTS[key], bool):
+        return isinstance(value, bool)
+    return _text(value)
+
+
 class Settings:
     """A dict-like view of settings.json with defaults; `save()` writes it atomically."""
 
@@ -37,8 +65,8 @@ class Settings:
         self.path = Path(path) if path else dirs.settings_file()
         stored = dirs.read_json(self.path, {})
         self.values = dict(DEFAULTS)
-        if isinstance(stored, dict):
-            self.values.update({k: v for k, v in stored.items() if k in DEFAULTS})
+        if isinstance(stored, dict):  # a value of the wrong type or out of range keeps its default
+            self.values.update({k: v for k, v in stored.items() if k in DEFAULTS and valid(k, v)})
 
     def __getitem__(self, key):
         return self.values[key]

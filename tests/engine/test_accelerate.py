@@ -4,6 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # trains (two processes)
 
 ROOT = Path(__file__).resolve().parents[2]
 

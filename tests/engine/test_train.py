@@ -15,31 +15,12 @@ from PIL import Image
 from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.config import load_config
 from engine.loop import batch_indices
+from tests.helpers.datasets import ColourSet
 from engine.train import (CHECKPOINT, cached_latents, mask_to_size, masked_latents, one_hot_labels,
                           random_inpaint_masks, train)
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class ColourSet(torch.utils.data.Dataset):
-    """Easy data: class 0 is a dark, class 1 a bright constant image; top/bottom label map."""
-
-    classes = ["dark", "bright"]
-    labels = [("sky", (0, 0, 255)), ("ground", (0, 255, 0))]
-
-    def __init__(self, n=32, size=16, channels=3):
-        self.n, self.size, self.channels = n, size, channels
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        c = i % 2
-        lab = torch.zeros(self.size, self.size, dtype=torch.int64)
-        lab[self.size // 2:] = 1
-        img = torch.full((self.channels, self.size, self.size), -0.6 if c == 0 else 0.6)
-        return {"image": img, "class": c, "caption": "bright" if c else "dark", "labels": lab}
 
 
 def losses(run: Path) -> list[float]:
@@ -65,6 +46,7 @@ def random_vae(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow  # trains
 def test_pixel_class_model_loss_falls_and_writes_run(tmp_path):
     cfg = load_config("tiny-pixel", {"training": {"steps": 24, "sample_every": 24, "sample_steps": 4}})
     run = train(cfg, tmp_path / "run", dataset=ColourSet(), progress=False)
@@ -79,6 +61,7 @@ def test_pixel_class_model_loss_falls_and_writes_run(tmp_path):
     assert loaded.unet.config.num_class_embeds == 3  # two classes + the null class
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("cond", [
     {"text": "scratch", "class": True, "mask": ""},
     {"text": "", "class": False, "mask": "inpaint"},
@@ -100,6 +83,7 @@ def test_latent_model_loss_falls(tmp_path, random_vae, cond):
     assert conv_in.shape[1] == 4 + extra  # latent channels + condition channels (Conventions)
 
 
+@pytest.mark.slow  # trains
 def test_resume_is_exact(tmp_path):
     over = {"conditioning": {"mask": "inpaint"}, "dataset": {"flip": True},
             "training": {"checkpoint_every": 0, "sample_every": 0}}
@@ -121,6 +105,7 @@ def test_resume_is_exact(tmp_path):
     assert json.loads((part / "model" / "studio_model.json").read_text())["provenance"]["train_seconds"] >= round(first_seconds, 1)
 
 
+@pytest.mark.slow  # trains
 def test_existing_run_needs_resume_and_bad_checkpoint_is_named(tmp_path):
     cfg = load_config("tiny-pixel", {"training": {"steps": 2, "sample_every": 0}})
     run = train(cfg, tmp_path / "run", dataset=ColourSet(), progress=False)
@@ -135,20 +120,18 @@ def test_existing_run_needs_resume_and_bad_checkpoint_is_named(tmp_path):
 KILL_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-sys.path.insert(0, {tests!r})
-from test_train import ColourSet
+from tests.helpers.datasets import ColourSet
 from engine.config import load_config
 from engine.train import train
-cfg = load_config("tiny-pixel", {{"training": {{"steps": 100000, "checkpoint_every": 2, "sample_every": 0}}}})
+cfg = load_config("tiny-pixel", {"training": {"steps": 100000, "checkpoint_every": 2, "sample_every": 0}})
 train(cfg, sys.argv[1], dataset=ColourSet(), progress=False, resume="--resume" in sys.argv)
 """
 
 
+@pytest.mark.slow  # trains
 def test_sigkill_leaves_a_checkpoint_that_resumes(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT.format(tests=str(Path(__file__).parent)))
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), str(run)], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run)], cwd=ROOT)  # -c: ROOT on sys.path
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -185,7 +168,8 @@ def test_data_order_shards_ranks_and_covers_each_epoch():
 
 @pytest.mark.parametrize("h", [8, 6])
 def test_torch_conditions_match_diffusion_condition(h):
-    cond = pytest.importorskip("diffusion.condition")
+    from diffusion import condition as cond
+
     rng = np.random.default_rng(0)
     mask = (rng.random((2, 1, 16, 16)) > 0.5).astype(np.float32)
     labels = rng.integers(0, 5, (2, 16, 16))
@@ -237,6 +221,7 @@ def test_masked_latents_encode_a_fully_masked_image_once():
     assert calls == [1, 2]  # the zero image once, then the two partly masked rows
 
 
+@pytest.mark.slow  # trains
 def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
     from engine.train_cli import main
 
@@ -249,6 +234,7 @@ def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
     assert "tiny-pixel" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains
 def test_init_starts_the_unet_from_a_trained_run(tmp_path):
     from safetensors.torch import load_file
 
@@ -272,3 +258,47 @@ def test_init_starts_the_unet_from_a_trained_run(tmp_path):
     with pytest.raises(TrainError, match="no U-Net weights"):
         train(load_config("tiny-pixel", {"training": {**over["training"], "init": str(tmp_path / "nothing")}}),
               tmp_path / "none", dataset=ColourSet(), progress=False)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_diffusion_loss_is_zero_for_the_true_target_and_one_for_a_zero_model(prediction_type):
+    """diffusion_loss alone (lucidrains' p_losses): a model that knows x_0 recovers eps (or v)
+    exactly from x_t, so its loss is ~0; a model that predicts 0 scores E[target^2] = 1."""
+    from diffusion.schedule import make_schedule
+    from engine.train import diffusion_loss
+
+    abar = torch.tensor(make_schedule("linear", 1000).alphas_cumprod, dtype=torch.float32)
+    x0 = torch.rand(256, 2, 4, 4) * 2 - 1
+    x0 = x0 / x0.pow(2).mean().sqrt()  # unit variance, so the v target has unit variance too
+    cond_seen = {}
+
+    def oracle(x, t, class_labels=None):
+        cond_seen["class_labels"] = class_labels
+        x_t, a = x[:, :2], abar[t].view(-1, 1, 1, 1)
+        eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return eps if prediction_type == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+
+    labels = torch.zeros(256, dtype=torch.int64)
+    extra = torch.zeros(256, 3, 4, 4)  # condition channels appended after x_t
+    loss = diffusion_loss(oracle, x0, abar, torch.Generator().manual_seed(0), prediction_type=prediction_type,
+                          channels=[extra], class_labels=labels)
+    assert loss.item() < 1e-6
+    assert cond_seen["class_labels"] is labels
+    zero = diffusion_loss(lambda x, t: torch.zeros_like(x[:, :2]), x0, abar, torch.Generator().manual_seed(0),
+                          prediction_type=prediction_type, channels=[extra])
+    assert abs(zero.item() - 1.0) < 0.1
+    again = diffusion_loss(lambda x, t: torch.zeros_like(x[:, :2]), x0, abar, torch.Generator().manual_seed(0),
+                           prediction_type=prediction_type, channels=[extra])
+    assert again.item() == zero.item()  # t and eps come from the generator only
+
+
+def test_the_train_command_picks_the_trainer_by_kind(tmp_path):
+    from engine.train import TrainError
+    from engine.train_cli import trainer
+    from engine.vae import train_vae
+
+    assert trainer("vae") is train_vae
+    assert trainer("pixel") is train and trainer("latent") is train
+    with pytest.raises(TrainError, match="train_vae"):
+        train(load_config("tiny-vae"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

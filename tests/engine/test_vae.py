@@ -2,11 +2,13 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from engine.config import load_config
-from engine.train import load_vae, train
-from engine.vae import kl_loss, structural_loss
+from engine.vae import kl_loss, load_vae, structural_loss, train_vae
+
+pytestmark = pytest.mark.slow  # trains
 
 torch.set_num_threads(1)
 
@@ -27,7 +29,7 @@ class Blobs(torch.utils.data.Dataset):
 def test_vae_reconstruction_improves_and_scale_factor_is_one_over_std(tmp_path):
     cfg = load_config("tiny-vae", {"training": {"steps": 30, "sample_every": 30, "lr": 2e-3},
                                    "vae_loss": {"adv_start": 20}})
-    run = train(cfg, tmp_path / "vae", dataset=Blobs(), progress=False)
+    run = train_vae(cfg, tmp_path / "vae", dataset=Blobs(), progress=False)
     rec = [json.loads(l)["rec_loss"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert np.mean(rec[-5:]) < 0.8 * np.mean(rec[:5])
     disc = [json.loads(l)["disc_loss"] for l in (run / "metrics.jsonl").read_text().splitlines()]

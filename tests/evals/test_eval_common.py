@@ -93,8 +93,7 @@ def test_record_keeps_the_table_in_a_still_valid_manifest(tmp_path, capsys):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-    from tiny_bundles import make_bundle
+    from tests.helpers.tiny_bundles import make_bundle
     from desktop.runtime.bundle import open_bundle
 
     folder = make_bundle(tmp_path / "m", kind="pixel", cond="class")

@@ -1,10 +1,10 @@
-"""Fixtures: tiny LoadedModels of every kind (builders in tiny_models.py)."""
+"""Fixtures: tiny LoadedModels of every kind (builders in tests/helpers/tiny_models.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tiny_models import loaded, tiny_text_encoder, tiny_unet2d, tiny_vae  # noqa: F401
+from tests.helpers.tiny_models import loaded, tiny_text_encoder, tiny_unet2d, tiny_vae
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from desktop.cli import main as studio_main
 from desktop.runtime.bundle import open_bundle
+
+pytestmark = pytest.mark.slow  # exports ONNX bundles
 
 
 def test_export_command_writes_a_bundle_and_refuses_to_clobber(tmp_path, pixel_class_model, capsys):
@@ -32,7 +36,7 @@ def test_export_command_reports_a_bad_source(tmp_path, capsys):
 
 
 def test_export_command_takes_a_plain_diffusers_folder(tmp_path):
-    from tiny_models import tiny_unet2d
+    from tests.helpers.tiny_models import tiny_unet2d
     from diffusers import DDPMScheduler
 
     src = tmp_path / "diffusers-model"

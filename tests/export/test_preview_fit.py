@@ -4,10 +4,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
-from tiny_models import tiny_vae
 
 from export.preview_fit import apply_linear, fit_linear, fit_preview, training_pairs
+from tests.helpers.tiny_models import tiny_vae
+
+pytestmark = pytest.mark.slow  # fits preview maps on VAEs
 
 
 def test_fit_linear_recovers_a_known_map():

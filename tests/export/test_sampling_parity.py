@@ -11,13 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-samplers = pytest.importorskip("diffusion.samplers")
-from diffusion.noise import initial_noise  # noqa: E402
-from diffusion.schedule import schedule_from_dict  # noqa: E402
+from diffusion import samplers
+from diffusion.noise import initial_noise
+from diffusion.schedule import schedule_from_dict
 
-from desktop.runtime.bundle import open_bundle  # noqa: E402
-from engine.torch_denoiser import torch_denoiser  # noqa: E402
-from export.bundle_writer import export_bundle  # noqa: E402
+from desktop.runtime.bundle import open_bundle
+from engine.torch_denoiser import torch_denoiser
+from export.bundle_writer import export_bundle
+
+pytestmark = pytest.mark.slow  # exports ONNX bundles
 
 
 def onnx_denoiser(bundle):

@@ -5,15 +5,15 @@ change that breaks a model (sampler, runtime, export or the bundle itself) fails
 tables come from benchmarks/eval_*.py; the floors here sit below the measured figures with room for
 the sampling noise of a small sample.
 """
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from benchmarks.evals import digits, inpaint, landscapes, shapes
 
-from benchmarks.evals import digits, inpaint, landscapes, shapes  # noqa: E402
+pytestmark = pytest.mark.slow  # samples the shipped models
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MODELS = ROOT / "assets" / "models"
 

@@ -1,11 +1,6 @@
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from tiny_bundles import make_bundle  # noqa: E402
+from tests.helpers.tiny_bundles import make_bundle
 
 
 @pytest.fixture(scope="session")

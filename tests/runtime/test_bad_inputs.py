@@ -291,3 +291,55 @@ def test_reading_a_recipe_never_decodes_the_pixels(bundles, tmp_path, capsys):
                           tmp_path / "o", "--quiet"], capsys)
     assert code == 0, err
     assert pngmeta.read_recipe(out[0]).seed == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Tracebacks where a sentence belongs
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "\x1b[31mred\x1b[0m\x07", "a\0b", "../../etc"])
+def test_long_or_escaped_model_names(tmp_path, capsys, name):
+    for sub in ("generate", "info"):
+        argv = [sub, "--model", name, "--out", tmp_path / "o"] if sub == "generate" else [sub, name]
+        code, out, err = run(argv, capsys)
+        assert code == 2 and out == []
+        assert_one_line(err, "no model")
+        assert "\x1b" not in err[0] and "\x07" not in err[0] and "\0" not in err[0]
+        assert len(err[0]) < 600
+
+
+def test_info_into_a_closed_pipe_is_quiet():
+    """`diffusion-studio info digits | head -1` printed a BrokenPipeError traceback. `true` closes the
+    pipe before anything is written, so the write always fails."""
+    proc = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m desktop info digits | true; echo $?"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "141"  # what a program stopped by SIGPIPE returns
+    assert proc.stderr == "", proc.stderr
+
+
+def test_a_deeply_nested_studio_json(bundles, tmp_path, capsys):
+    path = shutil.copytree(bundles["pixel_class"], tmp_path / "deep")
+    (path / "studio.json").write_text('{"provenance": ' + "[" * 100000 + "]" * 100000 + "}")
+    for argv in (["info", path], ["generate", "--model", path, "--out", tmp_path / "o"]):
+        code, out, err = run(argv, capsys)
+        assert code == 2
+        assert_one_line(err, "studio.json", "nested more than 64 levels")
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda d: d["schedule"].update(num_train_timesteps=10**8), "schedule.num_train_timesteps"),
+    (lambda d: d["image"].update(height=10**6, width=10**6), "image.height"),
+    (lambda d: d["conditioning"].update(text={"max_length": 100000, "hidden_size": 6}), "conditioning.text.max_length"),
+])
+def test_memory_bombs_in_a_manifest_are_refused_before_allocating(bundles, tmp_path, capsys, edit, words):
+    import json
+    import resource
+    path = shutil.copytree(bundles["pixel_class"], tmp_path / "bomb")
+    data = json.loads((path / "studio.json").read_text())
+    edit(data)
+    (path / "studio.json").write_text(json.dumps(data))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, out, err = run(["info", path], capsys)
+    assert code == 2
+    assert_one_line(err, words)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing big was allocated

@@ -13,7 +13,7 @@ from desktop.runtime.bundle import open_bundle
 from desktop.runtime.manifest import BundleError, read_manifest, write_manifest
 from desktop.runtime.pipeline import GenerationRequest, generate
 from desktop.runtime.providers import ProviderError
-from tiny_bundles import _save, text_encoder_onnx, unet_onnx, unet_weights, vae_decoder_onnx, vae_encoder_onnx
+from tests.helpers.tiny_bundles import save_onnx, text_encoder_onnx, unet_onnx, unet_weights, vae_decoder_onnx, vae_encoder_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def test_open_reports_provider_and_inputs(bundles):
 ])
 def test_onnx_with_the_wrong_inputs(bundles, tmp_path, bad, field):
     path = copy(bundles, "pixel_class", tmp_path)
-    _save(unet_onnx(unet_weights(3, 3, 3), 3, 3, **bad), path / "unet/model.onnx")
+    save_onnx(unet_onnx(unet_weights(3, 3, 3), 3, 3, **bad), path / "unet/model.onnx")
     rehash(path)
     with pytest.raises(BundleError) as e:
         open_bundle(path)
@@ -54,7 +54,7 @@ def test_onnx_with_the_wrong_inputs(bundles, tmp_path, bad, field):
 def test_onnx_with_the_wrong_channel_count(bundles, tmp_path):
     path = copy(bundles, "pixel_class", tmp_path)
     weights = unet_weights(4, 3, 3)
-    _save(unet_onnx(weights, 4, 3, classes=True), path / "unet/model.onnx")  # sample declares 4 channels
+    save_onnx(unet_onnx(weights, 4, 3, classes=True), path / "unet/model.onnx")  # sample declares 4 channels
     rehash(path)
     with pytest.raises(BundleError, match="4 channels.*in_channels = 3") as e:
         open_bundle(path)
@@ -63,7 +63,7 @@ def test_onnx_with_the_wrong_channel_count(bundles, tmp_path):
 
 def test_text_encoder_with_wrong_dtype(bundles, tmp_path):
     path = copy(bundles, "latent_text", tmp_path)
-    _save(text_encoder_onnx(ids_type=TP.FLOAT), path / "text_encoder/model.onnx")
+    save_onnx(text_encoder_onnx(ids_type=TP.FLOAT), path / "text_encoder/model.onnx")
     rehash(path)
     with pytest.raises(BundleError, match="input 'input_ids' must be tensor\\(int64\\) or tensor\\(int32\\), got tensor\\(float\\)") as e:
         open_bundle(path)
@@ -107,10 +107,10 @@ def make_sd_folder(root: Path) -> Path:
         "beta_end": 0.012, "num_train_timesteps": 100, "steps_offset": 1}))
     (root / "model_index.json").write_text(json.dumps({"_class_name": "OnnxStableDiffusionPipeline",
                                                        "unet": ["diffusers", "OnnxRuntimeModel"]}))
-    _save(unet_onnx(unet_weights(4, 4), 4, 4, text=True, spatial=(4, 4)), root / "unet/model.onnx")
-    _save(text_encoder_onnx(attention_mask=False, ids_type=TP.INT32), root / "text_encoder/model.onnx")
-    _save(vae_decoder_onnx(4, factor=8), root / "vae_decoder/model.onnx")
-    _save(vae_encoder_onnx(4, factor=8), root / "vae_encoder/model.onnx")
+    save_onnx(unet_onnx(unet_weights(4, 4), 4, 4, text=True, spatial=(4, 4)), root / "unet/model.onnx")
+    save_onnx(text_encoder_onnx(attention_mask=False, ids_type=TP.INT32), root / "text_encoder/model.onnx")
+    save_onnx(vae_decoder_onnx(4, factor=8), root / "vae_decoder/model.onnx")
+    save_onnx(vae_encoder_onnx(4, factor=8), root / "vae_encoder/model.onnx")
     return root
 
 

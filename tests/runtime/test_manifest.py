@@ -39,8 +39,14 @@ def test_sampler_names_match_diffusion():
 
 
 @pytest.mark.parametrize("change, field, words", [
-    (lambda d: d["image"].__setitem__("height", -3), "image.height", "must be a positive integer, got -3"),
-    (lambda d: d["image"].__setitem__("width", "8"), "image.width", "positive integer"),
+    (lambda d: d["image"].__setitem__("height", -3), "image.height", "must be an integer from 1 to 8192, got -3"),
+    (lambda d: d["image"].__setitem__("width", "8"), "image.width", "an integer from 1 to 8192"),
+    # issue 13: sizes that would exhaust memory are refused before anything is allocated
+    (lambda d: d["image"].__setitem__("width", 10**6), "image.width", "from 1 to 8192, got 1000000"),
+    (lambda d: d["schedule"].__setitem__("num_train_timesteps", 10**8), "schedule.num_train_timesteps",
+     "from 2 to 100000"),
+    (lambda d: d.__setitem__("name", "\x1b[31mred\x1b[0m"), "name", "printable text"),
+    (lambda d: d.__setitem__("name", "x" * 300), "name", "at most 200 characters"),
     (lambda d: d.__setitem__("kind", "video"), "kind", "one of 'pixel', 'latent'"),
     (lambda d: d["schedule"].__setitem__("beta_end", 2.0), "schedule.beta_end", "(0.0, 1.0]"),
     (lambda d: d.__setitem__("prediction_type", "noise"), "prediction_type", "'epsilon'"),

@@ -1,16 +1,9 @@
 """Fixtures for the app's tests: tiny ONNX bundles and a user home inside tmp_path."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.runtime.tiny_bundles import make_bundle  # noqa: E402
+from tests.helpers.tiny_bundles import make_bundle
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The app end to end, offscreen, on tiny ONNX bundles (tests/runtime/tiny_bundles.py).
+"""The app end to end, offscreen, on tiny ONNX bundles (tests/helpers/tiny_bundles.py).
 
 Every test drives the real widgets and the real pipeline in the worker thread; where a test needs
 to see what the pipeline received it wraps `desktop.runtime.pipeline.generate` (a spy that still
@@ -23,6 +23,8 @@ from PySide6.QtWidgets import QApplication
 from desktop.runtime import pipeline, pngmeta
 from desktop.ui import app, images
 from tests.ui.conftest import run_and_wait
+
+pytestmark = pytest.mark.slow  # drives the app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -291,7 +293,7 @@ def test_bad_model_folder_shows_an_error_and_the_app_keeps_working(qtbot, open_w
 
 
 def test_add_model_copies_a_valid_bundle_and_selects_it(qtbot, open_window, home, tmp_path):
-    from tests.runtime.tiny_bundles import make_bundle
+    from tests.helpers.tiny_bundles import make_bundle
 
     w = open_window(cond="class")
     src = make_bundle(tmp_path / "mine", cond="text")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 
-from tests.runtime.tiny_bundles import make_bundle
+from tests.helpers.tiny_bundles import make_bundle
 from tests.ui.conftest import run_and_wait
 from tests.ui.test_app import widget_pos
 

@@ -10,7 +10,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
 
 from desktop.ui import theme
-from tests.runtime.tiny_bundles import make_bundle
+from tests.helpers.tiny_bundles import make_bundle
 from tests.ui.conftest import run_and_wait
 
 

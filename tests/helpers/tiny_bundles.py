@@ -25,7 +25,7 @@ LABELS = [{"name": "sky", "color": [0, 0, 255]}, {"name": "grass", "color": [0, 
           {"name": "rock", "color": [128, 128, 128]}]
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
+def save_onnx(model: onnx.ModelProto, path: Path) -> None:
     model.ir_version = 8
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,19 +154,19 @@ def make_bundle(root: Path, kind: str = "pixel", cond: str | None = "class", cha
     extra = {"inpaint": 1 + c, "semantic": len(LABELS)}.get(cond, 0)
     has_text, has_class = cond in ("text", "text+class"), cond in ("class", "text+class")
     weights = unet_weights(c + extra, c, len(CLASS_NAMES) if has_class else None)
-    _save(unet_onnx(weights, c + extra, c, text=has_text, classes=has_class), root / "unet/model.onnx")
+    save_onnx(unet_onnx(weights, c + extra, c, text=has_text, classes=has_class), root / "unet/model.onnx")
     np.savez(root.parent / f"{root.name}.weights.npz", **weights)
     files = {"unet": "unet/model.onnx"}
     if latent:
-        _save(vae_decoder_onnx(c), root / "vae_decoder/model.onnx")
-        _save(vae_encoder_onnx(c), root / "vae_encoder/model.onnx")
+        save_onnx(vae_decoder_onnx(c), root / "vae_decoder/model.onnx")
+        save_onnx(vae_encoder_onnx(c), root / "vae_encoder/model.onnx")
         (root / "preview").mkdir(exist_ok=True)
         (root / "preview/linear.json").write_text(json.dumps({"weight": [[0.3, 0.2, 0.1]] * c, "bias": [0, 0, 0]}))
         files.update(vae_decoder="vae_decoder/model.onnx", vae_encoder="vae_encoder/model.onnx",
                      preview="preview/linear.json")
     conditioning = {"text": None, "class": None, "mask": None}
     if has_text:
-        _save(text_encoder_onnx(), root / "text_encoder/model.onnx")
+        save_onnx(text_encoder_onnx(), root / "text_encoder/model.onnx")
         write_tokenizer(root / "tokenizer/tokenizer.json")
         files.update(text_encoder="text_encoder/model.onnx", tokenizer="tokenizer/tokenizer.json")
         conditioning["text"] = {"max_length": MAX_LEN, "hidden_size": TEXT_DIM, "pad_id": 0}
@@ -185,7 +185,7 @@ def make_bundle(root: Path, kind: str = "pixel", cond: str | None = "class", cha
         "prediction_type": "epsilon", "conditioning": conditioning, "files": files,
         "unet": {"in_channels": c + extra, "out_channels": c},
         "defaults": {"sampler": "ddim", "steps": 5, "guidance": 2.0, "spacing": "trailing"},
-        "precision": "fp32", "provenance": {"source": "tests/runtime/tiny_bundles.py"},
+        "precision": "fp32", "provenance": {"source": "tests/helpers/tiny_bundles.py"},
     }
     data.update(manifest_overrides)
     manifest: Manifest = manifest_from_dict(data)
