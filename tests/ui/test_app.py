@@ -22,37 +22,11 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.runtime import pipeline, pngmeta
 from desktop.ui import app, images
-from tests.ui.conftest import run_and_wait
+from tests.ui.conftest import run_and_wait, spy_generate, widget_pos
 
 pytestmark = pytest.mark.slow  # drives the app
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def widget_pos(view, x: float, y: float) -> QPoint:
-    """The widget position of image pixel (x, y)."""
-    r = view.image_rect()
-    s = view.scale()
-    return QPoint(int(r.x() + x * s), int(r.y() + y * s))
-
-
-def spy_generate(monkeypatch, before_step=None):
-    """Wrap pipeline.generate; returns the list of requests it received."""
-    seen = []
-    real = pipeline.generate
-
-    def wrapper(bundle, request, on_step=None, cancel=None):
-        seen.append(request)
-
-        def step(info):
-            if before_step:
-                before_step(info)
-            on_step(info)
-
-        return real(bundle, request, on_step=step if on_step else None, cancel=cancel)
-
-    monkeypatch.setattr(pipeline, "generate", wrapper)
-    return seen
 
 
 def drop_file(widget, path: Path) -> None:

@@ -7,8 +7,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 
 from tests.helpers.tiny_bundles import make_bundle
-from tests.ui.conftest import run_and_wait
-from tests.ui.test_app import widget_pos
+from tests.ui.conftest import run_and_wait, spy_generate, widget_pos
 
 
 def two_models(home):

@@ -12,9 +12,8 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.runtime import pngmeta
 from desktop.ui import images
-from tests.runtime.tiny_bundles import make_bundle
-from tests.ui.conftest import run_and_wait
-from tests.ui.test_app import spy_generate
+from tests.helpers.tiny_bundles import make_bundle
+from tests.ui.conftest import run_and_wait, spy_generate, widget_pos
 
 
 def test_a_small_result_shows_large_and_crisp_with_zoom_and_full_screen(qtbot, open_window):
