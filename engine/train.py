@@ -501,6 +501,7 @@ def sample_grid_writer(cfg: dict, conditioner: Conditioner, *, raw, ema, sched, 
     ds = conditioner.data.dataset
 
     def write(path: Path, n: int = 8) -> None:
+        from diffusion.grid import spaced_grid
         from diffusion.samplers import sample_ddim
 
         from .torch_denoiser import torch_denoiser
@@ -511,7 +512,7 @@ def sample_grid_writer(cfg: dict, conditioner: Conditioner, *, raw, ema, sched, 
         base = torch_denoiser(model.unet, dev)
         shape = (n, nets.diff_channels, nets.diff_size, nets.diff_size)
         x_T = np.random.default_rng(tc["seed"]).standard_normal(shape).astype(np.float32)
-        x0 = sample_ddim(lambda x, t: base(x, t, **cond), x_T, sched, steps=tc["sample_steps"],
+        x0 = sample_ddim(lambda x, t: base(x, t, **cond), x_T, spaced_grid(sched, steps=tc["sample_steps"]),
                          prediction_type=tc["prediction_type"])
         x0 = np.asarray(x0, np.float32)
         if nets.vae is not None:

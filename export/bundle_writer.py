@@ -6,7 +6,9 @@ Steps, all inside a temporary folder next to OUT_DIR:
    (fp16 weights, fp16 compute or optimizer fusions) against the same PyTorch model;
 2. latent models get the fitted linear preview (preview_fit), text models the tokenizer JSON
    (with padding/truncation set to the encoder's max_length);
-3. studio.json and model_index.json through desktop.runtime.manifest (hashes every file);
+3. the files other tools read (export.ecosystem: model_index.json, scheduler and component configs,
+   so optimum's ORT Stable Diffusion pipeline loads a latent text-to-image bundle), then studio.json
+   through desktop.runtime.manifest (hashes every file);
 4. only when all of that succeeded is the folder put at OUT_DIR. An existing OUT_DIR is refused
    unless it is a bundle and overwrite=True (`check_out_dir`: a folder of other files, a file or
    a link is never replaced); then the two folders are exchanged atomically (`fileio.replace_dir`)
@@ -40,6 +42,7 @@ from desktop.runtime.manifest import (
 )
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit
+from export.ecosystem import write_ecosystem_files
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
 
 FILE_OF_ROLE = {
@@ -291,6 +294,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             },
         })
         defaults = {**BASE_DEFAULTS, **_jsonable(model.defaults or {})}
+        files.update(write_ecosystem_files(model, bundle, files, sampler=defaults["sampler"]))
         unet_cfg = model.unet.config
         data = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -301,6 +305,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             "latent": latent,
             "schedule": _jsonable(model.schedule),
             "prediction_type": model.prediction_type,
+            "clip_x0": model.clip_x0,
             "conditioning": {
                 "text": _text_spec(model.text_encoder),
                 "class": {"names": [str(n) for n in model.class_names]} if model.class_names else None,
@@ -313,7 +318,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             "provenance": provenance,
             "sha256": {},
         }
-        write_manifest(bundle, manifest_from_dict(data))
+        write_manifest(bundle, manifest_from_dict(data), model_index=False)  # export.ecosystem wrote it
         if check:
             _open_check(bundle, log)
         _publish(bundle, out_dir, overwrite)

@@ -1,8 +1,15 @@
-"""`diffusion-studio export SOURCE OUT_DIR`: a training run or diffusers folder -> a model bundle."""
+"""`diffusion-studio export SOURCE OUT_DIR`: a training run, diffusers folder or single-file checkpoint -> a bundle.
+
+A SOURCE that is a `.safetensors` file is a single-file checkpoint in the original LDM / A1111 layout
+(`engine.single_file`): Stable Diffusion 1.x or 2.x, converted offline with the configs that ship
+in engine/sd_configs (or `--config`); pickles (.ckpt, .pt, ...) are refused.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -11,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a training run, model folder or diffusers folder to a model bundle for the app. "
                     "Every graph is checked in ONNX Runtime against PyTorch before anything is written.",
     )
-    p.add_argument("source", metavar="SOURCE", help="a run folder, its model/ folder, or a diffusers folder")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a run folder, its model/ folder, a diffusers folder, or a single-file .safetensors "
+                        "checkpoint (Stable Diffusion 1.x / 2.x, original layout)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="the bundle folder to write")
     p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size; computes in fp32)")
     p.add_argument("--gpu-fp16", action="store_true",
@@ -24,16 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace OUT_DIR if it is a model bundle (a folder of other files is never replaced)")
     p.add_argument("--preview-samples", type=int, default=32, metavar="N",
                    help="latents used to fit the live-preview map (default 32)")
+    sf = p.add_argument_group("single-file checkpoints")
+    sf.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
+                    help="override the rule (SD 1.x: epsilon; SD 2.x: v_prediction at 768x768, epsilon = "
+                         "SD 2 base at 512x512)")
+    sf.add_argument("--config", metavar="FOLDER",
+                    help="diffusers config folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, "
+                         "scheduler/) for a checkpoint that is not SD 1.x / 2.x shaped")
+    sf.add_argument("--tokenizer", metavar="FOLDER",
+                    help="CLIP tokenizer files (vocab.json + merges.txt), e.g. an SD folder's tokenizer/ "
+                         "(default: from an installed open-clip-torch)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from pathlib import Path
-
-    from engine.loaded import load_model
-    from export.bundle_writer import BundleExistsError, check_out_dir, export_bundle
-    from export.parity import ExportError
+    from export.bundle_writer import BundleExistsError, check_out_dir
 
     out_dir = Path(args.out_dir)
     try:
@@ -41,11 +56,34 @@ def main(argv: list[str] | None = None) -> int:
     except BundleExistsError as exc:
         print(f"diffusion-studio export: {exc}", file=sys.stderr)
         return 2
-    try:
-        model = load_model(args.source)
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"diffusion-studio export: cannot load {args.source}: {exc}", file=sys.stderr)
-        return 2
+    out_dir.absolute().parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.source-", dir=out_dir.absolute().parent) as work:
+        try:
+            model = _load_source(args, work)
+        except (OSError, ValueError, RuntimeError) as exc:
+            print(f"diffusion-studio export: cannot load {args.source}: {exc}", file=sys.stderr)
+            return 2
+        return _export(args, model, out_dir)
+
+
+def _load_source(args, work: str):
+    """The LoadedModel of SOURCE: a single-file checkpoint (converted under `work`) or a folder."""
+    from engine.loaded import load_model
+    from engine.single_file import is_single_file, load_single_file
+
+    single = (args.prediction_type, args.config, args.tokenizer)
+    if is_single_file(args.source):
+        return load_single_file(args.source, work_dir=work, config=args.config, prediction_type=args.prediction_type,
+                                tokenizer=args.tokenizer)
+    if any(v is not None for v in single):
+        raise ValueError("--prediction-type, --config and --tokenizer apply to single-file checkpoints only")
+    return load_model(args.source)
+
+
+def _export(args, model, out_dir: Path) -> int:
+    from export.bundle_writer import BundleExistsError, export_bundle
+    from export.parity import ExportError
+
     try:
         export_bundle(model, out_dir, fp16=args.fp16, gpu_fp16=args.gpu_fp16, optimize=args.optimize,
                       name=args.name, description=args.description, overwrite=args.overwrite,

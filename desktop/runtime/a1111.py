@@ -18,7 +18,7 @@ import json
 import math
 import re
 
-from diffusion.samplers import SAMPLERS
+from diffusion.samplers import SAMPLER_SPECS, SAMPLERS
 
 from .manifest import MAX_IMAGE_SIDE
 
@@ -29,9 +29,9 @@ EXTRA_NETWORK = re.compile(r"<(lora|lyco|hypernet):([^:>]+)(?::([^:>]*))?(?::[^>
 WEIGHTED = re.compile(r"\([^()]*:\s*-?\d+(?:\.\d+)?\s*\)")
 MAX_SEED = 2**63 - 1
 
-# Our sampler names <-> A1111's (Sampler, Schedule type); "Automatic" is the sampler's own schedule.
-A1111_NAMES = {"ddpm": ("DDPM", None), "ddim": ("DDIM", None), "dpmpp_2m": ("DPM++ 2M", None),
-               "dpmpp_2m_sde": ("DPM++ 2M SDE", None)}
+# Our sampler names <-> A1111's (Sampler, Schedule type), from the one sampler table; "Automatic" is
+# the sampler's own schedule.
+A1111_NAMES = {spec.name: spec.a1111 for spec in SAMPLER_SPECS}
 SCHEDULE_SUFFIXES = ("karras", "exponential", "polyexponential", "sgm uniform", "uniform", "simple", "normal",
                      "beta", "align your steps", "kl optimal", "ddim")
 # Fields that change nothing here when they hold A1111's default.

@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .manifest import BundleError
+from .manifest import SAMPLERS, BundleError
 
 PROG = "diffusion-studio generate"
 
@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-seamless", dest="seamless", action="store_false", default=None,
                    help="inpainting: keep the raw composite (default: Poisson-blend the generated region into the kept pixels)")
     p.add_argument("--labels", help="PNG label map (semantic models): palette indices or the model's colours")
-    p.add_argument("--sampler", help="ddpm, ddim, dpmpp_2m or dpmpp_2m_sde (default: the model's)")
+    p.add_argument("--sampler", help=f"{', '.join(SAMPLERS)} (default: the model's)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     p.add_argument("--width", type=int, help="image width in pixels (size-flexible models; `info` says which sizes)")

@@ -158,6 +158,7 @@ class Manifest:
     sha256: dict = field(default_factory=dict)  # relative path -> hex digest
     format_version: int = FORMAT_VERSION
     model_hash: str | None = None  # `model_hash_of` the U-Net and its external data, as written
+    x0_clipping: bool | None = None  # studio.json "clip_x0"; None (older bundles): by kind, see clip_x0
 
     @property
     def diffused_channels(self) -> int:
@@ -176,7 +177,11 @@ class Manifest:
         A pixel model's x_0 lives in [-1, 1]; without the clamp an epsilon model at a timestep whose
         ᾱ_t is ~0 (cosine schedule, "trailing" spacing) divides its error by sqrt(ᾱ_t) and the image
         saturates. Latent values are not bounded to [-1, 1], so latent models are never clipped.
+        studio.json records it as "clip_x0" (export writes it, so a third party samples the model
+        right); a bundle without the field gets the rule by kind.
         """
+        if self.x0_clipping is not None:
+            return self.x0_clipping
         return self.latent is None  # a pixel model (validation ties kind "pixel" to latent None)
 
     def to_dict(self) -> dict:
@@ -197,6 +202,7 @@ class Manifest:
             "latent": asdict(self.latent) if self.latent else None,
             "schedule": dict(self.schedule),
             "prediction_type": self.prediction_type,
+            "clip_x0": self.clip_x0,
             "conditioning": {
                 "text": asdict(c.text) if c.text else None,
                 "class": {"names": list(c.class_.names)} if c.class_ else None,
@@ -462,6 +468,9 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         raise _field_error("defaults.steps", f"at most num_train_timesteps ({schedule['num_train_timesteps']})", defaults.steps)
 
     precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
+    clip_x0 = d.get("clip_x0")
+    if clip_x0 is not None and not isinstance(clip_x0, bool):
+        raise _field_error("clip_x0", "true or false", clip_x0)
     provenance = _obj(d.get("provenance") or {}, "provenance")
     sha = _obj(d.get("sha256") or {}, "sha256")
     if len(sha) > MAX_FILES:
@@ -478,7 +487,7 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
         files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
         precision=precision, provenance=dict(provenance), sha256={k: v.lower() for k, v in sha.items()},
-        format_version=version, model_hash=model_hash.lower() if model_hash else None,
+        format_version=version, model_hash=model_hash.lower() if model_hash else None, x0_clipping=clip_x0,
     )
 
 

@@ -9,10 +9,10 @@
 - Random numbers (`diffusion.noise.BatchRNG`, one generator per image, image i uses seed + i):
   stream 0 draws x_T, stream 1 the sampler's noise, stream 2 the inpainting hook's, stream 3
   img2img's. So an image depends on its own seed only, never on the batch size.
-- img2img (`init_image` + `strength` < 1): the sampler runs on the schedule truncated after
-  t_start = round(strength * T) training steps (ᾱ_t unchanged for t < t_start), with
-  round(strength * steps) steps, starting from q_sample(x0_init, t_first) where t_first is the first
-  timestep that sampler visits. With trailing spacing this is diffusers' img2img.
+- img2img (`init_image` + `strength` < 1): as diffusers' img2img pipelines, the sampler runs the
+  last min(int(strength * steps), steps) steps of its grid (at least one; an LCM takes its own
+  strength rule), starting from the init latent noised to the first of them
+  (`diffusion.grid.Grid.truncate` / `Grid.start`); σ-based samplers start at that σ.
 - Inpainting (`mask` with `init_image`; mask 1 = generate, 0 = keep): models whose manifest says
   mask kind "inpaint" get the channels [x_t, mask, masked (encoded)] (docs/ARCHITECTURE.md; without
   an init image: mask 1 and the encoded all-zero image, as in training); every
@@ -50,17 +50,16 @@ import numpy as np
 from PIL import Image
 
 from diffusion.condition import mask_to_size, masked_image, one_hot_labels
-from diffusion.forward import q_sample
 from diffusion.guidance import cfg_denoiser
 from diffusion.inpaint import inpaint_hook, poisson_blend
 from diffusion.noise import BatchRNG
-from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_timesteps
-from diffusion.schedule import truncate_schedule
+from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid
 from diffusion.spacing import SPACINGS
 
 from .bundle import Bundle, _shape_dim
 from .fork import ForkError, StepSwitch, check_structure, fork_chain, shared
 from .preview import latent_preview, to_uint8
+from .sd_folder import guidance_embedding
 
 __all__ = ["GenerationRequest", "GenerationResult", "RequestError", "StepInfo", "generate", "Cancelled"]
 
@@ -423,8 +422,7 @@ class Start:
     """Where the sampler starts (what `prepare_start` makes)."""
 
     x_T: np.ndarray  # [B, C, h, w] float32
-    schedule: Any  # the schedule the sampler runs on (truncated for img2img)
-    steps: int  # the sampler's steps (fewer for img2img)
+    grid: Any  # the sampler's diffusion.grid.Grid (its img2img part for img2img)
     known: np.ndarray | None  # the encoded init image per batch item, float64 (img2img's start, the inpaint hook)
     hook: Callable | None  # the inpainting hook, run after every step
 
@@ -520,6 +518,9 @@ def encode_conditioning(bundle: Bundle, r: GenerationRequest, inputs: EncodedInp
     if concat_c:
         cond["concat"] = np.concatenate(concat_c, axis=1)
         uncond["concat"] = np.concatenate(concat_u, axis=1)
+    if bundle.sd is not None and bundle.sd.timestep_cond_dim:  # an LCM: guidance is an input, one call per step
+        cond["timestep_cond"] = guidance_embedding(r.guidance - 1.0, bundle.sd.timestep_cond_dim, 1)
+        droppable = False
     return Conditioning(cond=cond, uncond=uncond, droppable=droppable)
 
 
@@ -537,28 +538,27 @@ def guided_denoiser(bundle: Bundle, conditioning: Conditioning, *, guidance: flo
 
 
 def prepare_start(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, seeds: list) -> Start:
-    """x_T ~ N(0, I) (stream 0), or for img2img the init image noised to the first timestep the
-    truncated sampler visits (stream 3); and the inpainting hook (stream 2)."""
+    """The sampler's grid, built once, and its start: x_T ~ N(0, I) (stream 0), or for img2img the init
+    image noised to the grid's first level (stream 3); and the inpainting hook (stream 2)."""
     m = bundle.manifest
     shape = (m.diffused_channels, *_diffused_size(bundle, r))
-    schedule, steps = bundle.schedule, r.steps
-    x_T = BatchRNG(seeds, stream=0).randn(shape)
+    img2img = inputs.known_x0 is not None and r.strength < 1.0
+    try:
+        grid = sampler_grid(r.sampler, bundle.schedule, steps=r.steps, spacing=r.spacing,
+                            steps_offset=bundle.steps_offset, strength=r.strength if img2img else 1.0)
+    except ValueError as exc:  # e.g. more steps than an LCM's distillation grid has
+        raise RequestError(f"sampler {r.sampler}: {exc}") from None
     known = None
     if inputs.known_x0 is not None and (r.strength < 1.0 or inputs.mask_small is not None):
         known = np.repeat(inputs.known_x0, len(seeds), axis=0).astype(np.float64)
-    run_schedule, run_steps = schedule, steps
-    if inputs.known_x0 is not None and r.strength < 1.0:
-        T = schedule.num_train_timesteps
-        T_run = max(1, min(T, int(round(r.strength * T))))
-        run_steps = max(1, min(T_run, int(round(r.strength * steps))))
-        run_schedule = truncate_schedule(schedule, T_run)
-        t_first = int(sampler_timesteps(r.sampler, T_run, run_steps, r.spacing, bundle.steps_offset)[0])
-        noise = BatchRNG(seeds, stream=3).randn(shape)
-        x_T = q_sample(schedule, known, t_first, noise.astype(np.float64)).astype(np.float32)
+    if img2img:
+        x_T = grid.start(BatchRNG(seeds, stream=3).randn(shape), known).astype(np.float32)
+    else:
+        x_T = grid.start(BatchRNG(seeds, stream=0).randn(shape)).astype(np.float32)
     hook = None
     if inputs.known_x0 is not None and inputs.mask_small is not None:
-        hook = inpaint_hook(schedule, known, inputs.mask_small, BatchRNG(seeds, stream=2))
-    return Start(x_T=x_T, schedule=run_schedule, steps=run_steps, known=known, hook=hook)
+        hook = inpaint_hook(bundle.schedule, known, inputs.mask_small, BatchRNG(seeds, stream=2))
+    return Start(x_T=x_T, grid=grid, known=known, hook=hook)
 
 
 def inpaint_composite(r: GenerationRequest, inputs: EncodedInputs) -> Callable | None:
@@ -595,14 +595,11 @@ def denoise(bundle: Bundle, r: GenerationRequest, denoiser: Callable, start: Sta
     """The sampler loop from x_T to x_0 (`rng`, by default stream 1 of the seeds, for the sampler's noise).
 
     Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why; SD folders: their
-    scheduler config's clip_sample); SD folders' steps_offset shifts leading/linspace timesteps.
-    Without a callback the sampler makes no per-step float32 copies.
+    scheduler config's clip_sample). Without a callback the sampler makes no per-step float32 copies.
     """
-    return sample(r.sampler, denoiser, start.x_T, start.schedule, steps=start.steps,
-                  prediction_type=bundle.manifest.prediction_type, spacing=r.spacing,
-                  rng=BatchRNG(seeds, stream=1) if rng is None else rng,
-                  callback=callback, cancel=cancel, hook=start.hook, clip_x0=bundle.clip_x0,
-                  steps_offset=bundle.steps_offset)
+    return sample(r.sampler, denoiser, start.x_T, start.grid, prediction_type=bundle.manifest.prediction_type,
+                  rng=BatchRNG(seeds, stream=1) if rng is None else rng, callback=callback, cancel=cancel,
+                  hook=start.hook, clip_x0=bundle.clip_x0)
 
 
 @dataclass
@@ -638,7 +635,7 @@ def fork_run(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, seeds:
     start = prepare_start(bundle, requests[0], encoded[0], seed_lists[0])
     try:
         for q, segment in zip(requests[1:], segments[1:]):
-            check_structure(requests[0], q, start.steps, segment.start)
+            check_structure(requests[0], q, start.grid.steps, segment.start)
     except ForkError as exc:
         raise RequestError(str(exc)) from None
     switch = StepSwitch([s.start for s in segments])
@@ -690,7 +687,7 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
         callback = run.switch.callback(callback)   # counts the steps, to switch segments
     x = denoise(bundle, r, run.denoiser, run.start, seeds, callback=callback, cancel=cancel, rng=run.rng)
     t_sampled = time.perf_counter()
-    images = composite_images(decode(bundle, x, cancel=cancel, steps=run.start.steps), r, inputs, composite)
+    images = composite_images(decode(bundle, x, cancel=cancel, steps=run.start.grid.steps), r, inputs, composite)
     t_done = time.perf_counter()
     m = bundle.manifest
     return GenerationResult(

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusion.scheduler_config import CONFIG_PATH, STABLE_DIFFUSION, parse_scheduler_config, read_scheduler_config
-from diffusion.samplers import SAMPLERS
+from diffusion.samplers import sampler_for_scheduler
 
 from .manifest import (
     MODEL_INDEX_NAME, BundleError, Conditioning, Defaults, ImageSpec, LatentSpec, Manifest, MaskSpec, TextSpec,
@@ -227,12 +227,12 @@ def pad_id(path: Path, tokenizer, tok_config: dict) -> int:
 def sd_defaults(sched, text: bool, lcm: bool) -> Defaults:
     """Steps, guidance and sampler a user of this kind of model expects (module docstring)."""
     if lcm:
-        return Defaults(sampler="lcm" if "lcm" in SAMPLERS else "ddim", steps=4, guidance=LCM_GUIDANCE,
-                        spacing=sched.spacing)
+        return Defaults(sampler="lcm", steps=4, guidance=LCM_GUIDANCE, spacing=sched.spacing)
     few_step = sched.spacing == "trailing" and (sched.class_name or "").startswith("Euler")
-    sampler = "ddim" if sched.class_name == "DDIMScheduler" else "dpmpp_2m"
+    # the folder's own scheduler where we have it (the sampler table's diffusers classes), else DPM++ 2M
+    sampler = sampler_for_scheduler(sched.class_name, use_karras_sigmas=sched.use_karras_sigmas) or "dpmpp_2m"
     if few_step:
-        return Defaults(sampler="ddim", steps=4, guidance=1.0, spacing="trailing")
+        return Defaults(sampler=sampler, steps=4, guidance=1.0, spacing="trailing")
     return Defaults(sampler=sampler, steps=25, guidance=7.5 if text else 1.0, spacing=sched.spacing)
 
 
@@ -245,9 +245,6 @@ def sd_manifest(path: Path, models: dict, *, text: TextSpec | None) -> tuple[Man
     if timestep_cond_dim and not sched.is_lcm:
         raise BundleError(f"{unet.file}: takes 'timestep_cond' (a latent consistency model) but {CONFIG_PATH} names "
                           f"{sched.class_name}, not LCMScheduler", CONFIG_PATH, "_class_name")
-    if sched.is_lcm and "lcm" not in SAMPLERS:
-        raise BundleError(f"{CONFIG_PATH}: LCMScheduler needs the LCM sampler, which this version does not have",
-                          CONFIG_PATH, "_class_name")
     factor, scale = vae_factor_and_scale(path, models["vae_decoder"])
     h, w, levels = latent_size(path, unet)
     sample_shape = unet.inputs["sample"][1]

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffusion.samplers import SAMPLER_SPECS
 
-SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++ (2M)",
-                  "dpmpp_2m_sde": "DPM-Solver++ (2M SDE)"}
+SAMPLER_LABELS = {spec.name: spec.label for spec in SAMPLER_SPECS}  # the one sampler table's names
 
 
 def manifest_dict(manifest) -> dict:

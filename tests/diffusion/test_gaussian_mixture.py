@@ -8,7 +8,7 @@ per-image seeding is tested in test_properties.py.
 import numpy as np
 import pytest
 
-from diffusion import initial_noise, make_schedule, sample
+from diffusion import initial_noise, make_schedule, sample, sampler_grid
 from diffusion.mixture import example_mixture, mixture_denoiser, mixture_error
 
 N = 4000
@@ -36,7 +36,8 @@ def assert_matches_data(mixture, x):
 @pytest.fixture(scope="module")
 def ddpm_1000(setup):
     mixture, schedule, x_T = setup
-    return sample("ddpm", mixture_denoiser(mixture, schedule), x_T, schedule, rng=BatchNormalRNG(N, 1))
+    return sample("ddpm", mixture_denoiser(mixture, schedule), x_T, sampler_grid("ddpm", schedule, steps=1000),
+                  rng=BatchNormalRNG(N, 1))
 
 
 def test_the_check_detects_a_wrong_distribution(setup):
@@ -54,21 +55,21 @@ def test_ddpm_1000_steps(setup, ddpm_1000):
 
 def test_ddpm_100_steps_beta_tilde_sample_prediction(setup):
     mixture, schedule, x_T = setup
-    x = sample("ddpm", mixture_denoiser(mixture, schedule, "sample"), x_T, schedule, steps=100,
+    x = sample("ddpm", mixture_denoiser(mixture, schedule, "sample"), x_T, sampler_grid("ddpm", schedule, steps=100),
                prediction_type="sample", variance="beta_tilde", rng=BatchNormalRNG(N, 3))
     assert_matches_data(mixture, x)
 
 
 def test_ddim_200_steps_v_prediction(setup):
     mixture, schedule, x_T = setup
-    x = sample("ddim", mixture_denoiser(mixture, schedule, "v_prediction"), x_T, schedule, steps=200,
-               prediction_type="v_prediction")
+    x = sample("ddim", mixture_denoiser(mixture, schedule, "v_prediction"), x_T,
+               sampler_grid("ddim", schedule, steps=200), prediction_type="v_prediction")
     assert_matches_data(mixture, x)
 
 
 def test_ddim_eta_1_is_ancestral(setup):
     mixture, schedule, x_T = setup
-    x = sample("ddim", mixture_denoiser(mixture, schedule), x_T, schedule, steps=100, eta=1.0,
+    x = sample("ddim", mixture_denoiser(mixture, schedule), x_T, sampler_grid("ddim", schedule, steps=100), eta=1.0,
                rng=BatchNormalRNG(N, 4))
     assert_matches_data(mixture, x)
 
@@ -76,7 +77,8 @@ def test_ddim_eta_1_is_ancestral(setup):
 @pytest.mark.parametrize("spacing", ["leading", "trailing"])
 def test_dpmpp_2m_20_steps_matches_data_and_ddpm_1000(setup, ddpm_1000, spacing):
     mixture, schedule, x_T = setup
-    x = sample("dpmpp_2m", mixture_denoiser(mixture, schedule), x_T, schedule, steps=20, spacing=spacing)
+    x = sample("dpmpp_2m", mixture_denoiser(mixture, schedule), x_T,
+               sampler_grid("dpmpp_2m", schedule, steps=20, spacing=spacing))
     assert_matches_data(mixture, x)
     # Two independent estimates of the same statistics: their difference has variance se1² + se2².
     ours, ref = mixture_error(mixture, x), mixture_error(mixture, ddpm_1000)
@@ -89,3 +91,15 @@ def test_dpmpp_2m_20_steps_matches_data_and_ddpm_1000(setup, ddpm_1000, spacing)
     for stat, diff in diffs.items():
         se = np.hypot(ours[stat][1], ref[stat][1])
         assert (diff <= K_SE * se).all(), f"{stat}: DPM-Solver++ 20 vs DDPM 1000 differ by {diff.ravel()}"
+
+
+@pytest.mark.parametrize("name,steps,spacing", [
+    ("euler", 50, "trailing"), ("euler_a", 100, "leading"), ("dpmpp_2m_karras", 20, "leading"),
+    ("dpmpp_2m_sde_karras", 40, "leading"), ("dpmpp_2m_sde", 40, "trailing"), ("unipc", 15, "trailing"),
+])
+def test_new_samplers_match_the_data(setup, name, steps, spacing):
+    """Each sampler people ask for by name, at the step counts people use, draws the mixture."""
+    mixture, schedule, x_T = setup
+    grid = sampler_grid(name, schedule, steps=steps, spacing=spacing)
+    x = sample(name, mixture_denoiser(mixture, schedule), grid.start(x_T), grid, rng=BatchNormalRNG(N, 5))
+    assert_matches_data(mixture, x)

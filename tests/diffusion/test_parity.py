@@ -1,19 +1,35 @@
 """Oracle parity with diffusers' schedulers: same betas, same deterministic network, same noise.
 
-diffusers keeps ᾱ in float32; we hand its DDPM/DDIM schedulers our float64 ᾱ (the betas themselves
-are compared separately) so the trajectories can agree to 1e-5 relative (they agree to ~1e-6).
-DPMSolverMultistepScheduler rounds its state to float32 every step, so its long runs drift by ~2e-6
-(ε) .. 1.6e-5 (x_0 prediction at 1000 steps); the cases stay below 1e-5.
+diffusers keeps ᾱ in float32; we hand its schedulers our float64 ᾱ (the betas themselves are compared
+separately) so the trajectories can agree to 1e-5 relative (they agree to ~1e-6). The σ-based and
+multistep schedulers round σ and their state to float32 every step, so long runs drift by ~2e-6 (ε)
+.. 1.6e-5 (x_0 prediction at 1000 steps); the cases stay below 1e-5.
+
+The second half runs every sampler on the settings Stable Diffusion uses (scaled_linear 0.00085 ..
+0.012, steps_offset 1, leading and trailing spacing, ε and v prediction) and compares the state after
+EVERY step (σ-based schedulers keep x/sqrt(ᾱ); it is converted to x before comparing).
 """
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler  # noqa: E402
+from diffusers import (  # noqa: E402
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LCMScheduler,
+    UniPCMultistepScheduler,
+)
 import diffusers.schedulers.scheduling_ddpm as ddpm_module  # noqa: E402
+import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a_module  # noqa: E402
+import diffusers.schedulers.scheduling_lcm as lcm_module  # noqa: E402
 
 from diffusion import make_schedule, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_dpmpp_2m_sde  # noqa: E402
+from diffusion.grid import dpm_grid, spaced_grid  # noqa: E402
+from diffusion.samplers import sample, sampler_grid, sampler_spec  # noqa: E402
 from diffusion.spacing import dpm_solver_timesteps, timesteps  # noqa: E402
 
 torch.set_num_threads(1)
@@ -127,7 +143,8 @@ def test_ddpm_matches_diffusers(name, steps, spacing, pred, variance, x_T, noise
     monkeypatch.setattr(ddpm_module, "randn_tensor", lambda *a, **k: torch.from_numpy(next(it)))
     expected = diffusers_loop(ref, x_T)
     rng = ListRNG(noises)
-    ours = sample_ddpm(net, x_T, schedule, steps, prediction_type=pred, variance=variance, spacing=spacing, rng=rng)
+    ours = sample_ddpm(net, x_T, spaced_grid(schedule, steps=steps, spacing=spacing), prediction_type=pred,
+                       variance=variance, rng=rng)
     assert_close(ours, expected)
     # One draw per step except the last, in both implementations (trailing: diffusers draws a last one
     # scaled by sqrt(1e-20), which we skip).
@@ -142,7 +159,7 @@ def test_ddpm_clip_matches_diffusers_clip_sample(x_T, noises, monkeypatch):
     it = iter(noises)
     monkeypatch.setattr(ddpm_module, "randn_tensor", lambda *a, **k: torch.from_numpy(next(it)))
     expected = diffusers_loop(ref, 3 * x_T)
-    ours = sample_ddpm(net, 3 * x_T, schedule, 40, rng=ListRNG(noises), clip_x0=True)
+    ours = sample_ddpm(net, 3 * x_T, spaced_grid(schedule, steps=40), rng=ListRNG(noises), clip_x0=True)
     assert_close(ours, expected)
 
 
@@ -162,7 +179,7 @@ def test_ddim_matches_diffusers(name, steps, spacing, pred, eta, clip, x_T, nois
     ref.set_timesteps(steps)
     use_float64_alphas(ref, schedule)
     expected = diffusers_loop(ref, x_T, lambda i: {"eta": eta, "variance_noise": torch.from_numpy(noises[i])})
-    ours = sample_ddim(net, x_T, schedule, steps, eta=eta, prediction_type=pred, spacing=spacing,
+    ours = sample_ddim(net, x_T, spaced_grid(schedule, steps=steps, spacing=spacing), eta=eta, prediction_type=pred,
                        rng=ListRNG(noises), clip_x0=clip)
     assert_close(ours, expected)
 
@@ -176,19 +193,19 @@ def test_ddim_clip_equals_diffusers_when_nothing_is_clipped(x_T, noises):
     ref.set_timesteps(20)
     use_float64_alphas(ref, schedule)
     expected = diffusers_loop(ref, x_T, lambda i: {"eta": 0.0}, model=bounded)
-    ours = sample_ddim(bounded, x_T, schedule, 20, prediction_type="sample", clip_x0=True)
+    ours = sample_ddim(bounded, x_T, spaced_grid(schedule, steps=20), prediction_type="sample", clip_x0=True)
     assert_close(ours, expected)
 
 
 def test_ddim_clip_keeps_x0_and_eps_consistent(x_T):
     """After clipping, ε̂ is recomputed so that x_t = sqrt(ᾱ) x̂_0 + sqrt(1-ᾱ) ε̂ still holds."""
-    from diffusion.samplers import predict_x0_eps
+    from diffusion.sampling import predict_x0_eps
 
     schedule = make_schedule("cosine", 1000)
     x = 3 * x_T.astype(np.float64)
     for t in (999, 500, 10):
-        x0, eps = predict_x0_eps(schedule, 5 * net(x, np.array([t])), x, t, "epsilon", True)
         a = schedule.alphas_cumprod[t]
+        x0, eps = predict_x0_eps(5 * net(x, np.array([t])), x, a, prediction_type="epsilon", clip_x0=True)
         assert np.abs(x0).max() <= 1.0
         np.testing.assert_allclose(np.sqrt(a) * x0 + np.sqrt(1 - a) * eps, x, rtol=1e-10, atol=1e-10)
 
@@ -214,12 +231,13 @@ def test_dpmpp_2m_matches_diffusers(name, steps, spacing, pred, sde, x_T, noises
                                       timestep_spacing=spacing)
     ref.set_timesteps(steps)
     rng = ListRNG(noises)
+    grid = dpm_grid(schedule, steps=steps, spacing=spacing)
     if sde:
         expected = diffusers_loop(ref, x_T, lambda i: {"variance_noise": torch.from_numpy(noises[i])})
-        ours = sample_dpmpp_2m_sde(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing, rng=rng)
+        ours = sample_dpmpp_2m_sde(net, x_T, grid, prediction_type=pred, rng=rng)
     else:
         expected = diffusers_loop(ref, x_T)
-        ours = sample_dpmpp_2m(net, x_T, schedule, steps, prediction_type=pred, spacing=spacing)
+        ours = sample_dpmpp_2m(net, x_T, grid, prediction_type=pred)
     assert_close(ours, expected)
     assert rng.used == (steps - 1 if sde else 0)  # fresh noise on every step but the last (to sigma = 0)
 
@@ -238,9 +256,111 @@ def test_callbacks_report_diffusers_x0(x_T):
         expected.append((int(t), res.pred_original_sample.numpy(), res.prev_sample.numpy()))
         x = res.prev_sample
     infos = []
-    sample_ddim(net, x_T, schedule, 10, callback=infos.append)
+    sample_ddim(net, x_T, spaced_grid(schedule, steps=10), callback=infos.append)
     assert [i["step"] for i in infos] == list(range(1, 11)) and all(i["steps"] == 10 for i in infos)
     for info, (t, x0, x_prev) in zip(infos, expected):
         assert info["t"] == t
         np.testing.assert_allclose(info["x0"], x0, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(info["x"], x_prev, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------- every sampler, step by step, on SD's settings
+
+SD = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+VE_STATE = ("euler", "euler_a")  # diffusers' state is x/sqrt(ᾱ) for these
+
+
+def sd_scheduler(name, spacing, pred):
+    """The diffusers scheduler that the sampler table names for `name`, configured as SD's folder is."""
+    import diffusers
+
+    cls, extra = sampler_spec(name).diffusers
+    if name == "ddpm":  # SD's DDPM config: fixed_small (ours: variance="beta_tilde")
+        extra = {**extra, "variance_type": "fixed_small", "clip_sample": False}
+    if name == "ddim":
+        extra = {**extra, "clip_sample": False}
+    return getattr(diffusers, cls)(**SD, prediction_type=pred, timestep_spacing=spacing, steps_offset=1, **extra)
+
+
+def with_float64_alphas(scheduler, schedule):
+    """Our float64 ᾱ in the scheduler, before set_timesteps derives σ from it."""
+    scheduler.alphas_cumprod = torch.from_numpy(schedule.alphas_cumprod)
+    for attr in ("one", "final_alpha_cumprod"):
+        if hasattr(scheduler, attr):
+            setattr(scheduler, attr, torch.tensor(1.0, dtype=torch.float64))
+    return scheduler
+
+
+def diffusers_steps(name, scheduler, noise, noises, monkeypatch):
+    """diffusers' trajectory from `noise`: [x after step i] in the model's own form (x, not x/sqrt(ᾱ))."""
+    it = iter(noises)
+    for module in (ddpm_module, euler_a_module, lcm_module):
+        monkeypatch.setattr(module, "randn_tensor", lambda *a, **k: torch.from_numpy(next(it)))
+    x = torch.from_numpy(noise.astype(np.float64)) * float(scheduler.init_noise_sigma)
+    states = []
+    for i, t in enumerate(scheduler.timesteps):
+        x_in = scheduler.scale_model_input(x, t)
+        out = torch.from_numpy(net(x_in.numpy().astype(np.float32), np.full(x.shape[0], int(t))).astype(np.float64))
+        kw = {"variance_noise": torch.from_numpy(noises[i])} if "sde" in name else {}
+        x = scheduler.step(out, t, x, **kw).prev_sample
+        if name in VE_STATE:  # x/sqrt(ᾱ) at σ_{i+1} -> x
+            states.append(x.numpy() / np.sqrt(1.0 + float(scheduler.sigmas[i + 1]) ** 2))
+        else:
+            states.append(x.numpy())
+    return states
+
+
+SD_NAMES = ["ddpm", "ddim", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde",
+            "dpmpp_2m_sde_karras", "unipc", "lcm"]
+
+
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("name", SD_NAMES)
+def test_every_sampler_matches_diffusers_step_by_step_on_sd_settings(name, spacing, pred, x_T, noises, monkeypatch):
+    schedule = make_schedule("scaled_linear", 1000, 0.00085, 0.012)
+    # 12 steps do not divide T = 1000; DDIM then differs by design (ddpm.py's docstring): 10 for DDIM
+    steps = {"lcm": 4, "ddim": 10}.get(name, 12)
+    ref = with_float64_alphas(sd_scheduler(name, spacing, pred), schedule)
+    ref.set_timesteps(steps)
+    grid = sampler_grid(name, schedule, steps=steps, spacing=spacing, steps_offset=1)
+    np.testing.assert_array_equal(grid.timesteps, ref.timesteps.numpy().astype(np.int64))
+    if hasattr(ref, "sigmas") and len(ref.sigmas) == steps + 1:
+        np.testing.assert_allclose(grid.sigmas, ref.sigmas.numpy().astype(np.float64), rtol=1e-6)
+    expected = diffusers_steps(name, ref, x_T, noises, monkeypatch)
+    states, rng = [], ListRNG(noises)
+    extra = {"variance": "beta_tilde"} if name == "ddpm" else {}  # SD's DDPM config: fixed_small
+    ours = sample(name, net, grid.start(x_T), grid, prediction_type=pred, rng=rng,
+                  callback=lambda info: states.append(info["x"]), **extra)
+    errors = [np.abs(a - b).max() / np.abs(b).max() for a, b in zip(states, expected)]
+    print(f"{name:20s} {spacing:8s} {pred:12s} max step deviation {max(errors):.1e}")
+    assert len(states) == len(expected) == steps
+    assert max(errors) < TOL, errors
+    np.testing.assert_array_equal(ours, states[-1])
+
+
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m_karras", "unipc", "ddim", "lcm"])
+@pytest.mark.parametrize("strength", [0.3, 0.55, 1.0])
+def test_img2img_grid_and_start_match_diffusers_img2img(name, strength, x_T):
+    """diffusers' img2img: the steps its pipeline keeps (LCM: its scheduler's strength rule) and the
+    init latent noised to the first of them by the scheduler's add_noise."""
+    schedule = make_schedule("scaled_linear", 1000, 0.00085, 0.012)
+    steps = 4 if name == "lcm" else 20
+    ref = with_float64_alphas(sd_scheduler(name, "leading", "epsilon"), schedule)
+    if name == "lcm":
+        ref.set_timesteps(steps, strength=strength)
+        kept = ref.timesteps
+    else:
+        ref.set_timesteps(steps)
+        init = min(int(steps * strength), steps)
+        begin = max(steps - init, 0)
+        kept = ref.timesteps[begin:]
+        if hasattr(ref, "set_begin_index"):
+            ref.set_begin_index(begin)
+    grid = sampler_grid(name, schedule, steps=steps, spacing="leading", steps_offset=1, strength=strength)
+    np.testing.assert_array_equal(grid.timesteps, kept.numpy().astype(np.int64))
+    x0 = np.tanh(x_T[::-1]).astype(np.float64)
+    noisy = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(x_T.astype(np.float64)), kept[:1]).numpy()
+    if name in VE_STATE:
+        noisy = noisy / np.sqrt(1.0 + float(ref.sigmas[begin]) ** 2)
+    np.testing.assert_allclose(grid.start(x_T, x0), noisy, rtol=1e-6, atol=1e-6)

@@ -17,8 +17,9 @@ from diffusion import (
     sample,
     sample_repaint,
 )
+from diffusion.grid import karras_grid, spaced_grid
 from diffusion.inpaint import _repaint_plan
-from diffusion.samplers import NEEDS_RNG
+from diffusion.samplers import NEEDS_RNG, sampler_grid, sampler_spec
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -50,18 +51,23 @@ class Counter:
        T=st.integers(1, 60), data=st.data(), spacing=st.sampled_from(["leading", "trailing", "linspace"]),
        pred=st.sampled_from(["epsilon", "v_prediction", "sample"]), batch=st.integers(1, 3))
 def test_any_valid_arguments_give_finite_images(name, schedule, T, data, spacing, pred, batch):
-    steps = data.draw(st.integers(1, T), label="steps")
+    steps = data.draw(st.integers(1, min(T, 50) if name == "lcm" else T), label="steps")
     s = make_schedule(schedule, T)
     x_T = initial_noise(1, batch, (2, 3, 3))
     model, infos = Counter(), []
-    out = sample(name, model, x_T, s, steps=steps, spacing=spacing, prediction_type=pred,
-                 callback=infos.append, **kwargs_for(name, batch))
+    grid = sampler_grid(name, s, steps=steps, spacing=spacing)
+    out = sample(name, model, grid.start(x_T), grid, prediction_type=pred, callback=infos.append,
+                 **kwargs_for(name, batch))
     assert out.shape == x_T.shape and out.dtype == np.float32 and np.isfinite(out).all()
     assert model.calls == steps == len(infos)
     assert [i["step"] for i in infos] == list(range(1, steps + 1))
     assert all(set(i) == {"step", "steps", "t", "x", "x0"} for i in infos)
     ts = [i["t"] for i in infos]
-    assert ts == sorted(set(ts), reverse=True) and 0 <= ts[-1] and ts[0] < T
+    assert 0 <= ts[-1] and ts[0] < T
+    if sampler_spec(name).grid is karras_grid:  # σ falls strictly; rounded timesteps may repeat near 0
+        assert ts == sorted(ts, reverse=True)
+    else:
+        assert ts == sorted(set(ts), reverse=True)
     np.testing.assert_array_equal(infos[-1]["x"], out)
 
 
@@ -78,8 +84,8 @@ def test_inpaint_keeps_known_pixels_exactly(name, steps, seed, soft):
     x_T = initial_noise(seed, 2, (3, 4, 4))
     seen = []
     hook = inpaint_hook(s, known, mask, BatchRNG.from_seed(seed, 2))
-    out = sample(name, net, x_T, s, steps=steps, hook=lambda x, t: (seen.append(t), hook(x, t))[1],
-                 **kwargs_for(name, 2, seed))
+    out = sample(name, net, x_T, sampler_grid(name, s, steps=steps),
+                 hook=lambda x, t: (seen.append(t), hook(x, t))[1], **kwargs_for(name, 2, seed))
     keep = np.broadcast_to(mask == 0, out.shape)
     np.testing.assert_array_equal(out[keep], known[keep])
     assert seen[-1] == -1 and len(seen) == steps
@@ -94,8 +100,8 @@ def test_repaint_keeps_known_pixels_and_resamples():
     mask[1:3, 1:3] = 1
     model = Counter()
     infos = []
-    out = sample_repaint(model, initial_noise(0, 2, (1, 4, 4)), s, 20, known, mask, jump_length=5, resamples=3,
-                         rng=BatchRNG.from_seed(0, 2), callback=infos.append)
+    out = sample_repaint(model, initial_noise(0, 2, (1, 4, 4)), spaced_grid(s, steps=20), known, mask, schedule=s,
+                         jump_length=5, resamples=3, rng=BatchRNG.from_seed(0, 2), callback=infos.append)
     keep = np.broadcast_to(mask == 0, out.shape)
     np.testing.assert_array_equal(out[keep], known[keep])
     # jump points at levels 14, 9, 4 (every 5 steps), each passed 3 times: 20 + 3 * 2 * 5 calls.
@@ -112,31 +118,40 @@ def bad_calls():
     s = make_schedule("linear", 10)
     x = np.zeros((2, 1, 2, 2), np.float32)
     rng = BatchRNG.from_seed(0, 2)
+    g = spaced_grid(s, steps=5)
     return [
-        (lambda: sample("euler", net, x, s, steps=5), "unknown sampler 'euler'"),
-        (lambda: sample("ddim", net, x, s, steps=11), "steps must be between 1 and"),
-        (lambda: sample("ddim", net, x, s, steps=0), "steps must be between 1 and"),
-        (lambda: sample("dpmpp_2m", net, x, s, steps=2.5), "steps must be an integer"),
-        (lambda: sample("ddim", net, x, s), "needs steps"),
-        (lambda: sample("ddim", net, x, s, steps=5, spacing="uniform"), "unknown spacing 'uniform'"),
-        (lambda: sample("ddim", net, x, s, steps=5, prediction_type="score"), "unknown prediction_type 'score'"),
-        (lambda: sample("ddpm", net, x, s, rng=rng, variance="learned"), "unknown variance 'learned'"),
-        (lambda: sample("ddpm", net, x, s), "needs rng"),
-        (lambda: sample("ddpm", net, x, s, rng=BatchRNG.from_seed(0, 3)), "rng has 3 generators"),
-        (lambda: sample("ddim", net, x, s, steps=5, eta=0.5), "needs rng"),
-        (lambda: sample("ddim", net, x, s, steps=5, eta=2.0), "eta must be"),
-        (lambda: sample("dpmpp_2m", net, x, s, steps=5, eta=0.5), "does not take eta"),
-        (lambda: sample("ddim", lambda x, t: x[:1], x, s, steps=5), "model returned shape"),
-        (lambda: sample("ddim", net, np.full_like(x, np.nan), s, steps=5), "x_T contains NaN"),
-        (lambda: sample("ddim", net, x.astype(np.int32), s, steps=5), "x_T must be a float array"),
-        (lambda: sample("ddim", "net", x, s, steps=5), "model must be callable"),
-        (lambda: sample("ddim", net, x, s, steps=5, callback=3), "callback must be callable"),
-        (lambda: sample("ddim", net, x, s, steps=5, hook=lambda x, t: x[:1]), "hook returned shape"),
-        (lambda: sample("ddim", net, x, s, steps=5, steps_offset=10), "steps_offset=10"),
+        (lambda: sample("heun", net, x, g), "unknown sampler 'heun'"),
+        (lambda: sampler_grid("heun", s, steps=5), "unknown sampler 'heun'"),
+        (lambda: sampler_grid("ddim", s, steps=11), "steps must be between 1 and"),
+        (lambda: sampler_grid("ddim", s, steps=0), "steps must be between 1 and"),
+        (lambda: sampler_grid("dpmpp_2m", s, steps=2.5), "steps must be an integer"),
+        (lambda: sampler_grid("ddim", s, steps=5, spacing="uniform"), "unknown spacing 'uniform'"),
+        (lambda: sampler_grid("ddim", s, steps=5, steps_offset=10), "steps_offset=10"),
+        (lambda: sampler_grid("ddim", s, steps=5, strength=0), r"strength must be a number in \(0, 1\]"),
+        (lambda: sampler_grid("euler", s, steps=5, strength=1.5), "strength must be"),
+        (lambda: sampler_grid("lcm", make_schedule("linear", 100), steps=60), "an LCM takes at most 50 steps"),
+        (lambda: sampler_grid("ddim", "linear", steps=5), "schedule must be a Schedule"),
+        (lambda: sample("ddim", net, x, s), "grid must be a Grid"),
+        (lambda: sample("ddim", net, x, g, prediction_type="score"), "unknown prediction_type 'score'"),
+        (lambda: sample("ddpm", net, x, g, rng=rng, variance="learned"), "unknown variance 'learned'"),
+        (lambda: sample("ddpm", net, x, g), "needs rng"),
+        (lambda: sample("euler_a", net, x, g), "needs rng"),
+        (lambda: sample("lcm", net, x, g), "needs rng"),
+        (lambda: sample("ddpm", net, x, g, rng=BatchRNG.from_seed(0, 3)), "rng has 3 generators"),
+        (lambda: sample("ddim", net, x, g, eta=0.5), "needs rng"),
+        (lambda: sample("ddim", net, x, g, eta=2.0), "eta must be"),
+        (lambda: sample("dpmpp_2m", net, x, g, eta=0.5), "does not take eta"),
+        (lambda: sample("unipc", net, x, g, steps=5), "does not take steps"),
+        (lambda: sample("ddim", lambda x, t: x[:1], x, g), "model returned shape"),
+        (lambda: sample("ddim", net, np.full_like(x, np.nan), g), "x_T contains NaN"),
+        (lambda: sample("ddim", net, x.astype(np.int32), g), "x_T must be a float array"),
+        (lambda: sample("ddim", "net", x, g), "model must be callable"),
+        (lambda: sample("ddim", net, x, g, callback=3), "callback must be callable"),
+        (lambda: sample("ddim", net, x, g, hook=lambda x, t: x[:1]), "hook returned shape"),
         (lambda: inpaint_hook(s, x, np.full((2, 2), 1.5), rng), r"values must be in \[0, 1\]"),
         (lambda: inpaint_hook(s, x, np.ones((3, 3)), rng), "does not broadcast"),
-        (lambda: sample_repaint(net, x, s, 5, x, np.ones((2, 2)), jump_length=0, rng=rng), "jump_length"),
-        (lambda: sample_repaint(net, x, s, 5, x[:, :, :1], np.ones((2, 1)), rng=rng), "does not fit x_T"),
+        (lambda: sample_repaint(net, x, g, x, np.ones((2, 2)), schedule=s, jump_length=0, rng=rng), "jump_length"),
+        (lambda: sample_repaint(net, x, g, x[:, :, :1], np.ones((2, 1)), schedule=s, rng=rng), "does not fit x_T"),
         (lambda: cfg_denoiser(net, {"a": x}, {"b": x}, 2.0), "same inputs"),
         (lambda: cfg_denoiser(net, {}, {}, float("nan")), "guidance scale"),
         (lambda: BatchRNG([-1]), "non-negative integer"),
@@ -157,11 +172,11 @@ def test_steps_outside_one_to_T_are_refused(name, T, steps):
     s = make_schedule("linear", T)
     x = np.zeros((1, 1, 1, 1), np.float32)
     if 1 <= steps <= T:
-        assert sample(name, net, x, s, steps=steps, **kwargs_for(name, 1)).shape == x.shape
+        assert sample(name, net, x, sampler_grid(name, s, steps=steps), **kwargs_for(name, 1)).shape == x.shape
     else:
         expected = f"steps must be between 1 and num_train_timesteps \\({T}\\), got {steps}"
         with pytest.raises(ValueError, match=expected):
-            sample(name, net, x, s, steps=steps, **kwargs_for(name, 1))
+            sampler_grid(name, s, steps=steps)
 
 
 # -------------------------------------------------------------------------------------- guidance
@@ -205,7 +220,7 @@ def test_guided_sampling_calls_the_network_once_per_step(name):
     model = Counter(conditional_net)
     cond = {"label": np.ones(2, np.float32), "context": np.ones((2, 1, 1))}
     uncond = {"label": np.zeros(2, np.float32), "context": np.zeros((2, 1, 1))}
-    sample(name, cfg_denoiser(model, cond, uncond, 3.0), initial_noise(0, 2, (1, 2, 2)), s, steps=9,
+    sample(name, cfg_denoiser(model, cond, uncond, 3.0), initial_noise(0, 2, (1, 2, 2)), sampler_grid(name, s, steps=9),
            **kwargs_for(name, 2))
     assert model.calls == 9
 
@@ -218,10 +233,11 @@ def test_guided_sampling_calls_the_network_once_per_step(name):
 def test_batch_size_never_changes_an_image(seed, steps, variance):
     s = make_schedule("cosine", 50)
     shape = (2, 3, 3)
-    batch = sample("ddpm", net, initial_noise(seed, 3, shape), s, steps=steps, variance=variance,
+    grid = spaced_grid(s, steps=steps)
+    batch = sample("ddpm", net, initial_noise(seed, 3, shape), grid, variance=variance,
                    rng=BatchRNG.from_seed(seed, 3))
     for i in range(3):
-        alone = sample("ddpm", net, initial_noise(seed + i, 1, shape), s, steps=steps, variance=variance,
+        alone = sample("ddpm", net, initial_noise(seed + i, 1, shape), grid, variance=variance,
                        rng=BatchRNG.from_seed(seed + i, 1))
         np.testing.assert_array_equal(batch[i], alone[0])
     assert not np.array_equal(batch[0], batch[1])
@@ -242,8 +258,8 @@ def test_cancel_stops_before_the_next_network_call(name, after):
     s = make_schedule("linear", 100)
     model = Counter()
     with pytest.raises(Cancelled) as info:
-        sample(name, model, initial_noise(0, 1, (1, 2, 2)), s, steps=10, cancel=lambda: model.calls >= after,
-               **kwargs_for(name, 1))
+        sample(name, model, initial_noise(0, 1, (1, 2, 2)), sampler_grid(name, s, steps=10),
+               cancel=lambda: model.calls >= after, **kwargs_for(name, 1))
     assert model.calls == after and info.value.step == after + 1
 
 
@@ -251,14 +267,17 @@ def test_cancel_stops_before_the_next_network_call(name, after):
 def test_non_finite_model_output_names_the_step(name):
     s = make_schedule("linear", 100)
     model = Counter(lambda x, t: net(x, t) if t[0] > 40 else np.full_like(x, np.nan))
-    with pytest.raises(NonFiniteError, match="at step 7 of 10") as info:
-        sample(name, model, initial_noise(0, 1, (1, 2, 2)), s, steps=10, spacing="trailing",
-               **kwargs_for(name, 1))
-    assert info.value.step == 7 and info.value.t == 39
+    grid = sampler_grid(name, s, steps=10, spacing="trailing")
+    step = int(np.argmax(grid.timesteps <= 40)) + 1  # trailing spacing: step 7, timestep 39
+    with pytest.raises(NonFiniteError, match=f"at step {step} of 10") as info:
+        sample(name, model, initial_noise(0, 1, (1, 2, 2)), grid, **kwargs_for(name, 1))
+    assert info.value.step == step and info.value.t == grid.timesteps[step - 1]
+    assert grid.timesteps[step - 2] > 40
 
 
 def test_hook_sees_each_next_timestep():
     s = make_schedule("linear", 100)
     seen = []
-    sample("ddim", net, initial_noise(0, 1, (1, 1, 1)), s, steps=4, hook=lambda x, t: (seen.append(t), x)[1])
+    sample("ddim", net, initial_noise(0, 1, (1, 1, 1)), spaced_grid(s, steps=4),
+           hook=lambda x, t: (seen.append(t), x)[1])
     assert seen == [50, 25, 0, -1]

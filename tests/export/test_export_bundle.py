@@ -36,8 +36,9 @@ def test_pixel_class_model(tmp_path, pixel_class_model):
     assert m.latent is None
     assert m.conditioning.class_.names == ("zero", "one") and m.conditioning.text is None
     assert (m.unet.in_channels, m.unet.out_channels) == (1, 1)
-    assert m.files == {"unet": "unet/model.onnx"}
-    assert set(m.sha256) == {"unet/model.onnx"}
+    assert m.files == {"unet": "unet/model.onnx", "unet_config": "unet/config.json",
+                       "scheduler_config": "scheduler/scheduler_config.json"}
+    assert set(m.sha256) == set(m.files.values()) and m.clip_x0 is True
     assert m.defaults.steps == 10 and m.defaults.sampler == "dpmpp_2m"
     assert list(bundle.unet.inputs) == ["sample", "timestep", "class_labels"]
     assert bundle.unet.inputs["timestep"][0] == "tensor(int64)"
@@ -47,7 +48,11 @@ def test_pixel_class_model(tmp_path, pixel_class_model):
     assert m.provenance["export"]["commit"] and m.provenance["export"]["exported_at"]
     assert any(line.startswith("unet") and "max_rel=" in line for line in lines)
     index = json.loads((out / "model_index.json").read_text())
-    assert index["unet"] == ["diffusers", "OnnxRuntimeModel"]
+    assert index["unet"] == ["diffusers", "OnnxRuntimeModel"] and index["_class_name"] == "DiffusionStudioPipeline"
+    assert "class-conditional" in index["_diffusion_studio_unsupported"]
+    scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "DPMSolverMultistepScheduler" and scheduler["algorithm_type"] == "dpmsolver++"
+    assert json.loads((out / "studio.json").read_text())["clip_x0"] is True
     # nothing but the bundle was left next to it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pixel"]
 
@@ -59,7 +64,14 @@ def test_latent_text_class_model(tmp_path, latent_text_model):
     assert m.kind == "latent"
     assert (m.latent.channels, m.latent.height, m.latent.width, m.latent.scale_factor) == (4, 8, 8, 0.8)
     assert (m.conditioning.text.max_length, m.conditioning.text.hidden_size, m.conditioning.text.pad_id) == (8, 16, 0)
-    assert set(m.files) == {"unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer", "preview"}
+    roles = {"unet", "vae_decoder", "vae_encoder", "text_encoder"}
+    assert set(m.files) == roles | {f"{r}_config" for r in roles} | {"tokenizer", "preview", "scheduler_config",
+                                                                      "tokenizer_config"}
+    assert m.clip_x0 is False
+    vae_config = json.loads((out / "vae_decoder" / "config.json").read_text())
+    assert vae_config["scaling_factor"] == 0.8  # the trained one, not diffusers' 0.18215
+    index = json.loads((out / "model_index.json").read_text())
+    assert "class-conditional" in index["_diffusion_studio_unsupported"]
     assert list(bundle.unet.inputs) == ["sample", "timestep", "encoder_hidden_states", "class_labels"]
     assert list(bundle.vae_decoder.inputs) == ["latent_sample"] and list(bundle.vae_decoder.outputs) == ["sample"]
     assert list(bundle.vae_encoder.inputs) == ["sample"] and list(bundle.vae_encoder.outputs) == ["latent_mean"]

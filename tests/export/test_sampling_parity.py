@@ -40,15 +40,16 @@ def test_onnx_and_torch_samplers_agree(tmp_path, pixel_class_model, name):
     labels = np.array([0, 1], dtype=np.int64)
     torch_model = torch_denoiser(pixel_class_model.unet)
     images = {}
+    grid = samplers.sampler_grid(name, schedule, steps=10)
     for which, den in (("torch", torch_model), ("onnx", onnx_denoiser(bundle))):
         model = (lambda x, t, den=den: den(x, t, class_labels=labels))
-        images[which] = samplers.sample(name, model, x_T.copy(), schedule, steps=10, prediction_type="epsilon")
+        images[which] = samplers.sample(name, model, x_T.copy(), grid, prediction_type="epsilon")
     a, b = images["onnx"], images["torch"]
     assert np.isfinite(b).all() and np.abs(b).max() > 0.1
     rel = np.abs(a - b).max() / np.abs(b).max()
     print(f"{name}: onnx vs torch max relative difference {rel:.2e}")
     assert rel < 1e-3, rel
     # and the check is sensitive: another class gives a different image
-    other = samplers.sample(name, lambda x, t: torch_model(x, t, class_labels=1 - labels), x_T.copy(), schedule,
-                            steps=10, prediction_type="epsilon")
+    other = samplers.sample(name, lambda x, t: torch_model(x, t, class_labels=1 - labels), x_T.copy(), grid,
+                            prediction_type="epsilon")
     assert np.abs(other - b).max() / np.abs(b).max() > 1e-2

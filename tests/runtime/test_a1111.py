@@ -32,8 +32,8 @@ def test_real_a1111_pngs(name):
     assert (r["prompt"], r["negative_prompt"]) == ("photo of a duck", "monochrome")
     assert (r["steps"], r["guidance"], r["seed"], r["width"], r["height"]) == (15, 5.0, 235284042, 512, 400)
     assert recipe["model"] == {"name": "realistic_realisticVisionV20_v20", "hash": "c0d1994c73"}
-    assert "sampler" not in r  # UniPC is not (yet) ours: named in the note, the model's default is used
-    assert any("UniPC" in n and "not available" in n for n in recipe["notes"])
+    assert r["sampler"] == "unipc"  # A1111's UniPC is ours too (the sampler table)
+    assert not any("UniPC" in n for n in recipe.get("notes", []))
     assert read_recipe(FIXTURES / name).model == "realistic_realisticVisionV20_v20"
 
 
@@ -44,28 +44,35 @@ def test_modern_infotext_lists_everything_it_cannot_apply():
     assert request["prompt"] == "a castle on a hill, (masterpiece:1.2)"  # the LoRA tag goes to the note
     assert request["negative_prompt"] == "blurry, ugly"
     assert (request["steps"], request["guidance"], request["seed"]) == (20, 7.0, 12345)
-    assert (request["width"], request["height"], request["sampler"]) == (512, 768, "dpmpp_2m")
+    assert (request["width"], request["height"], request["sampler"]) == (512, 768, "dpmpp_2m_karras")
     assert model == {"name": "dreamshaper_8", "hash": "abc123def0"}
     text = "; ".join(notes)
     for words in ("LoRA castleLora (0.8)", "clip skip 2", "hires fix (upscale 2, steps 10, upscaler Latent)",
-                  "Karras schedule", "(word:1.2)"):
+                  "(word:1.2)"):
         assert words in text, (words, text)
+    assert "Karras" not in text  # DPM++ 2M Karras is ours
     assert "Version" not in text and "strength" not in text  # the strength belongs to the hires pass here
     assert "strength" not in request
 
 
-@pytest.mark.parametrize("sampler,schedule,ours", [
-    ("DPM++ 2M", None, "dpmpp_2m"), ("DPM++ 2M", "Automatic", "dpmpp_2m"), ("DDIM", None, "ddim"),
-    ("DPM++ 2M SDE", None, "dpmpp_2m_sde"), ("Euler a", None, None), ("Euler a", "Karras", None),
+@pytest.mark.parametrize("sampler,schedule,ours,unapplied", [
+    ("DPM++ 2M", None, "dpmpp_2m", None), ("DPM++ 2M", "Automatic", "dpmpp_2m", None), ("DDIM", None, "ddim", None),
+    ("DPM++ 2M SDE", None, "dpmpp_2m_sde", None), ("DPM++ 2M", "Karras", "dpmpp_2m_karras", None),
+    ("DPM++ 2M SDE", "Karras", "dpmpp_2m_sde_karras", None), ("DPM++ 2M Karras", None, "dpmpp_2m_karras", None),
+    ("Euler a", None, "euler_a", None), ("Euler", None, "euler", None), ("UniPC", None, "unipc", None),
+    ("LCM", None, "lcm", None), ("Euler a", "Karras", "euler_a", "karras"), ("Heun", None, None, None),
+    ("DPM++ 2M SDE", "Exponential", "dpmpp_2m_sde", "exponential"),
 ])
-def test_sampler_names(sampler, schedule, ours):
-    assert a1111.sampler_from_a1111(sampler, schedule)[0] == ours
+def test_sampler_names(sampler, schedule, ours, unapplied):
+    assert a1111.sampler_from_a1111(sampler, schedule) == (ours, unapplied)
 
 
-def test_old_style_karras_names_the_schedule():
-    """A1111 before 1.9 wrote 'DPM++ 2M Karras' in one field."""
-    _, _, notes = a1111.to_request(a1111.parse("cat\nSteps: 10, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 1"))
-    assert any("Karras schedule" in n for n in notes)
+def test_old_style_karras_names_map_to_ours():
+    """A1111 before 1.9 wrote 'DPM++ 2M Karras' in one field; a schedule we lack is named in a note."""
+    request, _, notes = a1111.to_request(a1111.parse("cat\nSteps: 10, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 1"))
+    assert request["sampler"] == "dpmpp_2m_karras" and not any("Karras" in n for n in notes)
+    request, _, notes = a1111.to_request(a1111.parse("cat\nSteps: 10, Sampler: Euler a Karras, CFG scale: 5, Seed: 1"))
+    assert request["sampler"] == "euler_a" and any("Karras schedule" in n for n in notes)
 
 
 @pytest.mark.parametrize("line,bad", [

@@ -246,7 +246,7 @@ def test_a_seed_near_2_63_in_a_batch_replays(bundles, tmp_path, capsys):
 
 def test_an_a1111_png_lists_what_it_cannot_apply_in_one_note(bundles, tmp_path, capsys):
     png = _recipe_png(tmp_path / "a1111.png", parameters=(
-        "a cat <lora:catLora:0.7>\nNegative prompt: dog\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 5, "
+        "a cat <lora:catLora:0.7>\nNegative prompt: dog\nSteps: 3, Sampler: Heun, CFG scale: 7, Seed: 5, "
         "Size: 512x768, Model hash: 0123456789, Model: sd15, Clip skip: 2, Hires upscale: 2, Version: v1.9.4"))
     code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "o", "--quiet"], capsys)
     assert code == 2
@@ -255,7 +255,7 @@ def test_an_a1111_png_lists_what_it_cannot_apply_in_one_note(bundles, tmp_path, 
                           "--quiet"], capsys)
     assert code == 0, err
     (note,) = [line for line in err if line.startswith("note: not applied from the recipe:")]
-    for words in ("LoRA catLora (0.7)", "clip skip 2", "hires fix", "Euler a", "size 512x768", "noise generator"):
+    for words in ("LoRA catLora (0.7)", "clip skip 2", "hires fix", "Heun", "size 512x768", "noise generator"):
         assert words in note, (words, note)
     assert pngmeta.read_recipe(out[0]).seed == 5
 

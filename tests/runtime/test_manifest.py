@@ -51,7 +51,7 @@ def test_sampler_names_match_diffusion():
     (lambda d: d["schedule"].__setitem__("beta_end", 2.0), "schedule.beta_end", "(0.0, 1.0]"),
     (lambda d: d.__setitem__("prediction_type", "noise"), "prediction_type", "'epsilon'"),
     (lambda d: d["unet"].__setitem__("in_channels", 4), "unet.in_channels", "3 diffused"),
-    (lambda d: d["defaults"].__setitem__("sampler", "euler"), "defaults.sampler", "dpmpp_2m"),
+    (lambda d: d["defaults"].__setitem__("sampler", "heun"), "defaults.sampler", "dpmpp_2m"),
     (lambda d: d["defaults"].__setitem__("steps", 0), "defaults.steps", "positive integer"),
     (lambda d: d["conditioning"]["class"].__setitem__("names", ["a", "a"]), "conditioning.class.names", "distinct"),
     (lambda d: d.pop("schedule"), "schedule", "missing"),

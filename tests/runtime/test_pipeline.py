@@ -5,7 +5,7 @@ from PIL import Image
 
 from diffusion.guidance import cfg_denoiser
 from diffusion.noise import BatchRNG
-from diffusion.samplers import Cancelled, sample
+from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.pipeline import GenerationRequest, RequestError, generate, to_uint8
 from tests.helpers.tiny_bundles import LABELS, load_weights, unet_numpy
@@ -22,7 +22,7 @@ def last_x(bundle, request):
     return result, steps[-1].x_t, steps
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", SAMPLERS)
 def test_parity_with_direct_numpy_sampling(bundles, opened, sampler):
     """The runtime (ONNX, batched CFG) equals diffusion/ samplers over the numpy U-Net."""
     b = opened["pixel_class"]
@@ -32,9 +32,9 @@ def test_parity_with_direct_numpy_sampling(bundles, opened, sampler):
     seeds = [11, 12]
     denoiser = cfg_denoiser(lambda x, t, **c: unet_numpy(w, x, t, **c),
                             {"class_labels": np.array([2])}, {"class_labels": np.array([3])}, 2.5)
-    kw = {} if sampler == "dpmpp_2m" else {"rng": BatchRNG(seeds, stream=1)}
-    x = sample(sampler, denoiser, BatchRNG(seeds, stream=0).randn((3, 8, 8)), b.schedule, steps=6,
-               prediction_type="epsilon", spacing="trailing", clip_x0=True, **kw)  # pixel models clip x0
+    grid = sampler_grid(sampler, b.schedule, steps=6, spacing="trailing")
+    x = sample(sampler, denoiser, grid.start(BatchRNG(seeds, stream=0).randn((3, 8, 8))).astype(np.float32), grid,
+               prediction_type="epsilon", clip_x0=True, rng=BatchRNG(seeds, stream=1))  # pixel models clip x0
     np.testing.assert_allclose(x_runtime, x, atol=1e-4)
     assert np.abs(to_uint8(x).astype(int) - np.stack(result.images).astype(int)).max() <= 1
     assert result.unet_calls == 6  # guidance batched: one U-Net call per step
@@ -48,8 +48,8 @@ def test_parity_latent_text(bundles, opened):
     states = b.text.encode(["ugly", "a red cat"])
     denoiser = cfg_denoiser(lambda x, t, **c: unet_numpy(w, x, t, **c), {"encoder_hidden_states": states[1:]},
                             {"encoder_hidden_states": states[:1]}, 3.0)
-    x = sample("ddim", denoiser, BatchRNG([5], stream=0).randn((4, 8, 8)), b.schedule, steps=4,
-               prediction_type="epsilon", spacing="trailing")
+    x = sample("ddim", denoiser, BatchRNG([5], stream=0).randn((4, 8, 8)),
+               sampler_grid("ddim", b.schedule, steps=4, spacing="trailing"), prediction_type="epsilon")
     np.testing.assert_allclose(x_runtime, x, atol=1e-4)
     assert result.images[0].shape == (16, 16, 3)
 
@@ -246,7 +246,7 @@ def test_grey_model_gives_grey_rgb(opened):
     ("pixel_class", dict(labels=np.zeros((8, 8), int)), "takes no label map"),
     ("pixel_semantic", dict(labels=np.full((8, 8), 3)), "from 0 to 2"),
     ("pixel_class", dict(init_image=np.zeros((4, 4, 3), np.uint8)), "init_image is 4x4 but the output is 8x8"),
-    ("pixel_class", dict(sampler="euler"), "sampler must be one of ddpm, ddim, dpmpp_2m"),
+    ("pixel_class", dict(sampler="heun"), "sampler must be one of dpmpp_2m, dpmpp_2m_karras"),
     ("pixel_class", dict(steps=0), "steps must be an integer from 1 to 100"),
     ("pixel_class", dict(height=0), "height must be a positive multiple of 1"),
     ("latent_text", dict(width=13), "width must be a positive multiple of 2"),

@@ -11,12 +11,12 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QLabel, QMenu, QPlainTextEdit, QPushButton, QSizePolicy, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
-from diffusion.samplers import NEEDS_RNG
+from diffusion.samplers import NEEDS_RNG, SAMPLER_SPECS
 
 from ..bind import bind
-from ..caps import SAMPLER_LABELS, describe
+from ..caps import describe
 from ..live import LivePainter
-from ..model import MAX_SEED, SAMPLERS
+from ..model import MAX_SEED
 
 ANY_CLASS = "any (as the prompt says)"
 
@@ -148,8 +148,9 @@ TIPS = {  # plain words first, the math after
     "prompt": "Describe the picture you want in a few words (Ctrl+Enter generates)",
     "negative": "Words for what you do not want; guidance steers away from them (optional)",
     "class": "Which kind of picture the model draws",
-    "sampler": "How the noise is removed step by step. DPM-Solver++ and DDIM give good pictures in 10–30 steps; "
-               "DDPM needs hundreds; the SDE variant adds fresh noise every step for livelier detail",
+    "sampler": "How the noise is removed step by step. DPM++ 2M (Karras), UniPC, Euler and DDIM give good pictures "
+               "in 10–30 steps; DDPM needs hundreds; SDE and 'a' (ancestral) samplers add fresh noise every step "
+               "for livelier detail; LCM only suits models distilled for it",
     "steps": "How many denoising steps: more is slower, often cleaner. Each step is one network call "
              "(two with guidance)",
     "guidance": "How strongly the picture follows the prompt, class or map: 1 = no extra push, higher = more "
@@ -246,8 +247,9 @@ class ControlsPanel(QWidget):
         self.class_combo = QComboBox()
         self.class_combo.setToolTip(TIPS["class"])
         self.sampler = QComboBox()
-        for s in SAMPLERS:
-            self.sampler.addItem(SAMPLER_LABELS.get(s, s), s)
+        for spec in SAMPLER_SPECS:  # the one sampler table: names, labels, tips
+            self.sampler.addItem(spec.label, spec.name)
+            self.sampler.setItemData(self.sampler.count() - 1, spec.tip, Qt.ItemDataRole.ToolTipRole)
         self.sampler.setToolTip(TIPS["sampler"])
         self.steps = spin_box(1, 1000, TIPS["steps"])
         self.guidance = spin_box(0.0, 30.0, TIPS["guidance"], step=0.5, decimals=2)
