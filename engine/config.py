@@ -150,6 +150,13 @@ def validate(cfg: dict, source: str = "config") -> dict:
     for key in ("steps", "batch"):
         if t[key] < 1:
             raise ConfigError(f"{source}: 'training.{key}' must be >= 1, got {t[key]}")
+    for key, lo, hi, open_lo in (("lr", 0.0, 1.0, True), ("ema_decay", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, False),
+                                 ("max_seconds", 0.0, 1e9, False), ("warmup", 0.0, 1e9, False)):
+        v = t[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (
+                (lo < v if open_lo else lo <= v) and v <= hi):
+            raise ConfigError(f"{source}: 'training.{key}' must be a number in {'(' if open_lo else '['}{lo:g}, "
+                              f"{hi:g}], got {v!r}")
     if not 0.0 <= cfg["conditioning"]["cond_drop_prob"] < 1.0:
         raise ConfigError(f"{source}: 'conditioning.cond_drop_prob' must be in [0, 1)")
     if not 0.0 <= cfg["conditioning"]["inpaint_full_prob"] <= 1.0:

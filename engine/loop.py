@@ -62,6 +62,8 @@ def make_accelerator(cfg: dict, device: str | None):
 def prepare_run_folder(out: Path, cfg: dict, resume: bool, is_main: bool) -> dict | None:
     """Creates the folder; returns the checkpoint state when resuming, refuses to overwrite a run."""
     ckpt = out / CHECKPOINT
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file, not a folder; choose a folder for the run")
     state = None
     if resume and ckpt.is_file():
         state = load_checkpoint(ckpt)

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TrainError, CheckpointError, DataError, TextEncoderError) as exc:
         print(f"diffusion-studio train: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the run folder cannot be written (permissions, a full or read-only disk)
+        print(f"diffusion-studio train: {exc.strerror or exc}: {exc.filename or out}", file=sys.stderr)
+        return 2
     print(f"run folder: {out}")
     return 0
 

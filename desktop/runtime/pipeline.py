@@ -193,18 +193,46 @@ class GenerationResult:
 # Inputs
 
 
-def _load_image(value, what: str) -> np.ndarray:
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            with Image.open(value) as im:
-                if what == "mask" and im.mode in ("I;16", "I;16B", "I"):
-                    return np.array(im)
-                if what == "labels" and im.mode in ("P", "L", "I;16", "I"):
-                    return np.array(im)
-                return np.array(im.convert("L" if what == "mask" else "RGB"))
-        except OSError as exc:
-            raise RequestError(f"{what}: cannot read image '{value}' ({exc})") from None
-    return np.asarray(value)
+def _load_image(value, what: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image input as an array: a path is opened (header first: a file of another size than
+    `size` = (height, width), or one too large to decode, is refused before its pixels are read).
+    16-bit images keep their range (init images scaled to 8 bits, not clipped to white); a mask
+    drawn in the alpha channel (uniform colour, varying opacity) is read from its alpha."""
+    if not isinstance(value, (str, os.PathLike)):
+        return np.asarray(value)
+    try:
+        with Image.open(value) as im:
+            if size is not None and (im.height, im.width) != tuple(size):
+                raise RequestError(f"{what} is {im.width}x{im.height} but the output is {size[1]}x{size[0]} "
+                                   "(width x height); resize it first")
+            return _pixels(im, what)
+    except Image.DecompressionBombError as exc:
+        raise RequestError(f"{what}: '{value}' is too large to use ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, RequestError):
+            raise
+        raise RequestError(f"{what}: cannot read image '{value}' ({exc})") from None
+
+
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _pixels(im: Image.Image, what: str) -> np.ndarray:
+    """The decoded array of an opened image, as `_load_image` describes."""
+    if what == "labels" and im.mode in ("P", "L", *SIXTEEN_BIT):
+        return np.array(im)
+    if what == "mask":
+        if im.mode in SIXTEEN_BIT:
+            return np.array(im)
+        if "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
+            rgba = np.array(im.convert("RGBA"))
+            if (rgba[..., :3] == rgba[:1, :1, :3]).all():  # one colour everywhere: the mask is the opacity
+                return rgba[..., 3]
+        return np.array(im.convert("L"))
+    if im.mode in SIXTEEN_BIT:  # a 16-bit picture: 0..65535 -> 0..255 (convert("RGB") clips it to white)
+        grey = np.round(np.array(im, np.float64) / 257.0).clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.array(im.convert("RGB"))
 
 
 def _as_mask_array(m: np.ndarray) -> np.ndarray:
@@ -237,8 +265,8 @@ def _as_rgb(a: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(a[..., :3])
 
 
-def _labels_from(value, bundle: Bundle) -> np.ndarray:
-    a = _load_image(value, "labels")
+def _labels_from(value, bundle: Bundle, size: tuple[int, int] | None = None) -> np.ndarray:
+    a = _load_image(value, "labels", size)
     labels = bundle.manifest.conditioning.mask.labels
     if a.ndim == 3:  # colours -> indices by the manifest's label colours
         rgb = a[..., :3].astype(np.int64)
@@ -355,7 +383,7 @@ def _resolve_pictures(bundle: Bundle, r: GenerationRequest) -> None:
     m = bundle.manifest
     size = (r.height, r.width)
     if r.init_image is not None:
-        r.init_image = _as_rgb(_load_image(r.init_image, "init_image"), "init_image")
+        r.init_image = _as_rgb(_load_image(r.init_image, "init_image", size), "init_image")
         if r.init_image.shape[:2] != size:
             raise RequestError(f"init_image is {r.init_image.shape[1]}x{r.init_image.shape[0]} but the output is "
                                f"{r.width}x{r.height} (width x height); resize it first")
@@ -367,7 +395,7 @@ def _resolve_pictures(bundle: Bundle, r: GenerationRequest) -> None:
     if r.mask is not None:
         if r.init_image is None:
             raise RequestError("a mask needs an init_image (the picture whose unmasked part is kept)")
-        r.mask = _as_mask_array(_load_image(r.mask, "mask"))
+        r.mask = _as_mask_array(_load_image(r.mask, "mask", size))
         if r.mask.shape != size:
             raise RequestError(f"mask is {r.mask.shape[1]}x{r.mask.shape[0]} but the image is {r.width}x{r.height} "
                                "(width x height)")
@@ -379,7 +407,7 @@ def _resolve_labels(bundle: Bundle, r: GenerationRequest) -> None:
     c = bundle.manifest.conditioning
     if not (c.mask and c.mask.kind == "semantic"):
         raise RequestError("this model takes no label map (it is not a semantic-map model)")
-    r.labels = _labels_from(r.labels, bundle)
+    r.labels = _labels_from(r.labels, bundle, (r.height, r.width))
     if r.labels.shape != (r.height, r.width):
         raise RequestError(f"labels are {r.labels.shape[1] if r.labels.ndim > 1 else '?'}x{r.labels.shape[0]} "
                            f"but the image is {r.width}x{r.height} (width x height)")

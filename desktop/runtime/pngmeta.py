@@ -184,6 +184,8 @@ REQUEST_FIELDS = {  # field -> (what it must be, None allowed)
 }
 IMAGE_FIELDS = {"init_image": "png", "mask": "png16", "labels": "png"}
 MAX_PROMPT = 100_000  # characters: far more than any text encoder reads
+RANGES = {"height": (1, MAX_IMAGE_SIDE), "width": (1, MAX_IMAGE_SIDE), "batch_size": (1, 64), "steps": (1, 100_000),
+          "seed": (0, 2**63 - 1)}  # checked before anything is allocated (a recipe of 100000x100000)
 
 
 def _is(value, what: str) -> bool:
@@ -226,6 +228,9 @@ def check_request(request: dict, where: str, *, decode_images: bool = True, dept
             if not ((value is None and nullable) or _is(value, what)):
                 raise RecipeError(f"{where}: recipe field '{key}' must be {what}"
                                   f"{' or null' if nullable else ''}, got {_shown(value)}")
+            lo, hi = RANGES.get(key, (None, None))
+            if value is not None and lo is not None and not lo <= value <= hi:
+                raise RecipeError(f"{where}: recipe field '{key}' must be from {lo} to {hi}, got {_shown(value)}")
         elif key in IMAGE_FIELDS and value is not None:
             _check_image(key, value, request, where, decode=decode_images)
         elif key == "fork" and value is not None:

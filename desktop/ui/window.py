@@ -238,7 +238,9 @@ class MainWindow(QMainWindow):
     # --- dialogs --------------------------------------------------------------------------
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.model.settings, self)
-        if dialog.exec():
+        accepted = dialog.exec()
+        dialog.deleteLater()  # a modal dialog parented to the window would otherwise live as long as it
+        if accepted:
             provider_changed = dialog.apply()
             apply_theme(self.model.settings["theme"])
             self.model.save_settings()
@@ -246,7 +248,9 @@ class MainWindow(QMainWindow):
                 self.model.select_model(self.model.entry.path)
 
     def open_help(self) -> None:
-        HelpDialog(self.model, self).exec()
+        dialog = HelpDialog(self.model, self)
+        dialog.exec()
+        dialog.deleteLater()
 
     def open_recipe(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open recipe (a PNG with its settings)", str(self.model.settings.output_dir()),

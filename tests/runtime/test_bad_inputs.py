@@ -184,6 +184,8 @@ def _edited(png: Path, tmp_path: Path, edit) -> Path:
     (lambda r: r["request"].update(labels={"png": "bm90IGEgcG5n"}), "field 'labels' is not a valid inline PNG"),
     (lambda r: r["request"].update(init_image={"png": 5}), "field 'init_image' must be an inline image"),
     (lambda r: r["model"].update(hash="not hex"), "field 'model.hash' must be hexadecimal"),
+    (lambda r: r["request"].update(width=100000, height=100000), "field 'height' must be from 1 to 8192"),
+    (lambda r: r["request"].update(batch_size=10**6), "field 'batch_size' must be from 1 to 64"),
 ])
 def test_malformed_recipes_give_one_sentence(bundles, tmp_path, capsys, edit, words):
     png = _edited(_made_png(bundles["pixel_class"], tmp_path, capsys), tmp_path, edit)
@@ -343,3 +345,109 @@ def test_memory_bombs_in_a_manifest_are_refused_before_allocating(bundles, tmp_p
     assert code == 2
     assert_one_line(err, words)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing big was allocated
+
+
+# --------------------------------------------------------------------------------------------
+# Images given with --init / --mask
+
+
+def _huge_png(path: Path, side: int = 20000) -> Path:
+    """A 20000x20000 1-bit PNG: about 30 KB on disk, 400 million pixels decoded."""
+    import struct
+    import zlib
+
+    z = zlib.compressobj(9)
+    row = b"\0" * (1 + side // 8)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("option", ["--init", "--mask"])
+def test_a_huge_png_as_init_or_mask_is_refused_before_decoding(bundles, tmp_path, capsys, option):
+    huge = _huge_png(tmp_path / "huge.png")
+    init = tmp_path / "init.png"
+    Image.new("RGB", (8, 8)).save(init)
+    argv = ["generate", "--model", bundles["pixel_inpaint"], "--out", tmp_path / "o", "--quiet"]
+    argv += ["--init", huge] if option == "--init" else ["--init", init, "--mask", huge]
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert_one_line(err, "too large to use" if option == "--init" else "too large to use")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_init_image_of_another_size_is_refused_from_its_header(bundles, tmp_path, capsys):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (4000, 3000)).save(big)
+    code, out, err = run(["generate", "--model", bundles["pixel_inpaint"], "--init", big, "--out", tmp_path / "o",
+                          "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, "init_image is 4000x3000 but the output is 8x8")
+
+
+def test_a_16_bit_init_image_keeps_its_range(bundles, tmp_path, capsys):
+    """A 16-bit grey PNG was converted by clipping every value above 255: pure white."""
+    from desktop.runtime.bundle import open_bundle
+    from desktop.runtime.pipeline import GenerationRequest, resolve_request
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode == "I;16"
+    r, _ = resolve_request(open_bundle(bundles["pixel_inpaint"], provider="cpu"),
+                           GenerationRequest(init_image=str(path), strength=0.5))
+    expected = np.round(ramp / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(r.init_image[..., 0], expected)
+    assert r.init_image.min() == 0 and r.init_image.max() == 245  # not all white
+
+
+def test_a_mask_drawn_in_the_alpha_channel(bundles, tmp_path):
+    """A mask painted as opacity (black everywhere, opaque where to generate) read as empty."""
+    from desktop.runtime.bundle import open_bundle
+    from desktop.runtime.pipeline import GenerationRequest, resolve_request
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:3, :, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    Image.new("RGB", (8, 8), (90, 90, 90)).save(tmp_path / "init.png")
+    r, _ = resolve_request(open_bundle(bundles["pixel_inpaint"], provider="cpu"),
+                           GenerationRequest(init_image=str(tmp_path / "init.png"), mask=str(tmp_path / "alpha.png")))
+    assert r.mask[:3].min() == 1.0 and r.mask[3:].max() == 0.0
+    grey = np.zeros((8, 8), np.uint8)
+    grey[:, :2] = 255
+    Image.fromarray(grey).save(tmp_path / "grey.png")  # an ordinary mask still reads by brightness
+    r, _ = resolve_request(open_bundle(bundles["pixel_inpaint"], provider="cpu"),
+                           GenerationRequest(init_image=str(tmp_path / "init.png"), mask=str(tmp_path / "grey.png")))
+    assert r.mask[:, :2].min() == 1.0 and r.mask[:, 2:].max() == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# train (the engine extra)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv,words", [
+    (["--lr", "nan"], "'training.lr' must be a number in (0, 1], got nan"),
+    (["--lr", "-1"], "'training.lr' must be a number"),
+    (["--max-seconds", "inf"], "'training.max_seconds' must be a number"),
+])
+def test_train_refuses_bad_numbers(tmp_path, capsys, argv, words):
+    pytest.importorskip("torch")
+    code, out, err = run(["train", "tiny-pixel", "--out", tmp_path / "run", *argv], capsys)
+    assert code == 2
+    assert_one_line(err, words)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_train_out_that_is_a_file(tmp_path, capsys):
+    pytest.importorskip("torch")
+    (tmp_path / "notes.txt").write_text("mine")
+    code, out, err = run(["train", "tiny-pixel", "--steps", "1", "--out", tmp_path / "notes.txt"], capsys)
+    assert code == 2
+    assert_one_line(err, "notes.txt is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
