@@ -1,39 +1,400 @@
-"""U-Net step latency: PyTorch eager vs ONNX Runtime, end-to-end time per image, preview cost.
+"""Runtime speed: our shipped models per image against an earlier commit, and one U-Net step in
+PyTorch eager against ONNX Runtime.
 
-    python benchmarks/bench_runtime.py --source tiny-latent          # a preset -> random weights
-    python benchmarks/bench_runtime.py --source runs/shapes-ldm      # a run or diffusers folder
+    python benchmarks/bench_runtime.py models                      # digits, landscapes, shapes
+    python benchmarks/bench_runtime.py models --baseline 3ffaefe --rounds 5 --models shapes
+    python benchmarks/bench_runtime.py fusions                     # each CPU fusion, per U-Net step
+    python benchmarks/bench_runtime.py step --source tiny-latent   # a preset (random weights) or a run
 
-For one model, in one process: the model is exported to a temporary bundle (fp32, checked), then
-- per-step U-Net latency in PyTorch eager (torch.no_grad) and in ONNX Runtime (the bundle's
-  session) on the same inputs at batch 1, 2 and 4: median of --repeats calls after 2 warm-up calls,
-  and the ratio torch / onnx (> 1: ONNX Runtime is faster);
-- end-to-end seconds per image through desktop.runtime.pipeline.generate (--steps, batch 1,
-  including text encoding, guidance's doubled batch and the VAE decode);
-- the live preview's cost as a share of one U-Net step at batch 1 (latent models: the linear
-  map on the predicted x0 plus upsampling; pixel models need none).
-Threads: torch and ONNX Runtime both use --threads (default: all cores).
+`models`: every variant runs in its own process (ONNX Runtime's thread pools are per process),
+variants alternate round by round (the machine is shared: ratios from one run, medians over rounds):
+- `today`: the runtime as it was at --baseline (desktop/ and diffusion/ from `git archive`), on
+  the same bundles;
+- `per-session`: this checkout with one thread pool per session (what today did), `no-spin`: the
+  same with threads that sleep at once when idle;
+- `now`: this checkout as the app and the CLI run it (one shared thread pool, cached optimised
+  graphs);
+- `now:<variant>`: the same runtime on a bundle variant made by `--variants DIR` (e.g. int8 or
+  CPU-optimised bundles written by export, one sub-folder per model).
+Each process opens the bundle (seconds: `open`), warms up with one image, then generates
+--images images one at a time and one batch of --batch (seconds per image, both). Images are
+compared with today's for the same seeds: `max |Δ|` in 0..255 levels and the share of differing
+values. Then the U-Net's FLOPs per step (Conv/MatMul/Gemm, from ONNX Runtime's profile of one
+batch-2 call) and the fraction of the measured matmul peak (one 2048³ MatMul in ONNX Runtime).
+
+`fusions`: each shipped U-Net (fp32 weights restored) fused by export/optimize.py for the CPU,
+one fusion at a time (attention; LayerNorm + GELU) and all of them, against the unfused graph: ms
+per batch-2 step (median, alternated), the speed-up, the kernels ONNX Runtime runs per call, and
+the largest output difference.
+
+`step`: the model is exported to a temporary bundle (fp32, checked), then per-step U-Net latency in
+PyTorch eager (torch.no_grad) and ONNX Runtime on the same inputs at batch 1, 2 and 4 (median of
+--repeats calls after 2 warm-up calls) and the end-to-end seconds per image through generate().
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if __name__ == "__main__" and "--worker" not in sys.argv:
+    sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import commit, machine  # noqa: E402
+MODELS = ("digits", "landscapes", "shapes")
+BASELINE = "3ffaefe"  # main when issue 12 measured "today"
+
+
+# --------------------------------------------------------------------------------------------
+# What each model is asked for (the same request in every variant)
+
+
+def request_fields(manifest: dict) -> dict:
+    """A representative request for a shipped model: its defaults plus what it is conditioned on."""
+    cond = manifest["conditioning"]
+    h, w = manifest["image"]["height"], manifest["image"]["width"]
+    fields: dict = {}
+    if cond.get("class"):
+        fields["class_index"] = min(3, len(cond["class"]["names"]) - 1)
+    if cond.get("text"):
+        fields["prompt"] = "a red heart at the top left and a blue star on a yellow background"
+    mask = cond.get("mask") or {}
+    if mask.get("kind") == "semantic":
+        names = [label["name"] for label in mask["labels"]]
+        labels = np.full((h, w), names.index("grass") if "grass" in names else 1, np.int64)
+        labels[: int(h * 0.45)] = names.index("sky") if "sky" in names else 0
+        labels[int(h * 0.35): int(h * 0.55), : w // 2] = names.index("mountains") if "mountains" in names else 0
+        fields["labels"] = labels.tolist()
+    return fields
+
+
+# --------------------------------------------------------------------------------------------
+# The worker: one process, one variant, one model
+
+
+def worker(config: dict) -> dict:
+    """Runs in a fresh process with config["root"] first on sys.path; prints a JSON result."""
+    sys.path.insert(0, config["root"])
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import desktop
+    from desktop.runtime import providers
+
+    if not desktop.__file__.startswith(config["root"]):
+        raise RuntimeError(f"imported {desktop.__file__}, not the runtime in {config['root']}")
+    if hasattr(providers, "configure_threads"):  # today had one pool per session, spinning
+        providers.configure_threads(shared=config["threads"] == "shared", spinning=config["threads"] != "no-spin")
+    from desktop.runtime.bundle import open_bundle
+    from desktop.runtime.pipeline import GenerationRequest, generate
+
+    t0 = time.perf_counter()
+    bundle = open_bundle(config["bundle"], provider="cpu")
+    opened = time.perf_counter() - t0
+    fields = dict(config["fields"])
+    if "labels" in fields:
+        fields["labels"] = np.asarray(fields["labels"], np.int64)
+
+    def run(seed: int, batch: int):
+        t = time.perf_counter()
+        result = generate(bundle, GenerationRequest(seed=seed, batch_size=batch, **fields))
+        return time.perf_counter() - t, result.images
+
+    run(10_000, 1)  # warm-up (first-call allocations)
+    singles, images = [], []
+    for i in range(config["images"]):
+        seconds, ims = run(i, 1)
+        singles.append(seconds)
+        images += ims
+    batch_seconds, batch_images = run(100, config["batch"])
+    out = Path(config["images_out"])
+    np.save(out, np.stack(images + batch_images))
+    return {"open": opened, "single": statistics.median(singles), "batch": batch_seconds / config["batch"]}
+
+
+def spawn(config: dict) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(config, f)
+    try:
+        out = subprocess.run([sys.executable, __file__, "--worker", f.name], capture_output=True, text=True,
+                             timeout=3600, cwd=ROOT)
+    finally:
+        os.unlink(f.name)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker failed ({config['variant']}, {config['bundle']}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def baseline_root(ref: str, into: Path) -> Path:
+    """desktop/ and diffusion/ as they were at `ref` (git archive), for the `today` variant."""
+    archive = into / "baseline.tar"
+    with open(archive, "wb") as f:
+        subprocess.run(["git", "archive", ref, "desktop", "diffusion"], cwd=ROOT, stdout=f, check=True, timeout=120)
+    root = into / f"baseline-{ref}"
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs per U-Net step and the matmul peak
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of one n^3 fp32 MatMul in ONNX Runtime (CPU, the shared thread pool), best of `repeats`."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from desktop.runtime import providers
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "peak",
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers.session_options(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {x: rng.standard_normal((n, n)).astype(np.float32) for x in "ab"}
+    session.run(None, feeds)
+    best = min(_timed(lambda: session.run(None, feeds)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def node_flops(op: str, inputs: list, outputs: list) -> float:
+    """FLOPs (2 per multiply-add) of a Conv/MatMul/Gemm node from its profiled input/output shapes."""
+    if op in ("MatMul", "FusedMatMul") and len(inputs) >= 2 and outputs:
+        k = inputs[0][-1]
+        return 2.0 * float(np.prod(outputs[0])) * k
+    if op == "Gemm" and len(inputs) >= 2 and outputs:
+        a, c = inputs[0], outputs[0]  # A is [M, K] or [K, M]: K = |A| / M
+        return 2.0 * float(np.prod(c)) * float(np.prod(a)) / c[0]
+    if op in ("Conv", "FusedConv") and len(inputs) >= 2 and outputs:
+        w = inputs[1]
+        return 2.0 * float(np.prod(outputs[0])) * float(np.prod(w[1:]))
+    return 0.0
+
+
+def unet_flops(path: Path, feeds: dict) -> float:
+    """FLOPs of one U-Net call on `feeds`, from ONNX Runtime's profile of the basic-optimised graph
+    (plain NCHW Conv/MatMul/Gemm nodes with their real shapes)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "flops")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    total = 0.0
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            args = e["args"]
+            shapes = lambda key: [list(d.values())[0] for d in args.get(key, [])]  # noqa: E731
+            total += node_flops(args.get("op_name", ""), shapes("input_type_shape"), shapes("output_type_shape"))
+    return total
+
+
+def unet_feeds(bundle, batch: int) -> dict:
+    """Random U-Net inputs at the model's size (text states from the empty prompt's shape)."""
+    m = bundle.manifest
+    rng = np.random.default_rng(0)
+    size = m.latent or m.image
+    feeds = {"sample": rng.standard_normal((batch, m.unet.in_channels, size.height, size.width)).astype(np.float32),
+             "timestep": np.full(batch, 500, np.int64)}
+    if m.conditioning.text:
+        feeds["encoder_hidden_states"] = rng.standard_normal(
+            (batch, m.conditioning.text.max_length, m.conditioning.text.hidden_size)).astype(np.float32)
+    if m.conditioning.class_:
+        feeds["class_labels"] = np.zeros(batch, np.int64)
+    types = {name: spec[0] for name, spec in bundle.unet.inputs.items()}
+    return {k: v.astype(np.float16) if types.get(k) == "tensor(float16)" else v for k, v in feeds.items()}
+
+
+def step_efficiency(bundle_path: Path, repeats: int = 10) -> dict:
+    """FLOPs per batch-2 U-Net step, its median seconds in the shipped session, and GFLOP/s."""
+    from desktop.runtime.bundle import open_bundle
+
+    bundle = open_bundle(bundle_path, provider="cpu")
+    feeds = unet_feeds(bundle, 2)
+    flops = unet_flops(bundle.path / bundle.manifest.files["unet"], feeds)
+    session = bundle.unet.session
+    session.run(None, feeds)
+    seconds = statistics.median(_timed(lambda: session.run(None, feeds)) for _ in range(repeats))
+    return {"gflop": flops / 1e9, "ms": seconds * 1e3, "gflops": flops / seconds / 1e9}
+
+
+# --------------------------------------------------------------------------------------------
+# The `models` report
+
+
+def bundle_dirs(models: list[str], variants: list[str]) -> list[tuple[str, str, Path]]:
+    """(model, variant, bundle path) for every model: the shipped bundle, and each --variants dir."""
+    rows = []
+    for name in models:
+        rows.append((name, "", ROOT / "assets" / "models" / name))
+        for v in variants:
+            p = Path(v) / name
+            if (p / "studio.json").is_file():
+                rows.append((name, Path(v).name, p))
+    return rows
+
+
+def run_models(args) -> int:
+    from benchmarks.report import commit, machine
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    variants = [v for v in (args.variants or "").split(",") if v]
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = baseline_root(args.baseline, tmp)
+        plan = []
+        for name, variant, path in bundle_dirs(models, variants):
+            manifest = json.loads((path / "studio.json").read_text())
+            fields = request_fields(manifest)
+            if not variant:
+                plan.append((name, "today", str(base), "per-session", path, fields))
+                plan.append((name, "per-session", str(ROOT), "per-session", path, fields))
+                plan.append((name, "no-spin", str(ROOT), "no-spin", path, fields))
+            plan.append((name, f"now:{variant}" if variant else "now", str(ROOT), "shared", path, fields))
+        for r in range(args.rounds):
+            for name, label, root, threads, path, fields in plan:
+                out = tmp / f"{name}-{label.replace(':', '_')}.npy"
+                res = spawn({"variant": label, "root": root, "threads": threads, "bundle": str(path),
+                             "fields": fields, "images": args.images, "batch": args.batch, "images_out": str(out)})
+                results.setdefault((name, label), []).append(res)
+                print(f"round {r + 1}/{args.rounds} {name:10s} {label:14s} open {res['open']:.2f} s  "
+                      f"single {res['single']:.3f} s  batch {res['batch']:.3f} s/image", file=sys.stderr)
+        diffs = {key: image_diff(np.load(tmp / f"{key[0]}-today.npy"), np.load(tmp / f"{key[0]}-{key[1].replace(':', '_')}.npy"))
+                 for key in results}
+        efficiency = {name: step_efficiency(ROOT / "assets" / "models" / name) for name in models}
+        peak = matmul_peak()
+    print_models_report(results, diffs, efficiency, peak, args, machine(f"onnxruntime {__import__('onnxruntime').__version__}"),
+                        commit())
+    return 0
+
+
+def image_diff(a: np.ndarray, b: np.ndarray) -> dict:
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return {"max": int(d.max()), "share": float((d > 0).mean())}
+
+
+def print_models_report(results, diffs, efficiency, peak, args, machine_line, commit_line) -> None:
+    med = lambda key, field: statistics.median(r[field] for r in results[key])  # noqa: E731
+    print("# Our models per image: today's runtime vs this checkout (one run, separate processes alternated)")
+    print(f"machine: {machine_line} (shared with other jobs: ratios, not absolute seconds)")
+    print(f"commit: {commit_line}; today = {args.baseline}; rounds {args.rounds}, {args.images} single images "
+          f"and one batch of {args.batch} per round; defaults of each model (steps, sampler)")
+    print()
+    print("| model | runtime | open s | s/image (batch 1) | ×today | s/image (batch "
+          f"{args.batch}) | ×today | max \\|Δ\\| vs today | values differing |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for (name, label) in results:
+        today = (name, "today")
+        s1, sb = med((name, label), "single"), med((name, label), "batch")
+        d = diffs[(name, label)]
+        print(f"| {name} | {label} | {med((name, label), 'open'):.2f} | {s1:.3f} | {med(today, 'single') / s1:.2f} | "
+              f"{sb:.3f} | {med(today, 'batch') / sb:.2f} | {d['max']} | {d['share'] * 100:.3f}% |")
+    print()
+    print(f"matmul peak (one 2048³ fp32 MatMul in ONNX Runtime, this run): {peak:.0f} GFLOP/s")
+    print()
+    print("| model | U-Net GFLOP per step (batch 2) | ms per step | GFLOP/s | share of peak |")
+    print("|---|---:|---:|---:|---:|")
+    for name, e in efficiency.items():
+        print(f"| {name} | {e['gflop']:.2f} | {e['ms']:.1f} | {e['gflops']:.0f} | {e['gflops'] / peak * 100:.0f}% |")
+
+
+# --------------------------------------------------------------------------------------------
+# The `fusions` report
+
+
+FUSION_VARIANTS = (("unfused", ()), ("attention", ("attention",)), ("layernorm+gelu", ("layernorm", "gelu")),
+                   ("all CPU fusions", None))
+
+
+def kernels_per_call(path: str, feeds) -> int:
+    """Kernels ONNX Runtime runs in one call (from a profile)."""
+    return sum(1 for e in _profile_events(path, feeds) if e.get("cat") == "Node"
+               and e.get("name", "").endswith("_kernel_time"))
+
+
+def _profile_events(path: str, feeds) -> list:
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "p")
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session.run(None, feeds)
+        return json.loads(Path(session.end_profiling()).read_text())
+
+
+def run_fusions(args) -> int:
+    import onnx
+    import onnxruntime as ort
+
+    from benchmarks.report import commit, machine
+    from desktop.runtime.bundle import open_bundle
+    from export import fp16, optimize
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            bundle = open_bundle(ROOT / "assets" / "models" / name, provider="cpu")
+            fp32 = Path(tmp) / f"{name}.onnx"
+            onnx.save(fp16.weights_to_fp32(fp16.load_model(bundle.path / bundle.manifest.files["unet"])), fp32)
+            feeds = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in unet_feeds(bundle, 2).items()}
+            sessions, paths = {}, {}
+            for label, fusions in FUSION_VARIANTS:
+                path = fp32 if fusions == () else Path(tmp) / f"{name}-{len(paths)}.onnx"
+                if fusions != ():
+                    onnx.save(optimize.optimize_graph(fp32, "unet", "cpu", fusions=fusions), path)
+                paths[label] = path
+                sessions[label] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            reference = sessions["unfused"].run(None, feeds)[0]
+            times = {label: [] for label in sessions}
+            for _ in range(args.repeats):
+                for label, session in sessions.items():
+                    times[label].append(_timed(lambda: session.run(None, feeds)))
+            base = statistics.median(times["unfused"])
+            for label, session in sessions.items():
+                t = statistics.median(times[label])
+                rows.append((name, label, t * 1e3, base / t, kernels_per_call(str(paths[label]), feeds),
+                             float(np.abs(session.run(None, feeds)[0] - reference).max())))
+    print("# CPU fusions of export/optimize.py, one at a time, per U-Net step (batch 2)")
+    print(f"machine: {machine(f'onnxruntime {ort.__version__}')} (shared with other jobs)")
+    print(f"commit: {commit()}; {args.repeats} alternated calls per variant (median)")
+    print()
+    print("| model | graph | ms / step | × unfused | kernels per call | max \\|Δ\\| |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, label, ms, ratio, kernels, diff in rows:
+        print(f"| {name} | {label} | {ms:.1f} | {ratio:.2f} | {kernels} | {diff:.1e} |")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The `step` report (PyTorch eager vs ONNX Runtime on one model)
 
 
 def model_from_preset(name: str):
     """A LoadedModel with random weights in the architecture of an engine preset."""
+    import torch
+
     from engine.config import load_config
     from engine.loaded import LoadedModel
     from engine.models import build_unet, build_vae
@@ -80,35 +441,25 @@ def load_source(source: str):
 def median_seconds(fn, repeats: int) -> float:
     for _ in range(2):
         fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(_timed(fn) for _ in range(repeats))
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", default="tiny-latent", help="run / diffusers folder, or an engine preset name")
-    p.add_argument("--batches", default="1,2,4")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--steps", type=int, default=20, help="sampler steps for the end-to-end figure")
-    p.add_argument("--threads", type=int, default=os.cpu_count())
-    args = p.parse_args(argv)
+def run_step(args) -> int:
+    import torch
 
-    torch.set_num_threads(args.threads)
+    from benchmarks.report import commit, machine
     from desktop.runtime.bundle import open_bundle
     from desktop.runtime.pipeline import GenerationRequest, generate
     from export.bundle_writer import export_bundle, model_graphs
 
+    torch.set_num_threads(args.threads)
     model = load_source(args.source)
     graph = model_graphs(model)[0]
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = export_bundle(model, Path(tmp) / "bundle", log=lambda s: None, preview_samples=16)
         bundle = open_bundle(out, provider="cpu")
-        bundle_session = bundle.unet.session
-        rows = []
+        session = bundle.unet.session
         rng = np.random.default_rng(0)
         for b in [int(x) for x in args.batches.split(",")]:
             feeds = graph.make_inputs(b, rng)
@@ -118,30 +469,12 @@ def main(argv=None) -> int:
                 with torch.no_grad():
                     graph.module(*args_t)
 
-            def run_onnx():
-                bundle_session.run(None, feeds)
-
             t_torch = median_seconds(run_torch, args.repeats)
-            t_onnx = median_seconds(run_onnx, args.repeats)
+            t_onnx = median_seconds(lambda: session.run(None, feeds), args.repeats)
             rows.append((b, t_torch * 1e3, t_onnx * 1e3, t_torch / t_onnx))
-
-        req = GenerationRequest(prompt="a red circle on blue", steps=args.steps, seed=0, batch_size=1,
-                                sampler="dpmpp_2m")
+        req = GenerationRequest(prompt="a red circle on blue", steps=args.steps, seed=0, batch_size=1, sampler="dpmpp_2m")
         generate(bundle, GenerationRequest(prompt="warm up", steps=2, seed=1))
-        t0 = time.perf_counter()
-        generate(bundle, req)
-        e2e = time.perf_counter() - t0
-
-        preview_share = None
-        if bundle.preview is not None:
-            from desktop.runtime.preview import latent_preview
-
-            m = bundle.manifest
-            x0 = rng.standard_normal((1, m.latent.channels, m.latent.height, m.latent.width)).astype(np.float32)
-            factor = m.image.height // m.latent.height
-            t_prev = median_seconds(lambda: latent_preview(x0, bundle.preview, factor), max(args.repeats, 20))
-            preview_share = t_prev / (rows[0][2] / 1e3)
-
+        e2e = median_seconds(lambda: generate(bundle, req), 1)
     print(f"# U-Net step latency, PyTorch eager vs ONNX Runtime ({args.source})")
     print(f"machine: {machine()}; threads {args.threads}")
     print(f"commit: {commit()}; torch {torch.__version__}; onnxruntime {__import__('onnxruntime').__version__}")
@@ -153,12 +486,35 @@ def main(argv=None) -> int:
     for b, tt, to, r in rows:
         print(f"| {b} | {tt:.2f} | {to:.2f} | {r:.2f} |")
     print()
-    print(f"end to end (desktop.runtime.pipeline.generate, dpmpp_2m {args.steps} steps, 1 image): {e2e:.3f} s/image")
-    if preview_share is not None:
-        print(f"live preview (linear map + upsample): {preview_share * 100:.2f}% of a batch-1 U-Net step")
-    else:
-        print("live preview: pixel model, the predicted x0 is the preview (no cost)")
+    print(f"end to end (generate, dpmpp_2m {args.steps} steps, 1 image): {e2e:.3f} s/image")
     return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        print(json.dumps(worker(json.loads(Path(argv[1]).read_text()))))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="part", required=True)
+    m = sub.add_parser("models", help="our shipped models per image, today vs now")
+    m.add_argument("--models", default=",".join(MODELS))
+    m.add_argument("--baseline", default=BASELINE, help="the git commit whose runtime is 'today'")
+    m.add_argument("--rounds", type=int, default=3)
+    m.add_argument("--images", type=int, default=3, help="single images per round (median)")
+    m.add_argument("--batch", type=int, default=4)
+    m.add_argument("--variants", help="comma-separated folders of bundle variants, one sub-folder per model")
+    f = sub.add_parser("fusions", help="each CPU fusion of export/optimize.py on our U-Nets")
+    f.add_argument("--models", default=",".join(MODELS))
+    f.add_argument("--repeats", type=int, default=15)
+    s = sub.add_parser("step", help="one U-Net step, PyTorch eager vs ONNX Runtime")
+    s.add_argument("--source", default="tiny-latent", help="run / diffusers folder, or an engine preset name")
+    s.add_argument("--batches", default="1,2,4")
+    s.add_argument("--repeats", type=int, default=10)
+    s.add_argument("--steps", type=int, default=20, help="sampler steps for the end-to-end figure")
+    s.add_argument("--threads", type=int, default=os.cpu_count())
+    args = p.parse_args(argv)
+    return {"models": run_models, "fusions": run_fusions, "step": run_step}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ class Subcommand:
     target: str  # "package.module:function", called with the remaining argv
     summary: str
     extra: str | None  # the pip extra it needs beyond the base install
+    shared_threads: bool = False  # every ONNX Runtime session of the process is ours: share one thread pool
 
 
 SUBCOMMANDS = (
-    Subcommand("app", "desktop.ui.app:main", "open the desktop app (the default)", None),
-    Subcommand("generate", "desktop.runtime.generate_cli:main", "generate images from a model bundle", None),
-    Subcommand("info", "desktop.runtime.info_cli:main", "describe a model bundle and what it accepts", None),
+    Subcommand("app", "desktop.ui.app:main", "open the desktop app (the default)", None, True),
+    Subcommand("generate", "desktop.runtime.generate_cli:main", "generate images from a model bundle", None, True),
+    Subcommand("info", "desktop.runtime.info_cli:main", "describe a model bundle and what it accepts", None, True),
     Subcommand("train", "engine.train_cli:main", "train a VAE, pixel DDPM or latent diffusion model", "engine"),
     Subcommand("make-dataset", "engine.data.cli:main", "write a procedural or built-in data set as an image folder", "engine"),
     Subcommand("export", "export.cli:main", "export a training run or diffusers folder to a model bundle", "engine"),
@@ -75,6 +76,11 @@ def _stdout_to_devnull() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` None means a program run (`diffusion-studio`, `python -m desktop`), which
+    owns its process: the app, `generate` and `info` then share one ONNX Runtime thread pool
+    (providers.configure_threads). A caller passing argv (tests, other programs) keeps ONNX Runtime's
+    default, since the shared pool makes ONNX Runtime refuse sessions created with default options."""
+    program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -88,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffusion-studio: unknown subcommand '{argv[0]}'\n\n{usage()}", file=sys.stderr)
         return 2
     try:
+        if sub.shared_threads and program:
+            from desktop.runtime.providers import configure_threads
+
+            configure_threads(shared=True)
         func = resolve(sub)
         result = func(rest)
         sys.stdout.flush()  # a closed pipe (`info | head`) shows here, not as a message at exit

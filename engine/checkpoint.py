@@ -78,12 +78,6 @@ def _digest(tensors: dict) -> str:
     return h.hexdigest()
 
 
-# Every atomic file write of the project is desktop.runtime.fileio's; these names are kept for the
-# trainers' imports.
-atomic_write_bytes = fileio.write_bytes
-atomic_write_text = fileio.write_text
-
-
 def save_checkpoint(path: str | Path, state: dict, summary: dict | None = None) -> Path:
     """Write `state` atomically to `path` (.safetensors) and `summary` (JSON) beside it."""
     from safetensors.torch import save
@@ -93,9 +87,9 @@ def save_checkpoint(path: str | Path, state: dict, summary: dict | None = None) 
     tensors: dict = {}
     skeleton = _flatten(state, "s", tensors)
     metadata = {"format": FORMAT, "version": VERSION, "skeleton": json.dumps(skeleton), "sha256": _digest(tensors)}
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    fileio.write_bytes(path, save(tensors, metadata=metadata))
     if summary is not None:
-        atomic_write_bytes(path.with_suffix(".json"), (json.dumps(summary, indent=2) + "\n").encode())
+        fileio.write_bytes(path.with_suffix(".json"), (json.dumps(summary, indent=2) + "\n").encode())
     return path
 
 

@@ -150,7 +150,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
     for key in ("steps", "batch"):
         if t[key] < 1:
             raise ConfigError(f"{source}: 'training.{key}' must be >= 1, got {t[key]}")
-    for key, lo, hi, open_lo in (("lr", 0.0, 1.0, True), ("ema_decay", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, False),
+    for key, lo, hi, open_lo in (("lr", 0.0, 1.0, False), ("ema_decay", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, False),
                                  ("max_seconds", 0.0, 1e9, False), ("warmup", 0.0, 1e9, False)):
         v = t[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (

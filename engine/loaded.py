@@ -54,7 +54,6 @@ from diffusion.forward import PREDICTION_TYPES
 from diffusion.schedule import SCHEDULES
 from diffusion.scheduler_config import BETA_SCHEDULES, parse_scheduler_config, read_scheduler_config
 from desktop.runtime import fileio
-from desktop.runtime.fileio import replace_dir
 from engine.text import HFTextEncoder, ScratchTextEncoder, TextEncoder, TextEncoderError, load_minilm, pad_settings_for
 
 FORMAT = "diffusion-studio-model"
@@ -161,7 +160,7 @@ def save_model(model: LoadedModel, folder: str | Path) -> Path:
         meta["unet_class"] = type(model.unet).__name__
         meta["vae_class"] = None if model.vae is None else type(model.vae).__name__
         _write_json(tmp / METADATA_FILE, meta)
-        replace_dir(tmp, folder)
+        fileio.replace_dir(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

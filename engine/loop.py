@@ -33,7 +33,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, atomic_write_bytes, atomic_write_text, capture_rng, load_checkpoint, \
+from desktop.runtime import fileio
+
+from .checkpoint import CheckpointError, capture_rng, load_checkpoint, \
     restore_rng, save_checkpoint
 from .config import dump_toml
 
@@ -71,7 +73,7 @@ def prepare_run_folder(out: Path, cfg: dict, resume: bool, is_main: bool) -> dic
         raise TrainError(f"{out} already holds a run ({ckpt}); pass --resume to continue it or choose another --out")
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", dump_toml(cfg))
+        fileio.write_text(out / "config.toml", dump_toml(cfg))
         if state is None:
             (out / "metrics.jsonl").unlink(missing_ok=True)
         else:
@@ -384,14 +386,14 @@ def save_png_grid(path: Path, images: np.ndarray, cols: int = 8) -> None:
     im = Image.fromarray(grid[:, :, 0] if c == 1 else grid)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    fileio.write_bytes(path, buf.getvalue())
 
 
 def trim_metrics(path: Path, step: int) -> None:
     """On resume, drop metric lines from steps after the checkpoint (they will be redone)."""
     if path.is_file():
         keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
-        atomic_write_text(path, "".join(l + "\n" for l in keep))
+        fileio.write_text(path, "".join(l + "\n" for l in keep))
 
 
 def append_metrics(path: Path, record: dict) -> None:

@@ -33,8 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from desktop.runtime import fileio
+
 from .config import load_config
-from .loaded import replace_dir, vae_downscale
+from .loaded import vae_downscale
 from .loop import (CHECKPOINT, TrainError, checkpointer, collate, machine_name, make_accelerator, make_dataset,
                    optimizer_step, prepare_run_folder, progress_bar, restore_state, run_clock, run_loop,
                    save_png_grid, step_loader)
@@ -162,12 +164,12 @@ def compute_scale_factor(vae: nn.Module, ds, device, count: int = 512, batch: in
 
 def save_vae_model(vae: nn.Module, folder: Path, info: dict) -> Path:
     """model/vae (diffusers save_pretrained) + model/studio_model.json, via a temporary folder + rename."""
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    fileio.clean_leftovers(folder.parent, folder.name)
+    tmp = fileio.temp_dir(folder, "build")
     try:
         vae.save_pretrained(str(tmp / "vae"), safe_serialization=True)
-        (tmp / "studio_model.json").write_text(json.dumps(info, indent=2) + "\n")
-        replace_dir(tmp, folder)
+        fileio.write_json(tmp / "studio_model.json", info)
+        fileio.replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder

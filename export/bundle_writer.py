@@ -18,8 +18,10 @@ Choices the contract left open (also in the report):
 - `--gpu-fp16` converts the U-Net and text encoder to fp16 compute; the VAE graphs keep fp32
   compute with fp16 weights (VAE decoders overflow fp16). The manifest's `precision` is "fp16"
   and `provenance.export.compute` says "fp16 (CUDA)".
-- `--optimize` only rewrites the U-Net (the per-step cost); its fused operators (NhwcConv,
-  GroupNorm...) exist only in the CUDA provider, so it is checked on CUDA and refused without it.
+- `--optimize cpu|cuda` fuses the graphs for that provider (export/optimize.py): the U-Net for the
+  CPU; the U-Net and the VAE decoder for CUDA, whose fused operators (NhwcConv, GroupNorm...) exist
+  only in the CUDA provider, so it is checked on CUDA and refused without it. The manifest's
+  `providers` records where the graphs run (cpu: ["cpu", "cuda"]; cuda: ["cuda"]).
 - Large models use external data (`<graph>.onnx.data`), listed in `files` under the role
   `<role>_data` so it is hashed with the rest.
 """
@@ -37,11 +39,10 @@ import torch
 
 from desktop.runtime import fileio
 from desktop.runtime.fileio import replace_dir
-from desktop.runtime.manifest import (
-    FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_INDEX_NAME, manifest_from_dict, write_manifest,
-)
+from desktop.runtime.manifest import FORMAT, MANIFEST_NAME, MODEL_INDEX_NAME, manifest_from_dict, write_manifest
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit
+from export import optimize as export_optimize
 from export.ecosystem import write_ecosystem_files
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
 
@@ -151,7 +152,22 @@ def _cuda_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def _export_one(graph, raw_dir: Path, bundle_dir: Path, *, fp16: bool, gpu_fp16: bool, optimize: bool,
+OPTIMIZED_ROLES = {"cpu": ("unet",), "cuda": ("unet", "vae_decoder")}
+
+
+def optimize_target(optimize) -> str | None:
+    """None, "cpu" or "cuda" from export_bundle's `optimize` (True and "auto": CUDA where its provider
+    is available, else the CPU)."""
+    if optimize in (None, False, ""):
+        return None
+    if optimize in (True, "auto"):
+        return "cuda" if _cuda_available() else "cpu"
+    if optimize not in export_optimize.TARGETS:
+        raise ExportError(f"--optimize takes {' or '.join(export_optimize.TARGETS)}, got {optimize!r}")
+    return optimize
+
+
+def _export_one(graph, raw_dir: Path, bundle_dir: Path, *, fp16: bool, gpu_fp16: bool, optimize: str | None,
                 external_data, check: bool, log) -> tuple[list[str], list[dict]]:
     """Exports and checks one graph; returns (files relative to the bundle, parity results)."""
     raw_path = onnx_graphs.export_graph(graph, raw_dir / graph.role / "model.onnx")
@@ -162,29 +178,36 @@ def _export_one(graph, raw_dir: Path, bundle_dir: Path, *, fp16: bool, gpu_fp16:
         checks.append(parity.require(parity.check_graph(graph, raw_path, precision="fp32",
                                                         references=references), raw_path))
         log(checks[-1].line())
-    optimize_unet = optimize and graph.role == "unet"
-    if not (fp16 or gpu_fp16 or optimize_unet) and _can_move_raw(raw_path, external_data):
+    fuse = optimize if optimize and graph.role in OPTIMIZED_ROLES[optimize] else None
+    if not (fp16 or gpu_fp16 or fuse) and _can_move_raw(raw_path, external_data):
         # nothing to convert: the checked fp32 graph is the file shipped
         out_path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(raw_path, out_path)
         return [out_path.relative_to(bundle_dir).as_posix()], [c.to_dict() for c in checks]
-    proto = fp16_tools.load_model(raw_path)
     precision, providers = "fp32", None
-    if optimize_unet:
+    half_compute = gpu_fp16 and graph.role in ("unet", "text_encoder")
+    if fuse == "cuda":
         if check and not _cuda_available():
-            raise ExportError("--optimize writes fused operators that only ONNX Runtime's CUDA provider runs, "
-                              "and this machine has no CUDA provider to check them; export without --optimize "
-                              "or on a machine with an NVIDIA GPU (or skip the check: check=False)")
-        proto = fp16_tools.optimize_unet(raw_path, use_gpu=True)
+            raise ExportError("--optimize cuda writes fused operators that only ONNX Runtime's CUDA provider runs, "
+                              "and this machine has no CUDA provider to check them; use --optimize cpu, or export "
+                              "on a machine with an NVIDIA GPU (or skip the check: check=False)")
         # TF32 off: the check compares fp32 with fp32 (TF32 alone would cost ~1e-3 relative)
         providers = [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
-    if gpu_fp16 and graph.role in ("unet", "text_encoder"):
-        proto, precision = fp16_tools.compute_to_fp16(proto), "fp16-compute"
-    elif fp16 or gpu_fp16:
-        proto, precision = fp16_tools.weights_to_fp16(proto), "fp16"
+    if fuse:  # export fp32 -> fuse -> fp16, in that order (the fusions match fp32 patterns)
+        proto = export_optimize.optimize_graph(raw_path, graph.role, fuse, fp16=half_compute)
+        export_optimize.check_target(proto, fuse, graph.role)
+        precision = "fp16-compute" if half_compute else ("fp16" if fp16 else "fp32")
+        if fp16 and not half_compute:
+            proto = fp16_tools.weights_to_fp16(proto)
+    else:
+        proto = fp16_tools.load_model(raw_path)
+        if half_compute:
+            proto, precision = fp16_tools.compute_to_fp16(proto), "fp16-compute"
+        elif fp16 or gpu_fp16:
+            proto, precision = fp16_tools.weights_to_fp16(proto), "fp16"
     written = fp16_tools.save_model(proto, out_path, external_data)
     del proto
-    if check and (precision != "fp32" or providers):
+    if check and (precision != "fp32" or providers or fuse):
         checks.append(parity.require(parity.check_graph(graph, out_path, precision=precision, providers=providers,
                                                         references=references), out_path))
         log(checks[-1].line())
@@ -228,7 +251,8 @@ def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
     replace_dir(tmp, out_dir)
 
 
-def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: bool = False,
+def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: str | bool | None = None,
+                  int8: bool = False, int8_gate=None,
                   external_data: bool | None = None, check: bool = True, preview_samples: int = 32,
                   name: str | None = None, description: str | None = None, overwrite: bool = False,
                   source: str | None = None, log=print) -> Path:
@@ -239,8 +263,16 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
     to out_dir. `check=False` skips the parity checks and opening the finished bundle with
     desktop.runtime (provenance then says "parity": "skipped"; the manifest is still validated and
     hashed). `external_data`: None = only graphs over 2 GB, True/False = always/never.
+    `optimize`: "cpu" or "cuda" (export/optimize.py; True or "auto": CUDA if it is available, else
+    the CPU): fused graphs for that provider, recorded in the manifest's `providers`.
+    `int8`: the U-Net quantised to int8 (export/quantize.py), kept only if it passes the gate:
+    the images stay close to the float model's, and `int8_gate(bundle_dir)` (None or a failure
+    sentence; e.g. quantize.evaluation_gate) accepts it.
     The model's networks are put in eval mode and float32 in place.
     """
+    optimize = optimize_target(optimize)
+    if int8 and (optimize == "cuda" or gpu_fp16):
+        raise ExportError("--int8 makes a CPU model; it does not combine with --optimize cuda or --gpu-fp16")
     out_dir = Path(out_dir).absolute()
     check_out_dir(out_dir, overwrite)
     if model.kind not in ("pixel", "latent"):
@@ -290,14 +322,14 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
                 "commit": _code_commit(), "machine": f"{platform.system()} {platform.machine()}",
                 "torch": torch.__version__, "opset": onnx_graphs.OPSET,
                 "fp16_weights": bool(fp16 or gpu_fp16), "compute": "fp16 (CUDA)" if gpu_fp16 else "fp32",
-                "optimized": bool(optimize), "parity": parity_results if check else "skipped", "preview": preview_report,
+                "optimized": optimize or False, "parity": parity_results if check else "skipped", "preview": preview_report,
             },
         })
         defaults = {**BASE_DEFAULTS, **_jsonable(model.defaults or {})}
         files.update(write_ecosystem_files(model, bundle, files, sampler=defaults["sampler"]))
         unet_cfg = model.unet.config
         data = {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "format": FORMAT, "format_version": 1,  # written as 2 where the manifest needs it
             "name": name or getattr(model, "name", None) or out_dir.name,
             "description": description if description is not None else str(getattr(model, "description", "") or ""),
             "kind": model.kind,
@@ -315,12 +347,17 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             "unet": {"in_channels": int(unet_cfg.in_channels), "out_channels": int(unet_cfg.out_channels)},
             "defaults": defaults,
             "precision": "fp16" if (fp16 or gpu_fp16) else "fp32",
+            "providers": export_optimize.providers_for(optimize) if optimize else None,
             "provenance": provenance,
             "sha256": {},
         }
         write_manifest(bundle, manifest_from_dict(data), model_index=False)  # export.ecosystem wrote it
         if check:
             _open_check(bundle, log)
+        if int8:
+            from export import quantize
+
+            quantize.quantize_in_place(bundle, gate=int8_gate, log=log)
         _publish(bundle, out_dir, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -7,8 +7,8 @@ in engine/sd_configs (or `--config`); pickles (.ckpt, .pt, ...) are refused.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -25,8 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size; computes in fp32)")
     p.add_argument("--gpu-fp16", action="store_true",
                    help="fp16 compute for the U-Net and text encoder (for CUDA; implies fp16 weights)")
-    p.add_argument("--optimize", action="store_true",
-                   help="ONNX Runtime fusions for the U-Net (CUDA only; checked on CUDA)")
+    p.add_argument("--optimize", choices=("cpu", "cuda", "auto"), metavar="cpu|cuda|auto",
+                   help="fused graphs for one execution provider (attention, LayerNorm, GELU for the CPU; also "
+                        "GroupNorm and channels-last convolutions for CUDA, checked on CUDA; auto: CUDA if this "
+                        "machine has it, else the CPU). The bundle records where it runs")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 U-Net for the CPU, calibrated on the model's own sampler inputs; refused unless the "
+                        "images stay close to the float model's and the model clears its evaluation floors. "
+                        "SOURCE may also be a bundle (studio.json) to quantise")
     p.add_argument("--name", help="the model's name in the app (default: from the source)")
     p.add_argument("--description", help="one line a user reads")
     p.add_argument("--overwrite", action="store_true",
@@ -56,14 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     except BundleExistsError as exc:
         print(f"diffusion-studio export: {exc}", file=sys.stderr)
         return 2
-    out_dir.absolute().parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.source-", dir=out_dir.absolute().parent) as work:
+    if args.int8 and (Path(args.source) / "studio.json").is_file():
+        return _quantize_bundle(args, out_dir)
+    from desktop.runtime import fileio
+
+    fileio.clean_leftovers(out_dir.absolute().parent, out_dir.name)  # what a killed export left
+    work = fileio.temp_dir(out_dir.absolute(), "source")  # a single file's conversion: next to OUT_DIR
+    try:
         try:
-            model = _load_source(args, work)
+            model = _load_source(args, str(work))
         except (OSError, ValueError, RuntimeError) as exc:
             print(f"diffusion-studio export: cannot load {args.source}: {exc}", file=sys.stderr)
             return 2
         return _export(args, model, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _load_source(args, work: str):
@@ -85,10 +98,39 @@ def _export(args, model, out_dir: Path) -> int:
     from export.parity import ExportError
 
     try:
+        gate = None
+        if args.int8:
+            from export.quantize import evaluation_gate, evaluations_of
+
+            gate = evaluation_gate(evaluations_of(model.provenance or {}))
         export_bundle(model, out_dir, fp16=args.fp16, gpu_fp16=args.gpu_fp16, optimize=args.optimize,
-                      name=args.name, description=args.description, overwrite=args.overwrite,
-                      preview_samples=args.preview_samples, source=str(Path(args.source).absolute()))
+                      int8=args.int8, int8_gate=gate, name=args.name, description=args.description,
+                      overwrite=args.overwrite, preview_samples=args.preview_samples,
+                      source=str(Path(args.source).absolute()))
     except BundleExistsError as exc:
+        print(f"diffusion-studio export: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
+        print(f"diffusion-studio export: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _quantize_bundle(args, out_dir) -> int:
+    """`export BUNDLE OUT --int8`: an int8 copy of an existing bundle (no PyTorch needed)."""
+
+    from desktop.runtime.manifest import BundleError
+    from export.bundle_writer import BundleExistsError
+    from export.parity import ExportError
+    from export.quantize import quantize_bundle
+
+    if args.fp16 or args.gpu_fp16 or args.optimize:
+        print("diffusion-studio export: a bundle SOURCE only takes --int8 (the other options need the model "
+              "it was exported from)", file=sys.stderr)
+        return 2
+    try:
+        quantize_bundle(Path(args.source), out_dir, overwrite=args.overwrite)
+    except (BundleExistsError, BundleError) as exc:
         print(f"diffusion-studio export: {exc}", file=sys.stderr)
         return 2
     except ExportError as exc:

@@ -1,4 +1,4 @@
-"""Half-precision variants of an exported graph, GPU fusions, and saving (with external data).
+"""Half-precision variants of an exported graph, and saving (with external data).
 
 - `weights_to_fp16`: *storage* precision. Every large float32 initializer is stored as float16 and
   a `Cast(to=float)` node restores the original name, so the graph computes in fp32 on any
@@ -6,8 +6,8 @@
   initializers (< 16 elements: epsilons, shape helpers) and values outside fp16's range stay fp32.
 - `compute_to_fp16`: *compute* precision for GPUs (`--gpu-fp16`): the whole graph in fp16 with
   float32 inputs and outputs (`onnxruntime.transformers.float16`, keep_io_types=True).
-- `optimize_unet`: ONNX Runtime's transformer optimizer fusions for a U-Net (attention, GroupNorm,
-  GELU...). The fused contrib operators are meant for the CUDA provider.
+- `weights_to_fp32`: the inverse of `weights_to_fp16` (graph rewriters need the weights as
+  initializers: export/optimize.py, export/quantize.py).
 - `save_model`: protobuf cannot hold more than 2 GB, so larger models are saved with their
   weights in one external data file `<name>.data` beside the graph.
 """
@@ -50,28 +50,33 @@ def weights_to_fp16(model: onnx.ModelProto, min_elements: int = MIN_ELEMENTS) ->
     return model
 
 
+def weights_to_fp32(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Undoes `weights_to_fp16` (an fp16-weight bundle's graph -> fp32 initializers, no Cast nodes),
+    so graph rewriters see the weights as initializers again; converts `model` in place."""
+    graph = model.graph
+    halves = {i.name: i for i in graph.initializer if i.data_type == TensorProto.FLOAT16}
+    restored, nodes = [], []
+    for node in graph.node:
+        if node.op_type == "Cast" and len(node.input) == 1 and node.input[0] in halves \
+                and any(a.name == "to" and a.i == TensorProto.FLOAT for a in node.attribute):
+            restored.append(numpy_helper.from_array(numpy_helper.to_array(halves[node.input[0]]).astype(np.float32),
+                                                    node.output[0]))
+        else:
+            nodes.append(node)
+    used = {name for node in nodes for name in node.input} | {o.name for o in graph.output}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + restored)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
 def compute_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Whole graph in float16, float32 inputs and outputs (for CUDA)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=_size(model) >= TWO_GB)
-
-
-def optimize_unet(model_path: Path, *, use_gpu: bool = True) -> onnx.ModelProto:
-    """ONNX Runtime transformer-optimizer fusions for a U-Net graph (model_type="unet").
-
-    The attention fusion of onnxruntime 1.31 fails on some graphs (dynamic head counts); then the
-    other fusions (GroupNorm, SkipGroupNorm, BiasSplitGelu, NhwcConv, LayerNorm...) still apply."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    try:
-        return optimize_model(str(model_path), model_type="unet", opt_level=0, use_gpu=use_gpu).model
-    except Exception:  # noqa: BLE001 - a fusion pass bug; retry without attention fusion
-        options = FusionOptions("unet")
-        options.enable_attention = False
-        return optimize_model(str(model_path), model_type="unet", opt_level=0, use_gpu=use_gpu,
-                              optimization_options=options).model
 
 
 def _size(model: onnx.ModelProto) -> int:

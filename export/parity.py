@@ -74,11 +74,13 @@ def errors(onnx_out: np.ndarray, torch_out: np.ndarray) -> tuple[float, float]:
 
 
 def make_session(path: Path, providers=None):
+    """A plain session (no graph cache) with the runtime's options (so it also works in a process
+    that shares ONNX Runtime's global thread pool)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    from desktop.runtime.providers import session_options
+
+    return ort.InferenceSession(str(path), session_options(), providers=providers or ["CPUExecutionProvider"])
 
 
 def reference_outputs(graph, batch_sizes=BATCH_SIZES, seed: int = 1234) -> list[tuple[dict, np.ndarray]]:

@@ -27,7 +27,7 @@ import onnxruntime as ort
 
 from diffusion.schedule import schedule_from_dict
 
-from . import providers
+from . import device, memory, providers
 from . import sd_folder
 from .bundle_checks import (
     check_external_data, check_fixed_dims, check_model_hash, check_not_a_stripped_bundle, probe_class_embeddings,
@@ -57,10 +57,15 @@ class OnnxModel:
     inputs: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
     calls: int = 0
+    path: Path | None = None  # the ONNX file (CUDA graphs build a second session from it)
+    runner: device.DeviceRunner | None = None  # IOBinding on a GPU (device.py); None: session.run
 
     def __post_init__(self):
         self.inputs = {i.name: (i.type, list(i.shape)) for i in self.session.get_inputs()}
         self.outputs = {o.name: (o.type, list(o.shape)) for o in self.session.get_outputs()}
+        where = device.device_of(self.session)
+        if where is not None and self.runner is None:
+            self.runner = device.DeviceRunner(self, where, cuda_graph=self.role == "unet" and self.path is not None)
 
     def feed(self, name: str, value) -> np.ndarray:
         """`value` in the dtype and rank input `name` declares ([B] of one value -> 0-d for a scalar input)."""
@@ -74,11 +79,13 @@ class OnnxModel:
 
     def run(self, feeds: dict, output: str | None = None) -> np.ndarray:
         """Run with inputs cast to the declared dtypes; return `output` (or the first) as float32."""
-        cast = {name: self.feed(name, value) for name, value in feeds.items()}
         names = list(self.outputs)
         want = output if output in self.outputs else names[0]
         self.calls += 1
-        result = self.session.run([want], cast)[0]
+        if self.runner is not None:
+            result = self.runner.run(feeds, want)
+        else:
+            result = self.session.run([want], {name: self.feed(name, value) for name, value in feeds.items()})[0]
         return result.astype(np.float32) if result.dtype != np.float32 and result.dtype.kind == "f" else result
 
 
@@ -106,6 +113,7 @@ class Bundle:
         self.text = TextEncoder(text_model, tokenizer, t.max_length, t.pad_id) if (t and text_model) else None
         self.preview = preview
         self.schedule = schedule_from_dict(manifest.schedule)
+        self.provider_note: str | None = None  # "CUDA did not load (...): running on cpu" (open_bundle sets it)
         self.sd = sd
         self.notes: list[str] = list(sd.notes) if sd is not None else []
         self.encoder_output = sd_folder.encoder_output(self.vae_encoder) if self.vae_encoder else None
@@ -155,9 +163,10 @@ class Bundle:
 # Sessions and their inputs
 
 
-def _session(path: Path, rel: str, role: str, provider: str) -> tuple[ort.InferenceSession, str]:
+def _session(path: Path, rel: str, role: str, provider: str, **kw) -> tuple[ort.InferenceSession, str]:
+    """providers.create_session(path / rel, provider, **kw); a bad file becomes a BundleError naming it."""
     try:
-        return providers.create_session(path / rel, provider)
+        return providers.create_session(path / rel, provider, **kw)
     except providers.ProviderError:
         raise
     except Exception as exc:  # onnxruntime raises several unrelated classes for a damaged file
@@ -217,15 +226,21 @@ def check_inputs(models: dict, m: Manifest, unet_extra: set = frozenset()) -> No
         _only(te, {"input_ids", "attention_mask"})
 
 
-def _load_models(path: Path, files: dict, provider: str) -> tuple[dict, str]:
-    """Create the sessions: the U-Net picks the provider, the others use the same one."""
+def _load_models(path: Path, files: dict, provider: str, *, hashes: dict | None = None, verify: bool = True,
+                 allowed: list[str] | None = None) -> tuple[dict, str]:
+    """Create the sessions: the U-Net picks the provider, the others use the same one.
+
+    `hashes`: file -> sha256 (the manifest's; keys of the graph cache), `verify`: whether they were
+    checked (cached graphs are then checked too), `allowed`: the providers the graphs run on."""
     models: dict[str, OnnxModel] = {}
-    session, chosen = _session(path, files["unet"], "unet", provider)
-    models["unet"] = OnnxModel("unet", files["unet"], session)
+    hashes = hashes or {}
+    kw = dict(verify=verify, allowed=[providers.resolve_provider(p) for p in allowed] if allowed else None)
+    session, chosen = _session(path, files["unet"], "unet", provider, sha256=hashes.get(files["unet"]), **kw)
+    models["unet"] = OnnxModel("unet", files["unet"], session, path=path / files["unet"])
     for role in ("vae_decoder", "vae_encoder", "text_encoder"):
         if role in files:
-            s, _ = _session(path, files[role], role, chosen)
-            models[role] = OnnxModel(role, files[role], s)
+            s, _ = _session(path, files[role], role, chosen, sha256=hashes.get(files[role]), **kw)
+            models[role] = OnnxModel(role, files[role], s, path=path / files[role])
     return models, chosen
 
 
@@ -233,9 +248,36 @@ def open_bundle(path: str | os.PathLike, provider: str = "auto", verify: bool = 
     """Open a Diffusion Studio bundle or an SD-1.x-style ONNX folder; BundleError when it is unusable.
 
     `verify=False` skips the sha256 check (it reads every file; the UI may skip it for a bundle it
-    verified before).
+    verified before). With provider "auto", `bundle.provider_note` is the one sentence saying why a
+    better provider was not used (None when none was skipped).
     """
-    path = Path(path)
+    bundle = _open(Path(path), provider, verify)
+    if bundle.provider == providers.CUDA and not _fits_on_gpu(bundle, forced=provider not in (None, "", "auto")):
+        bundle = _open(Path(path), provider, verify)  # CUDA is now marked as failed: the next provider
+    if provider in (None, "", "auto"):
+        allowed = bundle.manifest.providers
+        bundle.provider_note = providers.fallback_note(
+            bundle.provider, [providers.resolve_provider(p) for p in allowed] if allowed else None)
+    return bundle
+
+
+def _fits_on_gpu(bundle: Bundle, forced: bool) -> bool:
+    """Whether one guided image at the model's size fits in the GPU memory left once the weights are
+    loaded (memory.estimate); if not, CUDA is marked failed with the sentence that says so, or a
+    forced CUDA raises ProviderError."""
+    m = bundle.manifest
+    est = memory.estimate(bundle, 1, m.image.height, m.image.width, guided=True)
+    free = memory.available_bytes(providers.CUDA)
+    if free is None or est.needed <= free:
+        return True
+    reason = f"has too little free memory for this model ({memory.gib(free)} free, {est.describe()})"
+    if forced:
+        raise providers.ProviderError(f"the GPU {reason}; use --provider cpu")
+    providers.mark_failed(providers.CUDA, reason)
+    return False
+
+
+def _open(path: Path, provider: str, verify: bool) -> Bundle:
     if not path.is_dir():
         raise BundleError(f"{path}: no such model folder", None, None)
     if (path / MANIFEST_NAME).is_file():
@@ -244,7 +286,8 @@ def open_bundle(path: str | os.PathLike, provider: str = "auto", verify: bool = 
             verify_hashes(manifest, path)
         external = check_external_data(path, manifest)
         check_model_hash(manifest, external["unet"])
-        models, chosen = _load_models(path, manifest.files, provider)
+        models, chosen = _load_models(path, manifest.files, provider, hashes=manifest.sha256, verify=verify,
+                                      allowed=manifest.providers)
         check_inputs(models, manifest)
         check_fixed_dims(models, manifest)
         probe_class_embeddings(models["unet"], manifest)

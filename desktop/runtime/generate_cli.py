@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         folder, notes = choose_model(args, recipe)
         notes = (recipe["notes"] if recipe else []) + notes
         bundle = open_bundle(folder, provider=args.provider)
+        if bundle.provider_note:
+            print(f"note: {bundle.provider_note}", file=sys.stderr)
         if recipe and args.width is None and args.height is None:  # the user's own size is checked as given
             request, size_notes = fit_size(request, bundle)
             notes += size_notes

@@ -43,7 +43,9 @@ def describe(bundle) -> str:
     d = m.defaults
     lines.append(f"  defaults:    sampler {d.sampler}, {d.steps} steps, guidance {d.guidance:g}, spacing {d.spacing}")
     lines.append(f"  precision:   {m.precision}")
-    lines.append(f"  provider:    {bundle.provider_short}")
+    lines.append(f"  provider:    {bundle.provider_short}" + (f" ({bundle.provider_note})" if bundle.provider_note else ""))
+    if m.providers:
+        lines.append(f"  graphs for:  {', '.join(m.providers)} (optimised at export)")
     if m.provenance:
         lines.append("  provenance:  " + json.dumps(m.provenance, sort_keys=True))
     lines.append("  files:")

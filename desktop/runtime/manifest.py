@@ -15,6 +15,10 @@ Choices written down here (the contract left them open):
   `unet.out_channels` must equal the diffused channels.
 - `defaults`, `provenance`, `description` and `precision` may be left out; defaults are filled in.
 - `write_manifest` also writes `model_index.json` (the ecosystem layout marker) unless told not to.
+- `providers` (optional, format version 2): the execution providers the graphs were optimised for
+  and run on (`export --optimize`, int8); null = any. A bundle that has it says format_version 2,
+  so a runtime from before it refuses the bundle with "update" instead of failing on a fused
+  operator its provider lacks. `precision` "int8": quantised U-Net (QDQ), written by `export --int8`.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from diffusion.spacing import SPACINGS
 from .fileio import read_json, write_json
 
 FORMAT = "diffusion-studio-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this program reads; 1 unless the bundle names its providers or is int8
 MANIFEST_NAME = "studio.json"
 MODEL_INDEX_NAME = "model_index.json"
 
@@ -41,7 +45,8 @@ KINDS = ("pixel", "latent")
 # PREDICTION_TYPES, SAMPLERS, SPACINGS (imported above) and SCHEDULE_NAMES are diffusion/'s names
 # (numpy only, so export can still write a manifest without the runtime).
 SCHEDULE_NAMES = SCHEDULES
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+EXECUTION_PROVIDERS = ("cpu", "cuda", "directml", "coreml", "tensorrt", "rocm", "openvino")  # the names users type
 MASK_KINDS = ("inpaint", "semantic")
 # Sanity bounds, checked before anything is allocated: far beyond any real model, far below what
 # would exhaust memory (issue 13: num_train_timesteps 1e8 took 26 s and 4.8 GB in `info`).
@@ -156,7 +161,8 @@ class Manifest:
     precision: str = "fp32"
     provenance: dict = field(default_factory=dict)
     sha256: dict = field(default_factory=dict)  # relative path -> hex digest
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1
+    providers: tuple[str, ...] | None = None  # the execution providers the graphs run on; None: any
     model_hash: str | None = None  # `model_hash_of` the U-Net and its external data, as written
     x0_clipping: bool | None = None  # studio.json "clip_x0"; None (older bundles): by kind, see clip_x0
 
@@ -184,6 +190,11 @@ class Manifest:
             return self.x0_clipping
         return self.latent is None  # a pixel model (validation ties kind "pixel" to latent None)
 
+    @property
+    def version_needed(self) -> int:
+        """The format version this manifest is written with: 2 once it names providers or is int8."""
+        return max(self.format_version, 2 if self.providers is not None or self.precision == "int8" else 1)
+
     def to_dict(self) -> dict:
         """The JSON document, in the field order of docs/ARCHITECTURE.md."""
         c = self.conditioning
@@ -194,7 +205,7 @@ class Manifest:
                 mask["labels"] = [{"name": l.name, "color": list(l.color)} for l in c.mask.labels]
         return {
             "format": FORMAT,
-            "format_version": self.format_version,
+            "format_version": self.version_needed,
             "name": self.name,
             "description": self.description,
             "kind": self.kind,
@@ -212,6 +223,7 @@ class Manifest:
             "unet": asdict(self.unet),
             "defaults": asdict(self.defaults),
             "precision": self.precision,
+            "providers": list(self.providers) if self.providers is not None else None,
             "provenance": dict(self.provenance),
             "sha256": dict(self.sha256),
             **({"model_hash": self.model_hash} if self.model_hash else {}),
@@ -468,6 +480,12 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         raise _field_error("defaults.steps", f"at most num_train_timesteps ({schedule['num_train_timesteps']})", defaults.steps)
 
     precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
+    providers = d.get("providers")
+    if providers is not None and (not isinstance(providers, list) or not providers
+                                  or not all(isinstance(p, str) and p in EXECUTION_PROVIDERS for p in providers)
+                                  or len(set(providers)) != len(providers)):
+        raise _field_error("providers", "null or a list of distinct provider names from "
+                           + ", ".join(EXECUTION_PROVIDERS), providers)
     clip_x0 = d.get("clip_x0")
     if clip_x0 is not None and not isinstance(clip_x0, bool):
         raise _field_error("clip_x0", "true or false", clip_x0)
@@ -487,7 +505,8 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
         files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
         precision=precision, provenance=dict(provenance), sha256={k: v.lower() for k, v in sha.items()},
-        format_version=version, model_hash=model_hash.lower() if model_hash else None, x0_clipping=clip_x0,
+        format_version=version, providers=tuple(providers) if providers is not None else None,
+        model_hash=model_hash.lower() if model_hash else None, x0_clipping=clip_x0,
     )
 
 
@@ -598,7 +617,7 @@ def model_index_dict(manifest: Manifest) -> dict:
     index: dict[str, Any] = {
         "_class_name": "DiffusionStudioPipeline",
         "_diffusion_studio_manifest": MANIFEST_NAME,
-        "_diffusion_studio_format_version": FORMAT_VERSION,
+        "_diffusion_studio_format_version": manifest.version_needed,
     }
     for role in ("unet", "vae_decoder", "vae_encoder", "text_encoder"):
         if role in manifest.files:

@@ -31,6 +31,12 @@ def user_config_dir() -> Path:
     return Path(home) / "config" if home else Path(platformdirs.user_config_dir(APP, appauthor=False))
 
 
+def user_cache_dir() -> Path:
+    """Files the app can rebuild (optimised graphs): safe to delete at any time."""
+    home = os.environ.get("DIFFUSION_STUDIO_HOME")
+    return Path(home) / "cache" if home else Path(platformdirs.user_cache_dir(APP, appauthor=False))
+
+
 def user_models_dir() -> Path:
     return user_data_dir() / "models"
 

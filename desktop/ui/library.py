@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.runtime import paths
+from desktop.runtime import fileio, paths
 from desktop.runtime.manifest import MANIFEST_NAME, MODEL_INDEX_NAME, read_manifest
 
 from .caps import Capabilities, capabilities, manifest_dict
@@ -89,10 +89,13 @@ def copy_into_library(folder: Path) -> Path:
     while target.exists():
         target = root / f"{folder.name}-{n}"
         n += 1
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(folder, tmp)
-    tmp.replace(target)
+    fileio.clean_leftovers(root)  # copies and removals a crash interrupted
+    tmp = fileio.temp_dir(target, "copy")  # hidden: a half copy is never listed as a model
+    try:
+        shutil.copytree(folder, tmp, dirs_exist_ok=True)
+        fileio.replace_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -102,7 +105,6 @@ def remove_from_library(entry: ModelEntry) -> None:
     folder = entry.path.resolve()
     if entry.source != USER or folder.parent != root:
         raise PermissionError(f"{entry.name} ships with the app and cannot be removed; only your own models can.")
-    doomed = folder.with_name(f".removing-{folder.name}")
-    shutil.rmtree(doomed, ignore_errors=True)
+    doomed = fileio.temp_path(folder, "removing")  # what a crash leaves is cleaned by the next copy
     folder.rename(doomed)
     shutil.rmtree(doomed, ignore_errors=True)

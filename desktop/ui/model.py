@@ -166,7 +166,8 @@ class StudioModel(QObject):
         self.save_settings()
         self.bundleChanged.emit()
         self.paramsChanged.emit("")
-        self.message.emit(f"Loaded {self.entry.name} on {self.provider}")
+        note = getattr(bundle, "provider_note", None)  # e.g. "CUDA did not load (...): running on cpu"
+        self.message.emit(f"Loaded {self.entry.name} on {self.provider}" + (f" ({note})" if note else ""))
         return True
 
     def switch_canvas(self, previous: ModelEntry | None, entry: ModelEntry) -> None:

@@ -267,10 +267,10 @@ def test_gpu_fp16_converts_unet_and_text_encoder_compute(tmp_path, latent_text_m
     assert _parity(m, "vae_decoder")[-1]["precision"] == "fp16"  # VAE: fp16 weights, fp32 compute
 
 
-def test_optimize_without_cuda_is_refused_and_writes_nothing(tmp_path, pixel_class_model, monkeypatch):
+def test_optimize_cuda_without_cuda_is_refused_and_writes_nothing(tmp_path, pixel_class_model, monkeypatch):
     monkeypatch.setattr(bundle_writer, "_cuda_available", lambda: False)
     with pytest.raises(bundle_writer.ExportError, match="CUDA"):
-        _export(pixel_class_model, tmp_path / "opt", optimize=True)
+        _export(pixel_class_model, tmp_path / "opt", optimize="cuda")
     assert list(tmp_path.iterdir()) == []
 
 

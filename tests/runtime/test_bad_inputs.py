@@ -431,7 +431,7 @@ def test_a_mask_drawn_in_the_alpha_channel(bundles, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("argv,words", [
-    (["--lr", "nan"], "'training.lr' must be a number in (0, 1], got nan"),
+    (["--lr", "nan"], "'training.lr' must be a number in [0, 1], got nan"),
     (["--lr", "-1"], "'training.lr' must be a number"),
     (["--max-seconds", "inf"], "'training.max_seconds' must be a number"),
 ])
