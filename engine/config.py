@@ -8,6 +8,7 @@ resolved config that a run folder keeps as `config.toml` (a tiny writer: the sta
 reads TOML but does not write it).
 
     kind            "vae" | "pixel" | "latent"
+    description     one plain sentence on what the preset makes (the app's Train window shows it)
     vae             latent runs: path to a VAE run folder (or its model/ or model/vae folder)
     [dataset]       name (shapes|landscapes|digits|folder), path, size, count, seed, grayscale, flip
     [model]         block_out_channels, layers_per_block, attention (per level), attention_head_dim,
@@ -43,6 +44,7 @@ KINDS = ("vae", "pixel", "latent")
 DEFAULTS: dict = {
     "kind": "pixel",
     "name": "",
+    "description": "",
     "vae": "",
     "dataset": {"name": "shapes", "path": "", "size": 32, "count": 1000, "seed": 0, "grayscale": False, "flip": False},
     "model": {

@@ -14,7 +14,10 @@
 
 Hook points (for callers and tools that watch a run): `hooks["on_batch"](step, rank, indices)`
 before a step, `hooks["on_step"](step, loss)` after it, and every metrics record goes through
-`StepBookkeeping.append_metrics(path, record)` (one JSON line per logged step).
+`StepBookkeeping.append_metrics(path, record)` (one JSON line per logged step). The progress
+protocol (docs/TRAINING.md): `hooks["event"](kind, fields)` gets "start", "step", "sample",
+"checkpoint" and "end" on the main process, and `hooks["should_stop"]()` is polled after every step
+(True stops the run like Ctrl+C).
 """
 from __future__ import annotations
 
@@ -238,7 +241,8 @@ def checkpointer(acc, path: Path, tc: dict, *, kind: str, name: str, parts: Call
         if acc.is_main_process:
             save_checkpoint(path, {**parts(), "step": s, "rng": capture_rng(), "train_seconds": seconds(),
                                    "lr_scheduler": {"kind": "linear_warmup", "warmup": tc["warmup"], "last_step": s}},
-                            summary={"step": s, "reason": reason, "time": time.time(), "kind": kind, "config": name})
+                            summary={"step": s, "reason": reason, "time": time.time(), "kind": kind, "config": name,
+                                     "train_seconds": round(seconds(), 1)})
         acc.wait_for_everyone()
     return checkpoint
 
@@ -271,15 +275,24 @@ class StepBookkeeping:
     t_start: float = field(default_factory=time.time)
     t_last: float = field(default_factory=time.time)
     steps_since: int = 0
+    clock: Callable[[], float] | None = None     # the run's training seconds over all sessions (run_clock)
+    emit: Callable[[str, dict], None] = field(default=lambda kind, fields=None: None)  # progress events
+    should_stop: Callable[[], bool] = lambda: False   # e.g. the app's pause request (engine.progress)
+    ended: str = ""                  # "interrupted" | "time_up" once after_step said to stop
 
     @property
     def world(self) -> int:
         return self.acc.num_processes
 
+    def seconds(self) -> float:
+        return self.clock() if self.clock is not None else time.time() - self.t_start
+
     def after_step(self, step: int, lr: float, losses: dict[str, torch.Tensor]) -> str | None:
-        """Returns None to go on, "interrupted" (Ctrl+C) or "time_up" (training.max_seconds) to stop."""
+        """Returns None to go on, "interrupted" (Ctrl+C, should_stop) or "time_up" (training.max_seconds
+        of training over all sessions) to stop."""
         tc, acc = self.tc, self.acc
         self.steps_since += 1
+        record = None
         if tc["log_every"] and (step % tc["log_every"] == 0 or step == tc["steps"]):
             names = list(losses)
             values = acc.gather(torch.stack([losses[k].detach().float() for k in names]).reshape(1, -1)).mean(0)
@@ -293,39 +306,53 @@ class StepBookkeeping:
                 self.bar.set_postfix({**{k: f"{float(v):.4f}" for k, v in zip(names, values)}, "img_s": f"{ips:.1f}"})
         if self.bar is not None:
             self.bar.update(1)
-        stop = self.flag["stop"]
-        time_up = bool(tc["max_seconds"]) and time.time() - self.t_start >= tc["max_seconds"]
+        self.emit("step", {"step": step, "steps": tc["steps"], "train_seconds": round(self.seconds(), 3),
+                           **({k: v for k, v in record.items() if k != "step"} if record else {})})
+        stop = self.flag["stop"] or self.should_stop()
+        time_up = bool(tc["max_seconds"]) and self.seconds() >= tc["max_seconds"]
         if self.world > 1:
             flags = acc.reduce(torch.tensor([float(stop), float(time_up)], device=acc.device), "max")
             stop, time_up = bool(flags[0].item()), bool(flags[1].item())
         if stop:
-            return "interrupted"
-        if time_up:  # a time budget ends the run like its last step: the final model is written
-            return "time_up"
+            self.ended = "interrupted"
+        elif time_up:  # a time budget ends the run like its last step: the final model is written
+            self.ended = "time_up"
+        if self.ended:
+            return self.ended
         if tc["checkpoint_every"] and step % tc["checkpoint_every"] == 0 and step < tc["steps"]:
             self.checkpoint("periodic", step)
+            self.emit("checkpoint", {"step": step, "path": str(self.out / CHECKPOINT), "reason": "periodic"})
         if tc["sample_every"] and step % tc["sample_every"] == 0 and acc.is_main_process:
-            self.sample(self.out / "samples" / f"step_{step:06d}.png")
+            path = self.out / "samples" / f"step_{step:06d}.png"
+            self.sample(path)
+            if path.is_file():
+                self.emit("sample", {"step": step, "path": str(path)})
         return None
 
 
 def run_loop(acc, tc: dict, out: Path, *, loader, step: int, train_step: Callable, optimizers: tuple,
              checkpoint: Callable[[str, int], None], sample: Callable[[Path], None], bar=None,
-             hooks: dict | None = None, hook_loss: str = "loss") -> tuple[int, bool]:
-    """The loop both trainers run, from `step` until the loader ends, Ctrl+C or the time budget.
+             hooks: dict | None = None, hook_loss: str = "loss", clock: Callable[[], float] | None = None,
+             finish: Callable[[int], Path] | None = None, finalize: bool = False) -> tuple[int, bool]:
+    """The loop both trainers run, from `step` until the loader ends, Ctrl+C, a stop request or the
+    time budget.
 
     Each step: the step's generator and learning rate, then `train_step(batch, g, step)` (the
     trainer's forward, backward and optimizer step) returns its losses {name: tensor}; then the
-    hooks and the bookkeeping. Ends with the final checkpoint ("end" or "interrupted").
-    Returns (the step reached, whether Ctrl+C stopped the run).
+    hooks and the bookkeeping. Ends with the final checkpoint ("end" or "interrupted") and, unless
+    stopped, `finish(step)` on the main process (the trainer's final model; finalize=True goes there
+    at once, without a step). Progress events go to hooks["event"] (engine.progress), stop requests
+    come from hooks["should_stop"]. Returns (the step reached, whether it was stopped).
     """
     hooks = hooks or {}
     rank, dev = acc.process_index, acc.device
+    emit = loop_events(acc, hooks, tc, step, clock)
     stopped = False
     with interrupt_flag() as flag:
         books = StepBookkeeping(acc, tc, out, flag=flag, checkpoint=checkpoint, sample=sample,
-                                append_metrics=append_metrics, bar=bar, t_start=time.time())
-        for batch in loader:
+                                append_metrics=append_metrics, bar=bar, t_start=time.time(), clock=clock, emit=emit,
+                                should_stop=hooks.get("should_stop", lambda: False))
+        for batch in ([] if finalize else loader):
             g = step_generator(tc["seed"], rank, step, dev)
             if "on_batch" in hooks:
                 hooks["on_batch"](step, rank, batch["index"])
@@ -342,7 +369,24 @@ def run_loop(acc, tc: dict, out: Path, *, loader, step: int, train_step: Callabl
     if bar is not None:
         bar.close()
     checkpoint("interrupted" if stopped else "end", step)
+    emit("checkpoint", {"step": step, "path": str(out / CHECKPOINT), "reason": "interrupted" if stopped else "end"})
+    model = finish(step) if finish is not None and not stopped and acc.is_main_process else None
+    reason = "paused" if stopped else "finalized" if finalize else "time_up" if books.ended == "time_up" else "done"
+    emit("end", {"step": step, "train_seconds": round(books.seconds(), 3), "reason": reason,
+                 "model": str(model) if model is not None else None})
     return step, stopped
+
+
+def loop_events(acc, hooks: dict, tc: dict, step: int, clock) -> Callable[[str, dict], None]:
+    """hooks["event"] on the main process (a no-op elsewhere), after reporting the loop's "start"."""
+    from .progress import describe_device, no_event
+
+    emit = hooks.get("event", no_event) if acc.is_main_process else no_event
+    device, device_name = describe_device(acc.device)
+    emit("start", {"step": step, "steps": tc["steps"], "max_seconds": tc["max_seconds"],
+                   "train_seconds": round(clock(), 3) if clock is not None else 0.0, "device": device,
+                   "device_name": device_name, "batch": tc["batch"] * acc.num_processes})
+    return emit
 
 
 def progress_bar(acc, enabled: bool, tc: dict, step: int, name: str):

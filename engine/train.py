@@ -194,28 +194,6 @@ def diffusion_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tens
     return F.mse_loss(pred.float(), target)
 
 
-def init_unet(unet: nn.Module, path: str | Path) -> None:
-    """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
-    into `unet` (fine-tuning); the architecture must match."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    for folder in (path / "model" / "unet", path / "unet", path):
-        weights = folder / "diffusion_pytorch_model.safetensors"
-        if weights.is_file():
-            break
-    else:
-        raise TrainError(f"training.init: no U-Net weights at {path} (expected a run folder with "
-                         "model/unet/diffusion_pytorch_model.safetensors)")
-    current = unet.state_dict()
-    sd = load_file(str(weights))
-    wrong = sorted(set(sd) ^ set(current)) + sorted(k for k in set(sd) & set(current) if sd[k].shape != current[k].shape)
-    if wrong:
-        raise TrainError(f"training.init: {weights} does not fit this config's U-Net "
-                         f"({len(wrong)} tensors differ, e.g. {wrong[0]}); use the same [model] settings")
-    unet.load_state_dict({k: v.to(current[k].dtype) for k, v in sd.items()})
-
-
 @dataclass
 class RunData:
     """The data set and what the model learns from it."""
@@ -402,12 +380,14 @@ class Conditioner:
 
 
 def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder=None, resume: bool = False,
-          device: str | None = None, progress: bool = True, hooks: dict | None = None) -> Path:
+          device: str | None = None, progress: bool = True, hooks: dict | None = None, finalize: bool = False) -> Path:
     """Train a pixel or latent diffusion model described by `cfg` into the run folder `out`.
 
     dataset / text_encoder replace the configured ones (tests, notebooks). hooks["on_batch"](step,
     rank, indices), hooks["on_step"](step, loss) and hooks["on_end"](model, ema) (every process, with
-    its own live weights) are called if given. Returns `out`. VAE configs train with
+    its own live weights) are called if given; hooks["event"](kind, fields) gets the progress events
+    and hooks["should_stop"]() is polled after every step (engine.progress). finalize (with resume):
+    write model/ from the checkpoint without training. Returns `out`. VAE configs train with
     engine.vae.train_vae (the `train` command picks by the config's kind).
     """
     from diffusion.schedule import make_schedule
@@ -440,13 +420,12 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         "optimizer": optimizer.state_dict()})
     sample = sample_grid_writer(cfg, conditioner, raw=raw, ema=ema, sched=sched, nets=nets)
     model.train()
-    step, stopped = run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step, acc.process_index,
-                                                                 acc.num_processes, collate),
-                             step=step, train_step=train_step, optimizers=(optimizer,), checkpoint=checkpoint,
-                             sample=sample, bar=progress_bar(acc, progress, tc, step, cfg["name"] or cfg["kind"]),
-                             hooks=hooks)
-    if not stopped and acc.is_main_process:
-        save_final_model(cfg, out, raw=raw, ema=ema, nets=nets, data=data, sched=sched, step=step, seconds=clock())
+    run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step, acc.process_index, acc.num_processes, collate),
+             step=step, train_step=train_step, optimizers=(optimizer,), checkpoint=checkpoint, sample=sample,
+             bar=progress_bar(acc, progress and not finalize, tc, step, cfg["name"] or cfg["kind"]), hooks=hooks,
+             clock=clock, finalize=finalize,
+             finish=lambda step: save_final_model(cfg, out, raw=raw, ema=ema, nets=nets, data=data, sched=sched,
+                                                  step=step, seconds=clock()))
     acc.wait_for_everyone()
     if "on_end" in hooks:
         hooks["on_end"](raw, ema)
@@ -518,7 +497,7 @@ def sample_grid_writer(cfg: dict, conditioner: Conditioner, *, raw, ema, sched, 
         if nets.vae is not None:
             with torch.no_grad():
                 x0 = nets.vae.decode(torch.from_numpy(x0).to(dev) / nets.scale_factor).sample.float().cpu().numpy()
-        save_png_grid(path, x0)
+        save_png_grid(path, x0, cols=4)  # 8 samples as 4 x 2: fits a preview pane
 
     def safe_write(path: Path) -> None:
         try:

@@ -193,10 +193,10 @@ def load_vae(path: str | Path):
 
 
 def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | None = None, progress: bool = True,
-              hooks: dict | None = None) -> Path:
+              hooks: dict | None = None, finalize: bool = False) -> Path:
     """Train an AutoencoderKL described by `cfg` (kind = "vae") into the run folder `out`.
 
-    hooks as engine.train.train's (on_step gets the reconstruction loss). Returns `out`."""
+    hooks and finalize as engine.train.train's (on_step gets the reconstruction loss). Returns `out`."""
     cfg = load_config(cfg) if not isinstance(cfg, dict) or "training" not in cfg else cfg
     tc, lc = cfg["training"], cfg["vae_loss"]
     out = Path(out)
@@ -227,20 +227,22 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
                           latent_shape=(cfg["model"]["latent_channels"], *[size // vae_downscale(raw.vae.config)] * 2))
     model.train()
     disc.train()
-    step, stopped = run_loop(acc, tc, out, loader=step_loader(ds, tc, step, acc.process_index, acc.num_processes, collate),
-                             step=step, train_step=train_step, optimizers=(opt, opt_d), checkpoint=checkpoint,
-                             sample=reconstruction_grid_writer(raw, ds, dev),
-                             bar=progress_bar(acc, progress, tc, step, cfg["name"] or "vae"), hooks=hooks,
-                             hook_loss="rec_loss")
-    if not stopped and acc.is_main_process:
+
+    def finish(step: int) -> Path:
         scale_factor = compute_scale_factor(raw.vae, ds, dev)
         raw.vae.to("cpu")
-        save_vae_model(raw.vae, out / "model", {
+        return save_vae_model(raw.vae, out / "model", {
             "kind": "vae", "scale_factor": scale_factor, "image_size": size, "image_channels": channels,
             "latent_channels": cfg["model"]["latent_channels"],
             "provenance": {"source": f"diffusion-studio train {cfg['name']}", "data": cfg["dataset"]["name"], "steps": step,
                            "train_seconds": round(clock(), 1), "machine": machine_name()},
         })
+
+    run_loop(acc, tc, out, loader=step_loader(ds, tc, step, acc.process_index, acc.num_processes, collate),
+             step=step, train_step=train_step, optimizers=(opt, opt_d), checkpoint=checkpoint,
+             sample=reconstruction_grid_writer(raw, ds, dev), hook_loss="rec_loss",
+             bar=progress_bar(acc, progress and not finalize, tc, step, cfg["name"] or "vae"), hooks=hooks,
+             clock=clock, finish=finish, finalize=finalize)
     acc.wait_for_everyone()
     return out
 

@@ -13,7 +13,6 @@ Stored as `preview/linear.json` = {"weight": [[C x 3]], "bias": [3]}.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,6 @@ import torch
 from desktop.runtime.fileio import write_json
 from desktop.runtime.preview import latent_preview
 from export.onnx_graphs import _size2, encode_mean, vae_factor
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-
 
 def fit_linear(latents: np.ndarray, rgb: np.ndarray) -> dict:
     """Least squares of rgb [N,3,h,w] on latents [N,C,h,w] (+ bias) -> {"weight": CxC3, "bias": 3}."""
@@ -49,26 +45,24 @@ def _pool(images: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _data_images(folder: Path, size: tuple[int, int], channels: int, limit: int) -> np.ndarray | None:
-    """Up to `limit` images under `folder` (sorted, masks and label maps skipped) in [-1, 1]."""
+    """Up to `limit` images of an image folder, as training reads them (engine.data.folder's naming
+    rule; unreadable files skipped as training skips them), in [-1, 1]."""
     from PIL import Image
 
-    paths = []
-    for root, _, files in os.walk(folder):
-        for name in sorted(files):
-            p = Path(root) / name
-            if p.suffix.lower() in IMAGE_SUFFIXES and ".mask." not in name and ".labels." not in name:
-                paths.append(p)
-    paths = sorted(paths)[:limit]
-    if not paths:
-        return None
+    from engine.data.folder import find_images, open_image
+
     mode = "L" if channels == 1 else "RGB"
     arrays = []
-    for p in paths:
-        with Image.open(p) as im:
-            im = im.convert(mode).resize((size[1], size[0]), Image.BICUBIC)
-            a = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    for p in find_images(folder):
+        try:
+            im = open_image(p).convert(mode).resize((size[1], size[0]), Image.BICUBIC)
+        except Exception:  # noqa: BLE001 - PIL raises many kinds for bad files; training skipped it too
+            continue
+        a = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-    return np.stack(arrays)
+        if len(arrays) == limit:
+            break
+    return np.stack(arrays) if arrays else None
 
 
 def _generated_images(name: str, size: int, channels: int, limit: int) -> np.ndarray | None:

@@ -77,12 +77,9 @@ def choose_model(args, recipe: dict | None) -> tuple:
                              exact=recipe["source"] == "diffusion-studio")
 
 
-MAX_RECIPE_SCALE = 4  # a recipe's size is applied up to 4x the side the model was made for
-
-
 def fit_size(request, bundle) -> tuple:
     """A recipe's size where the model allows it (a U-Net with dynamic height and width, sides that
-    are multiples of 8 latent pixels and at most MAX_RECIPE_SCALE times the model's own); the
+    are multiples of 8 latent pixels and at most MAX_SIZE_SCALE times the model's own); the
     model's own size, with a note, where not."""
     m = bundle.manifest
     size = (request.width, request.height)
@@ -91,7 +88,8 @@ def fit_size(request, bundle) -> tuple:
     shape = bundle.unet.inputs["sample"][1]
     fixed = len(shape) != 4 or any(isinstance(d, int) and d > 0 for d in shape[2:])
     step = m.vae_factor * 8
-    fits = all(step <= v <= MAX_RECIPE_SCALE * own and v % step == 0
+    from .pipeline import MAX_SIZE_SCALE
+    fits = all(step <= v <= MAX_SIZE_SCALE * own and v % step == 0
                for v, own in zip(size, (m.image.width, m.image.height)))
     if fixed or not fits:
         note = f"size {size[0]}x{size[1]} (this model makes {m.image.width}x{m.image.height} images)"

@@ -2,15 +2,15 @@
 
 A U-Net exported with dynamic height and width takes any size whose latent is divisible by
 2^(down blocks - 1) (each down block but the last halves it): image sides are multiples of
-`step` = VAE factor x 2^(down blocks - 1). SD folders state their down blocks (unet/config.json);
-our bundles do not record them, so `OUR_LEVELS` (the deepest U-Net our presets build is 4 levels)
-is assumed. A U-Net with a fixed input size takes only that size.
+`step` = VAE factor x 2^(down blocks - 1). SD folders state their down blocks (unet/config.json).
+Our bundles do not record them (yet): multiples of the VAE factor are offered, as before, and a
+size the U-Net cannot halve fails at its first step with ONNX Runtime's message. A U-Net with a
+fixed input size takes only that size.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-OUR_LEVELS = 4
 MAX_SIDE = 8192  # pixels: beyond any model we know; memory.check_fits judges sizes below it
 
 
@@ -45,11 +45,18 @@ def size_options(bundle) -> SizeOptions:
     m = bundle.manifest
     shape = bundle.unet.inputs["sample"][1]
     fixed = any(len(shape) > i and isinstance(shape[i], int) and shape[i] > 0 for i in (2, 3))
-    if bundle.sd is not None:
-        step = bundle.sd.size_step
-    else:
-        step = m.vae_factor * 2 ** (OUR_LEVELS - 1)
+    step = bundle.sd.size_step if bundle.sd is not None else m.vae_factor
     default = (m.image.height, m.image.width)
     while default[0] % step or default[1] % step:  # never refuse the model's own size
         step //= 2
     return SizeOptions(default=default, step=max(1, step), flexible=not fixed)
+
+
+def check_size(bundle, height: int, width: int, *, batch: int, guided: bool, available: int | None = None) -> None:
+    """ValueError (one sentence) when the model cannot take height x width, or when the estimate of
+    peak memory (memory.py) does not fit in what the machine has; checked before anything is allocated."""
+    from . import memory
+    options = size_options(bundle)
+    if not options.allows(height, width):
+        raise ValueError(f"{width}x{height} (width x height) is not possible: {options.describe()}")
+    memory.check_fits(bundle, batch, height, width, guided, options.step, available=available)

@@ -224,7 +224,7 @@ def check_fits(bundle, batch: int, height: int, width: int, guided: bool, step: 
         return est
     where = "free GPU memory" if bundle.provider == "CUDAExecutionProvider" else "available memory"
     fit = largest_fitting(bundle, batch, height, width, guided, budget, step)
-    advice = (f"the largest {width}:{height} size that fits is {fit[1]}x{fit[0]}" if fit
+    advice = (f"the largest size of this shape that fits is {fit[1]}x{fit[0]}" if fit
               else "even the smallest size does not fit; try a smaller batch")
     raise MemoryEstimateError(
         f"{width}x{height} at batch {batch} needs {est.describe()} but this machine has {gib(budget)} of "

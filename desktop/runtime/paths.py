@@ -164,9 +164,10 @@ def find_recipe_model(name: str | None, model_hash: str | None, *, exact: bool =
     models = installed_models()
     wanted = (model_hash or "").lower()
     if wanted:
-        for folder in models:
-            if (recorded_model_hash(folder) or "").startswith(wanted):
-                return folder, []
+        for compute in (False, True):  # our bundles record their hash; SD folders are hashed (once, cached)
+            for folder in models:
+                if (recorded_model_hash(folder, compute=compute) or "").startswith(wanted):
+                    return folder, []
     named = [f for f in models if name and name in (f.name, _manifest_name(f))]
     shown = shown_name(name or "?")
     if named and (not wanted or not exact):
@@ -184,15 +185,48 @@ def find_recipe_model(name: str | None, model_hash: str | None, *, exact: bool =
                            "--model NAME_OR_FOLDER")
 
 
-def recorded_model_hash(folder: Path) -> str | None:
-    """A bundle's model hash as its studio.json records it (cheap: nothing is hashed); None for
-    folders without one (Stable-Diffusion-style folders are identified when opened)."""
+def recorded_model_hash(folder: Path, *, compute: bool = False) -> str | None:
+    """A model's hash without opening it: as its studio.json records it; for a folder without one
+    (Stable-Diffusion style) None, or with `compute` its U-Net hashed once and cached in
+    model_hashes.json (keyed by the U-Net files' sizes and times)."""
     try:
         data = fileio.read_json(folder / MANIFEST_NAME, max_bytes=16 << 20)
-        digest = data["sha256"][data["files"]["unet"]]
+        digest = data.get("model_hash") or data["sha256"][data["files"]["unet"]]
+        return digest.lower() if isinstance(digest, str) else None
+    except FileNotFoundError:
+        pass
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return digest.lower() if isinstance(digest, str) else None
+    return _cached_sd_hash(folder) if compute else None
+
+
+def _cached_sd_hash(folder: Path) -> str | None:
+    from .sd_folder import unet_hash
+
+    try:
+        stamp = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (folder / "unet").iterdir()
+                       if p.is_file())
+    except OSError:
+        return None
+    cache_file, key = user_data_dir() / "model_hashes.json", str(folder.resolve())
+    try:
+        cache = fileio.read_json(cache_file, max_bytes=4 << 20)
+    except (OSError, ValueError):
+        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
+    entry = cache.get(key)
+    if isinstance(entry, dict) and entry.get("stamp") == [list(s) for s in stamp] and isinstance(entry.get("hash"), str):
+        return entry["hash"]
+    try:
+        digest = unet_hash(folder)
+    except OSError:
+        return None
+    cache[key] = {"stamp": [list(s) for s in stamp], "hash": digest}
+    try:
+        fileio.write_json(cache_file, dict(list(cache.items())[-MAX_KNOWN:]))
+    except OSError:
+        pass
+    return digest
 
 
 def shown_name(text: str, limit: int = 60) -> str:

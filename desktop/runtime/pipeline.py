@@ -56,12 +56,17 @@ from diffusion.noise import BatchRNG
 from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid
 from diffusion.spacing import SPACINGS
 
-from .bundle import Bundle, _shape_dim
+from .bundle import Bundle
 from .fork import ForkError, StepSwitch, check_structure, fork_chain, shared
+from .image_size import check_size
+from .manifest import MAX_IMAGE_SIDE
 from .preview import latent_preview, to_uint8
 from .sd_folder import guidance_embedding
 
 __all__ = ["GenerationRequest", "GenerationResult", "RequestError", "StepInfo", "generate", "Cancelled"]
+
+
+MAX_SIZE_SCALE = 4  # a side at most 4x the model's own (a 16x16 model is not asked for 2048x2048)
 
 
 class RequestError(ValueError):
@@ -339,21 +344,26 @@ def _resolve_settings(bundle: Bundle, r: GenerationRequest) -> None:
 
 
 def _resolve_size(bundle: Bundle, r: GenerationRequest) -> None:
-    """height and width: the model's size by default; multiples of the VAE factor the U-Net takes."""
+    """height and width: the model's size by default; multiples of the VAE factor, at most
+    MAX_SIZE_SCALE x the model's own size, then what image_size.size_options allows and what
+    memory.check_fits says fits in this machine's memory (checked before anything is allocated)."""
     m = bundle.manifest
     factor = m.vae_factor
     r.height = m.image.height if r.height is None else r.height
     r.width = m.image.width if r.width is None else r.width
-    for name in ("height", "width"):
+    for name, own in (("height", m.image.height), ("width", m.image.width)):
         v = getattr(r, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < factor or v % factor:
             raise RequestError(f"{name} must be a positive multiple of {factor}, got {v!r}")
-    shape = bundle.unet.inputs["sample"][1]
-    for name, axis, size in (("height", 2, r.height // factor), ("width", 3, r.width // factor)):
-        fixed = _shape_dim(shape, axis)
-        if fixed is not None and fixed != size:
-            raise RequestError(f"{name} {getattr(r, name)} is not possible: this model's U-Net only takes "
-                               f"{m.image.height}x{m.image.width} images")
+        largest = min(MAX_IMAGE_SIDE, MAX_SIZE_SCALE * own)
+        if v > largest:  # refused before anything is allocated
+            raise RequestError(f"{name} {v} is too large for this model: at most {largest} "
+                               f"({MAX_SIZE_SCALE}x the {own} pixels it was made for)")
+    guided = r.guidance != 1.0 and bool(m.conditioning.text or m.conditioning.class_ or m.conditioning.mask)
+    try:
+        check_size(bundle, r.height, r.width, batch=r.batch_size, guided=guided)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def _resolve_class(bundle: Bundle, r: GenerationRequest) -> None:
@@ -565,9 +575,16 @@ def guided_denoiser(bundle: Bundle, conditioning: Conditioning, *, guidance: flo
     return denoiser
 
 
-def prepare_start(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, seeds: list) -> Start:
+def prepare_start(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, seeds: list, *,
+                  x_T: np.ndarray | None = None, noise: np.ndarray | None = None) -> Start:
     """The sampler's grid, built once, and its start: x_T ~ N(0, I) (stream 0), or for img2img the init
-    image noised to the grid's first level (stream 3); and the inpainting hook (stream 2)."""
+    image noised to the grid's first level (stream 3); and the inpainting hook (stream 2).
+
+    `x_T` (the standard normal start, before the grid's scaling: diffusers' `latents=`) and `noise`
+    (img2img's) given as [B, C, h, w] replace the draws; the parity tests pass the reference
+    pipelines' arrays. An SD inpainting U-Net (9 channels) gets no hook: it sees the kept region
+    through its channels and, as in diffusers, is not blended each step (the final composite still
+    keeps every black pixel exactly)."""
     m = bundle.manifest
     shape = (m.diffused_channels, *_diffused_size(bundle, r))
     img2img = inputs.known_x0 is not None and r.strength < 1.0
@@ -580,11 +597,14 @@ def prepare_start(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, s
     if inputs.known_x0 is not None and (r.strength < 1.0 or inputs.mask_small is not None):
         known = np.repeat(inputs.known_x0, len(seeds), axis=0).astype(np.float64)
     if img2img:
-        x_T = grid.start(BatchRNG(seeds, stream=3).randn(shape), known).astype(np.float32)
+        drawn = BatchRNG(seeds, stream=3).randn(shape) if noise is None else np.asarray(noise, np.float32)
+        x_T = grid.start(drawn, known).astype(np.float32)
     else:
-        x_T = grid.start(BatchRNG(seeds, stream=0).randn(shape)).astype(np.float32)
+        drawn = BatchRNG(seeds, stream=0).randn(shape) if x_T is None else np.asarray(x_T, np.float32)
+        x_T = grid.start(drawn).astype(np.float32)
     hook = None
-    if inputs.known_x0 is not None and inputs.mask_small is not None:
+    sd_inpainting = bundle.sd is not None and m.conditioning.mask is not None
+    if inputs.known_x0 is not None and inputs.mask_small is not None and not sd_inpainting:
         hook = inpaint_hook(bundle.schedule, known, inputs.mask_small, BatchRNG(seeds, stream=2))
     return Start(x_T=x_T, grid=grid, known=known, hook=hook)
 

@@ -426,6 +426,8 @@ class StudioModel(QObject):
         match = self.model_for(request.model or model.get("name"), model.get("hash"))
         self.restore_recipe(request, str(match) if match else None, keep_seed=keep_seed)
         self.restore_canvas(request)
+        if d.get("notes"):  # what the recipe asks for that cannot be applied here (A1111's LoRA, clip skip...)
+            self.message.emit("Restored the recipe; not applied here: " + "; ".join(d["notes"]))
         return True
 
     def restore_history(self, index: int) -> None:

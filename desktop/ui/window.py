@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self.provider_label.setToolTip("The ONNX Runtime execution provider really in use")
         self.statusBar().addPermanentWidget(self.provider_label)
 
+        self.train_window = None   # the Train window, made when first opened
         self._menus()
         self.controls.generateRequested.connect(m.generate)
         self.controls.cancelRequested.connect(m.cancel)
@@ -163,6 +164,9 @@ class MainWindow(QMainWindow):
         self.a_generate = self._action(g, "Generate", m.generate, [QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")], "Generate (Ctrl+Enter)")
         self.a_cancel = self._action(g, "Cancel", m.cancel, "Esc", "Stop the run within one step")
         self._action(g, "Randomise seed", m.randomize_seed, "Ctrl+R")
+        t = bar.addMenu("&Train")
+        self.a_train = self._action(t, "Train a model…", self.open_train, "Ctrl+T",
+                                    "Train a model on your images or a built-in set, then generate with it here")
         v = bar.addMenu("&View")
         v.addAction(self.controls_dock.toggleViewAction())
         v.addAction(self.history_dock.toggleViewAction())
@@ -252,6 +256,15 @@ class MainWindow(QMainWindow):
         dialog.exec()
         dialog.deleteLater()
 
+    def open_train(self) -> None:
+        from .widgets.train_window import TrainWindow
+
+        if self.train_window is None:
+            self.train_window = TrainWindow(self.model, parent=self)
+        self.train_window.show()
+        self.train_window.raise_()
+        self.train_window.activateWindow()
+
     def open_recipe(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open recipe (a PNG with its settings)", str(self.model.settings.output_dir()),
                                               "PNG images (*.png)")
@@ -313,6 +326,9 @@ class MainWindow(QMainWindow):
         self.model.save_settings()
 
     def closeEvent(self, event) -> None:
+        if self.train_window is not None and not self.train_window.confirm_app_close():
+            event.ignore()   # the user chose to stay while a model trains
+            return
         if self.model.running:
             self.model.cancel()
             self.model.wait(10000)

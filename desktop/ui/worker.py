@@ -17,7 +17,7 @@ from PySide6.QtCore import QThread, Signal
 
 
 from desktop.runtime.manifest import BundleError
-from desktop.runtime.providers import ProviderError
+from desktop.runtime.providers import CPU, ProviderError
 from diffusion.samplers import Cancelled, NonFiniteError
 
 from . import images
@@ -55,8 +55,9 @@ def is_cancelled_error(exc: BaseException) -> bool:
     return isinstance(exc, Cancelled)
 
 
-def friendly_error(exc: BaseException) -> str:
-    """An exception -> one paragraph in plain words, naming what to do where possible."""
+def friendly_error(exc: BaseException, provider: str | None = None) -> str:
+    """An exception -> one paragraph in plain words, naming what to do where possible. `provider` (ONNX
+    Runtime's name) is where the model ran: on the CPU, "try another provider" would be no advice."""
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, BundleError):
         where = " ".join(x for x in (f"file {exc.file}" if exc.file else "", f"field '{exc.field}'" if exc.field else "") if x)
@@ -64,6 +65,8 @@ def friendly_error(exc: BaseException) -> str:
     if isinstance(exc, ProviderError):
         return f"The execution provider could not be used: {text}. Choose another one in Settings (CPU always works)."
     if isinstance(exc, ORT_ERRORS):
+        if provider == CPU:
+            return f"ONNX Runtime failed while running the model on the CPU: {text}"
         return f"The execution provider failed while running the model: {text}. Try another provider in Settings (CPU always works)."
     if isinstance(exc, NonFiniteError):
         return f"The model produced invalid numbers (NaN or infinity): {text}. Try less guidance or another sampler."
@@ -105,7 +108,7 @@ class GenerationThread(QThread):
             if is_cancelled_error(exc) or self._cancel.is_set():
                 self.cancelled.emit()
                 return
-            self.failed.emit(friendly_error(exc))
+            self.failed.emit(friendly_error(exc, getattr(self.bundle, "provider", None)))
             return
         if getattr(result, "cancelled", False) or self._cancel.is_set():
             self.cancelled.emit()

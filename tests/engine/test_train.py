@@ -53,7 +53,7 @@ def test_pixel_class_model_loss_falls_and_writes_run(tmp_path):
     assert falls(losses(run))
     assert (run / "config.toml").is_file() and (run / CHECKPOINT).is_file()
     grid = Image.open(run / "samples" / "step_000024.png")
-    assert grid.size == (8 * 16, 16)
+    assert grid.size == (4 * 16, 2 * 16)  # 8 samples as 4 x 2
     from engine.loaded import load_model
 
     loaded = load_model(run)

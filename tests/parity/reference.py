@@ -8,7 +8,8 @@
   legacy export era) on the fixture folder; peers venv.
 
 Inputs (a dict, or an .npz for the subprocess): mode ("txt2img" | "img2img" | "inpaint"), folder,
-variant, scheduler ("ddim" | "dpmpp_2m"), prompt, guidance, steps, seed; latents [1,4,h,w] for
+variant, scheduler ("ddim" | "dpmpp_2m"), scheduler_config (the file whose settings to use; default
+the folder's), prompt, guidance, steps, seed; latents [1,4,h,w] for
 txt2img and inpainting; for img2img init_latents (scaled, [1,4,h,w]) and strength; for inpainting
 mask [1,1,H,W] in {0,1} and masked_latents (scaled). Output: images [N,H,W,3] float in [0,1].
 Noise the pipelines draw themselves (img2img's) comes from torch.Generator().manual_seed(seed), drawn
@@ -16,6 +17,7 @@ first, so the caller can draw the same with `torch_noise`.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,9 +50,12 @@ def load(kind: str, inputs: dict):
         cls = getattr(diffusers, f"OnnxStableDiffusion{task}Pipeline")
         pipe = cls.from_pretrained(folder, provider="CPUExecutionProvider", safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    scheduler_cls = getattr(diffusers, SCHEDULERS[str(inputs["scheduler"])])
-    extra = {"set_alpha_to_one": True} if inputs.get("final_alpha_one") else {}
-    pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config, **extra)
+    # The scheduler from the config our runtime reads (the fixture's): diffusers treats keys a config
+    # leaves out as "use your own default", so SD 1.5's published config (no timestep_spacing) gives
+    # DPM-Solver linspace spacing, while the exporters' re-saved config says "leading" explicitly.
+    config = json.loads(Path(str(inputs.get("scheduler_config") or Path(folder) / "scheduler" /
+                                 "scheduler_config.json")).read_text())
+    pipe.scheduler = getattr(diffusers, SCHEDULERS[str(inputs["scheduler"])]).from_config(config)
     return pipe
 
 

@@ -451,3 +451,23 @@ def test_train_out_that_is_a_file(tmp_path, capsys):
     assert code == 2
     assert_one_line(err, "notes.txt is a file, not a folder")
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("size", [2048, 100000])
+def test_a_size_far_beyond_the_model_is_refused_before_allocating(bundles, tmp_path, capsys, size):
+    """2048x2048 on a model made for 8x8 (its U-Net takes any size) allocated and ran."""
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--width", size, "--height", size,
+                          "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2
+    assert_one_line(err, f"height {size} is too large for this model: at most 32")
+
+
+def test_an_sd_folder_given_by_path_replays_with_from_png_alone(tmp_path, capsys, monkeypatch):
+    """Issue 11.5: SD folders record no hash; the lookup hashes their U-Net once and caches it."""
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
+    folder = shutil.copytree(ROOT / "tests" / "fixtures" / "sd" / "optimum-sd1", tmp_path / "my sd")
+    png = _made_png(folder, tmp_path, capsys, "--prompt", "a red cube", "--steps", "2", "--seed", "5")
+    code, out, err = run(["generate", "--from-png", png, "--out", tmp_path / "again", "--quiet"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(out[0])), np.array(Image.open(png)))
+    assert "hash" in (tmp_path / "home" / "model_hashes.json").read_text()

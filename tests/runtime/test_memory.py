@@ -53,3 +53,16 @@ def test_refusal_names_the_largest_size_that_fits(sd2):
 
 def test_this_machine_reports_its_memory():
     assert memory.available_bytes("CPUExecutionProvider") > 0
+
+
+def test_a_request_that_cannot_fit_is_refused_before_anything_runs(sd2, monkeypatch):
+    from desktop.runtime.pipeline import GenerationRequest, RequestError, generate
+    calls = sd2.unet.calls
+    budget = memory.estimate(sd2, 1, 96, 96, guided=True).needed
+    monkeypatch.setattr(memory, "available_bytes", lambda provider: budget)
+    fits = r"^192x192 at batch 1 needs about .* the largest size of this shape that fits is \d+x\d+$"
+    with pytest.raises(RequestError, match=fits):
+        generate(sd2, GenerationRequest(prompt="x", width=192, height=192, steps=1))
+    with pytest.raises(RequestError, match="multiples of 8"):
+        generate(sd2, GenerationRequest(prompt="x", width=52, height=48, steps=1))
+    assert sd2.unet.calls == calls

@@ -61,9 +61,9 @@ def test_sd2_pads_with_its_tokenizers_pad_token():
 
 def test_few_step_defaults():
     turbo = open_bundle(fixture("optimum-turbo"), provider="cpu").manifest.defaults
-    assert (turbo.steps, turbo.guidance, turbo.spacing) == (4, 1.0, "trailing")
+    assert (turbo.sampler, turbo.steps, turbo.guidance, turbo.spacing) == ("euler", 4, 1.0, "trailing")
     sd1 = open_bundle(fixture("optimum-sd1"), provider="cpu").manifest.defaults
-    assert (sd1.steps, sd1.guidance, sd1.spacing) == (25, 7.5, "leading")
+    assert (sd1.sampler, sd1.steps, sd1.guidance, sd1.spacing) == ("dpmpp_2m", 25, 7.5, "leading")
 
 
 def test_lcm_needs_its_sampler_or_says_so():
@@ -185,7 +185,7 @@ def test_model_hash_covers_external_weights(tmp_path):
     assert open_bundle(folder, provider="cpu").model_hash != before
 
 
-@pytest.mark.parametrize("name", ["optimum-sd1", "optimum-inpaint", "legacy-sd1"])
+@pytest.mark.parametrize("name", ["optimum-sd1", "optimum-inpaint", "legacy-sd1", "optimum-turbo", "optimum-lcm"])
 def test_generate_cli_at_another_size(name, tmp_path):
     from PIL import Image
 
@@ -195,3 +195,33 @@ def test_generate_cli_at_another_size(name, tmp_path):
     assert rc == 0
     with Image.open(next(tmp_path.glob("*.png"))) as im:
         assert im.size == (48, 32)
+
+
+def test_lcm_unet_gets_the_guidance_embedding():
+    """The denoiser feeds timestep_cond = embedding(guidance - 1) and makes one
+    conditional call: the same output as diffusers' torch U-Net given that embedding."""
+    torch = pytest.importorskip("torch")
+    import sys
+
+    from desktop.runtime import pipeline as P
+    b = open_bundle(fixture("optimum-lcm"), provider="cpu")
+    r = P.GenerationRequest(prompt="a red circle", guidance=8.5, sampler="lcm", steps=4)
+    r, _ = P.resolve_request(b, r)
+    inputs = P.encode_inputs(b, r)
+    conditioning = P.encode_conditioning(b, r, inputs)
+    assert not conditioning.droppable and conditioning.cond["timestep_cond"].shape == (1, 16)
+    denoiser = P.guided_denoiser(b, conditioning, guidance=r.guidance, batch=1)
+    x = np.random.default_rng(0).standard_normal((1, 4, 16, 16)).astype(np.float32)
+    calls = b.unet.calls
+    out = denoiser(x, np.array([759]))
+    assert b.unet.calls == calls + 1
+    sys.path.insert(0, str(FIXTURES))
+    from diffusers import UNet2DConditionModel
+
+    import tiny_sd
+    unet = UNet2DConditionModel(**tiny_sd.unet_config("lcm"))
+    tiny_sd.fill_weights(unet, "lcm/unet")
+    with torch.no_grad():
+        want = unet(torch.from_numpy(x), 759, torch.from_numpy(conditioning.cond["encoder_hidden_states"]),
+                    timestep_cond=torch.from_numpy(conditioning.cond["timestep_cond"])).sample.numpy()
+    np.testing.assert_allclose(out, want, atol=1e-4)

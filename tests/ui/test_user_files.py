@@ -64,3 +64,24 @@ def test_a_corrupt_file_is_kept_aside_and_the_defaults_used(home, text):
     hist.parent.mkdir(parents=True, exist_ok=True)
     hist.write_bytes(text.encode("latin-1"))
     assert len(History()) == 0
+
+
+def test_an_a1111_png_dropped_on_the_app_says_what_is_not_applied(qtbot, open_window, home):
+    from PIL import Image, PngImagePlugin
+
+    from desktop.ui.widgets.dialogs import recipe_rows
+    from desktop.runtime.pngmeta import read_recipe_dict
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat <lora:catLora:0.7>\nSteps: 3, Sampler: Heun, CFG scale: 7, Seed: 5, "
+                                "Size: 8x8, Model: sd15, Clip skip: 2")
+    png = home["tmp"] / "a1111.png"
+    Image.new("RGB", (8, 8)).save(png, pnginfo=info)
+    w = open_window()
+    with qtbot.waitSignal(w.model.message, timeout=5000,
+                          check_params_cb=lambda text: "not applied here" in text) as blocker:
+        assert w.model.restore_png(png)
+    assert "LoRA catLora (0.7)" in blocker.args[0] and "clip skip 2" in blocker.args[0]
+    assert w.model.params.seed == 5
+    rows = dict(recipe_rows(read_recipe_dict(png)))
+    assert "Heun" in rows["Not applied here"]

@@ -84,7 +84,9 @@ def test_friendly_error_goes_by_exception_type_not_by_name():
     assert "field 'sha256'" in friendly_error(BundleError("bad hash", "unet/model.onnx", "sha256"))
     assert "Settings" in friendly_error(ProviderError("CUDA is missing"))
     assert "NaN" in friendly_error(NonFiniteError(3, 20, 500))
-    assert "execution provider failed" in friendly_error(ORT_ERRORS[0]("boom"))
+    assert "execution provider failed" in friendly_error(ORT_ERRORS[0]("boom"), "CUDAExecutionProvider")
+    on_cpu = friendly_error(ORT_ERRORS[0]("boom"), "CPUExecutionProvider")  # no "try another provider" on the CPU
+    assert "on the CPU: boom" in on_cpu and "provider" not in on_cpu
     assert friendly_error(ValueError("steps must be 1 to 1000")) == "steps must be 1 to 1000"
     assert is_cancelled_error(Cancelled(1, 2)) and not is_cancelled_error(RuntimeError("Cancelled"))
 

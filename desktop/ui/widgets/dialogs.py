@@ -153,6 +153,8 @@ def recipe_rows(recipe: dict) -> list[tuple[str, str]]:
         rows.append(("Fork", f"of seed {parent.get('seed', '?')} at step {fork.get('step', '?')}"))
     if recipe.get("provider"):
         rows.append(("Made on", str(recipe["provider"])))
+    if recipe.get("notes"):
+        rows.append(("Not applied here", "; ".join(recipe["notes"])))
     return rows
 
 
