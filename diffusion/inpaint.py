@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .condition import _as_mask
+from .checks import is_int
+from .condition import as_mask
 from .ddpm import VARIANCES, ddpm_step
 from .forward import q_sample
 from .grid import Grid
@@ -30,7 +31,7 @@ def _check_known(known_x0, mask, shape=None):
         raise ValueError(f"known_x0 must be a float array [B, C, ...], got shape {known.shape} dtype {known.dtype}")
     if not np.isfinite(known).all():
         raise ValueError("known_x0 contains NaN or infinite values")
-    m = _as_mask(mask) if known.ndim == 4 else np.asarray(mask, dtype=np.float32)
+    m = as_mask(mask) if known.ndim == 4 else np.asarray(mask, dtype=np.float32)
     try:
         np.broadcast_shapes(m.shape, known.shape)
     except ValueError:
@@ -90,7 +91,7 @@ def sample_repaint(model, x_T, grid: Grid, known_x0, mask, *, schedule: Schedule
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
     for name, v in (("jump_length", jump_length), ("resamples", resamples)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     known, m = _check_known(known_x0, mask, x.shape)
     n, ac = grid.steps, grid.alphas_cumprod
@@ -124,7 +125,7 @@ def _neighbour_sum(a: np.ndarray) -> np.ndarray:
     return s
 
 
-def poisson_blend(generated, known, mask, tol: float = 1e-4, max_iter: int = 4000, crop: bool = True) -> np.ndarray:
+def poisson_blend(generated, known, mask, *, tol: float = 1e-4, max_iter: int = 4000, crop: bool = True) -> np.ndarray:
     """Poisson image editing (Pérez et al. 2003) of a generated region into the kept pixels.
 
     With Ω = {mask > 0} (mask 1 = generate, 0 = keep), f on Ω minimises Σ (f_p - f_q - v_pq)² over

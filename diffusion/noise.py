@@ -1,4 +1,4 @@
-"""Per-image random numbers, so that batch size never changes an image (DESIGN.md §4).
+"""Per-image random numbers, so that batch size never changes an image (docs/MATH.md, "Random numbers").
 
 Image i of a batch generated from ``seed`` uses seed + i. Each image owns a ``np.random.Generator``
 (PCG64) seeded from ``SeedSequence(seed_i, spawn_key=(stream,))``:
@@ -15,9 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .checks import is_int
+
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"a seed must be a non-negative integer, got {seed!r}")
     return int(seed)
 
@@ -26,7 +28,7 @@ class BatchRNG:
     """One generator per image: ``randn(shape_per_image) -> [B, *shape]`` float32 standard normals."""
 
     def __init__(self, seeds: Sequence[int] | int, stream: int = 1):
-        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if is_int(seeds):
             seeds = [seeds]
         seeds = [_check_seed(s) for s in seeds]
         if not seeds:
@@ -38,7 +40,7 @@ class BatchRNG:
     def from_seed(cls, seed: int, batch: int, stream: int = 1) -> BatchRNG:
         """Seeds seed, seed+1, ..., seed+batch-1."""
         seed = _check_seed(seed)
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        if not is_int(batch) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         return cls([seed + i for i in range(batch)], stream)
 

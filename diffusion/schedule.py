@@ -1,4 +1,4 @@
-"""Noise schedules: β_t for t = 0..T-1 and every array derived from it (DESIGN.md §1).
+"""Noise schedules: β_t for t = 0..T-1 and every array derived from it (docs/MATH.md, "Forward process").
 
     alphas = 1 - betas,  alphas_cumprod[t] = ᾱ_t = prod(alphas[:t+1]),  alphas_cumprod_prev[t] = ᾱ_{t-1}
     (ᾱ_{-1} = 1), posterior q(x_{t-1} | x_t, x_0) = N(coef1 x_0 + coef2 x_t, β̃_t I) with
@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
+
+from .checks import is_int
 
 SCHEDULES = ("linear", "cosine", "scaled_linear")
 
@@ -68,7 +70,7 @@ def _cosine_betas(T: int, s: float) -> np.ndarray:
 
 
 def _derive(name, betas, alphas_cumprod, **params) -> Schedule:
-    """Build every derived array of §1 from β and ᾱ (ᾱ given so a respaced schedule keeps exact values)."""
+    """Build every derived array (docs/MATH.md) from β and ᾱ (ᾱ given so a respaced schedule keeps exact values)."""
     T = len(betas)
     alphas = 1.0 - betas
     prev = np.append(1.0, alphas_cumprod[:-1])
@@ -91,7 +93,7 @@ def make_schedule(name: str = "linear", T: int = 1000, beta_start: float = 1e-4,
     """The schedule ``name`` ("linear" | "cosine" | "scaled_linear") over T training timesteps."""
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULES)}")
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+    if not is_int(T) or T < 1:
         raise ValueError(f"num_train_timesteps must be a positive integer, got {T!r}")
     T = int(T)
     if name == "cosine":

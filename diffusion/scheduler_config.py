@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checks import is_int, is_number
 from .forward import PREDICTION_TYPES
 from .spacing import SPACINGS
 
@@ -69,9 +70,9 @@ def _get(cfg: dict, key: str, kind, default, where: str):
         return default
     if kind is bool and not isinstance(value, bool):
         raise ValueError(f"{where}: '{key}' must be true or false, got {value!r}")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+    if kind is int and not is_int(value):
         raise ValueError(f"{where}: '{key}' must be an integer, got {value!r}")
-    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+    if kind is float and not is_number(value):
         raise ValueError(f"{where}: '{key}' must be a number, got {value!r}")
     if kind is str and not isinstance(value, str):
         raise ValueError(f"{where}: '{key}' must be a string, got {value!r}")

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import is_int
+
 SPACINGS = ("leading", "trailing", "linspace")
 
 
 def _check(T, steps, spacing):
     for name, value in (("num_train_timesteps", T), ("steps", steps)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not is_int(value):
             raise ValueError(f"{name} must be an integer, got {value!r}")
     if T < 1:
         raise ValueError(f"num_train_timesteps must be at least 1, got {T}")

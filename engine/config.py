@@ -34,6 +34,8 @@ import math
 import tomllib
 from pathlib import Path
 
+from diffusion import defaults as fallback_table
+from diffusion.checks import is_number
 from diffusion.samplers import SAMPLERS
 from diffusion.schedule import SCHEDULES
 
@@ -58,9 +60,10 @@ DEFAULTS: dict = {
         "disc_channels": 32,
     },
     "conditioning": {"text": "", "class": False, "mask": "", "cond_drop_prob": 0.1, "inpaint_full_prob": 0.1},
-    # What the exported bundle offers first in the app and `generate` (guidance 0 = 3 for
-    # conditional models, 1 otherwise). Chosen from the model's evaluation, not at training time.
-    "defaults": {"sampler": "dpmpp_2m", "steps": 20, "guidance": 0.0, "spacing": "trailing"},
+    # What the exported bundle offers first in the app and `generate` (guidance 0 = automatic:
+    # diffusion.defaults.fallback_guidance). Chosen from the model's evaluation, not at training time.
+    "defaults": {"sampler": fallback_table.SAMPLER, "steps": fallback_table.STEPS, "guidance": 0.0,
+                 "spacing": fallback_table.SPACING},
     "schedule": {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02, "cosine_s": 0.008},
     "training": {
         "steps": 1000,
@@ -155,7 +158,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
     for key, lo, hi, open_lo in (("lr", 0.0, 1.0, False), ("ema_decay", 0.0, 1.0, False), ("grad_clip", 0.0, 1e6, False),
                                  ("max_seconds", 0.0, 1e9, False), ("warmup", 0.0, 1e9, False)):
         v = t[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (
+        if not is_number(v) or not math.isfinite(v) or not (
                 (lo < v if open_lo else lo <= v) and v <= hi):
             raise ConfigError(f"{source}: 'training.{key}' must be a number in {'(' if open_lo else '['}{lo:g}, "
                               f"{hi:g}], got {v!r}")

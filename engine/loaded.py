@@ -50,6 +50,7 @@ from pathlib import Path
 
 import torch
 
+from diffusion import defaults as fallback_table
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.schedule import SCHEDULES
 from diffusion.scheduler_config import BETA_SCHEDULES, parse_scheduler_config, read_scheduler_config
@@ -374,12 +375,13 @@ def _load_diffusers_folder(folder: Path) -> LoadedModel:
         if cross is not None and int(cross) != text_encoder.dim:
             raise ModelLoadError(f"{folder}: text encoder hidden size {text_encoder.dim} != unet cross_attention_dim {cross}")
 
-    guidance = 7.5 if text_encoder is not None else 3.0 if class_names else 1.0
+    guidance = (fallback_table.GUIDANCE_SD_TEXT if text_encoder is not None
+                else fallback_table.fallback_guidance(bool(class_names)))
     model = LoadedModel(
         kind=kind, unet=unet, schedule=schedule, prediction_type=prediction_type, image_size=image_size,
         image_channels=image_channels, vae=vae, scale_factor=scale_factor, text_encoder=text_encoder,
         class_names=class_names, mask=mask,
-        defaults={"sampler": "dpmpp_2m", "steps": 20, "guidance": guidance, "spacing": spacing},
+        defaults={**fallback_table.fallback_defaults(conditional=True), "guidance": guidance, "spacing": spacing},
         provenance={"source": f"diffusers folder {folder}", "inferred": True}, name=_default_name(folder),
     )
     _validate(model, folder)

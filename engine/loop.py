@@ -162,7 +162,7 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
-def batch_indices(n: int, batch: int, step: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
+def batch_indices(n: int, batch: int, step: int, seed: int, *, rank: int = 0, world: int = 1) -> list[int]:
     """Indices for process `rank` at global `step`: slice of the stream perm(seed,0) ++ perm(seed,1) ++ ..."""
     start = (step * world + rank) * batch
     out, epoch_cache = [], {}
@@ -178,7 +178,7 @@ def batch_indices(n: int, batch: int, step: int, seed: int, rank: int = 0, world
 class StepBatchSampler(torch.utils.data.Sampler):
     """Yields batch_indices(...) for steps start..steps-1 (a DataLoader batch_sampler)."""
 
-    def __init__(self, n, batch, start, steps, seed, rank, world):
+    def __init__(self, n: int, batch: int, *, start: int, steps: int, seed: int, rank: int, world: int):
         self.args = (n, batch, seed, rank, world)
         self.start, self.steps = start, steps
 
@@ -188,7 +188,7 @@ class StepBatchSampler(torch.utils.data.Sampler):
     def __iter__(self):
         n, batch, seed, rank, world = self.args
         for step in range(self.start, self.steps):
-            yield batch_indices(n, batch, step, seed, rank, world)
+            yield batch_indices(n, batch, step, seed, rank=rank, world=world)
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -204,10 +204,10 @@ class _Indexed(torch.utils.data.Dataset):
         return {**self.ds[i], "index": i}
 
 
-def step_loader(ds, tc: dict, step: int, rank: int, world: int, collate) -> torch.utils.data.DataLoader:
+def step_loader(ds, tc: dict, *, step: int, rank: int, world: int, collate) -> torch.utils.data.DataLoader:
     """The batches of steps step..tc["steps"]-1 for process `rank` (`batch_indices`); each item
     carries its "index" for `collate`."""
-    sampler = StepBatchSampler(len(ds), tc["batch"], step, tc["steps"], tc["seed"], rank, world)
+    sampler = StepBatchSampler(len(ds), tc["batch"], start=step, steps=tc["steps"], seed=tc["seed"], rank=rank, world=world)
     return torch.utils.data.DataLoader(_Indexed(ds), batch_sampler=sampler, num_workers=tc["num_workers"],
                                        collate_fn=collate)
 

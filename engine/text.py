@@ -1,4 +1,4 @@
-"""Text encoders: prompt -> token states for the U-Net's cross-attention (DESIGN.md §1, conditioning).
+"""Text encoders: prompt -> token states for the U-Net's cross-attention (docs/MATH.md, "Conditioning").
 
 Every encoder is a `TextEncoder` (a `torch.nn.Module`) with one contract:
 

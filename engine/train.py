@@ -1,4 +1,4 @@
-"""The DDPM / LDM trainer (DESIGN.md §1, Algorithm 1), readable top to bottom.
+"""The DDPM / LDM trainer (docs/MATH.md, "Training", Algorithm 1), readable top to bottom.
 
 Each step: x_0 from the data (latent runs: z_0 = E(x).mean * scale_factor with the frozen VAE),
 t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (q_sample, with
@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from diffusion.defaults import fallback_guidance
 
 from .config import load_config
 from .ema import EMA
@@ -420,7 +422,8 @@ def train(cfg: dict | str | Path, out: str | Path, *, dataset=None, text_encoder
         "optimizer": optimizer.state_dict()})
     sample = sample_grid_writer(cfg, conditioner, raw=raw, ema=ema, sched=sched, nets=nets)
     model.train()
-    run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step, acc.process_index, acc.num_processes, collate),
+    run_loop(acc, tc, out, loader=step_loader(data.dataset, tc, step=step, rank=acc.process_index, world=acc.num_processes,
+                                      collate=collate),
              step=step, train_step=train_step, optimizers=(optimizer,), checkpoint=checkpoint, sample=sample,
              bar=progress_bar(acc, progress and not finalize, tc, step, cfg["name"] or cfg["kind"]), hooks=hooks,
              clock=clock, finalize=finalize,
@@ -527,7 +530,7 @@ def save_final_model(cfg: dict, out: Path, *, raw, ema, nets: Networks, data: Ru
         class_names=list(data.class_names) or None, mask=mask, schedule=sched.to_dict(),
         prediction_type=tc["prediction_type"], image_size=data.size, image_channels=data.channels,
         defaults={**cfg["defaults"], "guidance": cfg["defaults"]["guidance"]
-                  or (3.0 if (cc["class"] or cc["text"] or cc["mask"] == "semantic") else 1.0)},
+                  or fallback_guidance(bool(cc["class"] or cc["text"] or cc["mask"] == "semantic"))},
         provenance=run_provenance(cfg, out, step=step, seconds=seconds),
     )
     save_model(loaded, out / "model")

@@ -1,4 +1,4 @@
-"""The VAE trainer (first stage of latent diffusion; DESIGN.md §1):
+"""The VAE trainer (first stage of latent diffusion; docs/MATH.md):
 
     L = L_recons + beta_KL * L_KL + beta_p * L_perceptual + beta_adv * lambda * L_adversarial
 
@@ -238,7 +238,7 @@ def train_vae(cfg, out, *, dataset=None, resume: bool = False, device: str | Non
                            "train_seconds": round(clock(), 1), "machine": machine_name()},
         })
 
-    run_loop(acc, tc, out, loader=step_loader(ds, tc, step, acc.process_index, acc.num_processes, collate),
+    run_loop(acc, tc, out, loader=step_loader(ds, tc, step=step, rank=acc.process_index, world=acc.num_processes, collate=collate),
              step=step, train_step=train_step, optimizers=(opt, opt_d), checkpoint=checkpoint,
              sample=reconstruction_grid_writer(raw, ds, dev), hook_loss="rec_loss",
              bar=progress_bar(acc, progress and not finalize, tc, step, cfg["name"] or "vae"), hooks=hooks,

@@ -1,4 +1,4 @@
-"""`export_bundle`: a LoadedModel (engine.loaded) -> a checked model bundle (DESIGN.md §3).
+"""`export_bundle`: a LoadedModel (engine.loaded) -> a checked model bundle (docs/ARCHITECTURE.md, "The bundle manifest").
 
 Steps, all inside a temporary folder next to OUT_DIR:
 1. each network is exported (onnx_graphs) and checked in ONNX Runtime against PyTorch at batch
@@ -39,11 +39,13 @@ import torch
 
 from desktop.runtime import fileio
 from desktop.runtime.fileio import replace_dir
-from desktop.runtime.manifest import FORMAT, MANIFEST_NAME, MODEL_INDEX_NAME, manifest_from_dict, write_manifest
+from desktop.runtime.manifest import FORMAT, manifest_from_dict, write_manifest
+from diffusion import defaults as fallback_table
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit
 from export import optimize as export_optimize
 from export.ecosystem import write_ecosystem_files
+from export.out_dir import BundleExistsError, check_out_dir, foreign_files  # noqa: F401 (callers import them from here)
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
 
 FILE_OF_ROLE = {
@@ -54,56 +56,7 @@ FILE_OF_ROLE = {
     "tokenizer": "tokenizer/tokenizer.json",
     "preview": "preview/linear.json",
 }
-BASE_DEFAULTS = {"sampler": "dpmpp_2m", "steps": 20, "guidance": 3.0, "spacing": "trailing"}
-
-
-class BundleExistsError(ExportError, FileExistsError):
-    """OUT_DIR exists and may not be replaced: overwrite was not asked for, or it is not a bundle."""
-
-
-def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Whether a new bundle may be written at `out_dir`; BundleExistsError (one sentence) if not.
-
-    Nothing there: yes. An empty folder: yes. A bundle (a folder with studio.json whose every file is
-    listed in it): only with `overwrite`. Anything else (a file, a link, a folder of other things, a
-    bundle holding files of its own) is never replaced, since that would delete what is not ours.
-    """
-    if not (out_dir.exists() or out_dir.is_symlink()):
-        return
-    tail = "; choose another folder"
-    if out_dir.is_symlink():
-        raise BundleExistsError(f"{out_dir} is a symbolic link; --overwrite replaces only a bundle folder{tail}")
-    if not out_dir.is_dir():
-        raise BundleExistsError(f"{out_dir} is a file, not a model bundle; --overwrite replaces only a bundle folder{tail}")
-    if not any(out_dir.iterdir()):
-        return
-    if not (out_dir / MANIFEST_NAME).is_file():
-        raise BundleExistsError(f"{out_dir} is a folder that is not a model bundle (it has no {MANIFEST_NAME}); "
-                                f"--overwrite replaces only a bundle{tail}")
-    foreign = foreign_files(out_dir)
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise BundleExistsError(f"{out_dir} holds files that are not part of its bundle ({shown}); move them out "
-                                f"or choose another folder")
-    if not overwrite:
-        raise BundleExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-
-
-def foreign_files(bundle: Path) -> list[str]:
-    """Files in a bundle folder that its studio.json does not list (names relative to it, sorted)."""
-    from desktop.runtime.fileio import read_json
-
-    try:
-        data = read_json(bundle / MANIFEST_NAME)
-    except (OSError, ValueError):
-        data = {}
-    listed = {MANIFEST_NAME, MODEL_INDEX_NAME}
-    if isinstance(data, dict):
-        for table in (data.get("files"), data.get("sha256")):
-            if isinstance(table, dict):
-                listed |= {str(v) for v in table.values()} | {str(k) for k in table}
-    found = (p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if not p.is_dir() or p.is_symlink())
-    return sorted(rel for rel in found if rel not in listed)
+BASE_DEFAULTS = fallback_table.fallback_defaults(conditional=True)  # what model.defaults leaves out
 
 
 def _code_commit() -> str:
@@ -286,34 +239,17 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
         for module in (model.unet, model.vae, model.text_encoder):
             if isinstance(module, torch.nn.Module):
                 module.float().eval()
-        files, parity_results = {}, {}
-        for graph in model_graphs(model):
-            written, checks = _export_one(graph, raw, bundle, fp16=fp16, gpu_fp16=gpu_fp16, optimize=optimize,
-                                          external_data=external_data, check=check, log=log)
-            files[graph.role] = written[0]
-            for extra in written[1:]:
-                files[f"{graph.role}_data"] = extra
-            parity_results[graph.role] = checks
-            shutil.rmtree(raw / graph.role, ignore_errors=True)
-        shutil.rmtree(raw, ignore_errors=True)
-
-        H = W = int(model.image_size)
+        files, parity_results = _export_graphs(model, raw, bundle, fp16=fp16, gpu_fp16=gpu_fp16, optimize=optimize,
+                                               external_data=external_data, check=check, log=log)
         latent = None
         preview_report = None
         if model.kind == "latent":
             latent = {"channels": model.latent_channels, "height": model.latent_size, "width": model.latent_size,
                       "scale_factor": float(model.scale_factor)}
-            data_dir = (model.provenance or {}).get("data")
-            preview, preview_report = preview_fit.fit_preview(model.vae, float(model.scale_factor), (H, W),
-                                                              samples=preview_samples, data_dir=data_dir)
-            preview_fit.write_preview(preview, bundle / FILE_OF_ROLE["preview"])
-            files["preview"] = FILE_OF_ROLE["preview"]
-            log(f"preview        linear map fitted on {preview_report['latents']}: mse {preview_report['mse']:.4f} "
-                f"(mean colour {preview_report['mean_colour_mse']:.4f})")
+            preview_report = _write_preview(model, bundle, files, samples=preview_samples, log=log)
         if model.text_encoder is not None:
             _write_tokenizer(model.text_encoder, bundle / FILE_OF_ROLE["tokenizer"])
             files["tokenizer"] = FILE_OF_ROLE["tokenizer"]
-
         provenance = dict(_jsonable(model.provenance or {}))
         provenance.update({
             "source": str(source or provenance.get("source") or ""),
@@ -327,30 +263,10 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
         })
         defaults = {**BASE_DEFAULTS, **_jsonable(model.defaults or {})}
         files.update(write_ecosystem_files(model, bundle, files, sampler=defaults["sampler"]))
-        unet_cfg = model.unet.config
-        data = {
-            "format": FORMAT, "format_version": 1,  # written as 2 where the manifest needs it
-            "name": name or getattr(model, "name", None) or out_dir.name,
-            "description": description if description is not None else str(getattr(model, "description", "") or ""),
-            "kind": model.kind,
-            "image": {"height": H, "width": W, "channels": int(model.image_channels)},
-            "latent": latent,
-            "schedule": _jsonable(model.schedule),
-            "prediction_type": model.prediction_type,
-            "clip_x0": model.clip_x0,
-            "conditioning": {
-                "text": _text_spec(model.text_encoder),
-                "class": {"names": [str(n) for n in model.class_names]} if model.class_names else None,
-                "mask": _mask_spec(model.mask),
-            },
-            "files": files,
-            "unet": {"in_channels": int(unet_cfg.in_channels), "out_channels": int(unet_cfg.out_channels)},
-            "defaults": defaults,
-            "precision": "fp16" if (fp16 or gpu_fp16) else "fp32",
-            "providers": export_optimize.providers_for(optimize) if optimize else None,
-            "provenance": provenance,
-            "sha256": {},
-        }
+        data = _manifest_data(model, name=name or getattr(model, "name", None) or out_dir.name,
+                              description=description, latent=latent, files=files, defaults=defaults,
+                              precision="fp16" if (fp16 or gpu_fp16) else "fp32", provenance=provenance,
+                              providers=export_optimize.providers_for(optimize) if optimize else None)
         write_manifest(bundle, manifest_from_dict(data), model_index=False)  # export.ecosystem wrote it
         if check:
             _open_check(bundle, log)
@@ -363,6 +279,63 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out_dir}")
     return out_dir
+
+
+def _manifest_data(model, *, name: str, description: str | None, latent: dict | None, files: dict, defaults: dict,
+                   precision: str, provenance: dict, providers: list | None) -> dict:
+    """studio.json's content for the exported model (hashes are filled in by write_manifest)."""
+    unet_cfg = model.unet.config
+    H = W = int(model.image_size)
+    return {
+        "format": FORMAT, "format_version": 1,  # written as 2 where the manifest needs it
+        "name": name,
+        "description": description if description is not None else str(getattr(model, "description", "") or ""),
+        "kind": model.kind,
+        "image": {"height": H, "width": W, "channels": int(model.image_channels)},
+        "latent": latent,
+        "schedule": _jsonable(model.schedule),
+        "prediction_type": model.prediction_type,
+        "clip_x0": model.clip_x0,
+        "conditioning": {
+            "text": _text_spec(model.text_encoder),
+            "class": {"names": [str(n) for n in model.class_names]} if model.class_names else None,
+            "mask": _mask_spec(model.mask),
+        },
+        "files": files,
+        "unet": {"in_channels": int(unet_cfg.in_channels), "out_channels": int(unet_cfg.out_channels)},
+        "defaults": defaults,
+        "precision": precision,
+        "providers": providers,
+        "provenance": provenance,
+        "sha256": {},
+    }
+
+
+def _export_graphs(model, raw: Path, bundle: Path, *, log, **options) -> tuple[dict, dict]:
+    """Each graph of the model exported (and checked against PyTorch) into `bundle`; (files, parity)."""
+    files, parity_results = {}, {}
+    for graph in model_graphs(model):
+        written, checks = _export_one(graph, raw, bundle, log=log, **options)
+        files[graph.role] = written[0]
+        for extra in written[1:]:
+            files[f"{graph.role}_data"] = extra
+        parity_results[graph.role] = checks
+        shutil.rmtree(raw / graph.role, ignore_errors=True)
+    shutil.rmtree(raw, ignore_errors=True)
+    return files, parity_results
+
+
+def _write_preview(model, bundle: Path, files: dict, *, samples: int, log) -> dict:
+    """A latent model's linear preview map, fitted on its VAE (and data when at hand); the fit's report."""
+    H = W = int(model.image_size)
+    data_dir = (model.provenance or {}).get("data")
+    preview, report = preview_fit.fit_preview(model.vae, float(model.scale_factor), (H, W), samples=samples,
+                                              data_dir=data_dir)
+    preview_fit.write_preview(preview, bundle / FILE_OF_ROLE["preview"])
+    files["preview"] = FILE_OF_ROLE["preview"]
+    log(f"preview        linear map fitted on {report['latents']}: mse {report['mse']:.4f} "
+        f"(mean colour {report['mean_colour_mse']:.4f})")
+    return report
 
 
 def _open_check(bundle: Path, log) -> None:

@@ -53,7 +53,8 @@ class Graph:
             return self.module(*args).detach().float().cpu().numpy()
 
 
-def _size2(size) -> tuple[int, int]:
+def size_hw(size) -> tuple[int, int]:
+    """(height, width) from one side or a (height, width) pair."""
     if isinstance(size, (list, tuple)):
         return int(size[0]), int(size[-1])
     return int(size), int(size)
@@ -141,7 +142,7 @@ def unet_takes_class(unet: nn.Module) -> bool:
 def unet_graph(unet: nn.Module, *, sample_size, num_train_timesteps: int, text_encoder=None,
                num_classes: int | None = None) -> Graph:
     """The U-Net graph; `sample_size` is the (h, w) the network sees (latent size for LDMs)."""
-    h, w = _size2(sample_size)
+    h, w = size_hw(sample_size)
     cin = int(unet.config.in_channels)
     names = ["sample", "timestep"]
     null_context = None
@@ -193,7 +194,7 @@ def vae_factor(vae: nn.Module) -> int:
 
 
 def vae_decoder_graph(vae: nn.Module, image_size, scale_factor: float) -> Graph:
-    H, W = _size2(image_size)
+    H, W = size_hw(image_size)
     f = vae_factor(vae)
     c = int(vae.config.latent_channels)
 
@@ -207,7 +208,7 @@ def vae_decoder_graph(vae: nn.Module, image_size, scale_factor: float) -> Graph:
 
 
 def vae_encoder_graph(vae: nn.Module, image_size) -> Graph:
-    H, W = _size2(image_size)
+    H, W = size_hw(image_size)
     cin = int(vae.config.in_channels)
 
     def make_inputs(batch, rng):

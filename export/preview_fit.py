@@ -20,7 +20,7 @@ import torch
 
 from desktop.runtime.fileio import write_json
 from desktop.runtime.preview import latent_preview
-from export.onnx_graphs import _size2, encode_mean, vae_factor
+from export.onnx_graphs import size_hw, encode_mean, vae_factor
 
 def fit_linear(latents: np.ndarray, rgb: np.ndarray) -> dict:
     """Least squares of rgb [N,3,h,w] on latents [N,C,h,w] (+ bias) -> {"weight": CxC3, "bias": 3}."""
@@ -79,7 +79,7 @@ def _generated_images(name: str, size: int, channels: int, limit: int) -> np.nda
 def training_pairs(vae, scale_factor: float, image_size, *, samples: int = 32, data_dir=None,
                    seed: int = 0, batch: int = 8) -> tuple[np.ndarray, np.ndarray, str]:
     """(scaled latents [N,C,h,w], pooled decodes [N,3,h,w], where the latents came from)."""
-    H, W = _size2(image_size)
+    H, W = size_hw(image_size)
     f = vae_factor(vae)
     c = int(vae.config.latent_channels)
     h, w = H // f, W // f

@@ -9,6 +9,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis: no test may fail because the machine is busy (the too_slow health check times input
+# generation) or slow (deadline); a test's own @settings still applies on top of this profile.
+settings.register_profile("diffusion-studio", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("diffusion-studio")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,4 +1,4 @@
-"""DESIGN.md §2: the import rules, checked in a fresh interpreter per package.
+"""The import rules (docs/ARCHITECTURE.md), checked in a fresh interpreter per package.
 
 desktop/ never pulls in torch, diffusers, transformers or engine; desktop/runtime/ never pulls in
 Qt; diffusion/ pulls in nothing but numpy and the standard library.

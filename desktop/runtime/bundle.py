@@ -30,7 +30,8 @@ from diffusion.schedule import schedule_from_dict
 from . import device, memory, providers
 from . import sd_folder
 from .bundle_checks import (
-    check_external_data, check_fixed_dims, check_model_hash, check_not_a_stripped_bundle, probe_class_embeddings,
+    check_external_data, check_fixed_dims, check_model_hash, check_not_a_stripped_bundle, fixed_dim,
+    probe_class_embeddings,
 )
 from .manifest import (
     MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Manifest, model_hash_of, onnx_external_data, read_manifest,
@@ -87,10 +88,6 @@ class OnnxModel:
         else:
             result = self.session.run([want], {name: self.feed(name, value) for name, value in feeds.items()})[0]
         return result.astype(np.float32) if result.dtype != np.float32 and result.dtype.kind == "f" else result
-
-
-def _shape_dim(shape: list, i: int):
-    return shape[i] if len(shape) > i and isinstance(shape[i], int) and shape[i] > 0 else None
 
 
 class Bundle:
@@ -207,7 +204,7 @@ def check_inputs(models: dict, m: Manifest, unet_extra: set = frozenset()) -> No
         _require(unet, "class_labels", INTS, "the class index, since the model takes a class")
         allowed.add("class_labels")
     _only(unet, allowed)
-    cin = _shape_dim(unet.inputs["sample"][1], 1)
+    cin = fixed_dim(unet.inputs["sample"][1], 1)
     if cin is not None and cin != m.unet.in_channels:
         raise BundleError(f"{unet.file}: input 'sample' has {cin} channels but {MANIFEST_NAME} says "
                           f"unet.in_channels = {m.unet.in_channels}", unet.file, "unet.inputs.sample")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffusion.checks import is_int
+
 from .manifest import MANIFEST_NAME, BundleError, Manifest, model_hash_of, onnx_external_data
 
 ONNX_ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder")
@@ -51,9 +53,10 @@ def check_model_hash(m: Manifest, unet_external: list[str]) -> None:
                           f"hash to {computed[:12]}...; the bundle was edited by hand", MANIFEST_NAME, "model_hash")
 
 
-def _fixed(shape: list, i: int) -> int | None:
+def fixed_dim(shape: list, i: int) -> int | None:
+    """Axis i of an ONNX input shape when it is a fixed size, None when it is dynamic (a name) or absent."""
     d = shape[i] if len(shape) > i else None
-    return d if isinstance(d, int) and not isinstance(d, bool) and d > 0 else None
+    return d if is_int(d) and d > 0 else None
 
 
 def expected_dims(m: Manifest) -> dict:
@@ -81,7 +84,7 @@ def check_fixed_dims(models: dict, m: Manifest) -> None:
     batched = ("sample", "encoder_hidden_states", "class_labels", "input_ids", "attention_mask", "latent_sample")
     for role, model in models.items():
         for name, (_type, shape) in model.inputs.items():
-            if name in batched and _fixed(shape, 0) is not None:
+            if name in batched and fixed_dim(shape, 0) is not None:
                 raise BundleError(f"{model.file}: input '{name}' has a fixed batch of {shape[0]}; the runtime sends "
                                   "any batch (guidance doubles it), so export it with a dynamic batch axis",
                                   model.file, f"{role}.inputs.{name}")
@@ -91,7 +94,7 @@ def check_fixed_dims(models: dict, m: Manifest) -> None:
             continue
         shape = model.inputs[name][1]
         for axis, (size, field_name) in axes.items():
-            got = _fixed(shape, axis)
+            got = fixed_dim(shape, axis)
             if got is not None and got != size:
                 raise BundleError(f"{model.file}: input '{name}' has a fixed size {got} on axis {axis}, but "
                                   f"{MANIFEST_NAME} field '{field_name}' says {size}", MANIFEST_NAME, field_name)

@@ -1,4 +1,4 @@
-"""The model bundle format: `studio.json` (DESIGN.md §3, docs/ARCHITECTURE.md "The bundle manifest").
+"""The model bundle format: `studio.json` (docs/ARCHITECTURE.md, "The bundle manifest").
 
 This module is the single definition of the format. Export writes bundles with `write_manifest`;
 the runtime reads them with `read_manifest`. Both go through `validate_manifest`, so a bundle that
@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from diffusion import defaults as fallback_table
+from diffusion.checks import is_int, is_number
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.samplers import SAMPLERS
 from diffusion.schedule import SCHEDULES
@@ -139,10 +141,11 @@ class UNetSpec:
 
 @dataclass(frozen=True)
 class Defaults:
-    sampler: str = "dpmpp_2m"
-    steps: int = 20
-    guidance: float = 1.0
-    spacing: str = "trailing"
+    """The model's own sampling settings (a manifest without them gets diffusion.defaults')."""
+    sampler: str = fallback_table.SAMPLER
+    steps: int = fallback_table.STEPS
+    guidance: float = fallback_table.GUIDANCE_UNCONDITIONAL
+    spacing: str = fallback_table.SPACING
 
 
 @dataclass(frozen=True)
@@ -249,7 +252,7 @@ def _obj(value: Any, name: str) -> dict:
 
 
 def _pos_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
+    if not is_int(value) or value < minimum or \
             (maximum is not None and value > maximum):
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         if maximum is not None:
@@ -265,7 +268,7 @@ def _short(value: Any) -> Any:
 
 
 def _number(value: Any, name: str, lo: float | None = None, hi: float | None = None, open_lo: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = is_number(value) and math.isfinite(value)
     if ok and lo is not None:
         ok = value > lo if open_lo else value >= lo
     if ok and hi is not None:
@@ -367,7 +370,7 @@ def _validate_conditioning(c: Any) -> Conditioning:
                 name = _string(_get(lab, "name", where + "."), where + ".name")
                 color = lab.get("color")
                 if (not isinstance(color, list) or len(color) != 3
-                        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)):
+                        or not all(is_int(v) and 0 <= v <= 255 for v in color)):
                     raise _field_error(where + ".color", "[r, g, b] with integers 0..255", color)
                 labels.append(Label(name, tuple(color)))
         mask = MaskSpec(kind, tuple(labels))
@@ -378,13 +381,43 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     """Check a parsed studio.json and build the Manifest; raise BundleError naming the field.
 
     With `bundle_dir`, also check that every listed file exists inside the bundle. Hashes are not
-    checked here (that reads every file): see `verify_hashes`.
+    checked here (that reads every file): see `verify_hashes`. Fields are checked in the order below,
+    so the first bad one is the one named.
     """
     d = _obj(data, "(top level)")
+    version = _validate_format(d)
+    name = _string(_get(d, "name", ""), "name")
+    description = _string(d.get("description") or "", "description", nonempty=False, maximum=MAX_DESCRIPTION)
+    kind = _choice(_get(d, "kind", ""), "kind", KINDS)
+    image = _validate_image(d)
+    latent = _validate_latent(d, kind, image)
+    schedule = _validate_schedule(_get(d, "schedule", ""))
+    prediction_type = _choice(_get(d, "prediction_type", ""), "prediction_type", PREDICTION_TYPES)
+    conditioning = _validate_conditioning(d.get("conditioning"))
+    unet = _validate_unet(d, latent.channels if latent else image.channels, conditioning)
+    files = _validate_files(d, kind, conditioning, bundle_dir)
+    defaults = _validate_defaults(d, schedule, conditioning)
+    precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
+    providers = _validate_providers(d.get("providers"))
+    clip_x0 = d.get("clip_x0")
+    if clip_x0 is not None and not isinstance(clip_x0, bool):
+        raise _field_error("clip_x0", "true or false", clip_x0)
+    provenance = _obj(d.get("provenance") or {}, "provenance")
+    sha, model_hash = _validate_hashes(d)
+    return Manifest(
+        name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
+        files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
+        precision=precision, provenance=dict(provenance), sha256=sha, format_version=version, providers=providers,
+        model_hash=model_hash, x0_clipping=clip_x0,
+    )
+
+
+def _validate_format(d: dict) -> int:
+    """`format` is ours and `format_version` one this program reads; the version."""
     if d.get("format") != FORMAT:
         raise _field_error("format", repr(FORMAT), d.get("format"))
     version = d.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
+    if not is_int(version):
         raise _field_error("format_version", "an integer", version)
     if version > FORMAT_VERSION:
         raise BundleError(
@@ -392,11 +425,10 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
             "update Diffusion Studio", MANIFEST_NAME, "format_version")
     if version < 1:
         raise _field_error("format_version", f"between 1 and {FORMAT_VERSION}", version)
+    return version
 
-    name = _string(_get(d, "name", ""), "name")
-    description = _string(d.get("description") or "", "description", nonempty=False, maximum=MAX_DESCRIPTION)
-    kind = _choice(_get(d, "kind", ""), "kind", KINDS)
 
+def _validate_image(d: dict) -> ImageSpec:
     im = _obj(_get(d, "image", ""), "image")
     image = ImageSpec(
         height=_pos_int(_get(im, "height", "image."), "image.height", maximum=MAX_IMAGE_SIDE),
@@ -405,35 +437,38 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     )
     if image.channels not in (1, 3):
         raise _field_error("image.channels", "1 or 3", image.channels)
+    return image
 
-    latent = None
-    if kind == "latent":
-        la = _obj(_get(d, "latent", ""), "latent")
-        latent = LatentSpec(
-            channels=_pos_int(_get(la, "channels", "latent."), "latent.channels", maximum=MAX_CHANNELS),
-            height=_pos_int(_get(la, "height", "latent."), "latent.height", maximum=MAX_IMAGE_SIDE),
-            width=_pos_int(_get(la, "width", "latent."), "latent.width", maximum=MAX_IMAGE_SIDE),
-            scale_factor=_number(_get(la, "scale_factor", "latent."), "latent.scale_factor", 0.0, open_lo=True),
-        )
-        if image.height % latent.height or image.width % latent.width or \
-                image.height // latent.height != image.width // latent.width:
-            raise _field_error("latent.height", f"a divisor of image.height ({image.height}) with the same factor "
-                               f"for the width ({image.width})", f"{latent.height}x{latent.width}")
-        if image.channels != 3:
-            raise _field_error("image.channels", "3 for latent models (the VAE decodes RGB)", image.channels)
-    elif d.get("latent") is not None:
-        raise _field_error("latent", "null for a pixel model", d.get("latent"))
 
-    schedule = _validate_schedule(_get(d, "schedule", ""))
-    prediction_type = _choice(_get(d, "prediction_type", ""), "prediction_type", PREDICTION_TYPES)
-    conditioning = _validate_conditioning(d.get("conditioning"))
+def _validate_latent(d: dict, kind: str, image: ImageSpec) -> LatentSpec | None:
+    """A latent model's `latent` (the image divided by one factor, RGB images); null for pixel models."""
+    if kind != "latent":
+        if d.get("latent") is not None:
+            raise _field_error("latent", "null for a pixel model", d.get("latent"))
+        return None
+    la = _obj(_get(d, "latent", ""), "latent")
+    latent = LatentSpec(
+        channels=_pos_int(_get(la, "channels", "latent."), "latent.channels", maximum=MAX_CHANNELS),
+        height=_pos_int(_get(la, "height", "latent."), "latent.height", maximum=MAX_IMAGE_SIDE),
+        width=_pos_int(_get(la, "width", "latent."), "latent.width", maximum=MAX_IMAGE_SIDE),
+        scale_factor=_number(_get(la, "scale_factor", "latent."), "latent.scale_factor", 0.0, open_lo=True),
+    )
+    if image.height % latent.height or image.width % latent.width or \
+            image.height // latent.height != image.width // latent.width:
+        raise _field_error("latent.height", f"a divisor of image.height ({image.height}) with the same factor "
+                           f"for the width ({image.width})", f"{latent.height}x{latent.width}")
+    if image.channels != 3:
+        raise _field_error("image.channels", "3 for latent models (the VAE decodes RGB)", image.channels)
+    return latent
 
+
+def _validate_unet(d: dict, c: int, conditioning: Conditioning) -> UNetSpec:
+    """`unet` channels: the c diffused channels plus the condition channels in, c out."""
     un = _obj(_get(d, "unet", ""), "unet")
     unet = UNetSpec(
         in_channels=_pos_int(_get(un, "in_channels", "unet."), "unet.in_channels", maximum=MAX_CHANNELS),
         out_channels=_pos_int(_get(un, "out_channels", "unet."), "unet.out_channels", maximum=MAX_CHANNELS),
     )
-    c = latent.channels if latent else image.channels
     extra = 0
     if conditioning.mask is not None:
         extra = 1 + c if conditioning.mask.kind == "inpaint" else len(conditioning.mask.labels)
@@ -442,7 +477,11 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         raise _field_error("unet.in_channels", f"{c + extra} ({how} channels)", unet.in_channels)
     if unet.out_channels != c:
         raise _field_error("unet.out_channels", f"{c} (the diffused channels)", unet.out_channels)
+    return unet
 
+
+def _validate_files(d: dict, kind: str, conditioning: Conditioning, bundle_dir) -> dict[str, str]:
+    """`files`: relative paths inside the bundle, every role the model needs, each present (with bundle_dir)."""
     files_raw = _obj(_get(d, "files", ""), "files")
     if len(files_raw) > MAX_FILES:
         raise _field_error("files", f"at most {MAX_FILES} files", len(files_raw))
@@ -466,10 +505,15 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
             if not (Path(bundle_dir) / rel).is_file():
                 raise BundleError(f"{rel}: file listed in {MANIFEST_NAME} (files.{role}) is missing from the bundle",
                                   rel, f"files.{role}")
+    return files
 
+
+def _validate_defaults(d: dict, schedule: dict, conditioning: Conditioning) -> Defaults:
+    """`defaults`, each missing entry from diffusion.defaults' fallback table."""
     de = _obj(d.get("defaults") or {}, "defaults")
-    fallback = Defaults(steps=min(20, schedule["num_train_timesteps"]), guidance=3.0 if (conditioning.text or conditioning.class_ or
-                                         (conditioning.mask and conditioning.mask.kind == "semantic")) else 1.0)
+    conditional = bool(conditioning.text or conditioning.class_ or (conditioning.mask and conditioning.mask.kind == "semantic"))
+    fallback = Defaults(**fallback_table.fallback_defaults(conditional=conditional,
+                                                           num_train_timesteps=schedule["num_train_timesteps"]))
     defaults = Defaults(
         sampler=_choice(de.get("sampler", fallback.sampler), "defaults.sampler", SAMPLERS),
         steps=_pos_int(de.get("steps", fallback.steps), "defaults.steps"),
@@ -478,18 +522,21 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
     )
     if defaults.steps > schedule["num_train_timesteps"]:
         raise _field_error("defaults.steps", f"at most num_train_timesteps ({schedule['num_train_timesteps']})", defaults.steps)
+    return defaults
 
-    precision = _choice(d.get("precision", "fp32"), "precision", PRECISIONS)
-    providers = d.get("providers")
+
+def _validate_providers(providers: Any) -> tuple | None:
+    """`providers`: null, or distinct execution-provider names the bundle's graphs were made for."""
     if providers is not None and (not isinstance(providers, list) or not providers
                                   or not all(isinstance(p, str) and p in EXECUTION_PROVIDERS for p in providers)
                                   or len(set(providers)) != len(providers)):
         raise _field_error("providers", "null or a list of distinct provider names from "
                            + ", ".join(EXECUTION_PROVIDERS), providers)
-    clip_x0 = d.get("clip_x0")
-    if clip_x0 is not None and not isinstance(clip_x0, bool):
-        raise _field_error("clip_x0", "true or false", clip_x0)
-    provenance = _obj(d.get("provenance") or {}, "provenance")
+    return tuple(providers) if providers is not None else None
+
+
+def _validate_hashes(d: dict) -> tuple[dict, str | None]:
+    """`sha256` (relative path -> hex digest, lower-cased) and `model_hash`."""
     sha = _obj(d.get("sha256") or {}, "sha256")
     if len(sha) > MAX_FILES:
         raise _field_error("sha256", f"at most {MAX_FILES} entries", len(sha))
@@ -500,14 +547,7 @@ def validate_manifest(data: Any, bundle_dir: str | os.PathLike | None = None) ->
         check_relative_path(rel, f"sha256.{rel}", None)
         if not _is_digest(digest):
             raise _field_error(f"sha256.{rel}", "64 hexadecimal digits", _short(digest))
-
-    return Manifest(
-        name=name, kind=kind, image=image, schedule=schedule, prediction_type=prediction_type, unet=unet,
-        files=files, latent=latent, conditioning=conditioning, defaults=defaults, description=description,
-        precision=precision, provenance=dict(provenance), sha256={k: v.lower() for k, v in sha.items()},
-        format_version=version, providers=tuple(providers) if providers is not None else None,
-        model_hash=model_hash.lower() if model_hash else None, x0_clipping=clip_x0,
-    )
+    return {k: v.lower() for k, v in sha.items()}, (model_hash.lower() if model_hash else None)
 
 
 def _is_digest(value: Any) -> bool:

@@ -17,8 +17,11 @@ APP = "diffusion-studio"
 
 
 def bundled_models_dir() -> Path:
-    """assets/models of the repository / install (the default models that ship with the app)."""
-    return Path(__file__).resolve().parents[2] / "assets" / "models"
+    """The default models that ship with the app: `assets/models` in a checkout (also an editable
+    install), the package folder `desktop/default_models` in an installed wheel (docs/PACKAGING.md)."""
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent / "assets" / "models"
+    return checkout if checkout.is_dir() else package / "default_models"
 
 
 def user_data_dir() -> Path:

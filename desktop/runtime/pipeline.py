@@ -1,4 +1,4 @@
-"""The generation pipeline (DESIGN.md §4): request -> conditioning -> x_T -> sampler over the U-Net -> images.
+"""The generation pipeline (docs/ARCHITECTURE.md, "The generation pipeline"): request -> conditioning -> x_T -> sampler over the U-Net -> images.
 
     x_T ~ N(0, I) per image from seed + i  ->  diffusion.samplers.sample(...)  ->  decode  ->  uint8 RGB
 
@@ -49,6 +49,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from diffusion.checks import is_int, is_number
 from diffusion.condition import mask_to_size, masked_image, one_hot_labels
 from diffusion.guidance import cfg_denoiser
 from diffusion.inpaint import inpaint_hook, poisson_blend
@@ -327,16 +328,16 @@ def _resolve_settings(bundle: Bundle, r: GenerationRequest) -> None:
     if r.spacing not in SPACINGS:
         raise RequestError(f"spacing must be one of {', '.join(SPACINGS)}, got {r.spacing!r}")
     T = m.schedule["num_train_timesteps"]
-    if isinstance(r.steps, bool) or not isinstance(r.steps, (int, np.integer)) or not 1 <= r.steps <= T:
+    if not is_int(r.steps) or not 1 <= r.steps <= T:
         raise RequestError(f"steps must be an integer from 1 to {T}, got {r.steps!r}")
-    if isinstance(r.guidance, bool) or not isinstance(r.guidance, (int, float)) or not 0 <= r.guidance <= 100:
+    if not is_number(r.guidance) or not 0 <= r.guidance <= 100:
         raise RequestError(f"guidance must be a number from 0 to 100, got {r.guidance!r}")
-    if isinstance(r.seed, bool) or not isinstance(r.seed, (int, np.integer)) or not 0 <= r.seed < 2**63:
+    if not is_int(r.seed) or not 0 <= r.seed < 2**63:
         raise RequestError(f"seed must be a non-negative integer, got {r.seed!r}")
     if isinstance(r.batch_size, (int, np.integer)) and r.seed + r.batch_size > 2**63:  # every image's seed replays
         raise RequestError(f"seed + batch size must be at most 2^63 (image i uses seed + i), got seed {r.seed} "
                            f"with {r.batch_size} images")
-    if isinstance(r.batch_size, bool) or not isinstance(r.batch_size, (int, np.integer)) or not 1 <= r.batch_size <= 64:
+    if not is_int(r.batch_size) or not 1 <= r.batch_size <= 64:
         raise RequestError(f"batch_size must be an integer from 1 to 64, got {r.batch_size!r}")
     if not isinstance(r.seamless, (bool, np.bool_)):
         raise RequestError(f"seamless must be true or false, got {r.seamless!r}")
@@ -353,7 +354,7 @@ def _resolve_size(bundle: Bundle, r: GenerationRequest) -> None:
     r.width = m.image.width if r.width is None else r.width
     for name, own in (("height", m.image.height), ("width", m.image.width)):
         v = getattr(r, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < factor or v % factor:
+        if not is_int(v) or v < factor or v % factor:
             raise RequestError(f"{name} must be a positive multiple of {factor}, got {v!r}")
         largest = min(MAX_IMAGE_SIDE, MAX_SIZE_SCALE * own)
         if v > largest:  # refused before anything is allocated
@@ -381,7 +382,7 @@ def _resolve_class(bundle: Bundle, r: GenerationRequest) -> None:
         if r.class_index is not None and r.class_index != index:
             raise RequestError(f"class_name {r.class_name!r} is class {index}, but class_index says {r.class_index}")
         r.class_index = index
-    elif isinstance(r.class_index, bool) or not isinstance(r.class_index, (int, np.integer)) \
+    elif not is_int(r.class_index) \
             or not 0 <= r.class_index < len(names):
         raise RequestError(f"class_index must be from 0 to {len(names) - 1}, got {r.class_index!r}")
     r.class_index = int(r.class_index)
@@ -399,7 +400,7 @@ def _resolve_pictures(bundle: Bundle, r: GenerationRequest) -> None:
                                f"{r.width}x{r.height} (width x height); resize it first")
         if m.latent and bundle.vae_encoder is None:
             raise RequestError("this latent model has no VAE encoder (vae_encoder), so it cannot start from an image")
-    if isinstance(r.strength, bool) or not isinstance(r.strength, (int, float)) or not 0 < r.strength <= 1:
+    if not is_number(r.strength) or not 0 < r.strength <= 1:
         raise RequestError(f"strength must be a number in (0, 1], got {r.strength!r}")
     r.strength = float(r.strength)
     if r.mask is not None:
@@ -697,15 +698,27 @@ def fork_run(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, seeds:
                switch.rng(shared(lambda s: BatchRNG(list(s), stream=1), seed_lists)), switch)
 
 
+# Providers whose VAE decode gives every image the same bits at any batch size (ONNX Runtime's CPU
+# kernels reduce in an order that does not depend on the batch; tests/runtime/test_batch_decode.py
+# checks it on the shipped models). Others (cuDNN picks its algorithms per shape) decode one image
+# at a time.
+BATCH_DECODE_PROVIDERS = ("CPUExecutionProvider",)
+DECODE_BATCH_PIXELS = 256 * 256  # images per VAE call: as many as fit in one 256x256 image's pixels
+
+
 def decode(bundle: Bundle, x: np.ndarray, *, cancel=None, steps: int = 0) -> list:
-    """x_0 -> uint8 HxWx3 images; latent models decode one image at a time (so an image never
-    depends on the batch), checking `cancel` before each."""
+    """x_0 -> uint8 HxWx3 images. Latent models decode in as few VAE calls as the provider allows
+    without an image depending on the batch (BATCH_DECODE_PROVIDERS; at most DECODE_BATCH_PIXELS
+    pixels per call, so memory stays that of one large image), checking `cancel` before each call."""
     m = bundle.manifest
     if m.latent:
+        chunk = 1
+        if bundle.provider in BATCH_DECODE_PROVIDERS:
+            chunk = max(1, DECODE_BATCH_PIXELS // (x.shape[2] * x.shape[3] * m.vae_factor ** 2))
         decoded = []
-        for i in range(len(x)):
+        for i in range(0, len(x), chunk):
             _check_cancel(cancel, steps, steps)
-            decoded.append(bundle.vae_decoder.run({"latent_sample": x[i:i + 1] / m.latent.scale_factor},
+            decoded.append(bundle.vae_decoder.run({"latent_sample": x[i:i + chunk] / m.latent.scale_factor},
                                                   output="sample"))
         x = np.concatenate(decoded)
     return list(to_uint8(x))

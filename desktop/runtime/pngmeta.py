@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from diffusion.checks import is_number
+
 from . import a1111, fileio
 from .fork import MAX_FORK_DEPTH
 from .manifest import MAX_IMAGE_SIDE
@@ -72,6 +74,14 @@ def make_recipe(result: GenerationResult, index: int) -> dict:
 def a1111_text(recipe: dict) -> str:
     """The A1111 `parameters` text of one of our recipes (see `desktop.runtime.a1111`)."""
     return a1111.write(recipe)
+
+
+def output_stem(model_name: str, seed: int) -> str:
+    """The name (without ".png") the app and `generate` give an image: "<model>-<seed>", the model's
+    name with every run of characters other than letters, digits, "-" and "_" made one "-" (at most
+    40 characters; "image" when nothing is left). `save_png` adds "-1", "-2", ... when it is taken."""
+    name = re.sub(r"[^\w-]+", "-", str(model_name).strip()).strip("-")[:40].strip("-") or "image"
+    return f"{name}-{seed}"
 
 
 def save_png(image: np.ndarray, recipe: dict | None, out_dir: str | os.PathLike, stem: str) -> Path:
@@ -120,13 +130,13 @@ class SaveError(OSError):
 
 
 def save_result(result: GenerationResult, out_dir: str | os.PathLike, stem: str | None = None) -> list[Path]:
-    """Save every image of a result with its own recipe; stem defaults to "<model>-<seed>".
+    """Save every image of a result with its own recipe; stem defaults to `output_stem(model, seed)`.
 
     Raises SaveError (saying which were saved) when the disk is full or the folder read-only part way.
     """
     paths = []
     for i, image in enumerate(result.images):
-        s = stem or f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', result.model_name)}-{result.seeds[i]}"
+        s = stem or output_stem(result.model_name, result.seeds[i])
         try:
             paths.append(save_png(image, make_recipe(result, i), out_dir, s))
         except OSError as exc:
@@ -193,7 +203,7 @@ def _is(value, what: str) -> bool:
         return isinstance(value, str) and len(value) <= MAX_PROMPT
     if what == _BOOL:
         return isinstance(value, bool)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         return False
     return isinstance(value, int) and abs(value) < 2**63 if what == _INT else math.isfinite(value)
 

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffusion import defaults as fallback_table
+from diffusion.checks import is_int, is_number
 from diffusion.scheduler_config import CONFIG_PATH, STABLE_DIFFUSION, parse_scheduler_config, read_scheduler_config
 from diffusion.samplers import sampler_for_scheduler
 
@@ -86,7 +88,7 @@ def _int_list(cfg: dict, key: str, rel: str) -> list | None:
     value = cfg.get(key)
     if value is None:
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if not isinstance(value, list) or not value or not all(is_int(v) for v in value):
         raise BundleError(f"{rel}: '{key}' must be a non-empty list of integers, got {value!r}", rel, key)
     return value
 
@@ -97,7 +99,7 @@ def _positive_int(cfg: dict, key: str, rel: str, limit: int = 4096) -> int | Non
         return None
     if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
         value = value[0]  # [h, w] for a square model
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+    if not is_int(value) or not 1 <= value <= limit:
         raise BundleError(f"{rel}: '{key}' must be an integer from 1 to {limit}, got {value!r}", rel, key)
     return value
 
@@ -119,7 +121,7 @@ def vae_factor_and_scale(path: Path, decoder) -> tuple[int, float]:
     cfg = component_config(path, "vae_decoder")
     blocks = _int_list(cfg, "block_out_channels", rel)
     scale = cfg.get("scaling_factor", SD_SCALE_FACTOR)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < 100:
+    if not is_number(scale) or not 0 < scale < 100:
         raise BundleError(f"{rel}: 'scaling_factor' must be a positive number, got {scale!r}", rel, "scaling_factor")
     if blocks is not None:
         return 2 ** (len(blocks) - 1), float(scale)
@@ -202,7 +204,7 @@ def text_spec(path: Path, text_encoder) -> tuple[TextSpec, object]:
     tok_config = read_json(path, rel) if (path / rel).is_file() else {}
     max_length = 77
     value = tok_config.get("model_max_length")
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1024:
+    if is_int(value) and 0 < value <= 1024:
         max_length = value
     out = text_encoder.outputs
     hidden_shape = out.get("last_hidden_state", next(iter(out.values())))[1]
@@ -233,7 +235,8 @@ def sd_defaults(sched, text: bool, lcm: bool) -> Defaults:
     sampler = sampler_for_scheduler(sched.class_name, use_karras_sigmas=sched.use_karras_sigmas) or "dpmpp_2m"
     if few_step:
         return Defaults(sampler=sampler, steps=4, guidance=1.0, spacing="trailing")
-    return Defaults(sampler=sampler, steps=25, guidance=7.5 if text else 1.0, spacing=sched.spacing)
+    guidance = fallback_table.GUIDANCE_SD_TEXT if text else fallback_table.GUIDANCE_UNCONDITIONAL
+    return Defaults(sampler=sampler, steps=25, guidance=guidance, spacing=sched.spacing)
 
 
 def sd_manifest(path: Path, models: dict, *, text: TextSpec | None) -> tuple[Manifest, SDInfo]:

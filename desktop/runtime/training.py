@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
+from diffusion.checks import is_number
+
 from . import fileio, paths
 
 EVENTS = "events.jsonl"
@@ -317,7 +319,7 @@ class RunState:
 def _num(e: dict, key: str, default=0.0) -> float:
     """A finite number from an event field, else `default` (events are read from a file: untrusted)."""
     v = e.get(key, default)
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1e15
+    ok = is_number(v) and math.isfinite(v) and abs(v) < 1e15
     return float(v) if ok else default
 
 

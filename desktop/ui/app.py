@@ -47,10 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     from .theme import apply_theme, follow_system
     from .window import MainWindow
 
+    from PySide6.QtGui import QIcon
+
+    from desktop.runtime.desktop_entry import ICON
+    from desktop.runtime.logs import log_unhandled, start_log
+
+    start_log()
+    sys.excepthook = log_unhandled
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "diffusion-studio"])
     app.setApplicationName("Diffusion Studio")
     app.setOrganizationName("diffusion-studio")
     app.setDesktopFileName("diffusion-studio")
+    app.setWindowIcon(QIcon(str(ICON)))
     window = MainWindow()
     apply_theme(window.model.settings["theme"], app)
     follow_system(lambda: window.model.settings["theme"], app)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffusion import defaults as fallback_table
 from diffusion.samplers import SAMPLER_SPECS
 
 SAMPLER_LABELS = {spec.name: spec.label for spec in SAMPLER_SPECS}  # the one sampler table's names
@@ -32,9 +33,9 @@ class Capabilities:
     class_names: list[str] | None = None
     mask_kind: str | None = None                 # None | "inpaint" | "semantic"
     labels: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)
-    sampler: str = "ddim"
-    steps: int = 20
-    guidance: float = 1.0
+    sampler: str = fallback_table.SAMPLER
+    steps: int = fallback_table.STEPS
+    guidance: float = fallback_table.GUIDANCE_UNCONDITIONAL
     precision: str = "fp32"
     provenance: dict = field(default_factory=dict)
 
@@ -84,9 +85,10 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
         class_names=[str(n) for n in (cls.get("names") if isinstance(cls, dict) else getattr(cls, "names", None) or [])] or None,
         mask_kind=(mask.get("kind") if isinstance(mask, dict) else getattr(mask, "kind", None)),
         labels=labels,
-        sampler=str(defaults.get("sampler") or "ddim"),
-        steps=int(defaults.get("steps") or 20),
-        guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None else 1.0),
+        sampler=str(defaults.get("sampler") or fallback_table.SAMPLER),
+        steps=int(defaults.get("steps") or fallback_table.STEPS),
+        guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None
+                       else fallback_table.GUIDANCE_UNCONDITIONAL),
         precision=str(m.get("precision") or "fp32"),
         provenance=dict(m.get("provenance") or {}),
     )

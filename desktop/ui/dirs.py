@@ -1,6 +1,6 @@
 """The app's own per-user files (history, settings) and their atomic JSON writes.
 
-Per-user files live under platformdirs' data and config dirs (DESIGN.md §5), as
+Per-user files live under platformdirs' data and config dirs (docs/ARCHITECTURE.md, "Conventions"), as
 `desktop.runtime.paths` defines them (so the command line and the app agree; DIFFUSION_STUDIO_HOME
 moves them all, which the tests use). Paths are resolved at call time; nothing is written into the
 install folder.

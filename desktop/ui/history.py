@@ -11,6 +11,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from diffusion.checks import is_number
+
 from . import dirs
 
 MAX_ENTRIES = 1000
@@ -66,7 +68,7 @@ def entry_from_json(item) -> HistoryEntry | None:
         return None
     texts = (entry.path, entry.model, entry.model_name, entry.provider)
     if not (all(isinstance(t, str) and "\0" not in t for t in texts) and isinstance(entry.recipe, dict)
-            and isinstance(entry.created, (int, float)) and not isinstance(entry.created, bool)
+            and is_number(entry.created)
             and math.isfinite(entry.created)):
         return None
     try:

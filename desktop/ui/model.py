@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop.runtime import paths
 from desktop.runtime.manifest import MANIFEST_NAME, SAMPLERS
+from diffusion import defaults as fallback_table
 
 from . import brush, images, library
 from .canvas_state import CanvasState
@@ -40,9 +41,9 @@ class Params:
     prompt: str = ""
     negative_prompt: str = ""
     class_name: str | None = None
-    sampler: str = "ddim"
-    steps: int = 20
-    guidance: float = 1.0
+    sampler: str = fallback_table.SAMPLER
+    steps: int = fallback_table.STEPS
+    guidance: float = fallback_table.GUIDANCE_UNCONDITIONAL
     seed: int = 0
     seed_locked: bool = False
     batch_size: int = 1
@@ -156,7 +157,7 @@ class StudioModel(QObject):
         self.entry = next((e for e in self.models if e.path == path), ModelEntry(path, library.USER, self.caps))
         c = self.caps
         self.params = replace(
-            self.params, sampler=c.sampler if c.sampler in SAMPLERS else "ddim", steps=c.steps, guidance=c.guidance,
+            self.params, sampler=c.sampler if c.sampler in SAMPLERS else fallback_table.SAMPLER, steps=c.steps, guidance=c.guidance,
             height=c.height, width=c.width, spacing=None,
             class_name=(c.class_names[0] if c.class_names and not c.class_optional else None),
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from desktop.runtime import paths
+from diffusion.checks import is_int, is_number
 
 from . import dirs
 
@@ -45,9 +46,9 @@ def valid(key: str, value) -> bool:
     if key == "theme":
         return value in ("system", "light", "dark")
     if key == "preview_every":
-        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10_000
+        return is_int(value) and 1 <= value <= 10_000
     if key == "overlay_opacity":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+        return is_number(value) and 0.0 <= value <= 1.0
     if key == "recent_prompts":
         return isinstance(value, list) and len(value) <= 1000 and all(_text(p, 10_000) for p in value)
     if key == "model_names":

@@ -178,6 +178,18 @@ class MainWindow(QMainWindow):
         self._key_actions()
         h = bar.addMenu("&Help")
         self._action(h, "Help and models…", self.open_help, "F1")
+        self._action(h, "Open log folder", self.open_log_folder, None,
+                     "The folder of the app's log file (what it did and every error), for a bug report")
+
+    def open_log_folder(self) -> None:
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        from desktop.runtime.logs import log_dir
+
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def _key_actions(self) -> None:
         """Single keys that work wherever the pointer is, without a click first (a text box that has

@@ -1,4 +1,4 @@
-"""The worker thread that owns the pipeline call (DESIGN.md §2).
+"""The worker thread that owns the pipeline call (docs/ARCHITECTURE.md, "Why the layering").
 
 `GenerationThread.run` calls `desktop.runtime.pipeline.generate` (looked up when the run starts,
 so tests can wrap it), turns every `StepInfo` into a display `Frame` off the UI thread, saves the
@@ -16,6 +16,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 
+from desktop.runtime.logs import logger
 from desktop.runtime.manifest import BundleError
 from desktop.runtime.providers import CPU, ProviderError
 from diffusion.samplers import Cancelled, NonFiniteError
@@ -108,7 +109,9 @@ class GenerationThread(QThread):
             if is_cancelled_error(exc) or self._cancel.is_set():
                 self.cancelled.emit()
                 return
-            self.failed.emit(friendly_error(exc, getattr(self.bundle, "provider", None)))
+            message = friendly_error(exc, getattr(self.bundle, "provider", None))
+            logger().getChild("generate").error("generation failed: %s", message, exc_info=exc)
+            self.failed.emit(message)
             return
         if getattr(result, "cancelled", False) or self._cancel.is_set():
             self.cancelled.emit()
@@ -121,21 +124,21 @@ class GenerationThread(QThread):
 
         recipes = [pngmeta.make_recipe(result, i) for i in range(len(result.images))]
         saved, problem = [], None
-        stem = slug(getattr(result, "model_name", "") or getattr(self.bundle, "name", "image"))
+        name = getattr(result, "model_name", "") or getattr(self.bundle, "name", "image")
         for i, (image, recipe) in enumerate(zip(result.images, recipes)):
             path = None
             if self.save and problem is None:
                 try:
-                    path = pngmeta.save_png(image, recipe, self.out_dir, f"{stem}-{result.seeds[i]}")
+                    path = pngmeta.save_png(image, recipe, self.out_dir, pngmeta.output_stem(name, result.seeds[i]))
                 except BaseException as exc:  # noqa: BLE001
                     problem = exc
             saved.append((path, recipe))
+        log = logger().getChild("generate")
+        timings = getattr(result, "timings", None) or {}
+        log.info("%s: %d image(s), seeds %s, %.2f s, saved %s", name, len(result.images), list(result.seeds),
+                 timings.get("total", 0.0), [str(p) for p, _ in saved if p is not None] or "nothing")
         self.succeeded.emit(result, saved)
         if problem is not None:
+            log.error("saving to %s failed: %s", self.out_dir, friendly_error(problem))
             self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(problem)}. "
                              "Save as… still saves them where you choose.")
-
-
-def slug(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(name).strip())
-    return keep.strip("-")[:40] or "image"

@@ -107,12 +107,30 @@ def make_caption(rng, scene: dict) -> str:
     return " ".join(parts)
 
 
+def _paint_trees(image: np.ndarray, labels: np.ndarray, count: int, rng, field) -> None:
+    """`count` triangular trees standing on grass (every third column), nearer ones larger, drawn at 4x
+    and box-filtered; `field` gives their colour texture."""
+    size = labels.shape[0]
+    grass_rows = [(x, y) for y in range(size) for x in range(0, size, 3) if labels[y, x] == L["grass"]]
+    if not grass_rows:
+        return
+    trees = Image.new("L", (size * 4, size * 4), 0)
+    draw = ImageDraw.Draw(trees)
+    picks = sorted((grass_rows[int(i)] for i in rng.integers(len(grass_rows), size=count)), key=lambda p: p[1])
+    for x, y in picks:
+        h = size * rng.uniform(0.12, 0.22) * (0.6 + 0.6 * y / size)
+        w = h * rng.uniform(0.35, 0.5)
+        X, Y, H, W = 4 * x, 4 * (y + 1), 4 * h, 4 * w
+        draw.polygon([(X, Y - H), (X + W, Y), (X - W, Y)], fill=255)
+    mask = np.asarray(trees.resize((size, size), Image.BOX)) >= 128
+    _paint(image, labels, mask, "trees", field("trees", amount=0.5))
+
+
 def render_scene(scene: dict, size: int = NATIVE_SIZE):
     """Draw a landscape: (image uint8 [size,size,3], labels uint8 [size,size])."""
     rng = np.random.default_rng(scene["noise_seed"])
     light = LIGHTING[scene["lighting"]]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
-    cols = np.arange(size)
 
     def field(name, streaks=False, amount=0.25):
         n = value_noise(int(rng.integers(2**31)), size, cells=4 if streaks else 8)
@@ -175,19 +193,8 @@ def render_scene(scene: dict, size: int = NATIVE_SIZE):
             rocks = ground & (value_noise(int(rng.integers(2**31)), size, cells=4) > 0.62)
             _paint(image, labels, rocks, "rock", field("rock", amount=0.4))
 
-    grass_rows = [(x, y) for y in range(size) for x in cols[::3] if labels[y, x] == L["grass"]]
-    if scene["trees"] and grass_rows:
-        trees = Image.new("L", (size * 4, size * 4), 0)
-        draw = ImageDraw.Draw(trees)
-        picks = sorted((grass_rows[int(i)] for i in rng.integers(len(grass_rows), size=scene["trees"])),
-                       key=lambda p: p[1])
-        for x, y in picks:
-            h = size * rng.uniform(0.12, 0.22) * (0.6 + 0.6 * y / size)
-            w = h * rng.uniform(0.35, 0.5)
-            X, Y, H, W = 4 * x, 4 * (y + 1), 4 * h, 4 * w
-            draw.polygon([(X, Y - H), (X + W, Y), (X - W, Y)], fill=255)
-        mask = np.asarray(trees.resize((size, size), Image.BOX)) >= 128
-        _paint(image, labels, mask, "trees", field("trees", amount=0.5))
+    if scene["trees"]:
+        _paint_trees(image, labels, scene["trees"], rng, field)
 
     image = image * light["scale"] * np.array(light["tint"], np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), labels

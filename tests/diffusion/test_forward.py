@@ -1,4 +1,4 @@
-"""The forward process against its closed forms (DESIGN.md §1), and the schedules' definitions."""
+"""The forward process against its closed forms (docs/MATH.md), and the schedules' definitions."""
 import math
 
 import numpy as np
@@ -54,7 +54,7 @@ def test_single_steps_compose_to_q_sample(name):
         x = q_step_sample(s, x, t, rng.standard_normal(x.shape))
         mean, var = np.sqrt(1 - s.betas[t]) * mean, (1 - s.betas[t]) * var + s.betas[t]
     ac = s.alphas_cumprod[119]
-    np.testing.assert_allclose(mean, math.sqrt(ac) * x0, rtol=1e-12)  # the algebra of §1
+    np.testing.assert_allclose(mean, math.sqrt(ac) * x0, rtol=1e-12)  # the algebra of docs/MATH.md
     np.testing.assert_allclose(var, 1 - ac, rtol=1e-12)
     assert_mean_var(x, math.sqrt(ac) * x0, np.full(2, 1 - ac))
 

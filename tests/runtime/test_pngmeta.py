@@ -84,3 +84,15 @@ def test_png_without_recipe(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"nope")
     with pytest.raises(RecipeError, match="not a PNG"):
         read_recipe(tmp_path / "bad.png")
+
+
+def test_app_and_cli_name_output_pngs_the_same_way():
+    """One rule (pngmeta.output_stem) for `generate` (save_result) and the app (its worker)."""
+    from desktop.runtime.pngmeta import output_stem
+
+    assert output_stem("digits", 7) == "digits-7"
+    assert output_stem("my model (v2)", 7) == "my-model-v2-7"
+    assert output_stem("a/b\\c..d", 0) == "a-b-c-d-0"  # never a path separator or a dot run
+    assert output_stem("über_modell", 3) == "über_modell-3"
+    assert output_stem("???", 1) == "image-1"
+    assert len(output_stem("x" * 300, 12345)) == 40 + len("-12345")

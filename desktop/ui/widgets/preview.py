@@ -13,6 +13,8 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QSlider,
                                QToolButton, QVBoxLayout, QWidget)
 
+from desktop.runtime.pngmeta import output_stem
+
 from .. import images
 from .flow import FlowLayout
 from .imageview import ImageView, zoom_box
@@ -247,7 +249,8 @@ class PreviewPanel(QWidget):
     def save_as(self) -> None:
         m = self.model
         path = m.selected_path()
-        name = path.name if path else f"{(m.caps.name if m.caps else 'image')}-{m.last_request.seed if m.last_request else 0}.png"
+        name = path.name if path else output_stem(m.caps.name if m.caps else "image",
+                                                  m.last_request.seed if m.last_request else 0) + ".png"
         target, _ = QFileDialog.getSaveFileName(self, "Save image as", str(m.settings.output_dir() / name), "PNG images (*.png)")
         if target:
             m.save_selected_as(target if target.lower().endswith(".png") else target + ".png")
