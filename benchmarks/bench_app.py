@@ -10,10 +10,11 @@ the live preview per step.
   settings (sampler, steps, guidance, size, batch 1); the Generate button is clicked and the clock
   stops at the first preview frame on screen (the first denoising step, drawn) and when the saved
   result is on screen. Models alternate run by run (the machine may be shared), medians of --runs.
-- preview per step: what the live preview costs each step beside the U-Net call: the bundle's
-  preview map (`desktop.runtime.preview.latent_preview`: the latent -> RGB map, then the bilinear
-  upsampling to the image size) on one image's latent, median of 200 calls, and its ratio to one
-  guided U-Net call (one batched call of 2: conditional and unconditional), measured in the same run.
+- preview per step (latent models): what the live preview costs each step beside the U-Net call, for
+  one image: the linear map (latent -> RGB, then the bilinear upsampling to the image size,
+  `desktop.runtime.preview.latent_preview`) and, when the bundle ships one, the learned preview
+  decoder; the one the app uses as a share of one guided U-Net call (one batched call of 2:
+  conditional and unconditional). The three alternate in one loop; medians.
 Models: the bundled ones (assets/models), or --model folders. Per-user files go to a temporary
 DIFFUSION_STUDIO_HOME.
 """
@@ -81,8 +82,26 @@ def click_to_images(window, model_path: Path) -> tuple[float, float]:
     return marks["first"] - started, marks["final"] - started
 
 
-def preview_cost(model_path: Path, runs: int = 200) -> tuple[float, float] | None:
-    """(ms of the preview map per step for one image, ms of one U-Net call) for a latent model."""
+def unet_feeds(m) -> dict:
+    """One guided U-Net call's inputs (batch 2: conditional and unconditional) at the model's size."""
+    import numpy as np
+
+    x = np.random.default_rng(1).standard_normal((2, m.unet.in_channels, m.latent.height, m.latent.width))
+    feeds = {"sample": x.astype(np.float32), "timestep": np.full(2, 500, np.int64)}
+    t_enc = m.conditioning.text
+    if t_enc:
+        feeds["encoder_hidden_states"] = np.zeros((2, t_enc.max_length, t_enc.hidden_size), np.float32)
+    if m.conditioning.class_:
+        feeds["class_labels"] = np.zeros(2, np.int64)
+    return feeds
+
+
+def preview_cost(model_path: Path, rounds: int = 100) -> dict | None:
+    """ms per step of the live preview for one image of a latent model, beside one guided U-Net call:
+    `linear` (the latent -> RGB map and the bilinear upsampling: the bundle's own map, or one of the
+    same shape when the bundle ships a learned decoder instead; the cost does not depend on the
+    weights), `decoder` (the bundle's learned preview decoder, None without one), `unet`. The three
+    alternate within each round (the machine is shared); medians."""
     import numpy as np
 
     from desktop.runtime.bundle import open_bundle
@@ -92,26 +111,26 @@ def preview_cost(model_path: Path, runs: int = 200) -> tuple[float, float] | Non
     m = bundle.manifest
     if not m.latent:
         return None
-    x0 = np.random.default_rng(0).standard_normal((1, m.diffused_channels, m.latent.height, m.latent.width)).astype(np.float32)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        to_uint8(latent_preview(x0, bundle.preview, m.vae_factor))
-        times.append(time.perf_counter() - t)
-    cin = m.unet.in_channels
-    feeds_x = np.random.default_rng(1).standard_normal((2, cin, m.latent.height, m.latent.width)).astype(np.float32)
-    feeds = {"sample": feeds_x, "timestep": np.full(2, 500, np.int64)}
-    t_enc = m.conditioning.text
-    if t_enc:
-        feeds["encoder_hidden_states"] = np.zeros((2, t_enc.max_length, t_enc.hidden_size), np.float32)
-    if m.conditioning.class_:
-        feeds["class_labels"] = np.zeros(2, np.int64)
-    unet = []
-    for _ in range(10):
-        t = time.perf_counter()
-        bundle.unet.run(feeds, output="out_sample")
-        unet.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3, statistics.median(unet) * 1e3
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((1, m.diffused_channels, m.latent.height, m.latent.width)).astype(np.float32)
+    learned = bundle.preview if callable(bundle.preview) else None       # a PreviewNetwork
+    linear = bundle.preview if learned is None else \
+        (rng.standard_normal((m.diffused_channels, 3)).astype(np.float32), np.zeros(3, np.float32))
+    feeds = unet_feeds(m)
+    jobs = {"linear": lambda: to_uint8(latent_preview(x0, linear, m.vae_factor)),
+            "decoder": (lambda: to_uint8(latent_preview(x0, learned, m.vae_factor))) if learned else None,
+            "unet": lambda: bundle.unet.run(feeds, output="out_sample")}
+    times = {k: [] for k, job in jobs.items() if job}
+    for i in range(rounds):
+        for k in times:
+            if k == "unet" and i % 10:
+                continue                   # the U-Net is slow: a tenth as many calls
+            t = time.perf_counter()
+            jobs[k]()
+            times[k].append(time.perf_counter() - t)
+    out = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    out.setdefault("decoder", None)
+    return out
 
 
 def main(argv=None) -> int:
@@ -159,15 +178,22 @@ def main(argv=None) -> int:
     print()
     print(f"cold start to a usable window: {statistics.median(starts):.2f} s (median; {', '.join(f'{s:.2f}' for s in starts)})")
     print()
-    print(f"{'model':<12} {'first preview':>14} {'final image':>12}  {'preview/step':>12} {'U-Net call':>11} {'ratio':>6}  defaults")
+    print(f"{'model':<12} {'first preview':>14} {'final image':>12}  {'linear map':>11} {'decoder':>9} "
+          f"{'U-Net call':>11} {'preview/U-Net':>14}  defaults")
     for p in models:
         first = statistics.median(t[0] for t in timings[p])
         final = statistics.median(t[1] for t in timings[p])
         cost = preview_cost(p)
-        prev = f"{cost[0]:.2f} ms" if cost else "(pixels)"
-        unet = f"{cost[1]:.1f} ms" if cost else ""
-        ratio = f"{cost[0] / cost[1]:.1%}" if cost else ""
-        print(f"{p.name:<12} {first:>12.2f} s {final:>10.2f} s  {prev:>12} {unet:>11} {ratio:>6}  {settings[p]}")
+        if cost is None:
+            extra = f"{'(pixels)':>11} {'':>9} {'':>11} {'':>14}"
+        else:
+            used = cost["decoder"] if cost["decoder"] is not None else cost["linear"]
+            dec = f"{cost['decoder']:.2f} ms" if cost["decoder"] is not None else "none"
+            extra = f"{cost['linear']:>8.2f} ms {dec:>9} {cost['unet']:>8.1f} ms {used / cost['unet']:>14.1%}"
+        print(f"{p.name:<12} {first:>12.2f} s {final:>10.2f} s  {extra}  {settings[p]}")
+    print()
+    print("preview/U-Net: the preview the app uses (the decoder when the bundle ships one, else the linear map)")
+    print("per step, as a share of one guided U-Net call (batch 2), one image.")
     return 0
 
 
