@@ -110,9 +110,21 @@ class Shots:
         loop.exec()
 
     def shot(self, widget, name: str) -> None:
+        """Save the widget as OUT/name.png, quantised to 256 colours (a third of the size; the README's
+        screenshots are committed binaries)."""
+        from io import BytesIO
+
+        from PIL import Image
+        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
         self.settle()
         path = self.out / f"{name}.png"
-        widget.grab().save(str(path))
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        widget.grab().save(buffer, "PNG")
+        image = Image.open(BytesIO(bytes(data))).convert("RGB")
+        image.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(path, optimize=True)
         self.saved.append(path)
         print(path, flush=True)
 
@@ -166,6 +178,8 @@ def models_with(model, test) -> list:
 
 def labels_and_forks(s: Shots) -> None:
     """01-labels and 02-fork-tree on the first label-map model."""
+    from PySide6.QtCore import Qt
+
     w = s.window()
     m = w.model
     maps = models_with(m, lambda c: c.mask_kind == "semantic")
@@ -191,9 +205,9 @@ def labels_and_forks(s: Shots) -> None:
     m.canvas.set_labels(labels)
     m.set_param("seed", 11)
     s.run(m)
+    w.resizeDocks([w.history_dock], [300], Qt.Orientation.Horizontal)   # room for the forks' names
     w.history.tree.setCurrentItem(w.history.tree.topLevelItem(0).child(0))
-    w.preview.slider.setValue(k - 1)
-    s.shot(w, "02-fork-tree")
+    s.shot(w, "02-fork-tree")       # the fork with the lake painted over, finished; the banner still up
     w.close()
 
 
