@@ -11,7 +11,9 @@ import pytest
 from desktop.runtime import pngmeta
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.pipeline import GenerationRequest, RequestError, generate
-from diffusion.samplers import NEEDS_RNG, SAMPLERS
+from diffusion.samplers import NEEDS_RNG, samplers_for_model
+
+SAMPLERS = samplers_for_model(lcm=False)  # the tiny bundles are not latent consistency models
 
 
 @pytest.fixture(scope="module")
