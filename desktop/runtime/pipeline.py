@@ -22,8 +22,8 @@
   kept pixels (gradients kept, no colour jump at the border). Masks are quantised to 1/65535 (what
   a 16-bit PNG recipe stores) so a recipe reproduces the image exactly.
 - Previews: a pixel model's predicted x̂_0 is the preview; a latent model's x̂_0 goes through the
-  bundle's linear preview map (latent pixel -> RGB), upscaled by pixel repetition to the image size;
-  the VAE decoder runs once, at the end. When inpainting, the preview shows the init image where the
+  bundle's preview (the linear latent -> RGB map, or a tiny learned decoder), upsampled bilinearly
+  to the image size (desktop/runtime/preview.py); the VAE decoder runs once, at the end. When inpainting, the preview shows the init image where the
   mask keeps it (blended like the final composite).
 - `cancel()` is checked before every network call (text encoder, VAE encoder, every U-Net call,
   every VAE decode); a cancelled generation raises `diffusion.Cancelled` and returns nothing.
