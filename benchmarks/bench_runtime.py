@@ -428,8 +428,8 @@ def groupnorm_graphs(shapes) -> tuple[bytes, bytes, dict]:
                           numpy_helper.from_array(np.array(x, np.int64), f"s{i}"),
                           numpy_helper.from_array(np.ones(groups, np.float32), f"one{i}"),
                           numpy_helper.from_array(np.zeros(groups, np.float32), f"zero{i}"),
-                          numpy_helper.from_array(gamma.reshape(c, 1, 1), f"gamma{i}"),
-                          numpy_helper.from_array(beta.reshape(c, 1, 1), f"beta{i}")]
+                          numpy_helper.from_array(gamma.reshape(c, *[1] * (len(x) - 2)), f"gamma{i}"),
+                          numpy_helper.from_array(beta.reshape(c, *[1] * (len(x) - 2)), f"beta{i}")]
         nodes_pattern += [helper.make_node("Reshape", [f"x{i}", f"g{i}"], [f"a{i}"]),
                           helper.make_node("InstanceNormalization", [f"a{i}", f"one{i}", f"zero{i}"], [f"b{i}"],
                                            epsilon=eps),
