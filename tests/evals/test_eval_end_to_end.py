@@ -3,13 +3,11 @@ ground truth), so the wiring from prompt/map/mask to score is checked without a 
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
-pipeline = pytest.importorskip("desktop.runtime.pipeline")
-data_shapes = pytest.importorskip("engine.data.shapes")
-data_land = pytest.importorskip("engine.data.landscapes")
-
-from benchmarks.evals import common, inpaint, landscapes, shapes  # noqa: E402
+from benchmarks.evals import common, inpaint, landscapes, shapes
+from desktop.runtime import pipeline
+from engine.data import landscapes as data_land
+from engine.data import shapes as data_shapes
 
 
 def fake_bundle(size=64, labels=None):

@@ -39,7 +39,6 @@ def test_brightness_shift_inside_the_mask_is_caught():
 
 
 def test_seam_works_on_procedural_scenes():
-    pytest.importorskip("engine.data.shapes")
     from benchmarks.evals import shapes
 
     scenes = shapes.render_scenes(12, seed=99, size=64)

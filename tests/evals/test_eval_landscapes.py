@@ -2,9 +2,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("engine.data.landscapes")
-
-from benchmarks.evals import landscapes  # noqa: E402
+from benchmarks.evals import landscapes
 
 
 @pytest.fixture(scope="module")

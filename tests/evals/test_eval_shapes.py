@@ -3,10 +3,9 @@ structured descriptions are the ground truth."""
 import numpy as np
 import pytest
 
-pytest.importorskip("engine.data.shapes")
-from engine.data import shapes as data  # noqa: E402
+from engine.data import shapes as data
 
-from benchmarks.evals import shapes  # noqa: E402
+from benchmarks.evals import shapes
 
 
 @pytest.fixture(scope="module")

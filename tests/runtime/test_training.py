@@ -163,9 +163,9 @@ def test_install_command_names_this_python_and_the_kind_of_install(monkeypatch, 
 
 
 def test_missing_engine_modules_finds_without_importing(monkeypatch):
-    import desktop.cli
+    from desktop.runtime import installation
 
-    monkeypatch.setattr(desktop.cli, "ENGINE_MODULES", {"json", "surely_not_a_module_xyz"})
+    monkeypatch.setattr(installation, "ENGINE_MODULES", {"json", "surely_not_a_module_xyz"})
     assert training.missing_engine_modules() == ["surely_not_a_module_xyz"]
 
 
