@@ -1,6 +1,6 @@
 """The code base stays easy to change: no import circle between our modules, no function longer
 than one screen, no private name imported from another module, no document cited that the
-repository lacks. Read from the source with `ast` (nothing is imported)."""
+repository lacks, no long positional parameter list. Read from the source with `ast` (nothing is imported)."""
 from __future__ import annotations
 
 import ast
@@ -13,6 +13,7 @@ import pytest
 from tests.helpers.source import ROOT, imported_modules, project_modules
 
 MAX_FUNCTION_LINES = 80
+MAX_POSITIONAL = 6  # parameters a caller may pass by position (self/cls not counted); the rest keyword-only
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -79,6 +80,18 @@ def test_no_function_longer_than_one_screen(modules):
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{name}:{node.name} ({lines} lines)")
     assert long == [], f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_long_parameter_lists_are_keyword_only(modules):
+    """A call like f(a, b, c, d, e, f, g) cannot be read without the signature: past six, by name."""
+    long = []
+    for name, (path, tree) in modules.items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+                if len(positional) > MAX_POSITIONAL:
+                    long.append(f"{name}:{node.name} ({len(positional)} positional)")
+    assert long == []
 
 
 def test_no_private_name_imported_from_another_module(modules):

@@ -41,14 +41,14 @@ def test_sd15_figures_are_the_documented_order_of_magnitude():
 def test_refusal_names_the_largest_size_that_fits(sd2):
     budget = memory.estimate(sd2, 1, 512, 512, guided=True).needed
     with pytest.raises(memory.MemoryEstimateError) as err:
-        memory.check_fits(sd2, 1, 1024, 768, True, step=8, available=budget)
+        memory.check_fits(sd2, 1, 1024, 768, guided=True, step=8, available=budget)
     text = str(err.value)
     assert text.startswith("768x1024 at batch 1 needs about")
     w, h = map(int, re.search(r"that fits is (\d+)x(\d+)", text).groups())
     assert w % 8 == 0 and h % 8 == 0 and 0.7 < w / h < 0.8
-    assert memory.estimate(sd2, 1, h, w, True).needed <= budget
-    assert memory.estimate(sd2, 1, h + 64, w + 48, True).needed > budget
-    memory.check_fits(sd2, 1, 48, 48, True, step=8, available=budget)  # fits: no error
+    assert memory.estimate(sd2, 1, h, w, guided=True).needed <= budget
+    assert memory.estimate(sd2, 1, h + 64, w + 48, guided=True).needed > budget
+    memory.check_fits(sd2, 1, 48, 48, guided=True, step=8, available=budget)  # fits: no error
 
 
 def test_this_machine_reports_its_memory():
