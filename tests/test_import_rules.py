@@ -43,6 +43,7 @@ def imported_by(package: str) -> tuple[list[str], set[str]]:
     return data["modules"], set(data["loaded"])
 
 
+@pytest.mark.slow
 def test_desktop_never_imports_torch_or_engine():
     modules, loaded = imported_by("desktop")
     assert "desktop.cli" in modules
@@ -50,12 +51,14 @@ def test_desktop_never_imports_torch_or_engine():
     assert not loaded & forbidden, f"desktop imports {sorted(loaded & forbidden)}"
 
 
+@pytest.mark.slow
 def test_runtime_never_imports_qt():
     modules, loaded = imported_by("desktop.runtime")
     forbidden = {"PySide6", "shiboken6", "torch", "engine", "diffusers", "transformers"}
     assert not loaded & forbidden, f"desktop.runtime imports {sorted(loaded & forbidden)}"
 
 
+@pytest.mark.slow
 def test_diffusion_imports_only_numpy_and_stdlib():
     modules, loaded = imported_by("diffusion")
     assert len(modules) > 1, "diffusion/ has no modules"

@@ -62,6 +62,7 @@ def test_requests_bind_to_the_runtime_fields(monkeypatch):
         common.make_request(colour="red")
 
 
+@pytest.mark.slow
 def test_digits_evaluation_end_to_end_with_a_perfect_generator(monkeypatch):
     """The whole digits evaluation, with a 'generator' that returns real held-out digits of the
     asked class: accuracy must be near the judge's, diversity near 1."""

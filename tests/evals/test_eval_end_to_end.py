@@ -3,6 +3,7 @@ ground truth), so the wiring from prompt/map/mask to score is checked without a 
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from benchmarks.evals import common, inpaint, landscapes, shapes
 from desktop.runtime import pipeline
@@ -31,6 +32,7 @@ def answer_for(prompt: shapes.Prompt) -> np.ndarray:
     return data_shapes.render_scene(scene, 64)[0]
 
 
+@pytest.mark.slow
 def test_shapes_evaluation_scores_right_answers_perfectly(monkeypatch):
     prompts = {p.text: p for p in shapes.make_prompts(3, seed=10_000)}
     monkeypatch.setattr(common, "open_model", lambda path: fake_bundle())
@@ -45,6 +47,7 @@ def test_shapes_evaluation_scores_right_answers_perfectly(monkeypatch):
     assert shapes.floor_check("fake", n_small=2)["ok"] is False
 
 
+@pytest.mark.slow
 def test_landscapes_evaluation_end_to_end(monkeypatch):
     maps = landscapes.scenes(4, 10_000, 64)
     by_map = {m.tobytes(): im for im, m in zip(*maps)}

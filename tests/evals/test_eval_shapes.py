@@ -13,6 +13,7 @@ def scenes64():
     return shapes.render_scenes(80, seed=31337, size=64)
 
 
+@pytest.mark.slow
 def test_detector_recovers_single_object_scenes(scenes64):
     singles = [s for s in scenes64 if s.scene["layout"] == "single"]
     assert len(singles) >= 25
@@ -21,12 +22,14 @@ def test_detector_recovers_single_object_scenes(scenes64):
         assert np.mean([m[part] for m in matches]) >= 0.95, part
 
 
+@pytest.mark.slow
 def test_detector_recovers_multi_object_scenes(scenes64):
     multi = [s for s in scenes64 if s.scene["layout"] != "single"][:30]
     matches = [shapes.scene_matches(s.scene, shapes.detect_objects(s.image)) for s in multi]
     assert np.mean([m["all"] for m in matches]) >= 0.9
 
 
+@pytest.mark.slow
 def test_detector_works_at_32_pixels():
     scenes = [s for s in shapes.render_scenes(40, seed=4242, size=32) if s.scene["layout"] == "single"]
     matches = [shapes.scene_matches(s.scene, shapes.detect_objects(s.image)) for s in scenes]
@@ -40,6 +43,7 @@ def test_detector_finds_nothing_on_background_or_noise():
     assert shapes.detect_objects(noise) == []
 
 
+@pytest.mark.slow
 def test_every_shape_and_colour_is_recognised_when_drawn_alone():
     # each (colour, shape) pair, held-out ones included, drawn medium-sized in the centre
     for k, (color, shape) in enumerate([(c, s) for c in data.COLORS for s in data.SHAPES]):
@@ -69,6 +73,7 @@ def _render(objects, size=64):
     return data.render_scene(scene, size)[0]
 
 
+@pytest.mark.slow
 def test_scoring_against_prompts_on_drawn_answers():
     two = shapes.Prompt("two", "a red heart and a cyan square",
                         ({"color": "red", "shape": "heart", "count": 1, "region": None},

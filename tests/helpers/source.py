@@ -3,6 +3,7 @@ modules of ours each one imports. Used by tests/test_structure.py and tests/test
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,6 +15,7 @@ def module_name(path: Path, *, root: Path = ROOT) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.lru_cache(maxsize=None)  # parsed once per test session (read, never changed, by the tests)
 def project_modules(root: Path = ROOT) -> dict[str, tuple[Path, ast.Module]]:
     out = {}
     for package in PACKAGES:

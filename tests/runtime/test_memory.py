@@ -18,12 +18,14 @@ def sd2():
     return open_bundle(SD / "optimum-sd2", provider="cpu")
 
 
+@pytest.mark.slow
 def test_size_options_of_an_sd_folder(sd2):
     options = size_options(sd2)
     assert options.default == (48, 48) and options.step == 8 and options.flexible  # VAE 4 x 2^(2-1)
     assert options.allows(64, 96) and not options.allows(60, 64) and not options.allows(0, 8)
 
 
+@pytest.mark.slow
 def test_estimate_grows_with_size_batch_and_guidance(sd2):
     small = memory.estimate(sd2, 1, 48, 48, guided=False)
     assert memory.estimate(sd2, 1, 96, 96, guided=False).unet > 4 * small.unet
@@ -38,6 +40,7 @@ def test_sd15_figures_are_the_documented_order_of_magnitude():
     assert 2.0 * memory.GIB < unet < 2.6 * memory.GIB and 0.7 * memory.GIB < vae < 1.1 * memory.GIB
 
 
+@pytest.mark.slow
 def test_refusal_names_the_largest_size_that_fits(sd2):
     budget = memory.estimate(sd2, 1, 512, 512, guided=True).needed
     with pytest.raises(memory.MemoryEstimateError) as err:
@@ -55,6 +58,7 @@ def test_this_machine_reports_its_memory():
     assert memory.available_bytes("CPUExecutionProvider") > 0
 
 
+@pytest.mark.slow
 def test_a_request_that_cannot_fit_is_refused_before_anything_runs(sd2, monkeypatch):
     from desktop.runtime.pipeline import GenerationRequest, RequestError, generate
     calls = sd2.unet.calls
