@@ -14,9 +14,9 @@ FlopCounterMode), GFLOP/s and the share of the matmul peak measured in ONNX Runt
 the CPU, 8192³ fp16 on CUDA); and our three shipped models per step (bench_runtime).
 
 Runtimes (`--runtimes`):
-- `ours`: desktop.runtime on a bundle written by our exporter (`export_bundle`; CPU: fp32, graphs
-  fused for the CPU with --optimize cpu; CUDA: --optimize cuda, fp16), as the app runs it (shared
-  thread pool; on CUDA the U-Net runs through IOBinding with CUDA graphs);
+- `ours`: desktop.runtime on a bundle written by our exporter (`export_bundle`; CPU: fp32, --optimize
+  none by default; CUDA: --optimize cuda with fp16 compute), as the app runs it (shared thread
+  pool; on CUDA the U-Net runs through IOBinding with CUDA graphs);
 - `diffusers`: StableDiffusionPipeline, eager (fp32 on the CPU, fp16 on CUDA);
 - `compile`: the same with torch.compile on the U-Net (CUDA: mode "max-autotune");
 - `optimum`: optimum's ORTStableDiffusionPipeline on a folder exported by `optimum-cli export onnx`,
@@ -261,16 +261,17 @@ def spawn(cfg: dict, timeout: float) -> dict:
 # Building what the workers load (cached)
 
 
-def export_ours(pipeline: Path, device: str) -> Path:
-    """Our bundle of the pipeline: CPU: fp32 fused for the CPU; CUDA: fused for CUDA, fp16 compute."""
-    out = CACHE / f"ours-{device}"
+def export_ours(pipeline: Path, device: str, optimize: str) -> Path:
+    """Our bundle of the pipeline (export_bundle without its parity check, which would hold PyTorch
+    and ONNX Runtime copies of the 3.4 GB U-Net at once): CUDA: fp16 compute."""
+    out = CACHE / f"ours-{device}-{optimize}"
     if (out / "studio.json").is_file():
         return out
     code = ("import sys; from pathlib import Path; from engine.loaded import load_model; "
             "from export.bundle_writer import export_bundle; "
-            "export_bundle(load_model(sys.argv[1]), Path(sys.argv[2]), optimize=sys.argv[3], "
-            "gpu_fp16=sys.argv[3] == 'cuda', check=sys.argv[3] == 'cpu', preview_samples=4, name='sd15-random')")
-    run([sys.executable, "-c", code, str(pipeline), str(out), device], "our export")
+            "export_bundle(load_model(sys.argv[1]), Path(sys.argv[2]), optimize=None if sys.argv[3] == 'none' "
+            "else sys.argv[3], gpu_fp16=sys.argv[4] == 'cuda', check=False, preview_samples=4, name='sd15-random')")
+    run([sys.executable, "-c", code, str(pipeline), str(out), optimize, device], "our export")
     return out
 
 
@@ -323,6 +324,15 @@ def matmul_peak_cuda(n: int = 8192) -> float | None:
     session.run_with_iobinding(binding)
     best = min(median_time(lambda: session.run_with_iobinding(binding), 1) for _ in range(10))
     return 2 * n**3 / best / 1e12
+
+
+def gpu_name() -> str | None:
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
 
 
 def gib(n) -> str:
@@ -391,18 +401,22 @@ def main(argv=None) -> int:
     p.add_argument("--runtimes", default=",".join(RUNTIMES))
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
     p.add_argument("--no-models", action="store_true", help="skip our three shipped models")
+    p.add_argument("--optimize", choices=("none", "cpu", "cuda"),
+                   help="our export's --optimize (default: none on the CPU, where the fusions measured within "
+                        "noise on our models and the optimizer needs ~3x the U-Net in memory; cuda on CUDA)")
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from benchmarks import sd15
     from benchmarks.bench_runtime import MODELS, matmul_peak, step_efficiency
 
-    args.gpu_name = None
+    args.gpu_name = gpu_name() if args.device == "cuda" else None
     CACHE.mkdir(parents=True, exist_ok=True)
     pipeline = sd15.build(CACHE / "pipeline")
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     built = {"pipeline": str(pipeline), "device": args.device, "steps": args.steps, "calls": args.calls}
     if "ours" in runtimes:
-        built["bundle"] = str(export_ours(pipeline, args.device))
+        optimize = args.optimize or ("cuda" if args.device == "cuda" else "none")
+        built["bundle"] = str(export_ours(pipeline, args.device, optimize))
     if "optimum" in runtimes:
         optimum = export_optimum(pipeline, args.device)
         built["optimum"] = str(optimum) if optimum else None
@@ -414,12 +428,7 @@ def main(argv=None) -> int:
             results[name].append(res)
             print(f"round {r + 1} {name}: {res}", file=sys.stderr)
     flops = next((x.get("flops") for x in results.get("diffusers", []) if x.get("flops")), None)
-    if args.device == "cuda":
-        from desktop.runtime.memory import nvml_free_bytes  # noqa: F401 (NVML present: name the GPU)
-
-        peak = matmul_peak_cuda()
-    else:
-        peak = matmul_peak()
+    peak = matmul_peak_cuda() if args.device == "cuda" else matmul_peak()
     models = {} if args.no_models else {name: step_efficiency(REPO / "assets" / "models" / name) for name in MODELS}
     print_report(args, results, flops, peak, models, sd15.unet_parameters(pipeline))
     return 0

@@ -10,7 +10,9 @@ reads TOML but does not write it).
     kind            "vae" | "pixel" | "latent"
     description     one plain sentence on what the preset makes (the app's Train window shows it)
     vae             latent runs: path to a VAE run folder (or its model/ or model/vae folder)
-    [dataset]       name (shapes|landscapes|digits|folder), path, size, count, seed, grayscale, flip
+    [dataset]       name (shapes|landscapes|digits|folder), path, size, count, seed, grayscale, flip,
+                    augment ("" | "affine": pixel models only, a small random rotation, scale and
+                    shift of every training image, `engine.train.random_affine`)
     [model]         block_out_channels, layers_per_block, attention (per level), attention_head_dim,
                     norm_num_groups, cross_attention_dim (0 = the text encoder's dim),
                     latent_channels (VAE), disc_channels (VAE patch discriminator)
@@ -48,7 +50,8 @@ DEFAULTS: dict = {
     "name": "",
     "description": "",
     "vae": "",
-    "dataset": {"name": "shapes", "path": "", "size": 32, "count": 1000, "seed": 0, "grayscale": False, "flip": False},
+    "dataset": {"name": "shapes", "path": "", "size": 32, "count": 1000, "seed": 0, "grayscale": False, "flip": False,
+                "augment": ""},
     "model": {
         "block_out_channels": [32, 64],
         "layers_per_block": 1,
@@ -97,6 +100,7 @@ DEFAULTS: dict = {
 CHOICES = {
     ("kind",): KINDS,
     ("dataset", "name"): ("shapes", "landscapes", "digits", "folder"),
+    ("dataset", "augment"): ("", "affine"),
     ("conditioning", "text"): ("", "minilm", "scratch"),
     ("conditioning", "mask"): ("", "inpaint", "semantic"),
     ("schedule", "name"): SCHEDULES,
@@ -166,6 +170,9 @@ def validate(cfg: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source}: 'conditioning.cond_drop_prob' must be in [0, 1)")
     if not 0.0 <= cfg["conditioning"]["inpaint_full_prob"] <= 1.0:
         raise ConfigError(f"{source}: 'conditioning.inpaint_full_prob' must be in [0, 1]")
+    if cfg["dataset"]["augment"] and (cfg["kind"] != "pixel" or cfg["conditioning"]["mask"] == "semantic"):
+        raise ConfigError(f"{source}: 'dataset.augment' = {cfg['dataset']['augment']!r} is for pixel models without "
+                          "label maps (a latent run caches each image's latent)")
     if cfg["kind"] == "latent" and not cfg["vae"]:
         raise ConfigError(f"{source}: a latent run needs 'vae' = path to a trained VAE run")
     if cfg["dataset"]["name"] == "folder" and not cfg["dataset"]["path"]:

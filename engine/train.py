@@ -25,6 +25,7 @@ Determinism and resume (decisions, also for multi-process runs):
 from __future__ import annotations
 
 import copy
+import math
 import json
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -154,11 +155,19 @@ class Denoiser(nn.Module):
 
 
 def init_unet(unet: nn.Module, path: str | Path) -> None:
-    """Load the U-Net weights of a trained run (its model/ folder's EMA weights) or model folder
-    into `unet` (fine-tuning); the architecture must match."""
+    """Load the U-Net weights of a trained run (its model/ folder's EMA weights), a model folder or
+    a bundle (its ONNX graph, `engine.bundle_weights`) into `unet` (fine-tuning); the architecture
+    must match."""
     from safetensors.torch import load_file
 
+    from .bundle_weights import BundleWeightsError, is_bundle, unet_from_bundle
+
     path = Path(path)
+    if is_bundle(path):
+        try:
+            return unet_from_bundle(unet, path)
+        except BundleWeightsError as exc:
+            raise TrainError(f"training.init: {exc}") from None
     for folder in (path / "model" / "unet", path / "unet", path):
         weights = folder / "diffusion_pytorch_model.safetensors"
         if weights.is_file():
@@ -449,6 +458,8 @@ def diffusion_step(cfg: dict, data: RunData, conditioner: Conditioner, *, acc, m
             raise TrainError(f"data set image has {x.shape[1]} channels, expected {data.channels}")
         if flip:
             x, flipped = random_flips(batch, x, g)
+        if cfg["dataset"]["augment"] == "affine":  # pixel models only (config.validate)
+            x = random_affine(x, g)
         channels, kw = conditioner.training(batch, x, g)
         x0 = conditioner.x0(x, batch["index"], flipped)
         loss = diffusion_loss(model, x0, alphas_cumprod, g, prediction_type=tc["prediction_type"], channels=channels,
@@ -459,6 +470,23 @@ def diffusion_step(cfg: dict, data: RunData, conditioner: Conditioner, *, acc, m
         ema.update(raw)
         return {"loss": loss}
     return train_step
+
+
+AFFINE = {"degrees": 8.0, "scale": 0.08, "shift": 0.06}  # dataset.augment = "affine": the largest changes
+
+
+def random_affine(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each image [B,C,H,W] rotated by up to AFFINE["degrees"], scaled by up to +-AFFINE["scale"] and
+    shifted by up to AFFINE["shift"] of its side (bilinear, edges repeated: the background)."""
+    b = x.shape[0]
+    u = torch.rand(b, 4, generator=g, device=x.device) * 2 - 1
+    angle = u[:, 0] * math.radians(AFFINE["degrees"])
+    scale = 1 + u[:, 1] * AFFINE["scale"]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * 2 * AFFINE["shift"]], 1),
+                         torch.stack([sin, cos, u[:, 3] * 2 * AFFINE["shift"]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def random_flips(batch: dict, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, list]:

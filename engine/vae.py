@@ -176,10 +176,18 @@ def save_vae_model(vae: nn.Module, folder: Path, info: dict) -> Path:
 
 
 def load_vae(path: str | Path):
-    """(AutoencoderKL, scale_factor) from a VAE run folder, its model/ folder or model/vae itself."""
+    """(AutoencoderKL, scale_factor) from a VAE run folder, its model/ folder, model/vae itself, or
+    a latent bundle (its VAE graphs, `engine.bundle_weights`)."""
     from diffusers import AutoencoderKL
 
+    from .bundle_weights import BundleWeightsError, is_bundle, vae_from_bundle
+
     path = Path(path)
+    if is_bundle(path):
+        try:
+            return vae_from_bundle(path)
+        except BundleWeightsError as exc:
+            raise TrainError(f"vae: {exc}") from None
     for folder in (path / "model", path, path.parent):
         meta = folder / "studio_model.json"
         if (folder / "vae" / "config.json").is_file() and meta.is_file():

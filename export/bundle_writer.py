@@ -38,14 +38,13 @@ from pathlib import Path
 import torch
 
 from desktop.runtime import fileio
-from desktop.runtime.fileio import replace_dir
 from desktop.runtime.manifest import FORMAT, manifest_from_dict, write_manifest
 from diffusion import defaults as fallback_table
 from export import fp16 as fp16_tools
-from export import onnx_graphs, parity, preview_fit
+from export import onnx_graphs, parity, preview_fit, preview_net
 from export import optimize as export_optimize
 from export.ecosystem import write_ecosystem_files
-from export.out_dir import BundleExistsError, check_out_dir, foreign_files  # noqa: F401 (callers import them from here)
+from export.out_dir import BundleExistsError, check_out_dir, foreign_files, publish_bundle  # noqa: F401 (callers import them from here)
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
 
 FILE_OF_ROLE = {
@@ -197,16 +196,10 @@ def _write_tokenizer(text_encoder, path: Path) -> None:
     text_encoder.write_tokenizer_json(path)
 
 
-def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    """Puts the finished folder at OUT_DIR: OUT_DIR holds the old or the new bundle at every instant
-    (`fileio.replace_dir`: one atomic exchange on Linux and macOS)."""
-    check_out_dir(out_dir, overwrite)  # again: the folder may have changed during the export
-    replace_dir(tmp, out_dir)
-
-
 def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: str | bool | None = None,
                   int8: bool = False, int8_gate=None,
                   external_data: bool | None = None, check: bool = True, preview_samples: int = 32,
+                  preview_decoder_steps: int = 0,
                   name: str | None = None, description: str | None = None, overwrite: bool = False,
                   source: str | None = None, log=print) -> Path:
     """Writes the bundle of `model` (an engine.loaded.LoadedModel) to `out_dir`; returns out_dir.
@@ -216,6 +209,8 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
     to out_dir. `check=False` skips the parity checks and opening the finished bundle with
     desktop.runtime (provenance then says "parity": "skipped"; the manifest is still validated and
     hashed). `external_data`: None = only graphs over 2 GB, True/False = always/never.
+    `preview_decoder_steps` > 0: a latent model's preview is a learned decoder trained for that many
+    steps (`export.preview_net`, a few minutes on a CPU) instead of the linear map.
     `optimize`: "cpu" or "cuda" (export/optimize.py; True or "auto": CUDA if it is available, else
     the CPU): fused graphs for that provider, recorded in the manifest's `providers`.
     `int8`: the U-Net quantised to int8 (export/quantize.py), kept only if it passes the gate:
@@ -246,7 +241,8 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
         if model.kind == "latent":
             latent = {"channels": model.latent_channels, "height": model.latent_size, "width": model.latent_size,
                       "scale_factor": float(model.scale_factor)}
-            preview_report = _write_preview(model, bundle, files, samples=preview_samples, log=log)
+            preview_report = _write_preview(model, bundle, files, samples=preview_samples,
+                                            decoder_steps=preview_decoder_steps, log=log)
         if model.text_encoder is not None:
             _write_tokenizer(model.text_encoder, bundle / FILE_OF_ROLE["tokenizer"])
             files["tokenizer"] = FILE_OF_ROLE["tokenizer"]
@@ -274,7 +270,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             from export import quantize
 
             quantize.quantize_in_place(bundle, gate=int8_gate, log=log)
-        _publish(bundle, out_dir, overwrite)
+        publish_bundle(bundle, out_dir, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out_dir}")
@@ -325,10 +321,17 @@ def _export_graphs(model, raw: Path, bundle: Path, *, log, **options) -> tuple[d
     return files, parity_results
 
 
-def _write_preview(model, bundle: Path, files: dict, *, samples: int, log) -> dict:
-    """A latent model's linear preview map, fitted on its VAE (and data when at hand); the fit's report."""
+def _write_preview(model, bundle: Path, files: dict, *, samples: int, decoder_steps: int = 0, log) -> dict:
+    """A latent model's preview, fitted on its VAE (and data when at hand): a learned decoder trained
+    for `decoder_steps` steps when > 0, else the linear map; the fit's report."""
     H = W = int(model.image_size)
     data_dir = (model.provenance or {}).get("data")
+    if decoder_steps > 0:
+        net, report = preview_net.fit_preview_decoder(model.vae, float(model.scale_factor), H, data=data_dir,
+                                                      steps=decoder_steps, log=log)
+        report["parity"] = preview_net.write_preview_decoder(net, bundle, model.latent_channels, model.latent_size)
+        files["preview"] = preview_net.PREVIEW_DECODER_FILE
+        return report
     preview, report = preview_fit.fit_preview(model.vae, float(model.scale_factor), (H, W), samples=samples,
                                               data_dir=data_dir)
     preview_fit.write_preview(preview, bundle / FILE_OF_ROLE["preview"])

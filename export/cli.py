@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace OUT_DIR if it is a model bundle (a folder of other files is never replaced)")
     p.add_argument("--preview-samples", type=int, default=32, metavar="N",
                    help="latents used to fit the live-preview map (default 32)")
+    p.add_argument("--preview-decoder", type=int, default=0, metavar="STEPS",
+                   help="latent models: train a tiny learned preview decoder for STEPS steps (e.g. 1500, a few "
+                        "minutes) instead of the linear preview map")
     sf = p.add_argument_group("single-file checkpoints")
     sf.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
                     help="override the rule (SD 1.x: epsilon; SD 2.x: v_prediction at 768x768, epsilon = "
@@ -106,7 +109,7 @@ def _export(args, model, out_dir: Path) -> int:
         export_bundle(model, out_dir, fp16=args.fp16, gpu_fp16=args.gpu_fp16, optimize=args.optimize,
                       int8=args.int8, int8_gate=gate, name=args.name, description=args.description,
                       overwrite=args.overwrite, preview_samples=args.preview_samples,
-                      source=str(Path(args.source).absolute()))
+                      preview_decoder_steps=args.preview_decoder, source=str(Path(args.source).absolute()))
     except BundleExistsError as exc:
         print(f"diffusion-studio export: {exc}", file=sys.stderr)
         return 2

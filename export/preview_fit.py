@@ -39,7 +39,7 @@ def apply_linear(preview: dict, latents: np.ndarray) -> np.ndarray:
     return np.clip(latent_preview(latents.astype(np.float32), (w, b), 1), -1.0, 1.0)
 
 
-def _pool(images: np.ndarray, h: int, w: int) -> np.ndarray:
+def pool(images: np.ndarray, h: int, w: int) -> np.ndarray:
     n, c, H, W = images.shape
     return images.reshape(n, c, h, H // h, w, W // w).mean(axis=(3, 5))
 
@@ -65,15 +65,29 @@ def _data_images(folder: Path, size: tuple[int, int], channels: int, limit: int)
     return np.stack(arrays) if arrays else None
 
 
-def _generated_images(name: str, size: int, channels: int, limit: int) -> np.ndarray | None:
-    """Up to `limit` images of one of our procedural data sets (provenance data "shapes", ...)."""
+def _generated_images(name: str, size: int, channels: int, limit: int, seed: int = 7919) -> np.ndarray | None:
+    """Up to `limit` images of one of our procedural data sets (provenance data "shapes", or a
+    longer description starting with the set's name: "shapes (20,000 generated ...)")."""
     from engine.data.generated import GENERATORS, GeneratedDataset
 
+    name = name.split(" ")[0] if name.split(" ")[0] in GENERATORS else name
     if name not in GENERATORS:
         return None
-    ds = GeneratedDataset(name, count=limit, seed=7919, size=size)
+    ds = GeneratedDataset(name, count=limit, seed=seed, size=size)
     images = np.stack([ds[i]["image"].numpy() for i in range(len(ds))])
     return images if images.shape[1] == channels else None
+
+
+def source_images(data_dir, size: tuple[int, int], channels: int, limit: int, seed: int = 7919) -> np.ndarray | None:
+    """Up to `limit` images [N, C, H, W] in [-1, 1] of the model's data: a folder (also as
+    provenance's "folder:<path>") or one of our procedural sets; None when there is none."""
+    if isinstance(data_dir, str) and data_dir.startswith("folder:") and Path(data_dir[len("folder:"):]).is_dir():
+        data_dir = data_dir[len("folder:"):]
+    if data_dir is None:
+        return None
+    if Path(data_dir).is_dir():
+        return _data_images(Path(data_dir), size, channels, limit)
+    return _generated_images(str(data_dir), size[0], channels, limit, seed)
 
 
 def training_pairs(vae, scale_factor: float, image_size, *, samples: int = 32, data_dir=None,
@@ -83,14 +97,7 @@ def training_pairs(vae, scale_factor: float, image_size, *, samples: int = 32, d
     f = vae_factor(vae)
     c = int(vae.config.latent_channels)
     h, w = H // f, W // f
-    images = None
-    # a run trained on an image folder records its data as "folder:<path>"
-    if isinstance(data_dir, str) and data_dir.startswith("folder:") and Path(data_dir[len("folder:"):]).is_dir():
-        data_dir = data_dir[len("folder:"):]
-    if data_dir is not None and Path(data_dir).is_dir():
-        images = _data_images(Path(data_dir), (H, W), int(vae.config.in_channels), samples)
-    elif data_dir is not None:
-        images = _generated_images(str(data_dir), H, int(vae.config.in_channels), samples)
+    images = source_images(data_dir, (H, W), int(vae.config.in_channels), samples)
     latents, decodes = [], []
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -107,7 +114,7 @@ def training_pairs(vae, scale_factor: float, image_size, *, samples: int = 32, d
         for z in latents:
             decodes.append(vae.decode(z / scale_factor, return_dict=False)[0].clamp(-1, 1))
     z = torch.cat(latents).float().numpy()
-    rgb = _pool(torch.cat(decodes).float().numpy(), h, w)
+    rgb = pool(torch.cat(decodes).float().numpy(), h, w)
     if rgb.shape[1] == 1:  # grey VAEs: the preview is still RGB
         rgb = np.repeat(rgb, 3, axis=1)
     return z, rgb, source

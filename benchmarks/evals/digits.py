@@ -10,6 +10,12 @@
   divided by the same for real digits of that class, averaged over classes (1 = as varied as the
   real data, near 0 = collapse); `distinct_nn` = fraction of samples whose nearest real digit is a
   different one (1/n under collapse).
+- Memorisation: `nearest_train` = fraction of samples that sit closer to their nearest training
+  image than the median real digit sits to its nearest *other* training image (leave-one-out: a
+  fresh real digit), at the model's own resolution: the training images are all 1797 digits of
+  load_digits as `engine.data.digits` draws them at the sample size (16 x 16 for the default
+  model), Euclidean distance in 0..255 levels. A model that draws new digits as the data does
+  scores about 0.5; one that copies its training images scores near 1.
 
 Generated images (any size, RGB or grey) become 8x8 digits by area averaging to 8x8 and scaling
 grey [0, 1] to 0..16. Polarity: the real digits have bright ink on a dark background; when an
@@ -141,10 +147,49 @@ def distinct_nn(judge: DigitsJudge, x: np.ndarray, labels: np.ndarray | None = N
     return distinct / len(x)
 
 
+@functools.lru_cache(maxsize=4)
+def training_images(size: int) -> np.ndarray:
+    """All 1797 digits as the training set draws them at size x size: [1797, size*size] levels 0..255."""
+    from engine.data import digits as data
+
+    return np.stack([data.make_item(0, i, size=size).image[..., 0] for i in range(data.MAX_COUNT)]) \
+        .reshape(data.MAX_COUNT, -1).astype(np.float64)
+
+
+def _nearest(x: np.ndarray, ref: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
+    d2 = (x ** 2).sum(1)[:, None] + (ref ** 2).sum(1)[None, :] - 2.0 * x @ ref.T
+    if leave_one_out:  # a real digit's own copy does not count
+        d2[d2 < 1e-6] = np.inf
+    return np.sqrt(np.clip(d2.min(axis=1), 0, None))
+
+
+@functools.lru_cache(maxsize=4)
+def fresh_digit_threshold(size: int) -> float:
+    """Median over the training images of the distance to the nearest other one (leave-one-out)."""
+    ref = training_images(size)
+    return float(np.median(_nearest(ref, ref, leave_one_out=True)))
+
+
+def grey_levels(images) -> np.ndarray:
+    """Images [N,H,W(,C)] (uint8 or float 0..1) -> [N, H*W] grey levels 0..255."""
+    a = np.asarray(images)
+    grey = a[..., :3].mean(-1) if a.ndim == 4 else a.astype(np.float64)
+    grey = grey.astype(np.float64) * (1.0 if np.issubdtype(a.dtype, np.integer) else 255.0)
+    return grey.reshape(len(grey), -1)
+
+
+def nearest_train_fraction(images, leave_one_out: bool = False) -> float:
+    """Fraction of images [N,H,W(,C)] closer to a training image than a fresh real digit would be
+    (leave_one_out: the images are training digits themselves)."""
+    x = grey_levels(images)
+    size = int(round(np.sqrt(x.shape[1])))
+    return float(np.mean(_nearest(x, training_images(size), leave_one_out) < fresh_digit_threshold(size)))
+
+
 def score_digits(images, labels, judge: DigitsJudge | None = None) -> dict:
     """Scores for class-conditional samples: images [N,H,W(,C)], labels [N] the classes asked for.
 
-    Returns {"accuracy", "per_class": {c: acc}, "frechet", "diversity", "distinct_nn"}."""
+    Returns {"accuracy", "per_class": {c: acc}, "frechet", "diversity", "distinct_nn", "nearest_train"}."""
     judge = judge or load_judge()
     x = to_digit_levels(images)
     labels = np.asarray(labels, dtype=np.int64)
@@ -156,6 +201,7 @@ def score_digits(images, labels, judge: DigitsJudge | None = None) -> dict:
         "frechet": pca_frechet(judge, x) if len(x) > 2 else float("nan"),
         "diversity": diversity(judge, x, labels),
         "distinct_nn": distinct_nn(judge, x, labels),
+        "nearest_train": nearest_train_fraction(images),
     }
 
 
@@ -167,7 +213,11 @@ def real_reference(n_per_class: int, seed: int = 0) -> dict:
                                      min(n_per_class, int((judge.y_heldout == c).sum())), replace=False)
                           for c in range(10)])
     images = judge.x_heldout[idx].reshape(-1, 8, 8) / 16.0
-    return score_digits(images, judge.y_heldout[idx], judge)
+    scores = score_digits(images, judge.y_heldout[idx], judge)
+    # real digits as the training set draws them at the native 16 x 16, each without its own copy
+    drawn = training_images(16)[rng.choice(len(judge.x_all), len(idx), replace=False)]
+    scores["nearest_train"] = nearest_train_fraction(drawn.reshape(-1, 16, 16).astype(np.uint8), leave_one_out=True)
+    return scores
 
 
 # --------------------------------------------------------------------------- with a model
@@ -225,11 +275,12 @@ def main(argv=None) -> None:
     judge = load_judge()
     rows = evaluate(args.model, settings, args.n, args.seed, args.batch_size)
     real = real_reference(args.n)
-    header = ["sampler", "accuracy", "min class acc", "Frechet (PCA-20)", "diversity", "distinct NN", "s/image"]
+    header = ["sampler", "accuracy", "min class acc", "Frechet (PCA-20)", "diversity", "distinct NN",
+              "nearest-train", "s/image"]
     table = [[r["setting"], r["accuracy"], min(r["per_class"].values()), r["frechet"], r["diversity"],
-              r["distinct_nn"], r["seconds_per_image"]] for r in rows]
+              r["distinct_nn"], r["nearest_train"], r["seconds_per_image"]] for r in rows]
     table.append([f"real held-out (n={args.n}/class)", real["accuracy"], min(real["per_class"].values()),
-                  real["frechet"], real["diversity"], real["distinct_nn"], float("nan")])
+                  real["frechet"], real["diversity"], real["distinct_nn"], real["nearest_train"], float("nan")])
     common.print_report("digits: class accuracy by a real-data SVM, Fréchet distance in PCA space",
                         args.model, header, table,
                         notes=f"judge: RBF SVM on 75% of load_digits, held-out accuracy {judge.heldout_accuracy:.3f}; "

@@ -1,11 +1,22 @@
 """Landscapes evaluation: mIoU between the painted label map and what a per-pixel judge sees.
 
+Two sets of painted maps, reported apart:
+- **ordinary**: horizon scenes (sky above mountains above water, sand, grass, trees, rock) at
+  evaluation seeds;
+- **unusual**: the named maps of `UNUSUAL_MAPS` (water above sky, half snow / half sand, a tree
+  disk in grass, only water, a 4-label checkerboard, a thin river across grass) and random label
+  maps (`engine.data.landscapes.draw_map`: regions, bands, spots, checkers) at evaluation seeds.
+Seed diversity: `DIVERSITY_MAPS` ordinary maps, `DIVERSITY_SEEDS` seeds each; per map the mean
+pairwise RMS difference (0..255) of its images, and the share of seed pairs that differ visibly
+(RMS >= `VISIBLE_RMS`), beside the same for the procedural data drawn in as many random styles.
+
 The judge is a random forest (sklearn, 24 trees, depth 18) on per-pixel features: RGB and
 chromaticity; mean and std over 3x3 and 7x7 windows; 5x5 means of the rows d above, d below and
 2d below (d = H/10: what lies under snow is rock, under a cloud is sky); the row position; the
 image's mean colour (lighting). It is fitted on procedural landscapes only (`engine.data.landscapes`,
-seed `TRAIN_SEED`, never an evaluation seed), half of them degraded by a slight blur and noise so
-that a generator's softer output is not out of distribution. Fitting takes a few seconds, so it is
+horizon scenes and random label maps alike, seed `TRAIN_SEED`, never an evaluation seed; the same
+number of pixels of every label), half of them degraded by a slight blur and noise so that a
+generator's softer output is not out of distribution. Fitting takes a few seconds, so it is
 refitted per process (cached in memory per image size), never loaded from disk.
 
 mIoU: IoU per label over all evaluated pixels (confusion matrix summed over images), averaged over
@@ -22,9 +33,12 @@ from scipy import ndimage
 from . import common
 
 TRAIN_SEED = 424_242
-TRAIN_IMAGES = 60
-TRAIN_PIXELS = 40_000
+TRAIN_IMAGES = 100
+TRAIN_PIXELS = 60_000
 FLOORS = {"miou": 0.5}
+UNUSUAL_RANDOM = 6           # random label maps beside the named unusual ones
+DIVERSITY_MAPS, DIVERSITY_SEEDS = 4, 4
+VISIBLE_RMS = 10.0
 
 
 def _data():
@@ -81,6 +95,60 @@ def scenes(n: int, seed: int, size: int):
     return [it.image for it in items], [it.labels.astype(np.int64) for it in items]
 
 
+def ordinary_scenes(n: int, seed: int, size: int):
+    """n horizon scenes (the first n of `seed`'s items that are one), as (images, label maps)."""
+    data = _data()
+    images, maps, i = [], [], 0
+    while len(images) < n:
+        it = data.make_item(seed, i, size=size)
+        if it.scene["kind"] == "horizon":
+            images.append(it.image)
+            maps.append(it.labels.astype(np.int64))
+        i += 1
+    return images, maps
+
+
+def _unusual_named(size: int) -> dict[str, np.ndarray]:
+    data = _data()
+    lab = data.L
+    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    full = lambda name: np.full((size, size), lab[name], np.int64)  # noqa: E731
+    water_sky = np.where(yy < 0.5, lab["water"], lab["sky"])
+    snow_sand = np.where(xx < 0.5, lab["snow"], lab["sand"])
+    disk = np.where((xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.28 ** 2, lab["trees"], lab["grass"])
+    four = np.array([lab["grass"], lab["water"], lab["sand"], lab["snow"]])
+    cell = (np.minimum((yy * 4).astype(int), 3), np.minimum((xx * 4).astype(int), 3))
+    checker = four[2 * (cell[0] % 2) + cell[1] % 2]
+    river = np.where(np.abs(yy - 0.5 - 0.15 * np.sin(xx * 6)) < 0.04, lab["water"], lab["grass"])
+    return {"water above sky": water_sky, "half snow / half sand": snow_sand, "tree disk in grass": disk,
+            "only water": full("water"), "4-label checkerboard": checker, "thin river in grass": river}
+
+
+UNUSUAL_MAPS = ("water above sky", "half snow / half sand", "tree disk in grass", "only water",
+                "4-label checkerboard", "thin river in grass")
+
+
+def unusual_maps(size: int, n_random: int = UNUSUAL_RANDOM, seed: int = 10_000) -> tuple[list[str], list[np.ndarray]]:
+    """(names, label maps): the named unusual maps, then n_random random label maps."""
+    data = _data()
+    named = _unusual_named(size)
+    names, maps = list(UNUSUAL_MAPS), [named[k] for k in UNUSUAL_MAPS]
+    rng = np.random.default_rng(seed)
+    for k in range(n_random):
+        kind = data.MAP_KINDS[k % len(data.MAP_KINDS)]
+        names.append(f"random {kind}")
+        maps.append(data.draw_map(kind, int(rng.integers(2**31)), size).astype(np.int64))
+    return names, maps
+
+
+def procedural_images(maps: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """The procedural drawing of each label map in a random style (the data's own answer)."""
+    data = _data()
+    rng = np.random.default_rng(seed)
+    styles = [data.make_style(rng) for _ in maps]
+    return [data.apply_lighting(data.draw_labels(m.astype(np.uint8), st), st) for m, st in zip(maps, styles)]
+
+
 @functools.lru_cache(maxsize=4)
 def fit_judge(size: int = 64, n_images: int = TRAIN_IMAGES, seed: int = TRAIN_SEED):
     """The per-pixel random forest for images of size x size (a few seconds)."""
@@ -91,7 +159,9 @@ def fit_judge(size: int = 64, n_images: int = TRAIN_IMAGES, seed: int = TRAIN_SE
     images = [degrade(im, rng) if k % 2 else im for k, im in enumerate(images)]
     x = np.concatenate([pixel_features(im) for im in images])
     y = np.concatenate([lab.ravel() for lab in labels])
-    pick = rng.choice(len(x), min(len(x), TRAIN_PIXELS), replace=False)
+    per_label = TRAIN_PIXELS // len(label_names())  # balanced: rare labels (snow, rock) count as much
+    pick = np.concatenate([rng.choice(np.flatnonzero(y == k), min(per_label, int((y == k).sum())), replace=False)
+                           for k in np.unique(y)])
     clf = RandomForestClassifier(n_estimators=24, max_depth=18, min_samples_leaf=2, n_jobs=2, random_state=0)
     return clf.fit(x[pick], y[pick])
 
@@ -154,47 +224,105 @@ def generate_for_maps(bundle, setting, maps, seed: int):
     return images, float(np.mean(seconds))
 
 
-def evaluate(model_path, settings=common.SAMPLER_SETTINGS, n: int = 24, seed: int = 10_000) -> list[dict]:
+def seed_diversity(image_sets: list[np.ndarray]) -> dict:
+    """For groups of images of one map each ([k, H, W, 3] uint8): the mean pairwise RMS difference
+    (0..255) and the share of pairs at least VISIBLE_RMS apart."""
+    rms = []
+    for group in image_sets:
+        g = np.asarray(group, np.float32)
+        for i in range(len(g)):
+            for j in range(i + 1, len(g)):
+                rms.append(float(np.sqrt(np.mean((g[i] - g[j]) ** 2))))
+    rms = np.asarray(rms)
+    return {"rms": float(rms.mean()), "visible": float(np.mean(rms >= VISIBLE_RMS))}
+
+
+def procedural_diversity(n_maps: int, seed: int, size: int, seeds: int = DIVERSITY_SEEDS) -> dict:
+    """seed_diversity of the data itself: each ordinary scene redrawn in `seeds` random styles."""
+    data = _data()
+    rng = np.random.default_rng(seed)
+    groups, i = [], 0
+    while len(groups) < n_maps:
+        it = data.make_item(seed, i, size=size)
+        i += 1
+        if it.scene["kind"] == "horizon":
+            groups.append([data.render_scene(it.scene, size, data.make_style(rng))[0] for _ in range(seeds)])
+    return seed_diversity(groups)
+
+
+def model_diversity(bundle, setting, maps: list[np.ndarray], seed: int, seeds: int = DIVERSITY_SEEDS) -> dict:
+    groups = [common.generate_images(bundle, setting, seed + 100 * k, seeds, seeds, labels=m)[0]
+              for k, m in enumerate(model_label_maps(bundle, maps))]
+    return seed_diversity(groups)
+
+
+def evaluate(model_path, settings=common.SAMPLER_SETTINGS, n: int = 12, seed: int = 10_000) -> list[dict]:
+    """One row per sampler setting: {"setting", "seconds_per_image", "ordinary": scores,
+    "unusual": scores, "per_map": {name: pixel accuracy}, "diversity": {...}}."""
     bundle = common.open_model(model_path)
     h, _ = common.image_size(bundle)
-    _, maps = scenes(n, seed, h)
-    return _evaluate_maps(bundle, maps, settings, seed)
-
-
-def _evaluate_maps(bundle, maps, settings, seed: int) -> list[dict]:
-    """One row per sampler setting on the label maps of scenes(n, seed, h)."""
+    _, ordinary = ordinary_scenes(n, seed, h)
+    names, unusual = unusual_maps(h, seed=seed)
     rows = []
     for setting in common.with_default(bundle, settings):
-        images, sec = generate_for_maps(bundle, setting, maps, seed)
-        rows.append({"setting": setting.label, "seconds_per_image": sec, **score_landscapes(images, maps)})
+        images, sec = generate_for_maps(bundle, setting, ordinary, seed)
+        odd, _ = generate_for_maps(bundle, setting, unusual, seed + 500)
+        per_map = {nm: miou([m], [predict_labels(im)])["pixel_accuracy"] for nm, m, im in zip(names, unusual, odd)}
+        rows.append({"setting": setting.label, "seconds_per_image": sec,
+                     "ordinary": score_landscapes(images, ordinary), "unusual": score_landscapes(odd, unusual),
+                     "per_map": per_map,
+                     "diversity": model_diversity(bundle, setting, ordinary[:DIVERSITY_MAPS], seed + 900)})
     return rows
 
 
-def floor_check(model_path, n_small: int = 6, seed: int = 10_000) -> dict:
-    """Default sampler (DPM-Solver++ 20) on n_small fixed painted maps, against FLOORS."""
+def reference_row(n: int, seed: int, size: int) -> dict:
+    """The same measures for the procedural data itself (the judge's ceiling)."""
+    images, ordinary = ordinary_scenes(n, seed, size)
+    names, unusual = unusual_maps(size, seed=seed)
+    odd = procedural_images(unusual, seed)
+    return {"setting": "procedural (ceiling)", "seconds_per_image": float("nan"),
+            "ordinary": score_landscapes(images, ordinary), "unusual": score_landscapes(odd, unusual),
+            "per_map": {nm: miou([m], [predict_labels(im)])["pixel_accuracy"] for nm, m, im in zip(names, unusual, odd)},
+            "diversity": procedural_diversity(DIVERSITY_MAPS, seed, size)}
+
+
+def floor_check(model_path, n_small: int = 4, seed: int = 10_000) -> dict:
+    """Default sampler, n_small ordinary maps and the named unusual maps, against FLOORS."""
     bundle = common.open_model(model_path)
     h, _ = common.image_size(bundle)
-    _, maps = scenes(n_small, seed, h)
+    _, maps = ordinary_scenes(n_small, seed, h)
     images, _ = generate_for_maps(bundle, common.DEFAULT_SETTING, maps, seed)
-    scores = score_landscapes(images, maps)
-    return common.floor_result({"miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"]}, FLOORS)
+    ordinary = score_landscapes(images, maps)
+    names, unusual = unusual_maps(h, n_random=0, seed=seed)
+    odd, _ = generate_for_maps(bundle, common.DEFAULT_SETTING, unusual, seed + 500)
+    scores = {"miou": ordinary["miou"], "pixel_accuracy": ordinary["pixel_accuracy"],
+              "miou_unusual": score_landscapes(odd, unusual)["miou"]}
+    return common.floor_result(scores, FLOORS)
+
+
+def table_rows(rows: list[dict]) -> tuple[list[str], list[list]]:
+    header = ["sampler", "mIoU ordinary", "pixel acc ordinary", "mIoU unusual", "pixel acc unusual",
+              *[f"acc: {n}" for n in UNUSUAL_MAPS], "seed RMS", "seed pairs visible", "s/image"]
+    table = [[r["setting"], r["ordinary"]["miou"], r["ordinary"]["pixel_accuracy"], r["unusual"]["miou"],
+              r["unusual"]["pixel_accuracy"], *[r["per_map"][n] for n in UNUSUAL_MAPS], r["diversity"]["rms"],
+              r["diversity"]["visible"], r["seconds_per_image"]] for r in rows]
+    return header, table
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    common.add_common_args(parser, "landscapes", n=24)
+    common.add_common_args(parser, "landscapes", n=12)
     args = parser.parse_args(argv)
-    bundle = common.open_model(args.model)
-    images, maps = scenes(args.n, args.seed, common.image_size(bundle)[0])
-    rows = _evaluate_maps(bundle, maps, common.parse_samplers(args.samplers), args.seed)
+    rows = evaluate(args.model, common.parse_samplers(args.samplers), args.n, args.seed)
+    size = common.image_size(common.open_model(args.model))[0]
+    header, table = table_rows(rows + [reference_row(args.n, args.seed, size)])
     names = label_names()
-    header = ["sampler", "mIoU", "pixel acc"] + names + ["s/image"]
-    table = [[r["setting"], r["miou"], r["pixel_accuracy"]] + [r["per_label"][n] for n in names]
-             + [r["seconds_per_image"]] for r in rows]
-    # the judge on real procedural scenes at the same seeds: the ceiling
-    ref = score_landscapes(images, maps)
-    table.append(["procedural (ceiling)", ref["miou"], ref["pixel_accuracy"]] + [ref["per_label"][n] for n in names]
-                 + [float("nan")])
-    common.print_report("landscapes: mIoU of painted label map vs a per-pixel judge", args.model, header, table,
-                        notes=f"{args.n} painted maps (procedural, seeds from {args.seed}); judge fitted on seed {TRAIN_SEED}",
+    per_label = [[r["setting"]] + [r["ordinary"]["per_label"][n] for n in names] for r in rows]
+    common.print_report("landscapes: mIoU of painted label maps (ordinary vs unusual) by a per-pixel judge, "
+                        "and seed diversity", args.model, header, table,
+                        notes=f"{args.n} ordinary maps (procedural, seeds from {args.seed}); {len(UNUSUAL_MAPS)} named "
+                              f"+ {UNUSUAL_RANDOM} random unusual maps; diversity: {DIVERSITY_MAPS} maps x "
+                              f"{DIVERSITY_SEEDS} seeds; judge fitted on seed {TRAIN_SEED}",
                         record="landscapes" if args.record else None)
+    print()
+    print(common.format_table(["sampler (ordinary IoU)"] + names, per_label))

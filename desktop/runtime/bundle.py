@@ -37,7 +37,7 @@ from .manifest import (
     MANIFEST_NAME, MODEL_INDEX_NAME, BundleError, Manifest, model_hash_of, onnx_external_data, read_manifest,
     sha256_file, verify_hashes,
 )
-from .preview import read_preview_map
+from .preview import read_preview
 from .text import TextEncoder, load_tokenizer
 
 DTYPES = {
@@ -92,7 +92,7 @@ class OnnxModel:
 
 class Bundle:
     """An opened model: `manifest`, `path`, `provider`, `unet`, `vae_decoder`, `vae_encoder`,
-    `text` (TextEncoder or None), `preview` ((weight [C,3], bias [3]) or None), `schedule`;
+    `text` (TextEncoder or None), `preview` ((weight [C,3], bias [3]), a PreviewNetwork, or None), `schedule`;
     `sd` (sd_folder.SDInfo: scheduler config, size step, LCM guidance embedding) for SD folders;
     `notes`: sentences the user should see about this model (e.g. a random VAE encoder)."""
 
@@ -295,7 +295,7 @@ def _open(path: Path, provider: str, verify: bool) -> Bundle:
                 tokenizer = load_tokenizer(path / rel)
             except Exception as exc:
                 raise BundleError(f"{rel}: not a tokenizers JSON file ({exc})", rel, "files.tokenizer") from None
-        preview = read_preview_map(path, manifest.files["preview"], manifest.diffused_channels) \
+        preview = read_preview(path, manifest.files["preview"], manifest.diffused_channels) \
             if "preview" in manifest.files else None
         return Bundle(path, manifest, chosen, models, tokenizer=tokenizer, preview=preview, source="studio")
     if (path / MODEL_INDEX_NAME).is_file():

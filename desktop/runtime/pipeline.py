@@ -22,8 +22,8 @@
   kept pixels (gradients kept, no colour jump at the border). Masks are quantised to 1/65535 (what
   a 16-bit PNG recipe stores) so a recipe reproduces the image exactly.
 - Previews: a pixel model's predicted x̂_0 is the preview; a latent model's x̂_0 goes through the
-  bundle's linear preview map (latent pixel -> RGB), upscaled by pixel repetition to the image size;
-  the VAE decoder runs once, at the end. When inpainting, the preview shows the init image where the
+  bundle's preview (the linear latent -> RGB map, or a tiny learned decoder), upsampled bilinearly
+  to the image size (desktop/runtime/preview.py); the VAE decoder runs once, at the end. When inpainting, the preview shows the init image where the
   mask keeps it (blended like the final composite).
 - `cancel()` is checked before every network call (text encoder, VAE encoder, every U-Net call,
   every VAE decode); a cancelled generation raises `diffusion.Cancelled` and returns nothing.
@@ -643,15 +643,27 @@ def denoise(bundle: Bundle, r: GenerationRequest, denoiser: Callable, start: Sta
                   clip_x0=bundle.clip_x0)
 
 
+# Providers whose VAE decode gives every image the same bits at any batch size (ONNX Runtime's CPU
+# kernels reduce in an order that does not depend on the batch; tests/runtime/test_batch_decode.py
+# checks it on the shipped models). Others (cuDNN picks its algorithms per shape) decode one image
+# at a time.
+BATCH_DECODE_PROVIDERS = ("CPUExecutionProvider",)
+DECODE_BATCH_PIXELS = 256 * 256  # images per VAE call: as many as fit in one 256x256 image's pixels
+
+
 def decode(bundle: Bundle, x: np.ndarray, *, cancel=None, steps: int = 0) -> list:
-    """x_0 -> uint8 HxWx3 images; latent models decode one image at a time (so an image never
-    depends on the batch), checking `cancel` before each."""
+    """x_0 -> uint8 HxWx3 images. Latent models decode in as few VAE calls as the provider allows
+    without an image depending on the batch (BATCH_DECODE_PROVIDERS; at most DECODE_BATCH_PIXELS
+    pixels per call, so memory stays that of one large image), checking `cancel` before each call."""
     m = bundle.manifest
     if m.latent:
+        chunk = 1
+        if bundle.provider in BATCH_DECODE_PROVIDERS:
+            chunk = max(1, DECODE_BATCH_PIXELS // (x.shape[2] * x.shape[3] * m.vae_factor ** 2))
         decoded = []
-        for i in range(len(x)):
+        for i in range(0, len(x), chunk):
             _check_cancel(cancel, steps, steps)
-            decoded.append(bundle.vae_decoder.run({"latent_sample": x[i:i + 1] / m.latent.scale_factor},
+            decoded.append(bundle.vae_decoder.run({"latent_sample": x[i:i + chunk] / m.latent.scale_factor},
                                                   output="sample"))
         x = np.concatenate(decoded)
     return list(to_uint8(x))

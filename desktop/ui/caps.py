@@ -36,6 +36,7 @@ class Capabilities:
     labels: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)
     sampler: str = fallback_table.SAMPLER
     steps: int = fallback_table.STEPS
+    max_steps: int = 1000                        # the schedule's num_train_timesteps: more steps are refused
     guidance: float = fallback_table.GUIDANCE_UNCONDITIONAL
     size_adjustable: bool = False                # SD-style folders: any multiple of 8
     precision: str = "fp32"
@@ -67,6 +68,7 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
     cls = cond.get("class") or None
     mask = cond.get("mask") or None
     defaults = m.get("defaults") or {}
+    schedule = m.get("schedule") if isinstance(m.get("schedule"), dict) else {}
     labels = []
     if mask and mask.get("kind") == "semantic":
         for item in mask.get("labels") or []:
@@ -90,6 +92,7 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
         labels=labels,
         sampler=str(defaults.get("sampler") or fallback_table.SAMPLER),
         steps=int(defaults.get("steps") or fallback_table.STEPS),
+        max_steps=int(schedule.get("num_train_timesteps") or 1000),
         guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None
                        else fallback_table.GUIDANCE_UNCONDITIONAL),
         size_adjustable=sd_style,

@@ -1,23 +1,30 @@
-"""Procedural shape scenes: one to three coloured shapes on a plain, gradient or textured background.
+"""Procedural shape scenes: one to four coloured shapes on a plain, gradient or textured background.
 
 Deterministic from (seed, index) (``generated.item_rng``). Native size 64 x 64; shapes are drawn 4x
 supersampled and box-filtered, so edges are antialiased.
 
-- ``SHAPES``: shape names; ``COLORS``: shape colours name -> RGB, all bright (max channel >= 200);
-  ``BACKGROUNDS``: background colours, all dark or muted (max channel <= 95, at most ~115 after
+- ``SHAPES``: shape names; ``COLORS``: the drawn hues, name -> RGB, all bright (max channel >= 230).
+  Every colour word of a caption names one of them (the hue table is in ``shapes_words``: "crimson"
+  is drawn red, "violet" purple).
+- ``BACKGROUNDS``: background colours, all dark or muted (max channel <= 95, at most ~121 after
   texture lighting), so a pixel with max channel >= ``SHAPE_MIN_VALUE`` is a shape pixel and its
-  nearest ``COLORS`` entry is its colour (``color_index_map``).
+  nearest ``COLORS`` entry is its colour (``color_index_map``). Pale backgrounds are not drawn: the
+  shipped shapes VAE, trained on dark ones only, cannot represent them (its encoder maps six pale
+  colours to nearly one latent), so they need a VAE and U-Net trained anew.
 - ``REGIONS``: a 3 x 3 grid (top left, top, top right, left, centre, right, bottom left, bottom,
   bottom right). Every object lies inside its own cell and the objects of a scene take different
-  cells, so objects never overlap.
-- ``SIZES``: small / medium / large (radius as a fraction of the image side).
-- Scenes: one object, or two or three that are either a *group* (identical shape, colour and size:
-  "two small green circles ...") or *mixed*. Objects are ordered largest first (stable), and the
-  caption names them in that order; the **class is the shape of the first object** (for a mixed
-  scene, the largest one; on a tie, the first drawn). ``CLASSES == SHAPES``.
-- Captions always name each object's colour and shape; regions (70 %: every object's, or none),
-  size (80 %) and background (60 %) are mentioned often, in varied templates and synonyms
-  (``SIZE_WORDS``, ``SHAPE_WORDS``, ``REGION_WORDS``).
+  cells, so objects never overlap; ``relations(a, b)`` says which of above / below / left of /
+  right of / next to hold between two objects' cells.
+- ``SIZES``: tiny / small / medium / large (radius as a fraction of the image side, inside a cell)
+  and huge (one object alone, a share ``HUGE_PROB`` of the one-object scenes, across the middle).
+- Scenes: one object, or two to four that are either a *group* (identical shape, colour and size:
+  "three small green circles ...") or *mixed* (two or three). Objects are ordered largest first
+  (stable); the **class is the shape of the first object** (for a mixed scene, the largest one; on
+  a tie, the first drawn). ``CLASSES == SHAPES``.
+- Captions (``make_caption``) always name each object's colour (a hue word, a synonym or a shade)
+  and shape; regions or a relation (two objects), size, count and background are named often, in
+  varied templates and word orders, only ever in the training wordings of ``shapes_words`` (its
+  held-out wordings are for the evaluation).
 - Label map (uint8, ``LABELS``): 0 = background, k = ``SHAPES.index(shape) + 1`` where the
   object covers at least half of the pixel.
 - ``HOLDOUT``: (colour, shape) pairs never generated while ``holdout=True`` (the default), kept back
@@ -37,6 +44,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
+from . import shapes_words as words
 from .generated import Item, item_rng
 
 NATIVE_SIZE = 64
@@ -55,7 +63,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "purple": (170, 60, 235),
     "white": (245, 245, 245),
 }
-SHAPE_MIN_VALUE = 135  # brightest background: 1.25 * 92 + 6 = 121; darkest shape colour channel max: 230
+SHAPE_MIN_VALUE = 135  # brightest dark background: 1.25 * 92 + 6 = 121; darkest shape colour channel max: 230
 
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "black": (12, 12, 14),
@@ -76,9 +84,15 @@ REGIONS: dict[str, tuple[int, int]] = {
     "left": (1, 0), "centre": (1, 1), "right": (1, 2),
     "bottom left": (2, 0), "bottom": (2, 1), "bottom right": (2, 2),
 }
-SIZES: dict[str, float] = {"small": 0.09, "medium": 0.125, "large": 0.16}
+SIZES: dict[str, float] = {"tiny": 0.075, "small": 0.095, "medium": 0.125, "large": 0.16, "huge": 0.3}
+GRID_SIZES = ("tiny", "small", "medium", "large")  # sizes that fit in a grid cell
+HUGE_PROB = 0.15  # one-object scenes whose object is huge (centred, across the middle cell)
+OBJECT_COUNTS, OBJECT_COUNT_PROBS = (1, 2, 3, 4), (0.4, 0.32, 0.18, 0.1)
+MAX_MIXED = 3  # four objects are always a group (a caption naming four different ones is too long)
 
-PLACED_CAPTION_PROB = 0.7  # captions that name each object's region (the rest name none)
+PLACED_CAPTION_PROB = 0.6  # captions that name each object's region (or, for two objects, a relation)
+RELATION_CAPTION_PROB = 0.5  # two different objects in a relation that holds: "A above B"
+CAPTION_MAX_WORDS = 22  # about 30 word pieces: no prefix or background phrase beyond this
 
 HOLDOUT: frozenset[tuple[str, str]] = frozenset({
     ("red", "heart"), ("green", "star"), ("blue", "triangle"), ("yellow", "circle"), ("purple", "square"),
@@ -89,23 +103,7 @@ LABELS: list[tuple[str, tuple[int, int, int]]] = [("background", (0, 0, 0))] + [
     (s, COLORS[c]) for s, c in zip(SHAPES, ("red", "green", "blue", "yellow", "orange", "cyan", "purple", "white"))
 ]
 
-SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "medium-sized", "mid-sized"),
-              "large": ("large", "big", "huge")}
-SHAPE_WORDS = {"circle": ("circle", "disc"), "square": ("square",), "triangle": ("triangle",),
-               "star": ("star",), "heart": ("heart",), "diamond": ("diamond", "rhombus"),
-               "cross": ("cross", "plus sign"), "hexagon": ("hexagon",)}
-REGION_WORDS = {
-    "top left": ("in the top left", "in the upper left", "at the top left"),
-    "top": ("at the top", "at the top centre", "near the top"),
-    "top right": ("in the top right", "in the upper right", "at the top right"),
-    "left": ("on the left", "at the left", "on the left side"),
-    "centre": ("in the centre", "in the center", "in the middle"),
-    "right": ("on the right", "at the right", "on the right side"),
-    "bottom left": ("in the bottom left", "in the lower left", "at the bottom left"),
-    "bottom": ("at the bottom", "at the bottom centre", "near the bottom"),
-    "bottom right": ("in the bottom right", "in the lower right", "at the bottom right"),
-}
-NUMBER_WORDS = {2: "two", 3: "three"}
+SHAPE_WORDS = words.SHAPE_WORDS
 
 
 # ---------------------------------------------------------------- geometry
@@ -222,104 +220,126 @@ def is_held_out(scene: dict) -> bool:
     return any((o["color"], o["shape"]) in HOLDOUT for o in scene["objects"])
 
 
-def _pick(rng, options):
-    options = list(options)
-    return options[int(rng.integers(len(options)))]
-
-
-def _object(rng, region: str, holdout: bool, shape=None, color=None, size=None) -> dict:
+def _object(rng, region: str, holdout: bool, colors, shape=None, color=None, size=None) -> dict:
     while True:
-        s = shape or _pick(rng, SHAPES)
-        c = color or _pick(rng, COLORS)
+        s = shape or words.pick(rng, SHAPES)
+        c = color or words.pick(rng, colors)
         if not (holdout and (c, s) in HOLDOUT):
             break
         shape = color = None  # a fixed pair can only come from a group, which checked it already
-    z = size or _pick(rng, SIZES)
+    z = size or words.pick(rng, GRID_SIZES)
     row, col = REGIONS[region]
     radius = SIZES[z]
-    slack = max(1 / 6 - radius * 1.02, 0.0)
+    slack = max(1 / 6 - radius * 1.02, 0.0) if z != "huge" else 0.04
     cx = (col + 0.5) / 3 + rng.uniform(-slack, slack)
     cy = (row + 0.5) / 3 + rng.uniform(-slack, slack)
     return {"shape": s, "color": c, "size": z, "region": region, "center": [float(cx), float(cy)],
             "radius": radius}
 
 
-def make_scene(rng: np.random.Generator, holdout: bool = True) -> dict:
-    """A random scene description (objects + background), before drawing."""
-    n = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
-    regions = [list(REGIONS)[i] for i in rng.permutation(len(REGIONS))[:n]]
-    layout = "single" if n == 1 else ("group" if rng.random() < 0.4 else "mixed")
-    if layout == "group":
-        first = _object(rng, regions[0], holdout)
-        objects = [first] + [_object(rng, r, holdout, first["shape"], first["color"], first["size"])
-                             for r in regions[1:]]
-    else:
-        objects = [_object(rng, r, holdout) for r in regions]
-        order = sorted(range(n), key=lambda i: -SIZES[objects[i]["size"]])
-        objects = [objects[i] for i in order]
-    kind = _pick(rng, BACKGROUND_KINDS)
-    bg = {"kind": kind, "color": _pick(rng, BACKGROUNDS)}
+def _background(rng) -> dict:
+    kind = words.pick(rng, BACKGROUND_KINDS)
+    bg = {"kind": kind, "color": words.pick(rng, BACKGROUNDS)}
     if kind == "gradient":
-        bg["color2"] = _pick(rng, [b for b in BACKGROUNDS if b != bg["color"]])
+        bg["color2"] = words.pick(rng, [b for b in BACKGROUNDS if b != bg["color"]])
         bg["angle"] = float(rng.uniform(0, 360))
     elif kind == "texture":
-        bg["texture"] = _pick(rng, TEXTURES)
+        bg["texture"] = words.pick(rng, TEXTURES)
         bg["offset"] = [float(rng.uniform(0, 1)), float(rng.uniform(0, 1))]
         bg["noise_seed"] = int(rng.integers(2**31))
+    return bg
+
+
+def make_scene(rng: np.random.Generator, holdout: bool = True) -> dict:
+    """A random scene description (background + objects), before drawing."""
+    n = int(rng.choice(OBJECT_COUNTS, p=OBJECT_COUNT_PROBS))
+    layout = "single" if n == 1 else ("group" if n > MAX_MIXED or rng.random() < 0.4 else "mixed")
+    bg = _background(rng)
+    colors = list(COLORS)
+    if layout == "single" and rng.random() < HUGE_PROB:
+        return {"objects": [_object(rng, "centre", holdout, colors, size="huge")], "background": bg, "layout": layout}
+    regions = [list(REGIONS)[i] for i in rng.permutation(len(REGIONS))[:n]]
+    if layout == "group":
+        first = _object(rng, regions[0], holdout, colors)
+        objects = [first] + [_object(rng, r, holdout, colors, first["shape"], first["color"], first["size"])
+                             for r in regions[1:]]
+    else:  # different (colour, shape) pairs: which colour goes with which shape must matter
+        objects = []
+        for r in regions:
+            o = _object(rng, r, holdout, colors)
+            while any((o["color"], o["shape"]) == (p["color"], p["shape"]) for p in objects):
+                o = _object(rng, r, holdout, colors)
+            objects.append(o)
+        order = sorted(range(n), key=lambda i: -SIZES[objects[i]["size"]])
+        objects = [objects[i] for i in order]
     return {"objects": objects, "background": bg, "layout": layout}
 
 
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def _plural(word: str) -> str:
-    return word + ("es" if word.endswith(("s", "ss")) else "s") if " " not in word else \
-        word.replace("sign", "signs")
+def relations(region_a: str, region_b: str) -> list[str]:
+    """The relations "A <r> B" that hold between objects in these grid cells: "above" / "below"
+    (same column), "left of" / "right of" (same row), "next to" (same row, adjacent columns)."""
+    (ra, ca), (rb, cb) = REGIONS[region_a], REGIONS[region_b]
+    out = []
+    if ca == cb and ra != rb:
+        out.append("above" if ra < rb else "below")
+    if ra == rb and ca != cb:
+        out.append("left of" if ca < cb else "right of")
+        if abs(ca - cb) == 1:
+            out.append("next to")
+    return out
 
 
 def _background_phrase(rng, bg: dict) -> str:
+    word = lambda key: words.pick(rng, words.BACKGROUND_WORDS[key][0])  # noqa: E731
     if bg["kind"] == "plain":
-        return _pick(rng, (f"on a {bg['color']} background", f"against a {bg['color']} backdrop",
-                           f"over plain {bg['color']}"))
+        return words.background_color_phrase(rng, bg["color"])
     if bg["kind"] == "gradient":
-        return _pick(rng, (f"on a {bg['color']} to {bg['color2']} gradient",
-                           f"over a gradient from {bg['color']} to {bg['color2']}"))
-    tex = "mottled" if bg["texture"] == "noise" else bg["texture"]
-    return _pick(rng, (f"on a {bg['color']} {tex} texture", f"over a {tex}-textured {bg['color']} background"))
+        a, b = word(bg["color"]), word(bg["color2"])
+        return words.pick(rng, (f"on a {a} to {b} gradient", f"over a gradient from {a} to {b}"))
+    tex, c = ("mottled" if bg["texture"] == "noise" else bg["texture"]), word(bg["color"])
+    return words.pick(rng, (f"on a {c} {tex} texture", f"over a {tex}-textured {c} background"))
 
 
-def _listing(parts: list[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+def _objects_phrase(rng, scene: dict, placed: bool, with_size: bool, lead: str) -> str:
+    """The objects (and, when placed, where they are) in training wordings; `lead` is the prefix
+    ("a picture of "), which a place may not follow."""
+    objs = scene["objects"]
+    colour = lambda o: words.color_word(rng, o["color"], shade_prob=0.15, base_prob=0.5)  # noqa: E731
+    if scene["layout"] == "group":
+        text = words.object_phrase(rng, objs[0], with_size=with_size, color=colour(objs[0]), count=len(objs))
+        return f"{text}, {words.listing([words.place_phrase(rng, o['region']) for o in objs])}" if placed else text
+    phrases = [words.object_phrase(rng, o, with_size=with_size, color=colour(o)) for o in objs]
+    if len(objs) == 1:
+        if objs[0]["size"] == "huge" or not placed:
+            return phrases[0]
+        place = words.place_phrase(rng, objs[0]["region"])
+        return f"{place}, {phrases[0]}" if rng.random() < 0.3 and not lead else f"{phrases[0]} {place}"
+    rel = relations(objs[0]["region"], objs[1]["region"]) if len(objs) == 2 else []
+    if placed and rel and rng.random() < RELATION_CAPTION_PROB:
+        return f"{phrases[0]} {words.relation_phrase(rng, words.pick(rng, rel))} {phrases[1]}"
+    if placed:
+        phrases = [f"{p} {words.place_phrase(rng, o['region'])}" for p, o in zip(phrases, objs)]
+    if len(objs) == 2:
+        return words.join(rng, *phrases)
+    return words.listing(phrases)
 
 
 def make_caption(rng, scene: dict) -> str:
-    """The scene's caption. Regions are named with probability `PLACED_CAPTION_PROB`, so that plain
-    prompts ("a red heart", "three red hearts") are in the training distribution too; the position
-    decision is drawn last, so every other word is the same either way."""
-    objs, with_size = scene["objects"], rng.random() < 0.8
-    def noun(o, plural=False):
-        w = _pick(rng, SHAPE_WORDS[o["shape"]])
-        desc = ([_pick(rng, SIZE_WORDS[o["size"]])] if with_size else []) + [o["color"]]
-        return " ".join(desc + [_plural(w) if plural else w])
-    if scene["layout"] == "group":
-        places = [_pick(rng, REGION_WORDS[o["region"]]) for o in objs]
-        name = noun(objs[0], plural=True)
-        placed = f"{NUMBER_WORDS[len(objs)]} {name}, {_listing(places)}"
-        plain = f"{NUMBER_WORDS[len(objs)]} {name}"
-    else:
-        placed_parts, plain_parts = [], []
-        for o in objs:
-            n, place = noun(o), _pick(rng, REGION_WORDS[o["region"]])
-            if len(objs) == 1 and rng.random() < 0.3:
-                placed_parts.append(f"{place}, {_article(n)} {n}")
-            else:
-                placed_parts.append(f"{_article(n)} {n} {place}")
-            plain_parts.append(f"{_article(n)} {n}")
-        placed, plain = _listing(placed_parts), _listing(plain_parts)
-    background = " " + _background_phrase(rng, scene["background"]) if rng.random() < 0.6 else ""
-    return (placed if rng.random() < PLACED_CAPTION_PROB else plain) + background
+    """The scene's caption, in training wordings only. Objects are placed (their regions, or a
+    relation between two) with probability `PLACED_CAPTION_PROB`, so plain prompts ("a red heart",
+    "three red hearts") are in the training distribution too; a background is named 60 % of the
+    time, after the objects or (a fifth of those) before them."""
+    with_size = rng.random() < 0.7
+    placed = rng.random() < PLACED_CAPTION_PROB
+    lead = words.prefix(rng)
+    text = _objects_phrase(rng, scene, placed, with_size, lead)
+    named = rng.random() < 0.6
+    bg, first = _background_phrase(rng, scene["background"]), rng.random() < 0.2
+    if len(lead.split()) + len(text.split()) > CAPTION_MAX_WORDS - len(bg.split()):
+        return text  # the text encoder reads 32 tokens: long captions keep their objects whole
+    if named:
+        text = f"{bg}, {text}" if first and not lead else f"{text} {bg}"
+    return lead + text
 
 
 def render_scene(scene: dict, size: int = NATIVE_SIZE):

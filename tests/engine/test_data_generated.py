@@ -1,10 +1,13 @@
 """engine.data shapes / landscapes / digits: deterministic procedural sets with honest annotations."""
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from engine.data import GeneratedDataset, item_rng
 from engine.data import digits, landscapes, shapes
+from engine.data import shapes_words as words
 
 torch.set_num_threads(1)
 
@@ -53,27 +56,86 @@ def _mentions(caption, words):
     return any(w in caption for w in words)
 
 
-def test_shapes_captions_name_each_objects_colour_shape_and_region():
+def _hue_words(hue):
+    train, _ = words.COLOR_WORDS[hue]
+    shades = [f"{s} {train[0]}" for s in words.SHADE_WORDS[0]] if hue != "white" else []
+    return list(train) + shades
+
+
+def _regions_named(cap, scene):
+    return all(_mentions(cap, words.REGION_WORDS[o["region"]][0]) for o in scene["objects"])
+
+
+def _relation_named(cap, scene):
+    objs = scene["objects"]
+    if len(objs) != 2:
+        return False
+    held = shapes.relations(objs[0]["region"], objs[1]["region"])
+    return any(f" {w} " in cap for r in held for w in words.RELATION_WORDS[r][0])
+
+
+def test_shapes_captions_name_each_objects_colour_shape_and_place():
     layouts, kinds = set(), set()
     for it in SHAPE_ITEMS:
         scene, cap = it.scene, it.caption
         layouts.add(scene["layout"])
         assert cap == scene["caption"]
         for o in scene["objects"]:
-            assert o["color"] in cap, (cap, o)
+            assert _mentions(cap, _hue_words(o["color"])), (cap, o)
             assert _mentions(cap, shapes.SHAPE_WORDS[o["shape"]]), (cap, o)
-        # regions: every object's, or none at all (a plain prompt such as "a red heart")
-        placed = all(_mentions(cap, shapes.REGION_WORDS[o["region"]]) for o in scene["objects"])
-        plain = not any(_mentions(cap, words) for words in shapes.REGION_WORDS.values())
-        assert placed != plain, cap
-        kinds.add(placed)
-        # no colour that is not in the scene is named (background names are distinct from COLORS)
-        named = {c for c in shapes.COLORS if f" {c} " in f" {cap} "}
-        assert named == {o["color"] for o in scene["objects"]}, cap
+        # every object's region, a relation that holds between two objects, or no place at all
+        no_place = not any(_mentions(cap, train) for train, _ in words.REGION_WORDS.values()) and \
+            not any(f" {w} " in cap for train, _ in words.RELATION_WORDS.values() for w in train)
+        kind = "regions" if _regions_named(cap, scene) else "relation" if _relation_named(cap, scene) else \
+            "none" if no_place or scene["objects"][0]["size"] == "huge" else None
+        assert kind is not None, cap
+        kinds.add(kind)
         if scene["layout"] == "group":
-            assert cap.startswith(shapes.NUMBER_WORDS[len(scene["objects"])])
+            assert _mentions(cap, words.COUNT_WORDS[len(scene["objects"])][0]), cap
     assert layouts == {"single", "group", "mixed"}
-    assert kinds == {True, False}
+    assert kinds == {"regions", "relation", "none"}
+
+
+def test_training_captions_never_use_a_held_out_wording():
+    markers = words.held_out_markers()
+    assert {"scarlet", "beneath", "a trio of", "colored"} <= set(markers)
+    for i in range(1500):
+        cap = shapes.make_item(11, i).caption
+        hits = [m for m in markers if re.search(rf"\b{re.escape(m)}\b", cap)]
+        assert not hits, (cap, hits)
+
+
+def test_every_colour_word_names_one_hue():
+    seen = {}
+    for hue, (train, held) in words.COLOR_WORDS.items():
+        assert hue in shapes.COLORS and train[0] == hue
+        for w in train + held:
+            assert seen.setdefault(w, hue) == hue, w
+    for bg, (train, held) in words.BACKGROUND_WORDS.items():
+        assert bg in shapes.BACKGROUNDS and not set(train) & set(held)
+    assert seen["crimson"] == "red" and seen["violet"] == "purple" and seen["scarlet"] == "red"
+
+
+def test_relations_follow_the_grid():
+    assert shapes.relations("top left", "bottom left") == ["above"]
+    assert shapes.relations("bottom", "top") == ["below"]
+    assert shapes.relations("left", "centre") == ["left of", "next to"]
+    assert shapes.relations("right", "left") == ["right of"]
+    assert shapes.relations("top left", "centre") == []
+
+
+def test_sizes_counts_and_mixed_pairs():
+    sizes, counts = set(), set()
+    for it in SHAPE_ITEMS + [shapes.make_item(5, i) for i in range(200)]:
+        objs = it.scene["objects"]
+        sizes |= {o["size"] for o in objs}
+        counts.add(len(objs))
+        if any(o["size"] == "huge" for o in objs):
+            assert len(objs) == 1 and objs[0]["region"] == "centre"
+        if it.scene["layout"] == "mixed":
+            assert len({(o["color"], o["shape"]) for o in objs}) == len(objs)
+            assert len(objs) <= shapes.MAX_MIXED
+    assert sizes == set(shapes.SIZES) and counts == {1, 2, 3, 4}
 
 
 def test_shapes_class_is_the_first_and_largest_object():
@@ -115,7 +177,7 @@ def test_shapes_label_maps_agree_with_pixels_and_colours_segment_analytically():
             inside[y0:y1, x0:x1] = True
             mine = inside & (it.labels == shapes.SHAPES.index(o["shape"]) + 1)
             core = _interior(mine)
-            assert core.sum() >= 4, o
+            assert core.sum() >= (4 if o["size"] != "tiny" else 2), o
             exact = np.all(it.image[core] == shapes.COLORS[o["color"]], axis=-1)
             assert exact.mean() > 0.85, o  # fully covered pixels carry the exact colour
             assert np.all(found[core] == colour_names.index(o["color"]))
@@ -136,14 +198,16 @@ def test_render_scene_redraws_the_same_scene_at_another_size():
 
 # ---------------------------------------------------------------- landscapes
 
-LAND_ITEMS = [landscapes.make_item(0, i) for i in range(30)]
+LAND_ITEMS = [landscapes.make_item(0, i) for i in range(40)]
+HORIZON_ITEMS = [it for it in LAND_ITEMS if it.scene["kind"] == "horizon"]
 
 
-def test_landscape_layouts_are_plausible():
-    idx = {n: i for i, (n, _) in enumerate(landscapes.LABELS)}
+def test_landscape_horizon_layouts_are_plausible():
+    idx = landscapes.L
     ground = {idx[n] for n in ("water", "sand", "grass", "trees", "rock")}
     classes = set()
-    for it in LAND_ITEMS:
+    assert len(HORIZON_ITEMS) >= 12
+    for it in HORIZON_ITEMS:
         lab = it.labels
         assert lab.shape == (64, 64) and lab.max() < len(landscapes.LABELS)
         assert set(np.unique(lab[0])) <= {idx["sky"], idx["clouds"]}, "sky on top"
@@ -160,18 +224,60 @@ def test_landscape_layouts_are_plausible():
         assert it.class_index == landscapes.LAYOUTS.index(it.scene["layout"])
         assert {landscapes.LABELS[i][0] for i in np.unique(lab)} == set(it.scene["labels_present"])
         classes.add(it.scene["layout"])
-    assert classes == set(landscapes.LAYOUTS)
-    assert any((it.labels == idx["snow"]).any() for it in LAND_ITEMS)
-    assert any((it.labels == idx["trees"]).any() for it in LAND_ITEMS)
+    assert len(classes) >= 4
+    assert any((it.labels == idx["snow"]).any() for it in HORIZON_ITEMS)
+    assert any((it.labels == idx["trees"]).any() for it in HORIZON_ITEMS)
+
+
+def test_random_label_maps_put_any_label_anywhere():
+    items = [landscapes.make_item(4, i) for i in range(150)]
+    maps = [it for it in items if it.scene["kind"] == "map"]
+    assert 0.35 < len(maps) / len(items) < 0.65
+    assert {it.scene["map"] for it in maps} == set(landscapes.MAP_KINDS)
+    top_labels = {int(v) for it in maps for v in np.unique(it.labels[:8])}
+    assert top_labels == set(range(len(landscapes.LABELS))), "every label appears at the top of some map"
+    singles = [it for it in maps if it.scene["map"] == "single"]
+    assert singles and all(len(np.unique(it.labels)) == 1 for it in singles)
+    # thin regions: some band or stroke is at most 3 pixels across
+    def thinnest(lab):
+        return min(np.diff(np.flatnonzero(np.diff(lab[:, x]) != 0)).min(initial=64) for x in (10, 32, 50))
+    assert any(thinnest(it.labels) <= 3 for it in maps if it.scene["map"] in ("bands", "spots"))
+    for it in maps:
+        assert it.class_index == landscapes.LAYOUTS.index(it.scene["layout"])
+
+
+def test_a_label_looks_the_same_wherever_it_is_painted():
+    """Mean colour of a label on a random map and in a horizon scene drawn in the same style agree
+    (the look comes from the label and the style, not from where it is)."""
+    style = landscapes.make_style(np.random.default_rng(0))
+    lab = landscapes.draw_map("bands", 3, 64)
+    drawn = landscapes.apply_lighting(landscapes.draw_labels(lab, style), style)
+    horizon = next(it.scene for it in HORIZON_ITEMS if it.scene["layout"] in ("meadow", "forest"))
+    image, labels = landscapes.render_scene(horizon, 64, style)
+    grass = landscapes.L["grass"]
+    if (lab == grass).sum() > 20:
+        assert np.abs(drawn[lab == grass].mean(0) - image[labels == grass].mean(0)).max() < 20
+
+
+def test_styles_change_the_look_not_the_map():
+    rng = np.random.default_rng(1)
+    for it in LAND_ITEMS[:6]:
+        a, la = landscapes.render_scene(it.scene, 64, landscapes.make_style(rng))
+        b, lb = landscapes.render_scene(it.scene, 64, landscapes.make_style(rng))
+        assert np.array_equal(la, lb) and np.array_equal(la, it.labels)
+        assert np.sqrt(np.mean((a.astype(float) - b) ** 2)) > 3
 
 
 def test_landscape_captions_follow_the_scene():
-    for it in LAND_ITEMS:
+    for it in HORIZON_ITEMS:
         cap, s = it.caption, it.scene
         assert ("snow" in cap) == bool(s["snow"]), cap
         assert ("sunset" in cap) == (s["lighting"] == "evening"), cap
         if s["layout"] == "forest":
             assert "forest" in cap
+    for it in LAND_ITEMS:
+        if it.scene["kind"] == "map":
+            assert all(name in it.caption for name in it.scene["labels_present"])
 
 
 # ---------------------------------------------------------------- digits

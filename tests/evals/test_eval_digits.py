@@ -71,3 +71,16 @@ def test_wrong_labels_lower_accuracy(judge):
 def test_bad_image_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="expected images"):
         digits.to_digit_levels(np.zeros((4, 4)))
+
+
+def test_nearest_train_fraction_tells_copies_from_fresh_digits():
+    train = digits.training_images(16).reshape(-1, 16, 16).astype(np.uint8)
+    # copies of training digits sit closer to a training image than any fresh digit would
+    assert digits.nearest_train_fraction(train[:100]) == 1.0
+    # real digits, each measured without its own copy: about half, by construction of the threshold
+    assert 0.4 <= digits.nearest_train_fraction(train, leave_one_out=True) <= 0.6
+    # noise and blank images are far from every digit
+    rng = np.random.default_rng(0)
+    assert digits.nearest_train_fraction(rng.integers(0, 256, (50, 16, 16), dtype=np.uint8)) == 0.0
+    # float images in 0..1 are read as 0..255
+    assert digits.nearest_train_fraction(train[:20].astype(np.float32) / 255.0) == 1.0

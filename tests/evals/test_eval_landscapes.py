@@ -27,7 +27,30 @@ def test_judge_tolerates_a_generators_softer_look(judge):
     assert landscapes.score_landscapes(soft, maps)["miou"] >= 0.75
 
 
+<<<<<<< HEAD
 @pytest.mark.slow
+=======
+def test_judge_reads_unusual_maps_drawn_procedurally(judge):
+    names, maps = landscapes.unusual_maps(64)
+    assert names[:len(landscapes.UNUSUAL_MAPS)] == list(landscapes.UNUSUAL_MAPS)
+    images = landscapes.procedural_images(maps, seed=7)
+    scores = landscapes.score_landscapes(images, maps)
+    assert scores["miou"] >= 0.75 and scores["pixel_accuracy"] >= 0.9
+    only_water = maps[names.index("only water")]
+    assert len(np.unique(only_water)) == 1
+
+
+def test_seed_diversity_measures_differences():
+    same = [np.full((3, 8, 8, 3), 100, np.uint8)]
+    assert landscapes.seed_diversity(same) == {"rms": 0.0, "visible": 0.0}
+    apart = [np.stack([np.full((8, 8, 3), v, np.uint8) for v in (0, 20, 40)])]
+    d = landscapes.seed_diversity(apart)
+    assert d["rms"] == pytest.approx((20 + 40 + 20) / 3) and d["visible"] == 1.0
+    data = landscapes.procedural_diversity(2, seed=3, size=32)
+    assert data["visible"] > 0.5
+
+
+>>>>>>> main
 def test_wrong_maps_score_low(judge):
     images, maps = landscapes.scenes(8, seed=2026, size=64)
     flipped = [m[::-1] for m in maps]  # sky painted at the bottom

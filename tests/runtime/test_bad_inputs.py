@@ -477,3 +477,162 @@ def test_an_sd_folder_given_by_path_replays_with_from_png_alone(tmp_path, capsys
     assert code == 0, err
     np.testing.assert_array_equal(np.array(Image.open(out[0])), np.array(Image.open(png)))
     assert "hash" in (tmp_path / "home" / "model_hashes.json").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# Bundles that passed validation but crashed later: on the command line too (exit 2, one line)
+
+
+def _more_class_names(path: Path) -> None:
+    import json
+    data = json.loads((path / "studio.json").read_text())
+    data["conditioning"]["class"]["names"] += ["three", "four"]
+    (path / "studio.json").write_text(json.dumps(data))
+
+
+def _fixed_size_unet(path: Path) -> None:
+    from desktop.runtime.manifest import read_manifest, write_manifest
+    from tests.helpers.tiny_bundles import CLASS_NAMES, save_onnx, unet_onnx, unet_weights
+    save_onnx(unet_onnx(unet_weights(3, 3, len(CLASS_NAMES)), 3, 3, classes=True, spatial=(16, 16)),
+              path / "unet/model.onnx")
+    write_manifest(path, read_manifest(path))
+
+
+def _unhashed_external_data(path: Path) -> None:
+    import json
+
+    import onnx
+
+    from desktop.runtime.manifest import read_manifest, write_manifest
+    onnx.save(onnx.load(str(path / "unet/model.onnx")), str(path / "unet/model.onnx"), save_as_external_data=True,
+              location="weights.bin", size_threshold=100)
+    write_manifest(path, read_manifest(path))
+    data = json.loads((path / "studio.json").read_text())
+    del data["sha256"]["unet/weights.bin"]
+    (path / "studio.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("name,damage,words", [
+    ("pixel_class", _more_class_names, "conditioning.class.names"),
+    ("pixel_class", _fixed_size_unet, "fixed size 16 on axis 2, but studio.json field 'image.height' says 8"),
+    ("pixel_class", _unhashed_external_data, "'unet/weights.bin', which studio.json does not hash"),
+    ("latent_text", lambda path: (path / "studio.json").unlink(), "studio.json is missing"),
+])
+def test_a_bundle_that_would_crash_later_is_refused_at_open(bundles, tmp_path, capsys, name, damage, words):
+    path = shutil.copytree(bundles[name], tmp_path / "damaged")
+    damage(path)
+    before = tree(path)
+    for argv in (["info", path], ["generate", "--model", path, "--out", tmp_path / "o", "--quiet"]):
+        code, out, err = run(argv, capsys)
+        assert code == 2 and out == [], (argv, out)
+        assert_one_line(err, words)
+    assert tree(path) == before and not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# export --overwrite replaces only a bundle (the command line; the writer's own tests are in tests/export)
+
+
+@pytest.mark.parametrize("make,words", [
+    ("thesis_folder", "is a folder that is not a model bundle (it has no studio.json)"),
+    ("file", "is a file, not a model bundle"),
+    ("symlink", "is a symbolic link"),
+    ("bundle_with_user_file", "holds files that are not part of its bundle (thesis.txt)"),
+    ("bundle_without_overwrite", "already exists; pass --overwrite to replace it"),
+])
+def test_export_overwrite_refuses_what_is_not_a_bundle(bundles, tmp_path, capsys, make, words):
+    pytest.importorskip("torch")
+    out = tmp_path / "out"
+    if make == "thesis_folder":
+        out.mkdir()
+        (out / "thesis.txt").write_text("years of work")
+    elif make == "file":
+        out.write_text("years of work")
+    elif make == "symlink":
+        (tmp_path / "target").mkdir()
+        (tmp_path / "target" / "thesis.txt").write_text("years of work")
+        out.symlink_to(tmp_path / "target")
+    else:
+        shutil.copytree(bundles["pixel_class"], out)
+        if make == "bundle_with_user_file":
+            (out / "thesis.txt").write_text("years of work")
+    snapshot = {p: (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    overwrite = [] if make == "bundle_without_overwrite" else ["--overwrite"]
+    code, stdout, err = run(["export", tmp_path / "no-source-needed", out, *overwrite], capsys)
+    assert code == 2 and stdout == []
+    assert_one_line(err, str(out), words)
+    assert {p: (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")} == snapshot
+
+
+# --------------------------------------------------------------------------------------------
+# --out on a really read-only or full file system (root: a private mount namespace)
+
+ROOT_MOUNTS = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("unshare"),
+    reason="needs root to mount a small tmpfs in a private mount namespace")
+
+
+@ROOT_MOUNTS
+@pytest.mark.parametrize("mount,words", [
+    ("ro,size=1m", "cannot be created in"),
+    ("size=64k", "is on a disk that is (nearly) full"),
+])
+def test_out_on_a_really_read_only_or_full_disk(tmp_path, mount, words):
+    """No monkeypatching: a tmpfs mounted read-only, or one already full, checked before generating."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fill = f"head -c 60k /dev/zero > {disk}/filler; " if "64k" in mount else ""
+    code = (f"mount -t tmpfs -o {mount} tmpfs {disk} && {fill}"
+            f"{sys.executable} -m desktop generate --model digits --batch 64 --out {disk}/out --quiet; "
+            f"code=$?; ls -A {disk}; exit $code")
+    out = subprocess.run(["unshare", "--mount", "sh", "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2, out.stderr
+    assert_one_line(out.stderr.strip().splitlines(), f"{disk}/out", words, "Read-only file system" if "ro" in mount else "needed")
+    assert out.stdout.split() == (["filler"] if fill else [])  # no folder, no temporary, no half PNG
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl+C in train
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_train_says_interrupted_and_where_the_checkpoint_is(tmp_path):
+    """It exited 0 and printed "run folder" as if finished."""
+    import json
+    import signal
+
+    pytest.importorskip("torch")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "desktop", "train", "tiny-pixel", "--out", str(run_dir),
+                             "--steps", "100000", "--progress", "json", "--device", "cpu",
+                             "--set", "training.sample_every=0"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # wait for the first training step, then press Ctrl+C
+            if json.loads(line).get("event") == "step":
+                proc.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert_one_line(stderr.strip().splitlines(), "stopped with a checkpoint at", str(run_dir), "--resume")
+    assert "Traceback" not in stderr and "run folder" not in stdout + stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == "paused" and events[-1]["model"] is None
+    assert events[-2]["event"] == "checkpoint" and events[-2]["reason"] == "interrupted"
+    assert Path(events[-2]["path"]).is_file() and Path(events[-2]["path"]).is_relative_to(run_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Files follow the umask (they were 0600)
+
+
+def test_generated_pngs_follow_the_umask(bundles, tmp_path):
+    out = subprocess.run(["sh", "-c", f"umask 022; {sys.executable} -m desktop generate --model "
+                                      f"{bundles['pixel_class']} --steps 2 --batch 2 --out {tmp_path / 'o'} --quiet"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [tmp_path / "o", *(tmp_path / "o").iterdir()]}
+    assert modes == {"o": "0o755", "pixel_class-0.png": "0o644", "pixel_class-1.png": "0o644"}

@@ -207,6 +207,14 @@ def test_cancel_mid_run_is_idle_within_one_step_and_writes_nothing(qtbot, open_w
     assert len(m.history) == 1
 
 
+def test_the_steps_box_stops_at_the_models_timesteps(open_window):
+    """The soak test typed 419 steps into a model trained with T=100: a refusal per click."""
+    w = open_window(cond="class")
+    assert w.model.caps.max_steps == 100 and w.controls.steps.maximum() == 100
+    w.controls.steps.setValue(419)
+    assert w.controls.steps.value() == 100 and w.model.params.steps == 100
+
+
 def test_restore_from_history_and_from_dropped_png_is_exact(qtbot, open_window, home, tmp_path):
     w = open_window(cond="class")
     m = w.model

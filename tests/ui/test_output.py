@@ -65,6 +65,34 @@ def test_a_failed_auto_save_keeps_save_as_working(qtbot, open_window, tmp_path):
     assert pngmeta.read_recipe(target).seed == m.params.seed
 
 
+def test_disk_full_part_way_through_a_batch_says_what_was_saved(qtbot, open_window, monkeypatch):
+    """Issue 13: two of eight PNGs were written, and the message did not say which."""
+    import errno
+    import os
+
+    w = open_window(cond="class")
+    m = w.model
+    real, calls = pngmeta.save_png, []
+
+    def save_png(*a, **k):
+        calls.append(1)
+        if len(calls) >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*a, **k)
+    monkeypatch.setattr(pngmeta, "save_png", save_png)
+    m.set_param("batch_size", 8)
+    run_and_wait(qtbot, m)
+    text = w.banner.text.text()
+    assert w.banner.isVisible() and "Saved 2 of 8 images to" in text and "No space left on device" in text, text
+    assert "\n" not in text and "Traceback" not in text
+    saved = [p for p in m.result_paths if p is not None]
+    assert len(saved) == 2 and all(Path(p).is_file() for p in saved)
+    assert len(m.result_images) == 8  # all eight kept in the window for Save as…
+    assert sorted(e.path for e in m.history.entries) == sorted(str(p) for p in saved)
+    assert sorted(p.name for p in saved[0].parent.iterdir()) == sorted(p.name for p in saved)  # no half file
+    assert w.preview.b_save.isEnabled()
+
+
 def test_a_batch_is_a_grid_and_every_action_uses_the_chosen_image(qtbot, open_window, tmp_path):
     w = open_window(cond="class", size=8)
     m, view = w.model, w.preview.view

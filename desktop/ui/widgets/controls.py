@@ -290,6 +290,7 @@ class ControlsPanel(QWidget):
             self.class_combo.addItem(name, name)
         self.class_combo.blockSignals(False)
         self.bindings["class_name"].update_widget()
+        self.steps.setMaximum(c.max_steps if c else 1000)  # a model of T=100 refuses 419 steps
         self.update_visibility()
 
     def update_visibility(self) -> None:

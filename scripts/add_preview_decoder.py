@@ -1,0 +1,38 @@
+"""Give a finished latent bundle a learned live-preview decoder (in place).
+
+    .venv/bin/python scripts/add_preview_decoder.py BUNDLE [--steps 1500] [--data shapes]
+
+Rebuilds the bundle's VAE from its own graphs, trains the tiny decoder on the VAE's decodes of the
+data set's images (default: the data set its provenance names), exports it as preview/decoder.onnx
+(checked against PyTorch), removes the linear map and rewrites studio.json with the new hashes; the
+U-Net, and so the model hash, are unchanged. The shipped latent models got theirs this way. Training
+takes a few minutes on a CPU (torch threads: OMP_NUM_THREADS).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--steps", type=int, default=1500, help="training steps (default %(default)s)")
+    parser.add_argument("--width", type=int, default=48, help="channels of the decoder (default %(default)s)")
+    parser.add_argument("--data", help="shapes, landscapes or an image folder (default: the bundle's provenance)")
+    args = parser.parse_args(argv)
+    from export.preview_net import add_preview_decoder
+
+    try:
+        add_preview_decoder(args.bundle, data=args.data, steps=args.steps, width=args.width)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"add_preview_decoder: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
