@@ -124,6 +124,16 @@ def test_no_file_cites_a_document_outside_the_repository():
     assert cited == []
 
 
+CONFLICT_MARKER = re.compile(r"^(<<<<<<< |>>>>>>> |=======$)")
+
+
+def test_no_file_holds_a_merge_conflict_marker():
+    marked = [f"{p.relative_to(ROOT)}:{i}" for p in tracked_text_files()
+              for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+              if CONFLICT_MARKER.match(line)]
+    assert marked == []
+
+
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 

@@ -27,9 +27,7 @@ def test_judge_tolerates_a_generators_softer_look(judge):
     assert landscapes.score_landscapes(soft, maps)["miou"] >= 0.75
 
 
-<<<<<<< HEAD
 @pytest.mark.slow
-=======
 def test_judge_reads_unusual_maps_drawn_procedurally(judge):
     names, maps = landscapes.unusual_maps(64)
     assert names[:len(landscapes.UNUSUAL_MAPS)] == list(landscapes.UNUSUAL_MAPS)
@@ -50,7 +48,7 @@ def test_seed_diversity_measures_differences():
     assert data["visible"] > 0.5
 
 
->>>>>>> main
+@pytest.mark.slow
 def test_wrong_maps_score_low(judge):
     images, maps = landscapes.scenes(8, seed=2026, size=64)
     flipped = [m[::-1] for m in maps]  # sky painted at the bottom
