@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.namespaces import unshare_or_skip
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SECONDS = 20  # well past the ~9 s after which ONNX Runtime starts its uploader
@@ -29,16 +31,13 @@ CI_VARIABLES = ("CI", "TF_BUILD", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "TR
                 "CODEBUILD_BUILD_ID", "BUILDKITE", "TEAMCITY_VERSION", "APPVEYOR", "BITBUCKET_BUILD_NUMBER")
 
 
-def _can_unshare() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "network namespaces are Linux only"
-    if os.geteuid() != 0:
-        return "needs root for unshare --net --mount"
-    for tool in ("unshare", "ip", "mount"):
+def _can_watch() -> list[str]:
+    """The unshare prefix (a user namespace where allowed: no root needed), or skip saying why."""
+    prefix = unshare_or_skip("net", "mount")
+    for tool in ("ip", "mount"):
         if shutil.which(tool) is None:
-            return f"needs {tool}"
-    probe = subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True)
-    return None if probe.returncode == 0 else "unshare --net --mount is not permitted here"
+            pytest.skip(f"needs {tool}")
+    return prefix
 
 
 def _env(home: Path, **changes) -> dict:
@@ -49,11 +48,11 @@ def _env(home: Path, **changes) -> dict:
     return env
 
 
-def _start(tmp: Path, name: str, workload: list[str], **env_changes):
+def _start(unshare: list[str], tmp: Path, name: str, workload: list[str], **env_changes):
     folder = tmp / name
     folder.mkdir()
     report = folder / "report.json"
-    cmd = ["unshare", "--net", "--mount", sys.executable, str(HERE / "netwatch.py"), str(report), "--",
+    cmd = [*unshare, sys.executable, str(HERE / "netwatch.py"), str(report), "--",
            sys.executable, str(HERE / "workload.py"), *workload]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(folder, **env_changes), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -72,17 +71,15 @@ WORKLOADS = {  # name -> (workload arguments, what its output must say it did)
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory):
     """Every workload, run at the same time (each in its own namespace); name -> result."""
-    reason = _can_unshare()
-    if reason:
-        pytest.skip(reason)
+    unshare = _can_watch()
     tmp = tmp_path_factory.mktemp("netwatch")
     runs = {}
     for name, (args, _) in WORKLOADS.items():
         if name == "export" and not _has("torch"):
             continue  # the engine extra is not installed: its test skips
         extra = [] if name == "app" else [str(tmp / f"out-{name}")]
-        runs[name] = _start(tmp, name, [*args, str(SECONDS), *extra])
-    runs["control"] = _start(tmp, "control", ["generate", str(SECONDS), str(tmp / "out-control")],
+        runs[name] = _start(unshare, tmp, name, [*args, str(SECONDS), *extra])
+    runs["control"] = _start(unshare, tmp, "control", ["generate", str(SECONDS), str(tmp / "out-control")],
                              ORT_DISABLE_TELEMETRY="0")
     results = {}
     for name, (proc, folder, report) in runs.items():

@@ -19,6 +19,7 @@ from PIL import Image
 from desktop.cli import main as studio_main
 from desktop.runtime import pngmeta
 from desktop.runtime.pngmeta import read_recipe
+from tests.helpers.namespaces import unshare_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,6 +98,21 @@ def test_disk_full_part_way_through_a_batch_reports_what_was_saved(bundles, tmp_
     assert read_recipe(out[1]).seed == 1
 
 
+def test_what_a_killed_run_left_in_the_output_folder_is_cleaned_by_the_next(bundles, tmp_path, capsys):
+    """A dead writer's temporary, and an hour-old one of an earlier version, go; the user's files stay."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftovers = [f".ds_pixel_class-0.png.tmp-{int(dead.stdout)}-0123abcd.png", ".writing-k2j3.png"]
+    for name in leftovers + ["mine.png", ".hidden"]:
+        (out_dir / name).write_text("x")
+    os.utime(out_dir / ".writing-k2j3.png", (0, 0))
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--steps", "2", "--out", out_dir,
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert tree(out_dir) == [".hidden", "mine.png", "pixel_class-0.png"]
+
+
 REAL_DISK_FULL = r"""
 import sys
 from pathlib import Path
@@ -125,14 +141,12 @@ sys.exit(main(["generate", "--model", "digits", "--class", "4", "--batch", "8", 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("unshare"),
-                    reason="needs root to mount a small tmpfs in a private mount namespace")
 def test_a_really_full_disk_part_way_through_a_batch(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && "
               f"{sys.executable} -c '{REAL_DISK_FULL}' {disk}; code=$?; ls -a {disk}/out; exit $code")
-    out = subprocess.run(["unshare", "--mount", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([*unshare_or_skip("mount"), "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     err = out.stderr.strip().splitlines()
     assert out.returncode == 2, out.stderr
@@ -195,6 +209,18 @@ def test_malformed_recipes_give_one_sentence(bundles, tmp_path, capsys, edit, wo
     assert code == 2 and out == []
     assert_one_line(err, png.name, words)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_recipe_size_far_beyond_the_model_falls_back_to_its_own_with_a_note(bundles, tmp_path, capsys):
+    """A recipe of 2048x2048 replayed on an 8x8 model allocated and ran at 2048x2048."""
+    png = _edited(_made_png(bundles["pixel_class"], tmp_path, capsys), tmp_path,
+                  lambda r: r["request"].update(width=2048, height=2048))
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out", tmp_path / "o",
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert_one_line(err[:1], "note: not applied from the recipe: size 2048x2048 (this model makes 8x8 images)")
+    assert len(err) == 2 and err[1].startswith("1 image(s), ")  # the usual summary
+    assert Image.open(out[0]).size == (8, 8)
 
 
 def test_a_recipe_never_follows_a_model_path(bundles, tmp_path, capsys):
@@ -565,14 +591,8 @@ def test_export_overwrite_refuses_what_is_not_a_bundle(bundles, tmp_path, capsys
 
 
 # --------------------------------------------------------------------------------------------
-# --out on a really read-only or full file system (root: a private mount namespace)
+# --out on a really read-only or full file system (a tmpfs in a private mount namespace)
 
-ROOT_MOUNTS = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("unshare"),
-    reason="needs root to mount a small tmpfs in a private mount namespace")
-
-
-@ROOT_MOUNTS
 @pytest.mark.parametrize("mount,words", [
     ("ro,size=1m", "cannot be created in"),
     ("size=64k", "is on a disk that is (nearly) full"),
@@ -585,7 +605,7 @@ def test_out_on_a_really_read_only_or_full_disk(tmp_path, mount, words):
     code = (f"mount -t tmpfs -o {mount} tmpfs {disk} && {fill}"
             f"{sys.executable} -m desktop generate --model digits --batch 64 --out {disk}/out --quiet; "
             f"code=$?; ls -A {disk}; exit $code")
-    out = subprocess.run(["unshare", "--mount", "sh", "-c", code], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([*unshare_or_skip("mount"), "sh", "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 2, out.stderr
     assert_one_line(out.stderr.strip().splitlines(), f"{disk}/out", words, "Read-only file system" if "ro" in mount else "needed")
