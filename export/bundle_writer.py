@@ -38,14 +38,13 @@ from pathlib import Path
 import torch
 
 from desktop.runtime import fileio
-from desktop.runtime.fileio import replace_dir
 from desktop.runtime.manifest import FORMAT, manifest_from_dict, write_manifest
 from diffusion import defaults as fallback_table
 from export import fp16 as fp16_tools
 from export import onnx_graphs, parity, preview_fit, preview_net
 from export import optimize as export_optimize
 from export.ecosystem import write_ecosystem_files
-from export.out_dir import BundleExistsError, check_out_dir, foreign_files  # noqa: F401 (callers import them from here)
+from export.out_dir import BundleExistsError, check_out_dir, foreign_files, publish_bundle  # noqa: F401 (callers import them from here)
 from export.parity import ExportError, ParityError  # noqa: F401 (callers catch them from here)
 
 FILE_OF_ROLE = {
@@ -197,11 +196,21 @@ def _write_tokenizer(text_encoder, path: Path) -> None:
     text_encoder.write_tokenizer_json(path)
 
 
-def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    """Puts the finished folder at OUT_DIR: OUT_DIR holds the old or the new bundle at every instant
-    (`fileio.replace_dir`: one atomic exchange on Linux and macOS)."""
-    check_out_dir(out_dir, overwrite)  # again: the folder may have changed during the export
-    replace_dir(tmp, out_dir)
+def _export_provenance(model, *, source, fp16: bool, gpu_fp16: bool, optimize, parity, preview) -> dict:
+    """The model's provenance plus where it came from and how this export made it (the manifest's
+    `provenance`: source, then `export` with time, commit, machine, versions, precision, parity)."""
+    provenance = dict(_jsonable(model.provenance or {}))
+    provenance.update({
+        "source": str(source or provenance.get("source") or ""),
+        "export": {
+            "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "commit": _code_commit(), "machine": f"{platform.system()} {platform.machine()}",
+            "torch": torch.__version__, "opset": onnx_graphs.OPSET,
+            "fp16_weights": bool(fp16 or gpu_fp16), "compute": "fp16 (CUDA)" if gpu_fp16 else "fp32",
+            "optimized": optimize or False, "parity": parity, "preview": preview,
+        },
+    })
+    return provenance
 
 
 def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: str | bool | None = None,
@@ -254,17 +263,8 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
         if model.text_encoder is not None:
             _write_tokenizer(model.text_encoder, bundle / FILE_OF_ROLE["tokenizer"])
             files["tokenizer"] = FILE_OF_ROLE["tokenizer"]
-        provenance = dict(_jsonable(model.provenance or {}))
-        provenance.update({
-            "source": str(source or provenance.get("source") or ""),
-            "export": {
-                "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "commit": _code_commit(), "machine": f"{platform.system()} {platform.machine()}",
-                "torch": torch.__version__, "opset": onnx_graphs.OPSET,
-                "fp16_weights": bool(fp16 or gpu_fp16), "compute": "fp16 (CUDA)" if gpu_fp16 else "fp32",
-                "optimized": optimize or False, "parity": parity_results if check else "skipped", "preview": preview_report,
-            },
-        })
+        provenance = _export_provenance(model, source=source, fp16=fp16, gpu_fp16=gpu_fp16, optimize=optimize,
+                                        parity=parity_results if check else "skipped", preview=preview_report)
         defaults = {**BASE_DEFAULTS, **_jsonable(model.defaults or {})}
         files.update(write_ecosystem_files(model, bundle, files, sampler=defaults["sampler"]))
         data = _manifest_data(model, name=name or getattr(model, "name", None) or out_dir.name,
@@ -278,7 +278,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
             from export import quantize
 
             quantize.quantize_in_place(bundle, gate=int8_gate, log=log)
-        _publish(bundle, out_dir, overwrite)
+        publish_bundle(bundle, out_dir, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out_dir}")

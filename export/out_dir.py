@@ -1,14 +1,16 @@
 """Where an export may write: `check_out_dir(out_dir, overwrite)` refuses, in one sentence, anything
 that is not a folder holding exactly one of our bundles (`--overwrite` never deletes what is not
-ours). Used by export_bundle and by the int8 copy of a bundle (export.quantize)."""
+ours); `publish_bundle` puts a finished bundle there, OUT_DIR holding the old or the new bundle at
+every instant. Used by export_bundle and by the int8 copy of a bundle (export.quantize)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from desktop.runtime.fileio import replace_dir
 from desktop.runtime.manifest import MANIFEST_NAME, MODEL_INDEX_NAME
 from export.parity import ExportError
 
-__all__ = ["BundleExistsError", "check_out_dir", "foreign_files"]
+__all__ = ["BundleExistsError", "check_out_dir", "foreign_files", "publish_bundle"]
 
 
 class BundleExistsError(ExportError, FileExistsError):
@@ -58,3 +60,11 @@ def foreign_files(bundle: Path) -> list[str]:
                 listed |= {str(v) for v in table.values()} | {str(k) for k in table}
     found = (p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if not p.is_dir() or p.is_symlink())
     return sorted(rel for rel in found if rel not in listed)
+
+
+def publish_bundle(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    """Put the finished bundle folder `tmp` at OUT_DIR: checked again first (OUT_DIR may have changed
+    during the minutes of an export), then `fileio.replace_dir`, so OUT_DIR holds the old or the new
+    bundle at every instant (one atomic exchange on Linux and macOS)."""
+    check_out_dir(out_dir, overwrite)
+    replace_dir(tmp, out_dir)

@@ -33,7 +33,7 @@ import onnx
 from desktop.runtime import fileio
 from desktop.runtime.manifest import read_manifest, write_manifest
 from export import fp16 as fp16_tools
-from export.out_dir import check_out_dir
+from export.out_dir import check_out_dir, publish_bundle
 from export.parity import ExportError
 
 MEAN_TOLERANCE = 10.0  # mean |Δ| in 0..255 levels over the gate's images (measured: landscapes 4.75, digits 8.76)
@@ -240,8 +240,7 @@ def quantize_bundle(source: Path, out_dir: Path, *, overwrite: bool = False, use
         work = tmp / "bundle"
         shutil.copytree(source, work)
         quantize_in_place(work, gate=gate, log=log, **kw)
-        check_out_dir(out_dir, overwrite)
-        fileio.replace_dir(work, out_dir)
+        publish_bundle(work, out_dir, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out_dir}")

@@ -1,14 +1,16 @@
-"""Save screenshots of the app's main states into a folder.
+"""Save the README's screenshots of the app at its best into a folder.
 
     python scripts/screenshots.py OUT_DIR [--models DIR]        (offscreen by default)
     xvfb-run -a python scripts/screenshots.py OUT_DIR            (a real X server)
 
-States: 01-empty, 02-model-loaded, 03-mask-painting, 04-mid-generation, 05-result-trajectory,
-06-labels, 07-help. Models: the bundled ones (assets/models) or --models; where none exist it builds
-two *demo* bundles with onnx.helper (needs the `onnx` package): their "U-Net" predicts a fixed
-procedural landscape (prediction type "sample"), so the screenshots show the reverse process
-converging, not a trained model. The user's real data is never touched: DIFFUSION_STUDIO_HOME
-points into a temporary folder.
+Shots: 01-labels (a painted landscape map and its picture, large), 02-fork-tree (forks of a run from
+one of its steps, under it in the history), 03-batch-grid (a text prompt's batch as separate images),
+04-dark-inpainting (the dark theme, inpainting mid-generation with both layers shown), 05-models (the
+model manager), 06-png-info (a recipe with Apply / Apply except seed), 07-small-window (1000×700).
+Models: the bundled ones (assets/models) or --models; where none exist it builds two *demo* bundles
+with onnx.helper (needs the `onnx` package): their "U-Net" predicts a fixed procedural landscape
+(prediction type "sample"), so the shots show the reverse process converging, not a trained model.
+The user's real data is never touched: DIFFUSION_STUDIO_HOME points into a temporary folder.
 """
 from __future__ import annotations
 
@@ -89,6 +91,201 @@ def demo_bundles(root: Path, size: int = 64) -> list[Path]:
     return out
 
 
+class Shots:
+    """A window, a way to wait for the event loop, and a folder the PNGs go to."""
+
+    def __init__(self, out: Path, size: tuple[int, int]):
+        from PySide6.QtWidgets import QApplication
+
+        self.app = QApplication.instance() or QApplication(["diffusion-studio"])
+        self.app.setApplicationName("Diffusion Studio")
+        self.out, self.size, self.saved = out, size, []
+        out.mkdir(parents=True, exist_ok=True)
+
+    def settle(self, ms: int = 150) -> None:
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+
+    def shot(self, widget, name: str) -> None:
+        """Save the widget as OUT/name.png, quantised to 256 colours (a third of the size; the README's
+        screenshots are committed binaries)."""
+        from io import BytesIO
+
+        from PIL import Image
+        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+        self.settle()
+        path = self.out / f"{name}.png"
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        widget.grab().save(buffer, "PNG")
+        image = Image.open(BytesIO(bytes(data))).convert("RGB")
+        image.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(path, optimize=True)
+        self.saved.append(path)
+        print(path, flush=True)
+
+    def window(self, size: tuple[int, int] | None = None, compact: bool = False):
+        """A new window with a history and settings of its own (a fresh user home)."""
+        from desktop.ui.window import MainWindow
+
+        os.environ["DIFFUSION_STUDIO_HOME"] = tempfile.mkdtemp(prefix="studio-shots-home-")
+        w = MainWindow()
+        w.resize(*(size or self.size))
+        w.set_compact(compact)
+        w.show()
+        w.load_default_model()
+        self.settle(300)
+        return w
+
+    def run(self, model) -> None:
+        model.generate()
+        while model.running:
+            self.settle(40)
+        self.settle(200)
+
+
+def paint_scene(model) -> None:
+    """A landscape a user might paint: sky, a snowy peak, a lake with a beach, a meadow with trees."""
+    c, cv = model.caps, model.canvas
+    names = [name for name, _ in c.labels]
+    index = {name: names.index(name) for name in names}
+    yy, xx = np.mgrid[0:c.height, 0:c.width]
+    h, w = c.height, c.width
+    labels = np.zeros((h, w), np.int32)
+    if {"sky", "mountains", "snow", "water", "sand", "grass", "trees"} <= set(index):
+        ridge = h * 0.55 - h * 0.25 * np.clip(1 - np.abs(xx - w * 0.62) / (w * 0.3), 0, 1)
+        labels[:] = index["sky"]
+        labels[yy > ridge] = index["mountains"]
+        labels[(yy > ridge) & (yy < ridge + h * 0.07) & (yy < h * 0.42)] = index["snow"]
+        labels[yy > h * 0.58] = index["water"]
+        labels[yy > h * 0.7 + 2 * np.sin(xx / 6)] = index["sand"]
+        labels[yy > h * 0.78 + 2 * np.sin(xx / 9 + 1)] = index["grass"]
+        for cx in (w * 0.15, w * 0.3, w * 0.8):
+            labels[(yy > h * 0.74) & (yy < h * 0.92) & (np.abs(xx - cx) < (yy - h * 0.74) * 0.45)] = index["trees"]
+    else:
+        labels[yy > h * 0.62 + 3 * np.sin(xx / 5)] = 1
+        labels[(xx - w * 0.3) ** 2 + (yy - h * 0.55) ** 2 < (w * 0.12) ** 2] = min(2, len(names) - 1)
+    cv.set_labels(labels)
+
+
+def models_with(model, test) -> list:
+    return [e for e in model.models if e.caps and test(e.caps)]
+
+
+def labels_and_forks(s: Shots) -> None:
+    """01-labels and 02-fork-tree on the first label-map model."""
+    from PySide6.QtCore import Qt
+
+    w = s.window()
+    m = w.model
+    maps = models_with(m, lambda c: c.mask_kind == "semantic")
+    if not maps:
+        return
+    m.select_model(maps[0].path)
+    paint_scene(m)
+    w.canvas.label_combo.setCurrentIndex(1)
+    m.set_param("seed", 11)
+    m.set_param("seed_locked", True)
+    s.run(m)
+    s.shot(w, "01-labels")
+    k = max(2, len(m.frames) // 3)
+    w.preview.slider.setValue(k - 1)
+    m.start_fork(k)
+    for seed in (3, 4):
+        m.set_param("seed", seed)
+        s.run(m)
+    water = [name for name, _ in m.caps.labels].index("water") if any(n == "water" for n, _ in m.caps.labels) else 1
+    grass = [name for name, _ in m.caps.labels].index("grass") if any(n == "grass" for n, _ in m.caps.labels) else 0
+    labels = m.canvas.labels.copy()
+    labels[labels == water] = grass          # the same start, the lake painted over with a meadow
+    m.canvas.set_labels(labels)
+    m.set_param("seed", 11)
+    s.run(m)
+    w.resizeDocks([w.history_dock], [300], Qt.Orientation.Horizontal)   # room for the forks' names
+    w.history.tree.setCurrentItem(w.history.tree.topLevelItem(0).child(0))
+    s.shot(w, "02-fork-tree")       # the fork with the lake painted over, finished; the banner still up
+    w.close()
+
+
+def batch_grid(s: Shots) -> None:
+    """03-batch-grid: a text model's batch of four, the third chosen."""
+    w = s.window()
+    m = w.model
+    text = models_with(m, lambda c: c.text)
+    if not text:
+        return
+    m.select_model(text[0].path)
+    m.set_param("prompt", "a red heart at the top left on a navy background")
+    m.set_param("batch_size", 4)
+    m.set_param("seed", 2)
+    m.set_param("seed_locked", True)
+    s.run(m)
+    m.select(2)
+    w.preview.view.current = 2
+    s.shot(w, "03-batch-grid")
+    w.close()
+
+
+def dark_inpainting(s: Shots, slowed) -> None:
+    """04-dark-inpainting: the dark theme; a result used as input, a mask painted, the run half done."""
+    from desktop.ui.theme import apply_theme
+
+    apply_theme("dark")
+    w = s.window()
+    m = w.model
+    maps = models_with(m, lambda c: c.mask_kind == "semantic")
+    if maps:
+        m.select_model(maps[0].path)
+        paint_scene(m)
+    m.set_param("seed", 5)
+    m.set_param("seed_locked", True)
+    s.run(m)
+    m.use_result_as_input()
+    w.canvas.set_tool("brush")
+    c, view = m.caps, w.canvas.view
+    view.set_radius(max(2.0, c.width / 10))
+    m.canvas.checkpoint()
+    for x in np.linspace(c.width * 0.15, c.width * 0.6, 14):
+        m.canvas.dab_mask(x, c.height * 0.3 + 3 * np.sin(x / 4), view.radius, 0.6, False)
+    m.set_param("seed", 8)
+    done = []
+
+    def on_frame(frame):
+        if frame.step == max(2, frame.steps // 2) and not done:
+            done.append(frame.step)
+            s.shot(w, "04-dark-inpainting")
+    with slowed():
+        m.frameChanged.connect(on_frame)
+        s.run(m)
+        m.frameChanged.disconnect(on_frame)
+    w.close()
+    apply_theme("light")
+
+
+def dialogs_and_small(s: Shots) -> None:
+    """05-models, 06-png-info and 07-small-window."""
+    w = s.window()
+    m = w.model
+    s.run(m)
+    manager = w.open_models()
+    manager.resize(900, 300)
+    s.shot(manager, "05-models")
+    manager.close()
+    if m.selected_path() is not None:
+        info = w.show_png_info(m.selected_path())
+        s.shot(info, "06-png-info")
+        info.close()
+    w.close()
+    small = s.window(size=(1000, 700), compact=True)
+    s.run(small.model)
+    s.shot(small, "07-small-window")
+    small.close()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder for the PNGs")
@@ -100,165 +297,36 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="studio-shots-"))
     os.environ["DIFFUSION_STUDIO_HOME"] = str(tmp / "home")
 
-    from PySide6.QtCore import QEventLoop, QTimer
-    from PySide6.QtWidgets import QApplication
+    from contextlib import contextmanager
 
-    from desktop.runtime import pipeline
-    from desktop.runtime import paths
-    from desktop.ui.model import find_model_folders
-    from desktop.ui.widgets.dialogs import HelpDialog
-    from desktop.ui.window import MainWindow
+    from desktop.runtime import paths, pipeline
+    from desktop.ui.library import find_model_folders
 
-    app = QApplication.instance() or QApplication(["diffusion-studio"])
-    app.setApplicationName("Diffusion Studio")
-    args.out.mkdir(parents=True, exist_ok=True)
-    width, height = (int(v) for v in args.size.split("x"))
-    saved = []
-
-    def settle(ms=150):
-        loop = QEventLoop()
-        QTimer.singleShot(ms, loop.quit)
-        loop.exec()
-
-    def shot(widget, name):
-        settle()
-        path = args.out / f"{name}.png"
-        widget.grab().save(str(path))
-        saved.append(path)
-        print(path)
-
-    def new_window():
-        w = MainWindow()
-        w.resize(width, height)
-        w.show()
-        w.load_default_model()
-        settle(300)
-        return w
-
-    # 1. empty state: no models anywhere
-    shipped = paths.bundled_models_dir()
-    paths.bundled_models_dir = lambda: tmp / "none"
-    w = new_window()
-    shot(w, "01-empty")
-    w.close()
-
-    models = args.models
-    if models is None:
-        bundled = find_model_folders(shipped)
-        models = shipped if bundled else None
+    s = Shots(args.out, tuple(int(v) for v in args.size.split("x")))
+    models = args.models or (paths.bundled_models_dir() if find_model_folders(paths.bundled_models_dir()) else None)
     if models is None:
         models = tmp / "demo"
         demo_bundles(models)
     paths.bundled_models_dir = lambda: models
 
-    w = new_window()
-    m = w.model
-    m.set_param("seed", 42)
-    m.set_param("seed_locked", True)
-    shot(w, "02-model-loaded")
+    @contextmanager
+    def slowed():
+        """Slow the steps a little so a mid-generation state can be caught."""
+        real = pipeline.generate
 
-    # slow the run a little so the mid-generation state can be captured
-    real = pipeline.generate
+        def slow(bundle, request, on_step=None, cancel=None):
+            return real(bundle, request, on_step=lambda info: (time.sleep(0.08), on_step(info)), cancel=cancel)
+        pipeline.generate = slow
+        try:
+            yield
+        finally:
+            pipeline.generate = real
 
-    def slowed(bundle, request, on_step=None, cancel=None):
-        def step(info):
-            time.sleep(0.08)
-            on_step(info)
-        return real(bundle, request, on_step=step, cancel=cancel)
-
-    pipeline.generate = slowed
-    c = m.caps
-    if c:
-        # a first run to have an image, used as input, then a painted inpainting mask (every model inpaints)
-        m.generate()
-        m.wait()
-        settle(400)
-        m.use_result_as_input(0)
-        m.set_param("seed", 7)
-        w.canvas.set_tool("brush")
-        view = w.canvas.view
-        view.set_radius(max(2.0, c.width / 9))
-        m.canvas.checkpoint()
-        for x in np.linspace(c.width * 0.2, c.width * 0.55, 12):
-            m.canvas.dab_mask(x, c.height * 0.3 + 3 * np.sin(x / 4), view.radius, 0.6, False)
-        shot(w, "03-mask-painting")
-
-    frames_seen = []
-
-    def on_frame(frame):
-        frames_seen.append(frame.step)
-        if frame.step == max(2, frame.steps // 3) and len(frames_seen) < 100:
-            shot(w, "04-mid-generation")
-
-    m.frameChanged.connect(on_frame)
-    m.generate()
-    while m.running:
-        settle(50)
-    m.frameChanged.disconnect(on_frame)
-    settle(300)
-    w.preview.slider.setValue(max(1, len(m.frames) // 4))
-    shot(w, "05-result-trajectory")
-    w.preview.slider.setValue(len(m.frames))
-
-    # a label-map model, when there is one
-    label_models = [e for e in m.models if e.caps and e.caps.mask_kind == "semantic"]
-    if label_models:
-        m.select_model(label_models[0].path)
-        m.canvas.set_init_image(None)
-        settle(200)
-        lc = m.caps
-        cv = m.canvas
-        cv.fill_labels(0)
-        cv.checkpoint()
-        names = [name for name, _ in lc.labels]
-        index = {name: names.index(name) for name in names}
-        yy, xx = np.mgrid[0:lc.height, 0:lc.width]
-        h, w_ = lc.height, lc.width
-        if {"sky", "mountains", "snow", "water", "sand", "grass", "trees"} <= set(index):
-            # a scene a user might paint: sky, a snowy peak, a lake with a beach, a meadow with trees
-            ridge = h * 0.55 - h * 0.25 * np.clip(1 - np.abs(xx - w_ * 0.62) / (w_ * 0.3), 0, 1)
-            cv.labels[:] = index["sky"]
-            cv.labels[yy > ridge] = index["mountains"]
-            cv.labels[(yy > ridge) & (yy < ridge + h * 0.07) & (yy < h * 0.42)] = index["snow"]
-            cv.labels[yy > h * 0.58] = index["water"]
-            cv.labels[yy > h * 0.7 + 2 * np.sin(xx / 6)] = index["sand"]
-            cv.labels[yy > h * 0.78 + 2 * np.sin(xx / 9 + 1)] = index["grass"]
-            for cx in (w_ * 0.15, w_ * 0.3, w_ * 0.8):
-                cv.labels[(yy > h * 0.74) & (yy < h * 0.92) & (np.abs(xx - cx) < (yy - h * 0.74) * 0.45)] = index["trees"]
-        else:
-            cv.labels[yy > h * 0.62 + 3 * np.sin(xx / 5)] = 1
-            cv.labels[(xx - w_ * 0.3) ** 2 + (yy - h * 0.55) ** 2 < (w_ * 0.12) ** 2] = 2
-        cv.changed.emit()
-        w.canvas.label_combo.setCurrentIndex(1)
-        m.generate()
-        m.wait()
-        settle(400)
-        shot(w, "06-labels")
-
-    # a text model, when there is one: a prompt naming a colour-shape pair it never saw in training
-    text_models = [e for e in m.models if e.caps and e.caps.text]
-    if text_models:
-        m.select_model(text_models[0].path)
-        m.canvas.set_init_image(None)
-        m.canvas.clear_mask()  # plain text-to-image
-        settle(200)
-        m.set_param("prompt", "a red heart at the top left on a navy background")
-        m.set_param("batch_size", 4)
-        m.generate()
-        m.wait()
-        settle(400)
-        shot(w, "08-text-prompt")
-
-    help_dialog = HelpDialog(m, w)
-    help_dialog.show()
-    help_dialog.findChild(type(help_dialog.children()[0]))
-    tabs = help_dialog.findChildren(__import__("PySide6.QtWidgets", fromlist=["QTabWidget"]).QTabWidget)[0]
-    tabs.setCurrentIndex(1)
-    shot(help_dialog, "07-help-models")
-    help_dialog.close()
-    pipeline.generate = real
-    w.close()
-    print(f"{len(saved)} screenshots in {args.out}", flush=True)
+    labels_and_forks(s)
+    batch_grid(s)
+    dark_inpainting(s, slowed)
+    dialogs_and_small(s)
+    print(f"{len(s.saved)} screenshots in {args.out}", flush=True)
     return 0
 
 

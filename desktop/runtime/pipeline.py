@@ -23,8 +23,13 @@
   a 16-bit PNG recipe stores) so a recipe reproduces the image exactly.
 - Previews: a pixel model's predicted x̂_0 is the preview; a latent model's x̂_0 goes through the
   bundle's preview (the linear latent -> RGB map, or a tiny learned decoder), upsampled bilinearly
-  to the image size (desktop/runtime/preview.py); the VAE decoder runs once, at the end. When inpainting, the preview shows the init image where the
+  to the image size (desktop/runtime/preview.py); the VAE decoder runs once, at the end. When
+  inpainting, the preview shows the init image where the
   mask keeps it (blended like the final composite).
+- Forks (`fork` = {"parent": the parent's request dict, "step": k}): one pass of the root's sampler
+  over the root's grid, each step driven by the segment of the chain that owns it (its conditioning,
+  guidance, noise and inpainting hook; desktop/runtime/fork.py, docs/FORKS.md), so a fork replays
+  exactly from its recipe and a fork that changes nothing equals its parent.
 - `cancel()` is checked before every network call (text encoder, VAE encoder, every U-Net call,
   every VAE decode); a cancelled generation raises `diffusion.Cancelled` and returns nothing.
 
@@ -54,6 +59,7 @@ from diffusion.samplers import SAMPLERS, Cancelled, sample, sampler_grid
 from diffusion.spacing import SPACINGS
 
 from .bundle import Bundle
+from .fork import ForkError, StepSwitch, check_structure, fork_chain, shared
 from .image_size import check_size
 from .manifest import MAX_IMAGE_SIDE
 from .preview import latent_preview, to_uint8
@@ -107,6 +113,8 @@ class GenerationRequest:
     `model`: the model's name, informational (recipes carry it; generate ignores it).
     `seamless`: inpainting only: Poisson-blend the generated region into the kept pixels
     (`diffusion.inpaint.poisson_blend`) before the final composite, so the mask's border leaves no seam.
+    `fork`: {"parent": the parent's request as a dict (its own `fork` included), "step": k}: follow the
+    parent for its first k steps, then go on with this request (docs/FORKS.md).
     """
 
     prompt: str = ""
@@ -127,6 +135,7 @@ class GenerationRequest:
     spacing: str | None = None
     model: str | None = None
     seamless: bool = True
+    fork: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready: arrays become base64 PNGs ({"png": ...}, masks {"png16": ...}), paths stay strings."""
@@ -632,15 +641,62 @@ def preview_callback(bundle: Bundle, on_step: Callable[[StepInfo], None], compos
 
 
 def denoise(bundle: Bundle, r: GenerationRequest, denoiser: Callable, start: Start, seeds: list, *,
-            callback: Callable | None = None, cancel=None) -> np.ndarray:
-    """The sampler loop from x_T to x_0 (stream 1 for the sampler's own noise).
+            callback: Callable | None = None, cancel=None, rng=None) -> np.ndarray:
+    """The sampler loop from x_T to x_0 (`rng`, by default stream 1 of the seeds, for the sampler's noise).
 
     Pixel models clip the predicted x0 to [-1, 1] (Manifest.clip_x0 says why; SD folders: their
     scheduler config's clip_sample). Without a callback the sampler makes no per-step float32 copies.
     """
     return sample(r.sampler, denoiser, start.x_T, start.grid, prediction_type=bundle.manifest.prediction_type,
-                  rng=BatchRNG(seeds, stream=1), callback=callback, cancel=cancel, hook=start.hook,
-                  clip_x0=bundle.clip_x0)
+                  rng=BatchRNG(seeds, stream=1) if rng is None else rng, callback=callback, cancel=cancel,
+                  hook=start.hook, clip_x0=bundle.clip_x0)
+
+
+@dataclass
+class Run:
+    """What the sampler loop needs besides the request: its denoiser, start, noise and, for a fork,
+    the step switch whose callback counts the steps."""
+
+    denoiser: Callable
+    start: Start
+    rng: Any = None                 # None: stream 1 of the seeds
+    switch: StepSwitch | None = None
+
+
+def prepare_run(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, seeds: list, *, cancel=None) -> Run:
+    """The conditioning, the guided denoiser and the start of a run (of a fork: `fork_run`)."""
+    if r.fork is not None:
+        return fork_run(bundle, r, inputs, seeds, cancel=cancel)
+    conditioning = encode_conditioning(bundle, r, inputs, cancel=cancel)
+    denoiser = guided_denoiser(bundle, conditioning, guidance=r.guidance, batch=r.batch_size)
+    return Run(denoiser, prepare_start(bundle, r, inputs, seeds))
+
+
+def fork_run(bundle: Bundle, r: GenerationRequest, inputs: EncodedInputs, seeds: list, *, cancel=None) -> Run:
+    """A fork's run: the root's start and grid; per segment of the chain its denoiser, its inpainting
+    hook and its noise (segments of equal seeds share their generators), switched step by step."""
+    try:
+        segments = fork_chain(r, GenerationRequest.from_dict)
+    except ForkError as exc:
+        raise RequestError(str(exc)) from None
+    requests = [resolve_request(bundle, s.request)[0] for s in segments[:-1]] + [r]
+    seed_lists = [[q.seed] * len(seeds) for q in requests[:-1]] + [list(seeds)]
+    encoded = [encode_inputs(bundle, q, cancel=cancel) for q in requests[:-1]] + [inputs]
+    start = prepare_start(bundle, requests[0], encoded[0], seed_lists[0])
+    try:
+        for q, segment in zip(requests[1:], segments[1:]):
+            check_structure(requests[0], q, start.grid.steps, segment.start)
+    except ForkError as exc:
+        raise RequestError(str(exc)) from None
+    switch = StepSwitch([s.start for s in segments])
+    denoisers = [guided_denoiser(bundle, encode_conditioning(bundle, q, e, cancel=cancel), guidance=q.guidance,
+                                 batch=len(seeds)) for q, e in zip(requests, encoded)]
+    hook_noise = shared(lambda s: BatchRNG(list(s), stream=2), seed_lists)
+    hooks = [None if e.known_x0 is None or e.mask_small is None else
+             inpaint_hook(bundle.schedule, np.repeat(e.known_x0, len(seeds), axis=0).astype(np.float64), e.mask_small, n)
+             for e, n in zip(encoded, hook_noise)]
+    return Run(switch.denoiser(denoisers), replace(start, hook=switch.hook(hooks)),
+               switch.rng(shared(lambda s: BatchRNG(list(s), stream=1), seed_lists)), switch)
 
 
 # Providers whose VAE decode gives every image the same bits at any batch size (ONNX Runtime's CPU
@@ -685,15 +741,15 @@ def generate(bundle: Bundle, request: GenerationRequest, on_step: Callable[[Step
     seeds = [r.seed + i for i in range(r.batch_size)]
     calls_before = bundle.unet.calls
     inputs = encode_inputs(bundle, r, cancel=cancel)
-    conditioning = encode_conditioning(bundle, r, inputs, cancel=cancel)
+    run = prepare_run(bundle, r, inputs, seeds, cancel=cancel)
     t_encoded = time.perf_counter()
-    denoiser = guided_denoiser(bundle, conditioning, guidance=r.guidance, batch=r.batch_size)
-    start = prepare_start(bundle, r, inputs, seeds)
     composite = inpaint_composite(r, inputs)
     callback = preview_callback(bundle, on_step, composite) if on_step is not None else None
-    x = denoise(bundle, r, denoiser, start, seeds, callback=callback, cancel=cancel)
+    if run.switch is not None:
+        callback = run.switch.callback(callback)   # counts the steps, to switch segments
+    x = denoise(bundle, r, run.denoiser, run.start, seeds, callback=callback, cancel=cancel, rng=run.rng)
     t_sampled = time.perf_counter()
-    images = composite_images(decode(bundle, x, cancel=cancel, steps=start.grid.steps), r, inputs, composite)
+    images = composite_images(decode(bundle, x, cancel=cancel, steps=run.start.grid.steps), r, inputs, composite)
     t_done = time.perf_counter()
     m = bundle.manifest
     return GenerationResult(

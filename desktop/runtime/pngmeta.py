@@ -31,6 +31,7 @@ from PIL import Image, PngImagePlugin
 from diffusion.checks import is_number
 
 from . import a1111, fileio
+from .fork import MAX_FORK_DEPTH
 from .manifest import MAX_IMAGE_SIDE
 from .pipeline import GenerationRequest, GenerationResult
 from .pngtext import PngTextError, png_size, read_png_text
@@ -227,7 +228,7 @@ def check_recipe(recipe, where: str) -> dict:
             "notes": [], "source": "diffusion-studio"}
 
 
-def check_request(request: dict, where: str, *, decode_images: bool = True) -> dict:
+def check_request(request: dict, where: str, *, decode_images: bool = True, depth: int = 0) -> dict:
     """The request fields of a recipe, each of the type GenerationRequest expects; images only as
     inline PNGs (a recipe never names a file to read), of a sane size, that decode (checked
     without decoding when `decode_images` is False: only their form)."""
@@ -242,7 +243,22 @@ def check_request(request: dict, where: str, *, decode_images: bool = True) -> d
                 raise RecipeError(f"{where}: recipe field '{key}' must be from {lo} to {hi}, got {_shown(value)}")
         elif key in IMAGE_FIELDS and value is not None:
             _check_image(key, value, request, where, decode=decode_images)
+        elif key == "fork" and value is not None:
+            _check_fork(value, where, decode_images=decode_images, depth=depth)
     return request
+
+
+def _check_fork(fork, where: str, *, decode_images: bool, depth: int) -> None:
+    """A fork's parent is a request too, checked the same way (its images inline only), to the depth
+    the runtime replays (desktop/runtime/fork.py)."""
+    if not (isinstance(fork, dict) and isinstance(fork.get("parent"), dict)):
+        raise RecipeError(f"{where}: recipe field 'fork' must be {{\"parent\": request, \"step\": k}}, got {_shown(fork)}")
+    if depth >= MAX_FORK_DEPTH:
+        raise RecipeError(f"{where}: recipe field 'fork' is more than {MAX_FORK_DEPTH} forks deep")
+    step = fork.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step < 100_000:
+        raise RecipeError(f"{where}: recipe field 'fork.step' must be a whole number of steps, got {_shown(step)}")
+    check_request(fork["parent"], f"{where} (fork parent {depth + 1})", decode_images=decode_images, depth=depth + 1)
 
 
 def _check_image(key: str, value, request: dict, where: str, *, decode: bool = True) -> None:

@@ -232,9 +232,9 @@ def sd_defaults(sched, text: bool, lcm: bool) -> Defaults:
         return Defaults(sampler="lcm", steps=4, guidance=LCM_GUIDANCE, spacing=sched.spacing)
     few_step = sched.spacing == "trailing" and (sched.class_name or "").startswith("Euler")
     # the folder's own scheduler where we have it (the sampler table's diffusers classes), else DPM++ 2M
-    sampler = sampler_for_scheduler(sched.class_name, use_karras_sigmas=sched.use_karras_sigmas) or "dpmpp_2m"
+    sampler = sampler_for_scheduler(sched.class_name, use_karras_sigmas=sched.use_karras_sigmas) or fallback_table.SAMPLER
     if few_step:
-        return Defaults(sampler=sampler, steps=4, guidance=1.0, spacing="trailing")
+        return Defaults(sampler=sampler, steps=4, guidance=fallback_table.GUIDANCE_UNCONDITIONAL, spacing="trailing")
     guidance = fallback_table.GUIDANCE_SD_TEXT if text else fallback_table.GUIDANCE_UNCONDITIONAL
     return Defaults(sampler=sampler, steps=25, guidance=guidance, spacing=sched.spacing)
 

@@ -32,14 +32,19 @@ class CanvasState(QObject):
 
     # --- size and content -------------------------------------------------------------------
     def resize(self, height: int, width: int) -> None:
-        """A new model size: the init image is resampled, paint that no longer fits is cleared."""
+        """A new picture size: the start image, the mask (bilinear) and the label map (nearest) are
+        resampled to it; the undo history (of the old size) starts over."""
         if (height, width) == (self.height, self.width):
             return
+        from PIL import Image
+
         self.height, self.width = height, width
         if self.init_image is not None:
             self.init_image = images.resize(self.init_image, height, width)
-        self.mask = np.zeros((height, width), np.float32)
-        self.labels = np.full((height, width), -1, np.int32)
+        self.mask = np.clip(np.asarray(Image.fromarray(self.mask.astype(np.float32), "F").resize(
+            (width, height), Image.BILINEAR), np.float32), 0.0, 1.0).copy()
+        self.labels = np.asarray(Image.fromarray(self.labels.astype(np.int32), "I").resize(
+            (width, height), Image.NEAREST), np.int32).copy()
         self._undo.clear()
         self._redo.clear()
         self.changed.emit()

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop.runtime.manifest import MANIFEST_NAME
 from diffusion import defaults as fallback_table
 from diffusion.samplers import SAMPLER_SPECS
 
@@ -36,8 +35,8 @@ class Capabilities:
     labels: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)
     sampler: str = fallback_table.SAMPLER
     steps: int = fallback_table.STEPS
+    max_steps: int = 1000                        # the schedule's num_train_timesteps: more steps are refused
     guidance: float = fallback_table.GUIDANCE_UNCONDITIONAL
-    size_adjustable: bool = False                # SD-style folders: any multiple of 8
     precision: str = "fp32"
     provenance: dict = field(default_factory=dict)
 
@@ -67,6 +66,7 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
     cls = cond.get("class") or None
     mask = cond.get("mask") or None
     defaults = m.get("defaults") or {}
+    schedule = m.get("schedule") if isinstance(m.get("schedule"), dict) else {}
     labels = []
     if mask and mask.get("kind") == "semantic":
         for item in mask.get("labels") or []:
@@ -76,7 +76,6 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
                 name = getattr(item, "name", None) or item[0]
                 color = getattr(item, "color", None) or item[1]
                 labels.append((str(name), tuple(int(c) for c in color)))
-    sd_style = bool(folder) and not (Path(folder) / MANIFEST_NAME).exists()
     return Capabilities(
         name=str(m.get("name") or (Path(folder).name if folder else "model")),
         description=str(m.get("description") or ""),
@@ -90,9 +89,9 @@ def capabilities(manifest, folder: Path | None = None) -> Capabilities:
         labels=labels,
         sampler=str(defaults.get("sampler") or fallback_table.SAMPLER),
         steps=int(defaults.get("steps") or fallback_table.STEPS),
+        max_steps=int(schedule.get("num_train_timesteps") or 1000),
         guidance=float(defaults.get("guidance") if defaults.get("guidance") is not None
                        else fallback_table.GUIDANCE_UNCONDITIONAL),
-        size_adjustable=sd_style,
         precision=str(m.get("precision") or "fp32"),
         provenance=dict(m.get("provenance") or {}),
     )

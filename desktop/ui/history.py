@@ -26,6 +26,8 @@ class HistoryEntry:
     model_name: str = ""
     provider: str = ""
     created: float = field(default_factory=time.time)
+    parent: str = ""           # a fork's parent (its PNG path), "" for a run of its own
+    fork_step: int = 0         # the step a fork left its parent at (0: not a fork)
 
     @property
     def prompt(self) -> str:
@@ -33,7 +35,12 @@ class HistoryEntry:
 
     @property
     def title(self) -> str:
-        """What the image is, in a few words: its prompt, else its class, else what was painted."""
+        """What the image is, in a few words: its prompt, else its class, else what was painted (a
+        fork says so first)."""
+        return f"step {self.fork_step} fork: {self.what}" if self.fork_step else self.what
+
+    @property
+    def what(self) -> str:
         r = self.recipe
         if r.get("prompt"):
             return str(r["prompt"])

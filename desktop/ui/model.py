@@ -91,6 +91,7 @@ class StudioModel(QObject):
     resultChanged = Signal()
     selectionChanged = Signal(int)
     carryChanged = Signal()              # a start image came along from another model (or was dropped)
+    forkChanged = Signal()               # fork mode started or stopped (self.fork)
     historyChanged = Signal()
     error = Signal(str)
     message = Signal(str)
@@ -107,6 +108,7 @@ class StudioModel(QObject):
         self.entry: ModelEntry | None = None
         self.bundle = None
         self.caps: Capabilities | None = None
+        self.sizes = None                     # the open model's SizeOptions (desktop/runtime/image_size.py)
         self.thread: GenerationThread | None = None
         self.frames: list[Frame] = []
         self.result_images: list[np.ndarray] = []
@@ -115,6 +117,7 @@ class StudioModel(QObject):
         self.selected = 0
         self.run_state = "idle"
         self.last_request = None
+        self.fork: dict | None = None         # fork mode: {"parent": request dict, "step": k, "parent_path": str}
         self.live_run = False                 # the run in flight is a live-painting run (live.py)
         self.queued_generate = False          # Generate pressed during a live run: runs after it
         self.last_seconds = 0.0               # how long the last finished run took
@@ -146,8 +149,11 @@ class StudioModel(QObject):
             return False
         self._verified.add(path)
         previous = self.entry
+        from desktop.runtime.image_size import size_options
+
         self.bundle = bundle
         self.caps = capabilities(bundle.manifest, path)
+        self.sizes = size_options(bundle)
         self.entry = next((e for e in self.models if e.path == path), ModelEntry(path, library.USER, self.caps))
         c = self.caps
         self.params = replace(
@@ -156,6 +162,7 @@ class StudioModel(QObject):
             class_name=(c.class_names[0] if c.class_names and not c.class_optional else None),
         )
         self.switch_canvas(previous, self.entry)
+        self.stop_fork()
         self.settings["last_model"] = str(path)
         self.save_settings()
         self.bundleChanged.emit()
@@ -273,6 +280,22 @@ class StudioModel(QObject):
             self.canvas.resize(self.params.height, self.params.width)
         self.paramsChanged.emit(name)
 
+    def memory_note(self) -> tuple[str, bool]:
+        """What the chosen size and batch need in memory, in a few words, and whether it fits."""
+        from desktop.runtime.memory import MemoryEstimateError, check_fits, gib
+
+        if self.bundle is None or self.sizes is None:
+            return "", True
+        p = self.params
+        guided = bool(self.caps and self.caps.guided and p.guidance != 1.0)
+        try:
+            est = check_fits(self.bundle, p.batch_size, p.height, p.width, guided, self.sizes.step)
+        except MemoryEstimateError as exc:
+            return str(exc), False
+        except (ValueError, OSError):
+            return "", True
+        return f"needs about {gib(est.needed)} of memory", True
+
     def randomize_seed(self) -> None:
         self.set_param("seed", random.randint(0, MAX_SEED))
 
@@ -301,7 +324,7 @@ class StudioModel(QObject):
             labels = brush.fill_unpainted(cv.labels)  # unpainted pixels take the nearest painted label
         if cv.init_image is not None:
             init = cv.init_image.copy()
-        return GenerationRequest(
+        request = GenerationRequest(
             prompt=p.prompt if c.text else "", negative_prompt=p.negative_prompt if c.text else "",
             class_name=p.class_name if c.class_names else None,
             init_image=init, strength=float(p.strength) if self.uses_strength() else 1.0,
@@ -309,6 +332,35 @@ class StudioModel(QObject):
             seed=int(p.seed), batch_size=int(p.batch_size), height=int(p.height), width=int(p.width),
             spacing=p.spacing, model=c.name, seamless=bool(p.seamless),
         )
+        return self.as_fork(request) if self.fork else request
+
+    # --- forks (desktop/runtime/fork.py, docs/FORKS.md) -----------------------------------------
+    def as_fork(self, request):
+        """The request as a fork of self.fork's parent: the parent's grid and size, our conditioning."""
+        parent = self.fork["parent"]
+        keep = {k: parent[k] for k in ("sampler", "steps", "spacing", "height", "width", "strength") if k in parent}
+        return replace(request, **keep, fork={"parent": parent, "step": int(self.fork["step"])})
+
+    def start_fork(self, step: int) -> bool:
+        """Fork the chosen result at `step`: the next Generate continues its run from there."""
+        recipe = self.selected_recipe()
+        if recipe is None or self.running:
+            return False
+        parent = recipe["request"]
+        steps = int(parent.get("steps") or 0)
+        if not 1 <= step < steps:
+            self.error.emit(f"A fork starts after step 1 to {steps - 1} of the run; step {step} is not one of them.")
+            return False
+        path = self.selected_path()
+        self.fork = {"parent": parent, "step": int(step), "parent_path": str(path) if path else ""}
+        self.forkChanged.emit()
+        self.message.emit(f"Forking at step {step}: change the seed, prompt, guidance or map, then Generate.")
+        return True
+
+    def stop_fork(self) -> None:
+        if self.fork is not None:
+            self.fork = None
+            self.forkChanged.emit()
 
     # --- restoring recipes ----------------------------------------------------------------
     def restore_recipe(self, recipe, model_path: str | None = None, *, keep_seed: bool = False) -> None:
@@ -319,6 +371,12 @@ class StudioModel(QObject):
             self.select_model(model_path)
         self.params = params_from_recipe(self.params, d, keep_seed=keep_seed)
         self.canvas.resize(self.params.height, self.params.width)
+        fork = d.get("fork")
+        if isinstance(fork, dict) and isinstance(fork.get("parent"), dict):
+            self.fork = {"parent": fork["parent"], "step": int(fork.get("step") or 1), "parent_path": self.fork_parent_path(fork)}
+            self.forkChanged.emit()
+        else:
+            self.stop_fork()
         self.paramsChanged.emit("")
         self.message.emit("Applied the recipe (seed kept)." if keep_seed else "Restored the recipe (seed locked).")
 
@@ -336,6 +394,15 @@ class StudioModel(QObject):
         if isinstance(labels, np.ndarray) and labels.shape == (cv.height, cv.width):
             cv.labels = np.asarray(labels, np.int32)
         cv.changed.emit()
+
+    def fork_parent_path(self, fork: dict) -> str:
+        """The history's PNG of a fork's parent (the entry whose recipe is the parent's), or ""."""
+        parent = fork.get("parent") or {}
+        same = ("seed", "prompt", "negative_prompt", "class_name", "guidance", "sampler", "steps")
+        for e in self.history.entries:
+            if all(e.recipe.get(k) == parent.get(k) for k in same) and e.fork_step == int((parent.get("fork") or {}).get("step") or 0):
+                return e.path
+        return ""
 
     def model_for(self, name: str | None, model_hash: str | None = None) -> Path | None:
         """The library's folder for a recipe's model: by its hash first, else by its name."""
@@ -375,7 +442,7 @@ class StudioModel(QObject):
                 full = read_recipe_dict(e.path)
             except Exception:  # noqa: BLE001 - the stored recipe still restores the parameters
                 full = None
-        self.restore_recipe(e.recipe, e.model)
+        self.restore_recipe(full["request"] if full is not None else e.recipe, e.model)
         if full is not None:
             from desktop.runtime.pipeline import GenerationRequest
 
@@ -486,10 +553,13 @@ class StudioModel(QObject):
             self.message.emit(f"Done in {self.last_seconds:.1f} s{where}{notes}")
 
     def add_to_history(self, result, saved) -> None:
+        fork = getattr(result.request, "fork", None)
+        parent = (self.fork or {}).get("parent_path", "") if fork else ""
         entries = [
             HistoryEntry(path=str(p), recipe=history_recipe(r["request"]), model=str(self.entry.path) if self.entry else "",
                          model_name=str(getattr(result, "model_name", "") or (self.caps.name if self.caps else "")),
-                         provider=str(r.get("provider") or self.provider))
+                         provider=str(r.get("provider") or self.provider), parent=parent,
+                         fork_step=int(fork["step"]) if fork else 0)
             for p, r in saved if p is not None
         ]
         if entries:
@@ -574,6 +644,8 @@ def history_recipe(request: dict) -> dict:
     """A recipe as the history keeps it: the parameters, with the painted arrays named, not stored
     ("inputs": which of start image, mask and label map it had; the PNG keeps the arrays)."""
     d = {k: v for k, v in dict(request).items() if isinstance(v, (str, int, float, bool, type(None), list, dict))
-         and k not in ("init_image", "mask", "labels")}
+         and k not in ("init_image", "mask", "labels", "fork")}
     d["inputs"] = [k for k in ("init_image", "mask", "labels") if request.get(k) is not None]
+    if isinstance(request.get("fork"), dict):  # the parent stays in the PNG; the history names it only
+        d["fork"] = {"step": request["fork"].get("step"), "parent_seed": (request["fork"].get("parent") or {}).get("seed")}
     return d

@@ -54,7 +54,7 @@ class CheckProcess(QObject):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.proc: subprocess.Popen | None = None
-        self.key = None
+        self.key = None             # what is being checked (the caller's key for its cache)
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)

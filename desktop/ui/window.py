@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 1)
         self.splitter = split
+        self.split_once = False
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(4, 4, 4, 0)
@@ -86,6 +87,8 @@ class MainWindow(QMainWindow):
         self._menus()
         self.controls.generateRequested.connect(m.generate)
         self.controls.cancelRequested.connect(m.cancel)
+        self.history.infoRequested.connect(self.show_png_info)
+        self.preview.forkRequested.connect(m.start_fork)
         m.error.connect(self.show_error)
         m.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         m.bundleChanged.connect(self.on_bundle)
@@ -94,7 +97,6 @@ class MainWindow(QMainWindow):
         screen = self.screen().availableGeometry() if self.screen() else None
         self.resize(min(1320, int(screen.width() * 0.92)) if screen else 1320, min(820, int(screen.height() * 0.9)) if screen else 820)
         self.resizeDocks([self.controls_dock, self.history_dock], [300, 190], Qt.Orientation.Horizontal)
-        split.setSizes([10000, 10000])   # canvas and output share the middle equally
         if not self.restore_layout() and self.width() < 1200:
             self.set_compact(True)           # a small screen, first start: history as a tab
 
@@ -112,6 +114,12 @@ class MainWindow(QMainWindow):
         lay.addWidget(scroll, 1)
         lay.addWidget(self.controls.buttons)
         return column
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self.model.settings["window_state"] and not self.split_once:
+            self.split_once = True   # first start: canvas and output share the middle equally
+            self.splitter.setSizes([self.splitter.width() // 2] * 2)
 
     def _dock(self, title, widget, area, name) -> QDockWidget:
         dock = QDockWidget(title, self)

@@ -140,5 +140,8 @@ class GenerationThread(QThread):
         self.succeeded.emit(result, saved)
         if problem is not None:
             log.error("saving to %s failed: %s", self.out_dir, friendly_error(problem))
-            self.failed.emit(f"The images were made but could not be saved to {self.out_dir}: {friendly_error(problem)}. "
-                             "Save as… still saves them where you choose.")
+            done = sum(p is not None for p, _ in saved)
+            what = (f"Saved {done} of {len(saved)} images to {self.out_dir}; the others" if done
+                    else "The images were made but")
+            self.failed.emit(f"{what} could not be saved: {friendly_error(problem)}. Save as… still saves them "
+                             "where you choose.")

@@ -1,6 +1,6 @@
 """Run a command where every name lookup and connection attempt is seen, and none can leave.
 
-    unshare --net --mount python netwatch.py REPORT.json -- COMMAND ARGS...
+    unshare [--user --map-root-user] --net --mount python netwatch.py REPORT.json -- COMMAND ARGS...
 
 Inside the new (empty) network namespace this script brings up loopback, bind-mounts a
 resolv.conf that points at 127.0.0.1 and an nsswitch.conf with `hosts: files dns` (so glibc asks

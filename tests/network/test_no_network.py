@@ -2,8 +2,10 @@
 
 ONNX Runtime >= 1.29 uploads telemetry on Linux and macOS about 9 s after a session opens, unless
 ORT_DISABLE_TELEMETRY=1 is set before it initialises; `desktop/__init__.py` sets it (setdefault).
-The slow tests run real workloads for 20 s each inside an empty network namespace (netwatch.py:
-fake DNS on loopback, listeners on 80/443, strace of connect()). The control runs the same
+The slow tests run real workloads (workload.py: `generate` + `info`, `python -m desktop`, the library
+from another program, `export` with its parity checks, the idle app) for 20 s each, all at once,
+each inside an empty network namespace (netwatch.py: fake DNS on loopback, listeners on 80/443,
+strace of connect()), and assert zero lookups, zero connections and no device id written. The control runs the same
 generate workload with ORT_DISABLE_TELEMETRY=0 (a value the user set, which we keep) and must be
 seen looking up Microsoft's collector: that proves the harness can fail.
 """
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.namespaces import unshare_or_skip
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SECONDS = 20  # well past the ~9 s after which ONNX Runtime starts its uploader
@@ -27,16 +31,13 @@ CI_VARIABLES = ("CI", "TF_BUILD", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "TR
                 "CODEBUILD_BUILD_ID", "BUILDKITE", "TEAMCITY_VERSION", "APPVEYOR", "BITBUCKET_BUILD_NUMBER")
 
 
-def _can_unshare() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "network namespaces are Linux only"
-    if os.geteuid() != 0:
-        return "needs root for unshare --net --mount"
-    for tool in ("unshare", "ip", "mount"):
+def _can_watch() -> list[str]:
+    """The unshare prefix (a user namespace where allowed: no root needed), or skip saying why."""
+    prefix = unshare_or_skip("net", "mount")
+    for tool in ("ip", "mount"):
         if shutil.which(tool) is None:
-            return f"needs {tool}"
-    probe = subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True)
-    return None if probe.returncode == 0 else "unshare --net --mount is not permitted here"
+            pytest.skip(f"needs {tool}")
+    return prefix
 
 
 def _env(home: Path, **changes) -> dict:
@@ -47,30 +48,39 @@ def _env(home: Path, **changes) -> dict:
     return env
 
 
-def _start(tmp: Path, name: str, workload: list[str], **env_changes):
+def _start(unshare: list[str], tmp: Path, name: str, workload: list[str], **env_changes):
     folder = tmp / name
     folder.mkdir()
     report = folder / "report.json"
-    cmd = ["unshare", "--net", "--mount", sys.executable, str(HERE / "netwatch.py"), str(report), "--",
+    cmd = [*unshare, sys.executable, str(HERE / "netwatch.py"), str(report), "--",
            sys.executable, str(HERE / "workload.py"), *workload]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(folder, **env_changes), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     return proc, folder, report
 
 
+WORKLOADS = {  # name -> (workload arguments, what its output must say it did)
+    "generate": (["generate"], "generate runs"),
+    "module": (["module"], "python -m desktop generate runs"),
+    "library": (["library"], "library generate runs"),
+    "export": (["export"], "export runs"),
+    "app": (["app"], "the app was idle on ['"),
+}
+
+
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory):
-    """The three workloads, run at the same time (each in its own namespace); name -> result."""
-    reason = _can_unshare()
-    if reason:
-        pytest.skip(reason)
+    """Every workload, run at the same time (each in its own namespace); name -> result."""
+    unshare = _can_watch()
     tmp = tmp_path_factory.mktemp("netwatch")
-    runs = {
-        "generate": _start(tmp, "generate", ["generate", str(SECONDS), str(tmp / "out")]),
-        "app": _start(tmp, "app", ["app", str(SECONDS)]),
-        "control": _start(tmp, "control", ["generate", str(SECONDS), str(tmp / "out-control")],
-                          ORT_DISABLE_TELEMETRY="0"),
-    }
+    runs = {}
+    for name, (args, _) in WORKLOADS.items():
+        if name == "export" and not _has("torch"):
+            continue  # the engine extra is not installed: its test skips
+        extra = [] if name == "app" else [str(tmp / f"out-{name}")]
+        runs[name] = _start(unshare, tmp, name, [*args, str(SECONDS), *extra])
+    runs["control"] = _start(unshare, tmp, "control", ["generate", str(SECONDS), str(tmp / "out-control")],
+                             ORT_DISABLE_TELEMETRY="0")
     results = {}
     for name, (proc, folder, report) in runs.items():
         output, _ = proc.communicate(timeout=600)
@@ -98,15 +108,14 @@ def test_the_harness_sees_telemetry_when_the_opt_out_is_undone(watched):
 
 
 @pytest.mark.slow
-def test_generate_and_info_make_no_lookup_and_no_connection(watched):
-    assert "generate runs" in watched["generate"]["output"]
-    _silent(watched["generate"])
-
-
-@pytest.mark.slow
-def test_the_idle_app_makes_no_lookup_and_no_connection(watched):
-    assert "the app was idle on ['" in watched["app"]["output"], watched["app"]["output"]
-    _silent(watched["app"])
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_no_lookup_no_connection_no_device_id(watched, name):
+    """generate + info, `python -m desktop`, the library in another program, export's parity checks
+    and the idle app, each for SECONDS with ONNX Runtime sessions open."""
+    if name not in watched:
+        pytest.skip("export needs the engine extra")
+    assert WORKLOADS[name][1] in watched[name]["output"], watched[name]["output"]
+    _silent(watched[name])
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,6 +146,7 @@ ENTRY_POINTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 @pytest.mark.parametrize("user_value", [None, "0"])
 def test_every_entry_point_opts_out_before_onnxruntime_loads(entry, user_value, tmp_path):
@@ -154,3 +164,23 @@ def test_every_entry_point_opts_out_before_onnxruntime_loads(entry, user_value, 
 def _has(module: str) -> bool:
     import importlib.util
     return importlib.util.find_spec(module) is not None
+
+
+LATE = "import onnxruntime, warnings; warnings.simplefilter('always'); import desktop"
+
+
+@pytest.mark.parametrize("code,user_value,warned", [
+    (LATE, None, True),  # the host loaded ONNX Runtime first: telemetry is on, and we say so
+    (LATE, "1", False),  # ... but it had opted out itself
+    ("import desktop, onnxruntime", None, False),
+])
+def test_a_program_that_loaded_onnxruntime_first_is_warned(code, user_value, warned):
+    from desktop import TELEMETRY_WARNING
+
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    if user_value is not None:
+        env["ORT_DISABLE_TELEMETRY"] = user_value
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (TELEMETRY_WARNING in out.stderr) == warned, out.stderr
+    assert "Traceback" not in out.stderr

@@ -19,6 +19,7 @@ from PIL import Image
 from desktop.cli import main as studio_main
 from desktop.runtime import pngmeta
 from desktop.runtime.pngmeta import read_recipe
+from tests.helpers.namespaces import unshare_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,6 +98,21 @@ def test_disk_full_part_way_through_a_batch_reports_what_was_saved(bundles, tmp_
     assert read_recipe(out[1]).seed == 1
 
 
+def test_what_a_killed_run_left_in_the_output_folder_is_cleaned_by_the_next(bundles, tmp_path, capsys):
+    """A dead writer's temporary, and an hour-old one of an earlier version, go; the user's files stay."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftovers = [f".ds_pixel_class-0.png.tmp-{int(dead.stdout)}-0123abcd.png", ".writing-k2j3.png"]
+    for name in leftovers + ["mine.png", ".hidden"]:
+        (out_dir / name).write_text("x")
+    os.utime(out_dir / ".writing-k2j3.png", (0, 0))
+    code, out, err = run(["generate", "--model", bundles["pixel_class"], "--steps", "2", "--out", out_dir,
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert tree(out_dir) == [".hidden", "mine.png", "pixel_class-0.png"]
+
+
 REAL_DISK_FULL = r"""
 import sys
 from pathlib import Path
@@ -124,14 +140,13 @@ sys.exit(main(["generate", "--model", "digits", "--class", "4", "--batch", "8", 
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("unshare"),
-                    reason="needs root to mount a small tmpfs in a private mount namespace")
+@pytest.mark.slow
 def test_a_really_full_disk_part_way_through_a_batch(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && "
               f"{sys.executable} -c '{REAL_DISK_FULL}' {disk}; code=$?; ls -a {disk}/out; exit $code")
-    out = subprocess.run(["unshare", "--mount", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([*unshare_or_skip("mount"), "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     err = out.stderr.strip().splitlines()
     assert out.returncode == 2, out.stderr
@@ -194,6 +209,18 @@ def test_malformed_recipes_give_one_sentence(bundles, tmp_path, capsys, edit, wo
     assert code == 2 and out == []
     assert_one_line(err, png.name, words)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_recipe_size_far_beyond_the_model_falls_back_to_its_own_with_a_note(bundles, tmp_path, capsys):
+    """A recipe of 2048x2048 replayed on an 8x8 model allocated and ran at 2048x2048."""
+    png = _edited(_made_png(bundles["pixel_class"], tmp_path, capsys), tmp_path,
+                  lambda r: r["request"].update(width=2048, height=2048))
+    code, out, err = run(["generate", "--from-png", png, "--model", bundles["pixel_class"], "--out", tmp_path / "o",
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert_one_line(err[:1], "note: not applied from the recipe: size 2048x2048 (this model makes 8x8 images)")
+    assert len(err) == 2 and err[1].startswith("1 image(s), ")  # the usual summary
+    assert Image.open(out[0]).size == (8, 8)
 
 
 def test_a_recipe_never_follows_a_model_path(bundles, tmp_path, capsys):
@@ -269,6 +296,7 @@ def test_strength_without_init_is_refused(bundles, tmp_path, capsys):
     assert_one_line(err, "--strength needs --init")
 
 
+@pytest.mark.slow
 def test_reading_a_recipe_never_decodes_the_pixels(bundles, tmp_path, capsys):
     """A 20000x20000 PNG (a 50 KB file, 1.2 GB decoded) replays from its recipe; Pillow would refuse it."""
     import json
@@ -310,6 +338,7 @@ def test_long_or_escaped_model_names(tmp_path, capsys, name):
         assert len(err[0]) < 600
 
 
+@pytest.mark.slow
 def test_info_into_a_closed_pipe_is_quiet():
     """`diffusion-studio info digits | head -1` printed a BrokenPipeError traceback. `true` closes the
     pipe before anything is written, so the write always fails."""
@@ -367,6 +396,7 @@ def _huge_png(path: Path, side: int = 20000) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["--init", "--mask"])
 def test_a_huge_png_as_init_or_mask_is_refused_before_decoding(bundles, tmp_path, capsys, option):
     huge = _huge_png(tmp_path / "huge.png")
@@ -380,6 +410,7 @@ def test_a_huge_png_as_init_or_mask_is_refused_before_decoding(bundles, tmp_path
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_an_init_image_of_another_size_is_refused_from_its_header(bundles, tmp_path, capsys):
     big = tmp_path / "big.png"
     Image.new("RGB", (4000, 3000)).save(big)
@@ -462,6 +493,7 @@ def test_a_size_far_beyond_the_model_is_refused_before_allocating(bundles, tmp_p
     assert_one_line(err, f"height {size} is too large for this model: at most 32")
 
 
+@pytest.mark.slow
 def test_an_sd_folder_given_by_path_replays_with_from_png_alone(tmp_path, capsys, monkeypatch):
     """Issue 11.5: SD folders record no hash; the lookup hashes their U-Net once and caches it."""
     monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
@@ -471,3 +503,156 @@ def test_an_sd_folder_given_by_path_replays_with_from_png_alone(tmp_path, capsys
     assert code == 0, err
     np.testing.assert_array_equal(np.array(Image.open(out[0])), np.array(Image.open(png)))
     assert "hash" in (tmp_path / "home" / "model_hashes.json").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# Bundles that passed validation but crashed later: on the command line too (exit 2, one line)
+
+
+def _more_class_names(path: Path) -> None:
+    import json
+    data = json.loads((path / "studio.json").read_text())
+    data["conditioning"]["class"]["names"] += ["three", "four"]
+    (path / "studio.json").write_text(json.dumps(data))
+
+
+def _fixed_size_unet(path: Path) -> None:
+    from desktop.runtime.manifest import read_manifest, write_manifest
+    from tests.helpers.tiny_bundles import CLASS_NAMES, save_onnx, unet_onnx, unet_weights
+    save_onnx(unet_onnx(unet_weights(3, 3, len(CLASS_NAMES)), 3, 3, classes=True, spatial=(16, 16)),
+              path / "unet/model.onnx")
+    write_manifest(path, read_manifest(path))
+
+
+def _unhashed_external_data(path: Path) -> None:
+    import json
+
+    import onnx
+
+    from desktop.runtime.manifest import read_manifest, write_manifest
+    onnx.save(onnx.load(str(path / "unet/model.onnx")), str(path / "unet/model.onnx"), save_as_external_data=True,
+              location="weights.bin", size_threshold=100)
+    write_manifest(path, read_manifest(path))
+    data = json.loads((path / "studio.json").read_text())
+    del data["sha256"]["unet/weights.bin"]
+    (path / "studio.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("name,damage,words", [
+    ("pixel_class", _more_class_names, "conditioning.class.names"),
+    ("pixel_class", _fixed_size_unet, "fixed size 16 on axis 2, but studio.json field 'image.height' says 8"),
+    ("pixel_class", _unhashed_external_data, "'unet/weights.bin', which studio.json does not hash"),
+    ("latent_text", lambda path: (path / "studio.json").unlink(), "studio.json is missing"),
+])
+def test_a_bundle_that_would_crash_later_is_refused_at_open(bundles, tmp_path, capsys, name, damage, words):
+    path = shutil.copytree(bundles[name], tmp_path / "damaged")
+    damage(path)
+    before = tree(path)
+    for argv in (["info", path], ["generate", "--model", path, "--out", tmp_path / "o", "--quiet"]):
+        code, out, err = run(argv, capsys)
+        assert code == 2 and out == [], (argv, out)
+        assert_one_line(err, words)
+    assert tree(path) == before and not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# export --overwrite replaces only a bundle (the command line; the writer's own tests are in tests/export)
+
+
+@pytest.mark.parametrize("make,words", [
+    ("thesis_folder", "is a folder that is not a model bundle (it has no studio.json)"),
+    ("file", "is a file, not a model bundle"),
+    ("symlink", "is a symbolic link"),
+    ("bundle_with_user_file", "holds files that are not part of its bundle (thesis.txt)"),
+    ("bundle_without_overwrite", "already exists; pass --overwrite to replace it"),
+])
+def test_export_overwrite_refuses_what_is_not_a_bundle(bundles, tmp_path, capsys, make, words):
+    pytest.importorskip("torch")
+    out = tmp_path / "out"
+    if make == "thesis_folder":
+        out.mkdir()
+        (out / "thesis.txt").write_text("years of work")
+    elif make == "file":
+        out.write_text("years of work")
+    elif make == "symlink":
+        (tmp_path / "target").mkdir()
+        (tmp_path / "target" / "thesis.txt").write_text("years of work")
+        out.symlink_to(tmp_path / "target")
+    else:
+        shutil.copytree(bundles["pixel_class"], out)
+        if make == "bundle_with_user_file":
+            (out / "thesis.txt").write_text("years of work")
+    snapshot = {p: (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    overwrite = [] if make == "bundle_without_overwrite" else ["--overwrite"]
+    code, stdout, err = run(["export", tmp_path / "no-source-needed", out, *overwrite], capsys)
+    assert code == 2 and stdout == []
+    assert_one_line(err, str(out), words)
+    assert {p: (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")} == snapshot
+
+
+# --------------------------------------------------------------------------------------------
+# --out on a really read-only or full file system (a tmpfs in a private mount namespace)
+
+@pytest.mark.parametrize("mount,words", [
+    ("ro,size=1m", "cannot be created in"),
+    ("size=64k", "is on a disk that is (nearly) full"),
+])
+def test_out_on_a_really_read_only_or_full_disk(tmp_path, mount, words):
+    """No monkeypatching: a tmpfs mounted read-only, or one already full, checked before generating."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fill = f"head -c 60k /dev/zero > {disk}/filler; " if "64k" in mount else ""
+    code = (f"mount -t tmpfs -o {mount} tmpfs {disk} && {fill}"
+            f"{sys.executable} -m desktop generate --model digits --batch 64 --out {disk}/out --quiet; "
+            f"code=$?; ls -A {disk}; exit $code")
+    out = subprocess.run([*unshare_or_skip("mount"), "sh", "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2, out.stderr
+    assert_one_line(out.stderr.strip().splitlines(), f"{disk}/out", words, "Read-only file system" if "ro" in mount else "needed")
+    assert out.stdout.split() == (["filler"] if fill else [])  # no folder, no temporary, no half PNG
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl+C in train
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_train_says_interrupted_and_where_the_checkpoint_is(tmp_path):
+    """It exited 0 and printed "run folder" as if finished."""
+    import json
+    import signal
+
+    pytest.importorskip("torch")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "desktop", "train", "tiny-pixel", "--out", str(run_dir),
+                             "--steps", "100000", "--progress", "json", "--device", "cpu",
+                             "--set", "training.sample_every=0"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # wait for the first training step, then press Ctrl+C
+            if json.loads(line).get("event") == "step":
+                proc.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert_one_line(stderr.strip().splitlines(), "stopped with a checkpoint at", str(run_dir), "--resume")
+    assert "Traceback" not in stderr and "run folder" not in stdout + stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == "paused" and events[-1]["model"] is None
+    assert events[-2]["event"] == "checkpoint" and events[-2]["reason"] == "interrupted"
+    assert Path(events[-2]["path"]).is_file() and Path(events[-2]["path"]).is_relative_to(run_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Files follow the umask (they were 0600)
+
+
+def test_generated_pngs_follow_the_umask(bundles, tmp_path):
+    out = subprocess.run(["sh", "-c", f"umask 022; {sys.executable} -m desktop generate --model "
+                                      f"{bundles['pixel_class']} --steps 2 --batch 2 --out {tmp_path / 'o'} --quiet"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [tmp_path / "o", *(tmp_path / "o").iterdir()]}
+    assert modes == {"o": "0o755", "pixel_class-0.png": "0o644", "pixel_class-1.png": "0o644"}

@@ -235,12 +235,15 @@ def test_clean_leftovers_removes_only_dead_writers_temporaries(tmp_path):
     old_legacy = tmp_path / ".writing-abc.png"
     old_legacy.write_text("x")
     os.utime(old_legacy, (0, 0))
+    for name in (".bundle.export-k3j4h5", ".bundle.old-k3j4h5"):  # an earlier version's killed export
+        (tmp_path / name / "unet").mkdir(parents=True)
+        os.utime(tmp_path / name, (0, 0))
     new_legacy = tmp_path / ".writing-def.png"
     new_legacy.write_text("x")
     removed = fileio.clean_leftovers(tmp_path)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted([".hidden", ".writing-def.png", f".ds_settings.json.tmp-{os.getpid()}-0123abcd", "photo.png"])
-    assert len(removed) == 3
+    assert len(removed) == 5
 
 
 def test_a_crashed_fallback_swap_is_put_back(tmp_path):

@@ -1,8 +1,11 @@
-"""Fixtures for the app's tests: tiny ONNX bundles and a user home inside tmp_path."""
+"""Fixtures and helpers for the app's tests: tiny ONNX bundles, a user home inside tmp_path, running
+and spying on generations, image coordinates on a view."""
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import QPoint
 
+from desktop.runtime import pipeline
 from tests.helpers.tiny_bundles import make_bundle
 
 
@@ -48,3 +51,29 @@ def run_and_wait(qtbot, model, start=None, timeout=30000):
     """Start a run (default: model.generate) and wait until the UI is idle again."""
     with qtbot.waitSignal(model.runningChanged, timeout=timeout, check_params_cb=lambda r: r is False):
         (start or model.generate)()
+
+
+def widget_pos(view, x: float, y: float) -> QPoint:
+    """The widget position of image pixel (x, y)."""
+    r = view.image_rect()
+    s = view.scale()
+    return QPoint(int(r.x() + x * s), int(r.y() + y * s))
+
+
+def spy_generate(monkeypatch, before_step=None):
+    """Wrap pipeline.generate; returns the list of requests it received."""
+    seen = []
+    real = pipeline.generate
+
+    def wrapper(bundle, request, on_step=None, cancel=None):
+        seen.append(request)
+
+        def step(info):
+            if before_step:
+                before_step(info)
+            on_step(info)
+
+        return real(bundle, request, on_step=step if on_step else None, cancel=cancel)
+
+    monkeypatch.setattr(pipeline, "generate", wrapper)
+    return seen

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,37 +22,11 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.runtime import pipeline, pngmeta
 from desktop.ui import app, images
-from tests.ui.conftest import run_and_wait
+from tests.ui.conftest import run_and_wait, spy_generate, widget_pos
 
 pytestmark = pytest.mark.slow  # drives the app
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def widget_pos(view, x: float, y: float) -> QPoint:
-    """The widget position of image pixel (x, y)."""
-    r = view.image_rect()
-    s = view.scale()
-    return QPoint(int(r.x() + x * s), int(r.y() + y * s))
-
-
-def spy_generate(monkeypatch, before_step=None):
-    """Wrap pipeline.generate; returns the list of requests it received."""
-    seen = []
-    real = pipeline.generate
-
-    def wrapper(bundle, request, on_step=None, cancel=None):
-        seen.append(request)
-
-        def step(info):
-            if before_step:
-                before_step(info)
-            on_step(info)
-
-        return real(bundle, request, on_step=step if on_step else None, cancel=cancel)
-
-    monkeypatch.setattr(pipeline, "generate", wrapper)
-    return seen
 
 
 def drop_file(widget, path: Path) -> None:
@@ -87,7 +62,7 @@ def test_prompt_generate_previews_every_step_and_saves_png_with_recipe(qtbot, op
     assert recipe.prompt == "a red cat" and recipe.seed == m.params.seed and recipe.steps == steps
     saved = images.load_image(png)
     assert np.array_equal(saved, m.result_images[0])
-    assert w.history.list.count() == 1
+    assert len(w.history.items()) == 1
     # the trajectory slider steps through the stored previews, the last position is the result
     assert w.preview.slider.isEnabled() and w.preview.slider.maximum() == steps
     w.preview.slider.setValue(0)
@@ -160,7 +135,7 @@ def test_label_map_model_inpaints_with_its_map(qtbot, open_window, home):
     qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=widget_pos(view, 2, 2))
     assert (m.canvas.labels == 1).all() and view.mode == "semantic"
     w.canvas.set_tool("brush")
-    assert view.mode == "inpaint" and not w.canvas.label_combo.isVisible()
+    assert view.mode == "inpaint" and not w.canvas.label_combo.isEnabled()   # greyed, not hidden: nothing moves
     view.set_radius(3)
     qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=widget_pos(view, 4, 8))
     qtbot.mouseMove(view, widget_pos(view, 11, 8))
@@ -180,31 +155,42 @@ def test_cancel_mid_run_is_idle_within_one_step_and_writes_nothing(qtbot, open_w
     m = w.model
     m.set_param("steps", 60)
     steps_run = []
+    pressed = threading.Event()
 
-    def slow(info):
+    def slow(info):  # the worker holds after step 3 until Esc was pressed at step 2: no race with the UI
         steps_run.append(info.step)
-        time.sleep(0.03)
+        if info.step == 3:
+            pressed.wait(20)
 
     spy_generate(monkeypatch, before_step=slow)
     cancelled_at = []
 
     def on_progress(step, steps, it_s, eta):
-        if step == 3 and not cancelled_at:
+        if step == 2 and not cancelled_at:
             cancelled_at.append(step)
             qtbot.keyClick(w, Qt.Key.Key_Escape)
+            pressed.set()
 
     m.progressChanged.connect(on_progress)
     w.activateWindow()
     qtbot.waitUntil(w.isActiveWindow)   # window shortcuts need the active window
     run_and_wait(qtbot, m)
-    assert cancelled_at == [3]
-    assert max(steps_run) <= 4 + 1, f"ran {max(steps_run)} steps after a cancel at step 3"
+    assert cancelled_at == [2]
+    assert max(steps_run) == 3, f"ran {max(steps_run)} steps after a cancel at step 2 (the step in flight was 3)"
     assert not m.running and w.controls.generate_button.isEnabled()
     assert not list((home["home"] / "outputs").glob("*.png")) if (home["home"] / "outputs").exists() else True
     assert len(m.history) == 0
     assert "Cancelled" in w.statusBar().currentMessage()
     run_and_wait(qtbot, m)  # and the app still generates
     assert len(m.history) == 1
+
+
+def test_the_steps_box_stops_at_the_models_timesteps(open_window):
+    """The soak test typed 419 steps into a model trained with T=100: a refusal per click."""
+    w = open_window(cond="class")
+    assert w.model.caps.max_steps == 100 and w.controls.steps.maximum() == 100
+    w.controls.steps.setValue(419)
+    assert w.controls.steps.value() == 100 and w.model.params.steps == 100
 
 
 def test_restore_from_history_and_from_dropped_png_is_exact(qtbot, open_window, home, tmp_path):
@@ -237,8 +223,8 @@ def test_restore_from_history_and_from_dropped_png_is_exact(qtbot, open_window, 
         assert m.params != made and not same_request()
 
     scramble()
-    item = w.history.list.item(0)
-    qtbot.mouseClick(w.history.list.viewport(), Qt.MouseButton.LeftButton, pos=w.history.list.visualItemRect(item).center())
+    item = w.history.tree.topLevelItem(0)
+    qtbot.mouseClick(w.history.tree.viewport(), Qt.MouseButton.LeftButton, pos=w.history.tree.visualItemRect(item).center())
     assert same_request()
     assert (c.class_combo.currentData(), c.steps.value(), c.seed.value(), c.lock.isChecked()) == ("two", 7, 1234, True)
     request = m.build_request()
@@ -335,7 +321,7 @@ def test_restart_keeps_history_settings_and_layout(qtbot, open_window, home):
     assert m2.settings["recent_prompts"][0] == "a blue house"
     assert m2.settings["window_geometry"] and m2.settings["window_state"]
     assert not w2.history_dock.isVisible()
-    assert w2.history.list.count() == 1
+    assert len(w2.history.items()) == 1
     assert m2.caps.name == "tiny-pixel-text"
 
 

@@ -7,8 +7,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 
 from tests.helpers.tiny_bundles import make_bundle
-from tests.ui.conftest import run_and_wait
-from tests.ui.test_app import widget_pos
+from tests.ui.conftest import run_and_wait, spy_generate, widget_pos
 
 
 def two_models(home):
@@ -129,11 +128,11 @@ def test_history_entries_without_a_prompt_say_what_they_are(qtbot, open_window, 
     m = w.model
     m.canvas.fill_labels(1)
     run_and_wait(qtbot, m)
-    assert w.history.list.item(0).text() == "label map"
+    assert w.history.tree.topLevelItem(0).text(0).startswith("label map\n")
     assert m.select_model(digits)
     w.controls.class_combo.setCurrentIndex(1)
     run_and_wait(qtbot, m)
-    assert w.history.list.item(0).text() == "class one"
+    assert w.history.tree.topLevelItem(0).text(0).startswith("class one\n")
 
 
 def test_tooltips_say_it_in_plain_words_before_any_math(qtbot, open_window):
@@ -146,3 +145,19 @@ def test_tooltips_say_it_in_plain_words_before_any_math(qtbot, open_window):
         if tip:
             first = tip.replace(":", ".").split(".")[0]
             assert not any(sym in first for sym in math), f"{type(widget).__name__}: {tip!r}"
+
+
+def test_a_new_size_resamples_the_painting_instead_of_clearing_it(qtbot, open_window):
+    w = open_window(cond="semantic", size=16)
+    m = w.model
+    assert m.sizes.flexible
+    labels = np.zeros((16, 16), np.int32)
+    labels[8:] = 2
+    m.canvas.set_labels(labels)
+    m.canvas.set_init_image(np.zeros((16, 16, 3), np.uint8))
+    m.canvas.mask[:, :4] = 1
+    w.controls.width_box.setValue(2 * m.sizes.step if m.sizes.step > 16 else 32)
+    width = m.params.width
+    assert m.canvas.labels.shape == (16, width) and m.canvas.init_image.shape == (16, width, 3)
+    assert (m.canvas.labels[8:] == 2).all() and (m.canvas.labels[:8] == 0).all()
+    assert m.canvas.mask[:, : width // 4 - 1].min() == 1 and m.canvas.mask[:, width // 2:].max() == 0

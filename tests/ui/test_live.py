@@ -7,8 +7,7 @@ import time
 import numpy as np
 
 from desktop.ui import live
-from tests.ui.conftest import run_and_wait
-from tests.ui.test_app import spy_generate
+from tests.ui.conftest import run_and_wait, spy_generate, widget_pos
 
 
 def outputs(home):

@@ -2,7 +2,7 @@
 honest states after a cancel or a failed save, and batches as grids of separate images."""
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,8 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.runtime import pngmeta
 from desktop.ui import images
-from tests.ui.conftest import run_and_wait
-from tests.ui.test_app import spy_generate
+from tests.helpers.tiny_bundles import make_bundle
+from tests.ui.conftest import run_and_wait, spy_generate, widget_pos
 
 
 def test_a_small_result_shows_large_and_crisp_with_zoom_and_full_screen(qtbot, open_window):
@@ -40,9 +40,10 @@ def test_cancel_says_cancelled_and_leaves_nothing_to_save(qtbot, open_window, mo
     m, p = w.model, w.preview
     run_and_wait(qtbot, m)
     assert p.b_save.isEnabled() and p.progress.format() == "done"
-    spy_generate(monkeypatch, before_step=lambda info: time.sleep(0.02))
+    cancelled = threading.Event()
+    spy_generate(monkeypatch, before_step=lambda info: info.step == 3 and cancelled.wait(20))
     m.set_param("steps", 40)
-    m.progressChanged.connect(lambda step, *_: step == 2 and m.cancel())
+    m.progressChanged.connect(lambda step, *_: step == 2 and (m.cancel(), cancelled.set()))
     run_and_wait(qtbot, m)
     assert m.run_state == "cancelled" and "cancelled" in p.progress.format()
     assert not any(b.isEnabled() for b in (p.b_save, p.b_copy, p.b_input, p.b_folder))
@@ -63,6 +64,34 @@ def test_a_failed_auto_save_keeps_save_as_working(qtbot, open_window, tmp_path):
     assert m.save_selected_as(target)
     assert np.array_equal(images.load_image(target), m.result_images[0])
     assert pngmeta.read_recipe(target).seed == m.params.seed
+
+
+def test_disk_full_part_way_through_a_batch_says_what_was_saved(qtbot, open_window, monkeypatch):
+    """Issue 13: two of eight PNGs were written, and the message did not say which."""
+    import errno
+    import os
+
+    w = open_window(cond="class")
+    m = w.model
+    real, calls = pngmeta.save_png, []
+
+    def save_png(*a, **k):
+        calls.append(1)
+        if len(calls) >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*a, **k)
+    monkeypatch.setattr(pngmeta, "save_png", save_png)
+    m.set_param("batch_size", 8)
+    run_and_wait(qtbot, m)
+    text = w.banner.text.text()
+    assert w.banner.isVisible() and "Saved 2 of 8 images to" in text and "No space left on device" in text, text
+    assert "\n" not in text and "Traceback" not in text
+    saved = [p for p in m.result_paths if p is not None]
+    assert len(saved) == 2 and all(Path(p).is_file() for p in saved)
+    assert len(m.result_images) == 8  # all eight kept in the window for Save as…
+    assert sorted(e.path for e in m.history.entries) == sorted(str(p) for p in saved)
+    assert sorted(p.name for p in saved[0].parent.iterdir()) == sorted(p.name for p in saved)  # no half file
+    assert w.preview.b_save.isEnabled()
 
 
 def test_a_batch_is_a_grid_and_every_action_uses_the_chosen_image(qtbot, open_window, tmp_path):
@@ -88,3 +117,40 @@ def test_a_batch_is_a_grid_and_every_action_uses_the_chosen_image(qtbot, open_wi
     view.setFocus()
     qtbot.keyClick(view, Qt.Key.Key_Right)
     assert m.selected == 3
+
+
+def test_width_and_height_come_in_the_models_steps(qtbot, open_window, home):
+    """An SD folder (made by optimum) takes other sizes: the controls offer them in its steps."""
+    import shutil
+
+    from desktop.runtime.image_size import size_options
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "sd" / "optimum-sd1", home["bundled"] / "sd1")
+    w = open_window(make=False)
+    m, c = w.model, w.controls
+    sizes = size_options(m.bundle)
+    assert sizes.flexible and c.width_box.isVisible() and not c.size_fixed.isVisible()
+    assert c.width_box.singleStep() == sizes.step and c.width_box.minimum() == sizes.step
+    assert "memory" in c.size_note.text()
+    c.width_box.lineEdit().setText(str(2 * sizes.step + 1))      # between two steps: snapped
+    c.width_box.interpretText()
+    c.width_box.editingFinished.emit()
+    assert m.params.width == 2 * sizes.step
+    c.height_box.setValue(3 * sizes.step)
+    run_and_wait(qtbot, m)
+    assert m.result_images[0].shape[:2] == (3 * sizes.step, 2 * sizes.step)
+    assert pngmeta.read_recipe(m.result_paths[0]).width == 2 * sizes.step
+    # a U-Net exported with a fixed size: the model's one size, no controls
+    import onnx
+
+    from desktop.runtime.manifest import read_manifest, write_manifest
+    fixed = make_bundle(home["bundled"] / "fixed", cond="class", size=8)
+    graph = onnx.load(fixed / "unet/model.onnx")
+    for value in (*graph.graph.input[:1], *graph.graph.output):
+        for dim in value.type.tensor_type.shape.dim[2:]:
+            dim.dim_value = 8
+    onnx.save(graph, fixed / "unet/model.onnx")
+    write_manifest(fixed, read_manifest(fixed))   # hashes the changed file
+    w2 = open_window(make=False)
+    assert w2.model.select_model(fixed)
+    assert not w2.controls.width_box.isVisible() and w2.controls.size_fixed.text() == "8 × 8 (fixed)"

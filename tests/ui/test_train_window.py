@@ -4,9 +4,11 @@ torch (every flow runs inside `app_process_guard`).
 
 Covered: the data check (counts, classes, skipped files and why, an unusable folder as a sentence)
 and the measured expected time; tiny-pixel trained, paused, exported from its checkpoint, resumed,
-killed (reported, then resumed from its checkpoint), exported again and generated from; tiny-latent with its VAE stage visible; closing
-the app keeps training in the background, a new window follows the run, pauses on close, and
-cancels (deleting the run); without the engine extra, the window says what to install.
+killed (reported, then resumed from its checkpoint), exported again and generated from (selected,
+provenance in its info card); tiny-latent with its VAE stage visible; cancelling keeps the run
+(paused, resumable); closing the app keeps training in the background, a new window follows the
+run, pauses on close, and cancels (deleting the run); without the engine extra, the window says
+what to install, copies the command, and trains once it is there (Check again).
 """
 from __future__ import annotations
 
@@ -22,8 +24,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication, QTextDocument
+from PySide6.QtWidgets import QPushButton
 
 from desktop.runtime import paths, training
+from desktop.ui.caps import describe_html
 from tests.ui.conftest import run_and_wait
 
 APP_FORBIDDEN = ("torch", "engine", "export", "diffusers", "transformers", "accelerate", "safetensors")
@@ -209,6 +214,8 @@ def test_train_pause_kill_resume_export_then_generate(qtbot, open_window, tmp_pa
         assert m.caps.class_names == ["blue", "green", "red"]
         prov = m.caps.provenance
         assert prov["steps"] == 100 and str(folder) in prov["data"] and prov["train_seconds"] > 0
+        card = describe_html(m.caps)          # the model's info (Help and models)
+        assert "Provenance: data" in card and "Provenance: steps</b></td><td>100<" in card and "train_seconds" in card
         steps = [s for s, _ in session.state.current.losses]
         assert steps == sorted(set(steps)) and steps[-1] == 100     # resumed runs redo lost steps once
         assert "exported as" in progress.title.text() and progress.sample.image is not None
@@ -260,6 +267,21 @@ def test_closing_keeps_training_in_the_background_and_the_next_window_follows_it
         qtbot.mouseClick(tw.setup.start_button, Qt.MouseButton.LeftButton)
         run = tw.session.run
         qtbot.waitUntil(lambda: tw.session.state.current is not None and tw.session.state.current.step >= 1, timeout=LONG)
+        first = tw.session.state.pid
+
+        qtbot.mouseClick(tw.progress.cancel_button, Qt.MouseButton.LeftButton)    # Cancel -> Keep run: it pauses
+        assert tw.session.run is None and tw.left.currentWidget() is not tw.summary
+        qtbot.waitUntil(lambda: not training.pid_alive(first), timeout=LONG)
+        kept = training.read_run_state(run)
+        assert kept.paused and kept.current.checkpoint_step == kept.current.step >= 1 and run.is_dir()
+        index = tw.runs.findData(str(run))
+        tw.runs.showPopup()         # the list reads the runs' state again when it opens
+        tw.runs.hidePopup()
+        assert "stopped at step" in tw.runs.itemText(index)
+        tw.runs.setCurrentIndex(index)
+        tw.on_run_chosen(index)
+        qtbot.mouseClick(tw.progress.resume_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: tw.session.state.pid != first and tw.session.state.current.step > kept.current.step, timeout=LONG)
         pid = tw.session.state.pid
 
         monkeypatch.setattr(TrainWindow, "ask_close", lambda self: "stay")
@@ -291,16 +313,54 @@ def test_closing_keeps_training_in_the_background_and_the_next_window_follows_it
 
 
 def test_without_the_engine_the_train_window_says_what_to_install(qtbot, open_window, monkeypatch):
-    monkeypatch.setattr(training, "missing_engine_modules", lambda: ["diffusers", "torch"])
+    monkeypatch.setattr(training, "missing_engine_modules", lambda: ["diffusers", "onnx", "safetensors", "sklearn", "torch"])
     w = open_window()
     with app_process_guard():
         tw = open_train_without_engine(qtbot, w)
-        assert tw.notice.isVisible() and "diffusers, torch" in tw.notice.text()
+        assert tw.notice_box.isVisible() and "torch, diffusers, onnx, safetensors and 1 more" in tw.notice.text()
         assert html.escape(training.install_command()) in tw.notice.text()
-        assert not tw.setup.isEnabled() and not tw.setup.start_button.isEnabled()
+        assert not tw.setup.isEnabled() and not tw.setup.start_button.isEnabled() and not tw.setup.presets
+        copy = next(b for b in tw.notice_box.findChildren(QPushButton) if b.text() == "Copy command")
+        qtbot.mouseClick(copy, Qt.MouseButton.LeftButton)
+        assert QGuiApplication.clipboard().text() == training.install_command()
+
+        qtbot.mouseClick(tw.recheck_button, Qt.MouseButton.LeftButton)      # still missing: nothing changes
+        assert tw.notice_box.isVisible() and not tw.setup.isEnabled()
+        monkeypatch.setattr(training, "missing_engine_modules", lambda: [])  # the user installed it meanwhile
+        qtbot.mouseClick(tw.recheck_button, Qt.MouseButton.LeftButton)
+        assert not tw.notice_box.isVisible() and tw.setup.isEnabled() and tw.setup.presets
+        names = [p["name"] for p in tw.setup.presets]       # the quickest first try comes first, selected
+        assert names[:2] == ["tiny-pixel", "tiny-latent"] and tw.setup.current_preset()["name"] == "tiny-pixel"
+        tw.setup.preset.setCurrentIndex(tw.setup.preset.findData("digits"))   # no data chosen: no check starts
+        shown = QTextDocument()
+        shown.setHtml(tw.setup.preset_text.text())
+        assert tw.setup.preset_text.textFormat() == Qt.TextFormat.RichText and "sub-folder's look" in shown.toPlainText()
+
+
+def test_install_command_names_this_python_and_the_checkout():
+    cmd = training.install_command()
+    assert sys.executable in cmd and "-m pip install" in cmd and "[engine]" in cmd
+    root = training.source_checkout()
+    assert root is not None and str(root) in cmd and "-c constraints-cpu.txt" in cmd
 
 
 def open_train_without_engine(qtbot, window):
     window.open_train()
     qtbot.waitExposed(window.train_window)
     return window.train_window
+
+
+def test_loss_plot_step_ticks_are_whole_round_steps():
+    from hypothesis import given, strategies as st
+
+    from desktop.ui.widgets.loss_plot import nice_ticks
+
+    @given(st.integers(0, 10**7), st.integers(1, 10**6))
+    def check(first, span):
+        ticks = nice_ticks(first, first + span, 5, least=1)
+        assert ticks and all(t == int(t) for t in ticks) and len(set(ticks)) == len(ticks)
+        assert all(first <= t <= first + span for t in ticks) and len(ticks) <= 11
+
+    check()
+    assert nice_ticks(1, 2, 5, least=1) == [1, 2]      # a 2-step run: not 1, 1, 1, 1, 1, 2
+    assert nice_ticks(0.5, 0.9) == [0.5, 0.6, 0.7, 0.8, 0.9]

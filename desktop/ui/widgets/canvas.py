@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLab
                                QToolButton, QVBoxLayout, QWidget)
 
 from .. import brush, images
-from .flow import FlowLayout, retain_size
+from .flow import FlowLayout
 from .imageview import ImageView, zoom_box
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
@@ -310,7 +310,6 @@ class CanvasPanel(QWidget):
         more.setToolTipsVisible(True)
         self.more.setMenu(more)
         self.tools_row = flow_row([*self.tool_buttons.values(), self.label_combo, self.more])
-        retain_size(self.label_combo)
 
     def _make_sliders(self) -> None:
         self.size_slider = self._slider(1, 128, 4, "Brush size in picture pixels ( [ and ] or the mouse wheel )")
@@ -324,7 +323,6 @@ class CanvasPanel(QWidget):
         self.size_label, self.hard_label, self.opacity_label = QLabel("Size"), QLabel("Hardness"), QLabel("Overlay")
         self.sliders_row = flow_row([pair(self.size_label, self.size_slider), pair(self.hard_label, self.hard_slider),
                                      pair(self.opacity_label, self.opacity_slider)])
-        retain_size(self.hard_label, self.hard_slider)
 
     def _slider(self, lo, hi, value, tip) -> QSlider:
         s = QSlider(Qt.Orientation.Horizontal)
@@ -357,10 +355,11 @@ class CanvasPanel(QWidget):
                 self.view.refresh()
 
     def _show_mode_widgets(self) -> None:
+        """What the current tool does not use is greyed, never hidden: switching tools moves nothing."""
         inpaint = self.view.mode == "inpaint"
-        self.label_combo.setVisible(self.view.mode == "semantic")
-        self.hard_slider.setVisible(inpaint)
-        self.hard_label.setVisible(inpaint)
+        self.label_combo.setEnabled(self.view.mode == "semantic")
+        self.hard_slider.setEnabled(inpaint)
+        self.hard_label.setEnabled(inpaint)
 
     def on_bundle(self) -> None:
         """Every model gets the inpainting mask tools; label-map models also the label tools (their
@@ -381,6 +380,7 @@ class CanvasPanel(QWidget):
         self.tools_row.setVisible(c is not None)
         self.sliders_row.setVisible(c is not None)
         self.label_combo.clear()
+        self.label_combo.setVisible(semantic)
         self.view.palette_colors = [col for _, col in c.labels] if c and semantic else []
         if c and semantic:
             for name, col in c.labels:

@@ -6,12 +6,12 @@ model cannot use are hidden (no prompt for a class model, no class picker for a 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtGui import QFontMetrics, QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout,
                                QLabel, QMenu, QPlainTextEdit, QPushButton, QSizePolicy, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
-from diffusion.samplers import SAMPLER_SPECS
+from diffusion.samplers import NEEDS_RNG, SAMPLER_SPECS
 
 from ..bind import bind
 from ..caps import describe
@@ -113,6 +113,26 @@ class ModelPicker(QWidget):
             self.model.add_model(folder)
 
 
+class SteppedSpinBox(QSpinBox):
+    """A spin box whose value is always a multiple of its single step (a model's size step): a typed
+    value in between is rounded to the nearest one when editing ends."""
+
+    def validate(self, text: str, pos: int):
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and int(text.strip()) % self.singleStep():
+            state = QValidator.State.Intermediate
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            return text
+        step = self.singleStep()
+        snapped = min(max(self.minimum(), int(round(value / step)) * step), self.maximum() // step * step)
+        return self.textFromValue(snapped)
+
+
 def spin_box(lo, hi, tip: str, *, step=1, decimals: int | None = None) -> QSpinBox | QDoubleSpinBox:
     """A spin box; `decimals` makes it a QDoubleSpinBox."""
     box = QSpinBox() if decimals is None else QDoubleSpinBox()
@@ -148,6 +168,39 @@ TIPS = {  # plain words first, the math after
 }
 
 
+class ForkBanner(QFrame):
+    """Shown in fork mode: what is being forked, what a fork may change, and a way out."""
+
+    def __init__(self, model, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.setObjectName("forkBanner")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.stop = QPushButton("Stop forking")
+        self.stop.setToolTip("Back to ordinary runs from pure noise")
+        self.stop.clicked.connect(model.stop_fork)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.addWidget(self.text)
+        lay.addWidget(self.stop, 0, Qt.AlignmentFlag.AlignRight)
+        model.forkChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        fork = self.model.fork
+        self.setVisible(fork is not None)
+        if fork is None:
+            return
+        parent = fork["parent"]
+        what = f"“{parent['prompt']}”" if parent.get("prompt") else f"seed {parent.get('seed')}"
+        note = ("" if parent.get("sampler") in NEEDS_RNG else
+                " This sampler adds no noise of its own, so a new seed alone changes nothing after the fork.")
+        self.text.setText(f"<b>Forking</b> {what} at step {fork['step']} of {parent.get('steps')}: change the seed, "
+                          f"prompt, guidance, class or map, then Generate.{note}")
+
+
 class ControlsPanel(QWidget):
     """Model picker, prompt and sampling controls; each control is bound to one field of the model's
     params (bind.py), and controls the model cannot use are hidden."""
@@ -172,6 +225,9 @@ class ControlsPanel(QWidget):
         model.bundleChanged.connect(self.on_bundle)
         model.runningChanged.connect(self.on_running)
         model.canvas.changed.connect(self.update_visibility)
+        model.forkChanged.connect(self.update_visibility)
+        model.paramsChanged.connect(lambda name: name in ("width", "height", "batch_size", "guidance")
+                                    and self.update_size_controls())
         self.on_bundle()
 
     def _make_prompts(self) -> None:
@@ -205,10 +261,16 @@ class ControlsPanel(QWidget):
         self.lock = QCheckBox("Lock")
         self.lock.setToolTip(TIPS["lock"])
         self.batch = spin_box(1, 16, TIPS["batch"])
-        self.width_box = spin_box(8, 4096, TIPS["size"].format(name="width", step=8), step=8)
-        self.height_box = spin_box(8, 4096, TIPS["size"].format(name="height", step=8), step=8)
+        self.width_box, self.height_box = SteppedSpinBox(), SteppedSpinBox()
+        for box, name in ((self.width_box, "width"), (self.height_box, "height")):
+            box.setRange(8, 4096)
+            box.setSingleStep(8)
+            box.setToolTip(TIPS["size"].format(name=name, step=8))
         self.size_fixed = QLabel()
         self.size_fixed.setToolTip(TIPS["size_fixed"])
+        self.size_note = QLabel()
+        self.size_note.setWordWrap(True)
+        self.size_note.setToolTip("An estimate of the memory this size and batch need, from the model's shape")
         self.strength = spin_box(0.0, 1.0, TIPS["strength"], step=0.05, decimals=2)
         self.seamless = QCheckBox("Blend seams")
         self.seamless.setToolTip(TIPS["seamless"])
@@ -248,7 +310,7 @@ class ControlsPanel(QWidget):
                               ("Steps", [self.steps]), (self.guidance_label, [self.guidance]),
                               ("Seed", [(self.seed, 1), self.dice, self.lock]), ("Batch", [self.batch]),
                               ("Size", [self.width_box, self.times, self.height_box, (self.size_fixed, 1)]),
-                              (self.strength_label, [self.strength]), ("", [self.seamless])):
+                              ("", [self.size_note]), (self.strength_label, [self.strength]), ("", [self.seamless])):
             form.addRow(label, fields[0] if len(fields) == 1 else row_of(fields))
         self.buttons = QWidget()   # the window puts these below the scrolling controls
         buttons = QHBoxLayout(self.buttons)
@@ -259,7 +321,9 @@ class ControlsPanel(QWidget):
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         line.setFrameShadow(QFrame.Shadow.Sunken)
+        self.fork_banner = ForkBanner(self.model)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.fork_banner)
         lay.addWidget(QLabel("<b>Model</b>"))
         lay.addWidget(self.picker)
         lay.addWidget(line)
@@ -290,6 +354,7 @@ class ControlsPanel(QWidget):
             self.class_combo.addItem(name, name)
         self.class_combo.blockSignals(False)
         self.bindings["class_name"].update_widget()
+        self.steps.setMaximum(c.max_steps if c else 1000)  # a model of T=100 refuses 419 steps
         self.update_visibility()
 
     def update_visibility(self) -> None:
@@ -303,17 +368,37 @@ class ControlsPanel(QWidget):
         guided = bool(c and c.guided)
         self.guidance_label.setVisible(guided or c is None)
         self.guidance.setVisible(guided or c is None)
-        adjustable = bool(c and c.size_adjustable)
-        self.width_box.setVisible(adjustable)
-        self.height_box.setVisible(adjustable)
-        self.times.setVisible(adjustable)
-        self.size_fixed.setVisible(not adjustable)
-        self.size_fixed.setText(f"{c.width} × {c.height} (fixed)" if c else "—")
+        self.update_size_controls()
         img2img = self.model.uses_strength()
         self.strength_label.setVisible(img2img)
         self.strength.setVisible(img2img)
+        for w in (self.sampler, self.steps, self.width_box, self.height_box, self.strength):
+            w.setEnabled(self.model.fork is None)   # a fork keeps its parent's grid, size and strength
         self.seamless.setVisible(self.model.inpaints())
         self.generate_button.setEnabled(c is not None and (not self.model.running or self.model.live_run))
+
+    def update_size_controls(self) -> None:
+        """Width and height in the model's steps where its U-Net takes other sizes, else its one size;
+        and what the size needs in memory."""
+        sizes, c = self.model.sizes, self.model.caps
+        flexible = bool(sizes and sizes.flexible)
+        for w in (self.width_box, self.times, self.height_box):
+            w.setVisible(flexible)
+        self.size_fixed.setVisible(not flexible)
+        self.size_fixed.setText(f"{c.width} × {c.height} (fixed)" if c else "—")
+        if flexible:
+            for box, name in ((self.width_box, "width"), (self.height_box, "height")):
+                box.blockSignals(True)
+                box.setRange(sizes.minimum, sizes.maximum)
+                box.setSingleStep(sizes.step)
+                box.setToolTip(TIPS["size"].format(name=name, step=sizes.step))
+                box.blockSignals(False)
+            for name in ("width", "height"):
+                self.bindings[name].update_widget()
+        note, fits = self.model.memory_note() if flexible else ("", True)
+        self.size_note.setText(note)
+        self.size_note.setStyleSheet("" if fits else "color: #d9534f")
+        self.size_note.setVisible(bool(note))
 
     def on_running(self, running: bool) -> None:
         busy = running and not self.model.live_run     # a live run gives way to Generate

@@ -66,11 +66,3 @@ class FlowLayout(QLayout):
             x += hint.width() + gap
             row_height = max(row_height, hint.height())
         return y + row_height - rect.y() + m.bottom()
-
-
-def retain_size(*widgets: QWidget) -> None:
-    """Hidden, these widgets keep their space, so showing or hiding them moves nothing else."""
-    for w in widgets:
-        policy = w.sizePolicy()
-        policy.setRetainSizeWhenHidden(True)
-        w.setSizePolicy(policy)

@@ -24,13 +24,14 @@ def smoothed(values: list[float], weight: float | None = None) -> list[float]:
     return out
 
 
-def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
-    """About `count` round values covering [lo, hi]."""
+def nice_ticks(lo: float, hi: float, count: int = 4, *, least: float = 0.0) -> list[float]:
+    """About `count` round values covering [lo, hi], at least `least` apart (1 for steps: no
+    fractional step is a tick)."""
     if not hi > lo:
         return [lo]
-    raw = (hi - lo) / count
+    raw = max((hi - lo) / count, least)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw and not (least and (m * mag) % least))
     first = math.ceil(lo / step) * step
     return [first + i * step for i in range(int((hi - first) / step) + 1)]
 
@@ -98,7 +99,7 @@ class LossPlot(QWidget):
             return QPointF(area.left() + (step - x0) / (x1 - x0) * area.width(),
                            area.bottom() - (y - y0) / ((y1 - y0) or 1.0) * area.height())
 
-        self._grid(p, area, log, y0, y1, x0, x1, dim, to_px)
+        self._grid(p, area, log=log, y0=y0, y1=y1, x0=x0, x1=x1, color=dim, to_px=to_px)
         accent = QColor(pal.highlight().color())
         faint = QColor(accent)
         faint.setAlpha(70)
@@ -107,10 +108,20 @@ class LossPlot(QWidget):
         smooth = smoothed([v for _, v in self.points])
         self._polyline(p, [to_px(self.points[i][0], smooth[i]) for i in keep], QPen(accent, 2.2))
         p.setPen(text)
-        p.drawText(QRectF(area.left(), 2, area.width(), fm.height() + 4), Qt.AlignmentFlag.AlignLeft,
-                   f"{self.title}{'  (log scale)' if log else ''}")
-        p.drawText(QRectF(area.left(), 2, area.width(), fm.height() + 4), Qt.AlignmentFlag.AlignRight,
-                   f"step {self.points[-1][0]:,}: {smooth[-1]:.4g} (smoothed)")
+        self._headline(p, QRectF(6, 2, self.width() - 18, fm.height() + 4),
+                       f"{self.title}{'  (log scale)' if log else ''}", self.points[-1][0], smooth[-1])
+
+    @staticmethod
+    def _headline(p: QPainter, box: QRectF, title: str, step: int, value: float) -> None:
+        """The title on the left and the latest smoothed value on the right, shortened (or left
+        out) where the two would overlap."""
+        fm = p.fontMetrics()
+        p.drawText(box, Qt.AlignmentFlag.AlignLeft, title)
+        room = box.width() - fm.horizontalAdvance(title) - 16
+        for right in (f"step {step:,}: {value:.4g} (smoothed)", f"step {step:,}: {value:.4g}", f"{value:.4g}"):
+            if fm.horizontalAdvance(right) <= room:
+                p.drawText(box, Qt.AlignmentFlag.AlignRight, right)
+                return
 
     @staticmethod
     def _polyline(p: QPainter, pts: list[QPointF], pen: QPen) -> None:
@@ -121,7 +132,7 @@ class LossPlot(QWidget):
         p.drawPath(path)
 
     @staticmethod
-    def _grid(p, area, log, y0, y1, x0, x1, color, to_px) -> None:
+    def _grid(p, area, *, log, y0, y1, x0, x1, color, to_px) -> None:
         p.setPen(QPen(color, 0.6, Qt.PenStyle.DotLine))
         fm = p.fontMetrics()
         ticks = log_ticks(y0, y1) if log else nice_ticks(y0, y1)
@@ -131,7 +142,7 @@ class LossPlot(QWidget):
                 p.drawLine(QPointF(area.left(), y), QPointF(area.right(), y))
                 p.drawText(QRectF(0, y - fm.height() / 2, area.left() - 6, fm.height()),
                            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, format_tick(v))
-        for s in nice_ticks(x0, x1, 5):
+        for s in nice_ticks(x0, x1, 5, least=1):
             x = to_px(s, 1.0).x()
             if area.left() - 1 <= x <= area.right() + 1:
                 p.drawLine(QPointF(x, area.top()), QPointF(x, area.bottom()))

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QFileDialog, QHBoxLay
 from ..caps import accepts
 from ..library import USER
 
-COLUMNS = ("Name", "What it is", "Accepts", "From", "Folder")
+COLUMNS = ("Name", "Kind", "Accepts", "From", "Folder")
 
 
 class ModelManager(QDialog):
@@ -63,12 +63,12 @@ class ModelManager(QDialog):
             r = self.table.rowCount()
             self.table.insertRow(r)
             c = e.caps
-            what = f"{c.kind} · {c.width}×{c.height}" + (f" — {c.description}" if c.description else "") if c else e.error
+            what = f"{c.kind} · {c.width}×{c.height}" if c else e.error
             cells = (e.name, what, accepts(c) if c else "cannot be used", "yours" if e.source == USER else "ships with the app",
                      str(e.path))
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(text)
+                item.setToolTip(c.description or text if (c and col < 2) else text)
                 flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
                 if col == 0 and e.source == USER:
                     flags |= Qt.ItemFlag.ItemIsEditable

@@ -112,6 +112,12 @@ class PreviewPanel(QWidget):
         self.slider.setMinimumWidth(80)
         self.slider.valueChanged.connect(self.show_step)
         self.step_label = QLabel("")
+        self.b_fork = QToolButton()
+        self.b_fork.setText("Fork here")
+        self.b_fork.setToolTip("Fork from this step: keep the picture as it is at this step, change the seed, "
+                               "prompt, guidance or map, and let Generate finish it differently. The fork "
+                               "appears under this run in the history")
+        self.b_fork.clicked.connect(self.fork_here)
 
     def _make_actions(self) -> None:
         def tool(text, tip, slot):
@@ -140,8 +146,8 @@ class PreviewPanel(QWidget):
         for w in (self.b_input, self.b_save, self.b_copy, self.b_folder, self.b_full, self.zoom):
             top.addWidget(w)
         traj = QHBoxLayout()
-        traj.addWidget(self.slider, 1)
-        traj.addWidget(self.step_label)
+        traj.addWidget(self.step_label, 1)
+        traj.addWidget(self.b_fork)
         traj.addWidget(self.noisy)
         prog = QHBoxLayout()
         prog.addWidget(self.progress, 1)
@@ -150,6 +156,7 @@ class PreviewPanel(QWidget):
         lay.setContentsMargins(6, 4, 6, 4)
         lay.addLayout(top)
         lay.addWidget(self.view, 1)
+        lay.addWidget(self.slider)
         lay.addLayout(traj)
         lay.addLayout(prog)
 
@@ -218,11 +225,26 @@ class PreviewPanel(QWidget):
         m = self.model
         return bool(m.result_images) and not m.running and self.slider.value() >= len(m.frames)
 
+    def fork_step(self) -> int:
+        """The step the trajectory slider shows, when the chosen result can be forked there; else 0."""
+        m, i = self.model, self.slider.value()
+        if m.running or not m.result_images or m.selected_recipe() is None or not m.frames or i >= len(m.frames):
+            return 0
+        step = m.frames[i].step
+        return step if 1 <= step < m.frames[i].steps else 0
+
+    def fork_here(self) -> None:
+        if self.fork_step():
+            self.forkRequested.emit(self.fork_step())
+
     def update_actions(self) -> None:
         has = bool(self.model.result_images) and not self.model.running
         for b in (self.b_copy, self.b_input, self.b_save, self.b_full):
             b.setEnabled(has)
         self.b_folder.setEnabled(has and self.model.selected_path() is not None)
+        k = self.fork_step()
+        self.b_fork.setEnabled(bool(k))
+        self.b_fork.setText(f"Fork at step {k}" if k else "Fork here")
 
     def save_as(self) -> None:
         m = self.model

@@ -179,6 +179,7 @@ class ProgressPanel(QWidget):
     def _progress(self) -> None:
         s = self.session
         cur = s.state.current
+        self.bar.setVisible(s.run is not None)
         if cur is None:
             self.bar.setValue(0)
             self.bar.setFormat("waiting for the trainer to start…" if s.training else "")

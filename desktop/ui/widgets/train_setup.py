@@ -28,6 +28,13 @@ STAGE_NAMES = {"vae": "Autoencoder (VAE)", "diffusion": "Diffusion model"}
 LONG_RUN_SECONDS = 30 * 60      # a preset expected to take longer starts with a time budget of this
 
 
+def preset_cost(preset: dict) -> float:
+    """Roughly how much computing a preset asks for (steps x batch x pixels, twice for a latent preset's
+    two stages): the Model list runs from the quickest first try to the biggest."""
+    pixels = int(preset.get("size") or 0) ** 2
+    return int(preset.get("steps") or 0) * int(preset.get("batch") or 0) * pixels * (2 if preset.get("vae_preset") else 1)
+
+
 def describe_data(data: dict) -> str:
     """The check's data summary in a sentence or two (rich text)."""
     n = int(data.get("images") or 0)
@@ -74,10 +81,11 @@ class SetupPanel(QWidget):
         super().__init__(parent)
         self.presets: list[dict] = []
         self.check_result: dict | None = None
+        self.check_cache: dict[tuple, dict] = {}
         self.run_parent: Path | None = None    # None = training.runs_dir()
         self.budget_touched = False
         self.checker = CheckProcess(self)
-        self.checker.finished.connect(self.on_check)
+        self.checker.finished.connect(self.on_checked)
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(400)
@@ -123,7 +131,9 @@ class SetupPanel(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.skipped = QListWidget()
-        self.skipped.setMaximumHeight(90)
+        self.skipped.setWordWrap(True)
+        self.skipped.setMinimumHeight(60)
+        self.skipped.setMaximumHeight(110)
         self.skipped.setToolTip("Files that training would leave out, and why")
         self.skipped.hide()
         row = QHBoxLayout()
@@ -143,6 +153,7 @@ class SetupPanel(QWidget):
         self.preset.setToolTip("A preset: the network size, image size and training recipe")
         self.preset.currentIndexChanged.connect(self.preset_changed)
         self.preset_text = QLabel()
+        self.preset_text.setTextFormat(Qt.TextFormat.RichText)
         self.preset_text.setWordWrap(True)
         self.conditioning = QLabel()
         self.conditioning.setWordWrap(True)
@@ -191,16 +202,20 @@ class SetupPanel(QWidget):
         change.setToolTip("Keep the run (checkpoints, samples, logs) in another folder")
         change.clicked.connect(self.choose_parent)
         row = QHBoxLayout()
-        row.addWidget(self.where, 1)
+        row.addWidget(QLabel("Run folder"))
+        row.addStretch(1)
         row.addWidget(change)
-        form = QFormLayout(box)
+        form = QFormLayout()
         form.addRow("Name", self.name)
-        form.addRow("Run folder", row)
+        lay = QVBoxLayout(box)       # the folder on its own full-width line: a path is long
+        lay.addLayout(form)
+        lay.addLayout(row)
+        lay.addWidget(self.where)
         return box
 
     # --- values --------------------------------------------------------------------------
     def set_presets(self, presets: list[dict]) -> None:
-        self.presets = [p for p in presets if p.get("kind") != "vae"]
+        self.presets = sorted((p for p in presets if p.get("kind") != "vae"), key=preset_cost)
         self.preset.blockSignals(True)
         self.preset.clear()
         for p in self.presets:
@@ -298,7 +313,17 @@ class SetupPanel(QWidget):
         p, data = self.current_preset(), self.data()
         if p is None or data is None:
             return
-        self.checker.start(training.check_argv(p, data), key=(p["name"], repr(data)))
+        key = (p["name"], repr(data))
+        if key in self.check_cache:     # built-in sets do not change: checked once per session
+            self.on_check(self.check_cache[key])
+            return
+        self.checker.start(training.check_argv(p, data), key=key)
+
+    def on_checked(self, result: dict) -> None:
+        """The check subprocess reported: a built-in set's result is kept for this session."""
+        if result.get("event") == "check" and (result.get("data") or {}).get("kind") == "generated":
+            self.check_cache[self.checker.key] = result
+        self.on_check(result)
 
     def on_check(self, result: dict) -> None:
         if result.get("event") == "error":

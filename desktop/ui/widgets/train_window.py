@@ -8,6 +8,7 @@ Without the engine extra it says which command installs it.
 from __future__ import annotations
 
 import html
+import importlib
 import time
 from pathlib import Path
 
@@ -101,6 +102,19 @@ def run_label(run: Path) -> str:
     return f"{run.name} — {status}"
 
 
+class RunsBox(QComboBox):
+    """The runs list; its labels (training, stopped at step N, exported) are read again whenever it
+    opens, so a run that stopped while no one followed it shows as stopped."""
+
+    def __init__(self, relabel, parent=None):
+        super().__init__(parent)
+        self.relabel = relabel
+
+    def showPopup(self) -> None:
+        self.relabel()
+        super().showPopup()
+
+
 class TrainWindow(QWidget):
     def __init__(self, studio_model, session: TrainSession | None = None, parent=None):
         super().__init__(parent, Qt.WindowType.Window)
@@ -110,10 +124,11 @@ class TrainWindow(QWidget):
         self.missing = training.missing_engine_modules()
         self.setup = SetupPanel()
         self.progress = ProgressPanel(self.session)
-        self.runs = QComboBox()
+        self.runs = RunsBox(self.relabel_runs)
         self.runs.setToolTip("Runs made here: pick one to follow, resume, export or delete it")
         self.runs.activated.connect(self.on_run_chosen)
-        self.notice = self._notice()
+        self.presets_loaded = False
+        self.notice_box = self._notice()
         scroll = QScrollArea()
         scroll.setWidget(self.setup)
         scroll.setWidgetResizable(True)
@@ -129,13 +144,14 @@ class TrainWindow(QWidget):
         split.addWidget(self.progress)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        split.setSizes([400, 720])      # the setup's sentences need room; the plot and grid take the rest
         split.setChildrenCollapsible(False)
         top = QHBoxLayout()
         top.addWidget(QLabel("Run"))
         top.addWidget(self.runs, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
-        lay.addWidget(self.notice)
+        lay.addWidget(self.notice_box)
         lay.addWidget(split, 1)
         self.setup.startRequested.connect(self.start)
         self.progress.cancelRequested.connect(self.cancel)
@@ -144,36 +160,68 @@ class TrainWindow(QWidget):
         self.session.message.connect(self.on_message)
         self.session.error.connect(self.on_message)
         self.resize(1120, 700)
-        self.presets_loaded = False
         self.shown_key: tuple = ()
         self.refresh_runs()
 
-    def _notice(self) -> QLabel:
-        label = QLabel()
-        label.setWordWrap(True)
-        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        label.setStyleSheet("QLabel { background: #3a3320; color: #fff3d6; border-radius: 4px; padding: 8px; }")
+    def _notice(self) -> QFrame:
+        """The 'install the engine extra' banner: the command, a Copy button, and Check again (the
+        app keeps running while the user installs it in a terminal)."""
+        box = QFrame()
+        box.setStyleSheet("QFrame { background: #3a3320; border-radius: 4px; } QLabel { color: #fff3d6; }")
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        copy = QPushButton("Copy command")
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(training.install_command()))
+        self.recheck_button = QPushButton("Check again")
+        self.recheck_button.setToolTip("Look for the engine extra again (after installing it)")
+        self.recheck_button.clicked.connect(self.recheck_engine)
+        buttons = QVBoxLayout()
+        buttons.addWidget(copy)
+        buttons.addWidget(self.recheck_button)
+        buttons.addStretch(1)
+        lay = QHBoxLayout(box)
+        lay.setContentsMargins(8, 8, 8, 8)
+        lay.addWidget(self.notice, 1)
+        lay.addLayout(buttons)
+        self.show_missing(box)
+        return box
+
+    def show_missing(self, box: QFrame) -> None:
         if self.missing:
-            label.setText(
-                "<b>Training needs the engine extra</b> (PyTorch and friends); this install lacks "
-                f"{html.escape(', '.join(self.missing))}. Install it with:<br><code>{html.escape(training.install_command())}</code>"
-                "<br>then open this window again. Generating images does not need it.")
-        label.setVisible(bool(self.missing))
-        return label
+            first = sorted(self.missing, key=lambda name: (name != "torch", name))    # torch is the one people know
+            named = ", ".join(first[:4]) + (f" and {len(first) - 4} more" if len(first) > 4 else "")
+            self.notice.setText(
+                f"<b>Training needs the engine extra</b> (PyTorch and friends); this install lacks {html.escape(named)}. "
+                f"Install it in a terminal with:<br><code>{html.escape(training.install_command())}</code>"
+                "<br>then press <i>Check again</i> (the app can stay open). Generating images does not need it.")
+            self.setup.setEnabled(False)
+            self.setup.summary.setText("Install the engine extra (above) to train.")
+        box.setVisible(bool(self.missing))
+
+    def recheck_engine(self) -> None:
+        """Look for the engine extra again; once it is there, load the presets as on a first opening."""
+        importlib.invalidate_caches()    # pip wrote new folders into site-packages since the app started
+        self.missing = training.missing_engine_modules()
+        self.show_missing(self.notice_box)
+        if not self.missing and not self.presets_loaded and self.isVisible():
+            self.presets_loaded = True
+            self.setup.summary.setText("Choose a folder or a built-in set.")
+            self.load_presets()
+            self.follow_background_run()
+            self.on_session()
 
     # --- opening -------------------------------------------------------------------------
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if not self.presets_loaded:
+        if self.missing:
+            self.recheck_engine()
+        elif not self.presets_loaded:
             self.presets_loaded = True
             self.load_presets()
             self.follow_background_run()
 
     def load_presets(self) -> None:
-        if self.missing:
-            self.setup.setEnabled(False)
-            self.setup.summary.setText("Install the engine extra (above) to train.")
-            return
         QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             presets, problem = list_presets()
@@ -220,6 +268,7 @@ class TrainWindow(QWidget):
 
     def new_run(self) -> None:
         if self.session.busy:
+            self.on_message("A run is active: pause it (or let it finish) before setting up another.")
             return
         self.session.detach()
         self.setup.suggest_name()
