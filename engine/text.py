@@ -292,7 +292,7 @@ class ScratchTextEncoder(TextEncoder):
     kind = "scratch"
     uses_attention_mask = True
 
-    def __init__(self, tokenizer_json=None, max_length: int = DEFAULT_MAX_LENGTH, dim: int = 128,
+    def __init__(self, tokenizer_json=None, *, max_length: int = DEFAULT_MAX_LENGTH, dim: int = 128,
                  layers: int = 4, heads: int = 4, ff_mult: int = 4, settings: dict | None = None):
         tokenizer_json = Path(tokenizer_json) if tokenizer_json is not None else minilm_tokenizer_json()
         settings = settings or pad_settings_for(tokenizer_json, max_length)

@@ -196,6 +196,23 @@ def _write_tokenizer(text_encoder, path: Path) -> None:
     text_encoder.write_tokenizer_json(path)
 
 
+def _export_provenance(model, *, source, fp16: bool, gpu_fp16: bool, optimize, parity, preview) -> dict:
+    """The model's provenance plus where it came from and how this export made it (the manifest's
+    `provenance`: source, then `export` with time, commit, machine, versions, precision, parity)."""
+    provenance = dict(_jsonable(model.provenance or {}))
+    provenance.update({
+        "source": str(source or provenance.get("source") or ""),
+        "export": {
+            "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "commit": _code_commit(), "machine": f"{platform.system()} {platform.machine()}",
+            "torch": torch.__version__, "opset": onnx_graphs.OPSET,
+            "fp16_weights": bool(fp16 or gpu_fp16), "compute": "fp16 (CUDA)" if gpu_fp16 else "fp32",
+            "optimized": optimize or False, "parity": parity, "preview": preview,
+        },
+    })
+    return provenance
+
+
 def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: str | bool | None = None,
                   int8: bool = False, int8_gate=None,
                   external_data: bool | None = None, check: bool = True, preview_samples: int = 32,
@@ -246,17 +263,8 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
         if model.text_encoder is not None:
             _write_tokenizer(model.text_encoder, bundle / FILE_OF_ROLE["tokenizer"])
             files["tokenizer"] = FILE_OF_ROLE["tokenizer"]
-        provenance = dict(_jsonable(model.provenance or {}))
-        provenance.update({
-            "source": str(source or provenance.get("source") or ""),
-            "export": {
-                "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "commit": _code_commit(), "machine": f"{platform.system()} {platform.machine()}",
-                "torch": torch.__version__, "opset": onnx_graphs.OPSET,
-                "fp16_weights": bool(fp16 or gpu_fp16), "compute": "fp16 (CUDA)" if gpu_fp16 else "fp32",
-                "optimized": optimize or False, "parity": parity_results if check else "skipped", "preview": preview_report,
-            },
-        })
+        provenance = _export_provenance(model, source=source, fp16=fp16, gpu_fp16=gpu_fp16, optimize=optimize,
+                                        parity=parity_results if check else "skipped", preview=preview_report)
         defaults = {**BASE_DEFAULTS, **_jsonable(model.defaults or {})}
         files.update(write_ecosystem_files(model, bundle, files, sampler=defaults["sampler"]))
         data = _manifest_data(model, name=name or getattr(model, "name", None) or out_dir.name,

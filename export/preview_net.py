@@ -41,7 +41,7 @@ def _images(data, image_size: int, channels: int, count: int, seed: int) -> tupl
     return images, (f"{len(images)} images of {data}" if images is not None else "random N(0, I) scaled latents")
 
 
-def _pairs(vae, scale_factor: float, images, count: int, latent_shape, seed: int, noisy: bool):
+def _pairs(vae, scale_factor: float, images, *, count: int, latent_shape, seed: int, noisy: bool):
     from engine.preview_decoder import training_pairs
 
     with torch.no_grad():
@@ -63,12 +63,13 @@ def fit_preview_decoder(vae, scale_factor: float, image_size: int, *, data=None,
     f, c = vae_factor(vae), int(vae.config.latent_channels)
     channels, h = int(vae.config.in_channels), image_size // vae_factor(vae)
     images, source = _images(data, image_size, channels, TRAIN_IMAGES, TRAIN_SEED)
-    z, rgb = _pairs(vae, scale_factor, images, TRAIN_IMAGES, (c, h, h), TRAIN_SEED, noisy=True)
+    z, rgb = _pairs(vae, scale_factor, images, count=TRAIN_IMAGES, latent_shape=(c, h, h), seed=TRAIN_SEED, noisy=True)
     rgb = rgb.repeat(1, 3, 1, 1) if rgb.shape[1] == 1 else rgb
     log(f"preview        training a decoder on {len(z)} latents ({source}, half of them with noise)")
     net, report = train_preview_decoder(z, rgb, factor=f, steps=steps, width=width, log=log)
     check_images, _ = _images(data, image_size, channels, CHECK_IMAGES, CHECK_SEED)
-    zc, rgbc = _pairs(vae, scale_factor, check_images, CHECK_IMAGES, (c, h, h), CHECK_SEED, noisy=False)
+    zc, rgbc = _pairs(vae, scale_factor, check_images, count=CHECK_IMAGES, latent_shape=(c, h, h), seed=CHECK_SEED,
+                      noisy=False)
     rgbc = rgbc.repeat(1, 3, 1, 1) if rgbc.shape[1] == 1 else rgbc
     linear = preview_fit.fit_linear(z.numpy(), preview_fit.pool(rgb.numpy(), h, h))
     from desktop.runtime.preview import latent_preview

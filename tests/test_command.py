@@ -47,6 +47,7 @@ def test_a_missing_module_of_our_own_still_raises(monkeypatch):
         cli.main(["train"])
 
 
+@pytest.mark.slow
 def test_subcommand_help_through_the_installed_entry_point():
     out = subprocess.run([sys.executable, "-m", "desktop", "generate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0

@@ -93,6 +93,7 @@ def test_this_checkout_is_one_installation():
     assert installation.installation_problem() is None
 
 
+@pytest.mark.slow
 def test_a_package_shadowed_from_another_folder_is_named(tmp_path, monkeypatch):
     shadow = tmp_path / "elsewhere" / "diffusion"
     shadow.mkdir(parents=True)

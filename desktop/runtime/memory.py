@@ -20,7 +20,7 @@ fits when MARGIN x the activations fit in what is still available.
 `available_bytes(provider)`: free GPU memory through NVML (ctypes, no torch) for the CUDA provider,
 else available RAM (/proc/meminfo MemAvailable on Linux, GlobalMemoryStatusEx on Windows,
 physical memory on macOS); None when unknown (then nothing is refused).
-`check_fits(bundle, batch, height, width, guided, step)` raises MemoryEstimateError with one sentence
+`check_fits(bundle, batch, height, width, *, guided, step)` raises MemoryEstimateError with one sentence
 giving the largest size (same aspect, multiples of the size step) that fits.
 The figures are first-order counts, not fitted to measured peaks (SD 1.5 at 512x512 with guidance:
 2.3 GB of U-Net activations, 0.9 GB to decode). Against the peak RSS ONNX Runtime's CPU provider
@@ -123,7 +123,7 @@ def vae_decode_bytes(cfg: dict, height: int, width: int, factor: int) -> int:
     return FLOAT * (LIVE_TENSORS * channels[0] * height * width + 2 * n0 * n0)
 
 
-def estimate(bundle, batch: int, height: int, width: int, guided: bool) -> Estimate:
+def estimate(bundle, batch: int, height: int, width: int, *, guided: bool) -> Estimate:
     """Peak memory of one generation (see the module docstring)."""
     m = bundle.manifest
     factor = m.vae_factor
@@ -203,13 +203,13 @@ def nvml_free_bytes(device: int = 0) -> int | None:
 # ---------------------------------------------------------------------------------------- checks
 
 
-def largest_fitting(bundle, batch: int, height: int, width: int, guided: bool, budget: int, step: int):
+def largest_fitting(bundle, batch: int, height: int, width: int, *, guided: bool, budget: int, step: int):
     """The largest (height, width) with the same aspect, in multiples of `step`, whose estimate fits; or None."""
     scale = 1.0
     while scale > 0:
         h = max(step, int(height * scale) // step * step)
         w = max(step, int(width * scale) // step * step)
-        if estimate(bundle, batch, h, w, guided).needed <= budget:
+        if estimate(bundle, batch, h, w, guided=guided).needed <= budget:
             return h, w
         if h == step and w == step:
             return None
@@ -217,15 +217,15 @@ def largest_fitting(bundle, batch: int, height: int, width: int, guided: bool, b
     return None
 
 
-def check_fits(bundle, batch: int, height: int, width: int, guided: bool, step: int,
+def check_fits(bundle, batch: int, height: int, width: int, *, guided: bool, step: int,
                available: int | None = None) -> Estimate:
     """The estimate, or MemoryEstimateError naming what it needs, what there is and the largest size that fits."""
-    est = estimate(bundle, batch, height, width, guided)
+    est = estimate(bundle, batch, height, width, guided=guided)
     budget = available_bytes(bundle.provider) if available is None else available
     if budget is None or est.needed <= budget:
         return est
     where = "free GPU memory" if bundle.provider == "CUDAExecutionProvider" else "available memory"
-    fit = largest_fitting(bundle, batch, height, width, guided, budget, step)
+    fit = largest_fitting(bundle, batch, height, width, guided=guided, budget=budget, step=step)
     advice = (f"the largest size of this shape that fits is {fit[1]}x{fit[0]}" if fit
               else "even the smallest size does not fit; try a smaller batch")
     raise MemoryEstimateError(

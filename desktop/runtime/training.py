@@ -20,7 +20,7 @@ from pathlib import Path
 
 from diffusion.checks import is_number
 
-from . import fileio, paths
+from . import fileio, installation, paths
 
 EVENTS = "events.jsonl"
 TRAIN_LOG = "train.log"
@@ -40,10 +40,8 @@ def runs_dir() -> Path:
 
 def missing_engine_modules() -> list[str]:
     """Top-level modules of the engine extra that this Python cannot import (found without importing)."""
-    from desktop.cli import ENGINE_MODULES
-
     missing = []
-    for name in sorted(ENGINE_MODULES):
+    for name in sorted(installation.ENGINE_MODULES):
         try:
             found = find_spec(name) is not None
         except (ImportError, ValueError):

@@ -54,7 +54,7 @@ def _palette(labels) -> list[int]:
     return flat + [0] * (768 - len(flat))
 
 
-def write_dataset(name: str, out_dir: Path, count: int, seed: int = 0, size: int | None = None,
+def write_dataset(name: str, out_dir: Path, count: int, *, seed: int = 0, size: int | None = None,
                   include_held_out: bool = False, progress: bool = True) -> Path:
     """Write the folder (see the module docstring); returns OUT_DIR. Raises UserError."""
     module = generator_module(name)
@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     count = args.count if args.count is not None else DEFAULT_COUNT[args.name]
     try:
-        out = write_dataset(args.name, Path(args.out_dir), count, args.seed, args.size, args.include_held_out)
+        out = write_dataset(args.name, Path(args.out_dir), count, seed=args.seed, size=args.size,
+                            include_held_out=args.include_held_out)
     except (UserError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

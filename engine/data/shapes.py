@@ -220,7 +220,7 @@ def is_held_out(scene: dict) -> bool:
     return any((o["color"], o["shape"]) in HOLDOUT for o in scene["objects"])
 
 
-def _object(rng, region: str, holdout: bool, colors, shape=None, color=None, size=None) -> dict:
+def _object(rng, region: str, holdout: bool, colors, *, shape=None, color=None, size=None) -> dict:
     while True:
         s = shape or words.pick(rng, SHAPES)
         c = color or words.pick(rng, colors)
@@ -261,7 +261,7 @@ def make_scene(rng: np.random.Generator, holdout: bool = True) -> dict:
     regions = [list(REGIONS)[i] for i in rng.permutation(len(REGIONS))[:n]]
     if layout == "group":
         first = _object(rng, regions[0], holdout, colors)
-        objects = [first] + [_object(rng, r, holdout, colors, first["shape"], first["color"], first["size"])
+        objects = [first] + [_object(rng, r, holdout, colors, shape=first["shape"], color=first["color"], size=first["size"])
                              for r in regions[1:]]
     else:  # different (colour, shape) pairs: which colour goes with which shape must matter
         objects = []

@@ -49,10 +49,12 @@ def test_the_check_detects_a_wrong_distribution(setup):
         assert_matches_data(mixture, x_T)
 
 
+@pytest.mark.slow
 def test_ddpm_1000_steps(setup, ddpm_1000):
     assert_matches_data(setup[0], ddpm_1000)
 
 
+@pytest.mark.slow
 def test_ddpm_100_steps_beta_tilde_sample_prediction(setup):
     mixture, schedule, x_T = setup
     x = sample("ddpm", mixture_denoiser(mixture, schedule, "sample"), x_T, sampler_grid("ddpm", schedule, steps=100),
@@ -60,6 +62,7 @@ def test_ddpm_100_steps_beta_tilde_sample_prediction(setup):
     assert_matches_data(mixture, x)
 
 
+@pytest.mark.slow
 def test_ddim_200_steps_v_prediction(setup):
     mixture, schedule, x_T = setup
     x = sample("ddim", mixture_denoiser(mixture, schedule, "v_prediction"), x_T,
@@ -67,6 +70,7 @@ def test_ddim_200_steps_v_prediction(setup):
     assert_matches_data(mixture, x)
 
 
+@pytest.mark.slow
 def test_ddim_eta_1_is_ancestral(setup):
     mixture, schedule, x_T = setup
     x = sample("ddim", mixture_denoiser(mixture, schedule), x_T, sampler_grid("ddim", schedule, steps=100), eta=1.0,
@@ -74,6 +78,7 @@ def test_ddim_eta_1_is_ancestral(setup):
     assert_matches_data(mixture, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spacing", ["leading", "trailing"])
 def test_dpmpp_2m_20_steps_matches_data_and_ddpm_1000(setup, ddpm_1000, spacing):
     mixture, schedule, x_T = setup
@@ -93,6 +98,7 @@ def test_dpmpp_2m_20_steps_matches_data_and_ddpm_1000(setup, ddpm_1000, spacing)
         assert (diff <= K_SE * se).all(), f"{stat}: DPM-Solver++ 20 vs DDPM 1000 differ by {diff.ravel()}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,steps,spacing", [
     ("euler", 50, "trailing"), ("euler_a", 100, "leading"), ("dpmpp_2m_karras", 20, "leading"),
     ("dpmpp_2m_sde_karras", 40, "leading"), ("dpmpp_2m_sde", 40, "trailing"), ("unipc", 15, "trailing"),

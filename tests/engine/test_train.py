@@ -178,6 +178,7 @@ def test_torch_conditions_match_diffusion_condition(h):
                                cond.one_hot_labels(labels, 5, h, h), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("full_prob", [0.0, 0.1, 0.5, 1.0])
 def test_inpaint_masks_cover_the_whole_image_at_the_configured_rate(full_prob):
     m = random_inpaint_masks(4000, 16, 16, torch.Generator().manual_seed(1), "cpu", full_prob)

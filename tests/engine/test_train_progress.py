@@ -87,6 +87,7 @@ def test_bad_input_is_an_error_event_and_exit_2(capsys):
     assert "nope" in events(capsys)[-1]["message"]
 
 
+@pytest.mark.slow
 def test_list_in_json_describes_every_preset_without_torch():
     code = ("import sys, json; from engine.train_cli import main; main(['--list', '--progress', 'json']); "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers'))), file=sys.stderr)")

@@ -40,7 +40,8 @@ def test_table_formatting():
 def test_requests_bind_to_the_runtime_fields(monkeypatch):
     """generate_images builds real GenerationRequests (field names checked against the runtime)
     and collects images per seed; a fake generate stands in for the ONNX model."""
-    pipeline = pytest.importorskip("desktop.runtime.pipeline")
+    from desktop.runtime import pipeline
+
     seen = []
 
     def fake_generate(bundle, request):
@@ -61,13 +62,14 @@ def test_requests_bind_to_the_runtime_fields(monkeypatch):
         common.make_request(colour="red")
 
 
+@pytest.mark.slow
 def test_digits_evaluation_end_to_end_with_a_perfect_generator(monkeypatch):
     """The whole digits evaluation, with a 'generator' that returns real held-out digits of the
     asked class: accuracy must be near the judge's, diversity near 1."""
     from types import SimpleNamespace
 
-    pipeline = pytest.importorskip("desktop.runtime.pipeline")
     from benchmarks.evals import digits
+    from desktop.runtime import pipeline
 
     judge = digits.load_judge()
 

@@ -15,6 +15,7 @@ def test_classifier_is_accurate_on_held_out_real_digits(judge):
     assert len(judge.x_heldout) > 400 and not set(map(bytes, judge.x_heldout[:50])) & set(map(bytes, judge.x_train))
 
 
+@pytest.mark.slow
 def test_real_digits_score_perfectly_through_the_image_path(judge):
     # held-out digits rendered as a generator would show them: 16x16 RGB uint8, dark ink on white
     x = judge.x_heldout.reshape(-1, 8, 8) / 16.0
@@ -28,6 +29,7 @@ def test_real_digits_score_perfectly_through_the_image_path(judge):
     assert scores["distinct_nn"] >= 0.8
 
 
+@pytest.mark.slow
 def test_frechet_is_small_for_real_and_large_for_noise(judge):
     real = digits.pca_frechet(judge, judge.x_heldout, judge.x_train)
     noise = np.random.default_rng(0).uniform(0, 16, size=judge.x_heldout.shape)
@@ -46,6 +48,7 @@ def test_frechet_distance_of_gaussians_matches_closed_form():
     assert digits.frechet_distance(a, b) == pytest.approx(11.0, rel=0.05)
 
 
+@pytest.mark.slow
 def test_mode_collapse_is_caught(judge):
     # every sample of a class is the same real digit: labels right, diversity gone
     picks = np.array([np.flatnonzero(judge.y_heldout == c)[0] for c in range(10)])
@@ -58,6 +61,7 @@ def test_mode_collapse_is_caught(judge):
     assert scores["frechet"] > digits.real_reference(10)["frechet"]
 
 
+@pytest.mark.slow
 def test_wrong_labels_lower_accuracy(judge):
     x = judge.x_heldout.reshape(-1, 8, 8) / 16.0
     scores = digits.score_digits(x, (judge.y_heldout + 1) % 10, judge)

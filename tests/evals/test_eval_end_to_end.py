@@ -5,11 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-pipeline = pytest.importorskip("desktop.runtime.pipeline")
-data_shapes = pytest.importorskip("engine.data.shapes")
-data_land = pytest.importorskip("engine.data.landscapes")
-
-from benchmarks.evals import common, inpaint, landscapes, shapes  # noqa: E402
+from benchmarks.evals import common, inpaint, landscapes, shapes
+from desktop.runtime import pipeline
+from engine.data import landscapes as data_land
+from engine.data import shapes as data_shapes
 
 
 def fake_bundle(size=64, labels=None):
@@ -39,6 +38,7 @@ def answer_for(prompt: shapes.Prompt) -> np.ndarray:
     return data_shapes.render_scene(scene, 64)[0]
 
 
+@pytest.mark.slow
 def test_shapes_evaluation_scores_right_answers_perfectly(monkeypatch):
     prompts = {p.text: p for p in shapes.make_prompts(3, seed=10_000)}
     prompts.update({p.text: p for p in shapes.make_prompts(2, seed=10_000, categories=tuple(shapes.FLOORS),
@@ -59,6 +59,7 @@ def test_shapes_evaluation_scores_right_answers_perfectly(monkeypatch):
     assert shapes.floor_check("fake", n_small=2)["ok"] is False
 
 
+@pytest.mark.slow
 def test_landscapes_evaluation_end_to_end(monkeypatch):
     images, maps = landscapes.ordinary_scenes(4, 10_000, 64)
     names, odd = landscapes.unusual_maps(64, n_random=0, seed=10_000)

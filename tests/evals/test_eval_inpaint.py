@@ -13,6 +13,7 @@ def smooth_field(seed, size=64):
     return (f * 255).round().astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_untouched_image_has_seam_ratio_near_one():
     rng = np.random.default_rng(0)
     ratios = [inpaint.seam_score(smooth_field(s), inpaint.box_mask(64, 64, rng))["seam_ratio"] for s in range(8)]
@@ -20,6 +21,7 @@ def test_untouched_image_has_seam_ratio_near_one():
     assert all(0.6 <= r <= 1.5 for r in ratios)
 
 
+@pytest.mark.slow
 def test_pasted_patch_has_a_clearly_larger_seam():
     rng = np.random.default_rng(1)
     for s in range(4):
@@ -38,8 +40,8 @@ def test_brightness_shift_inside_the_mask_is_caught():
     assert inpaint.seam_score(shifted, mask)["colour_ratio"] > 2.0
 
 
+@pytest.mark.slow
 def test_seam_works_on_procedural_scenes():
-    pytest.importorskip("engine.data.shapes")
     from benchmarks.evals import shapes
 
     scenes = shapes.render_scenes(12, seed=99, size=64)

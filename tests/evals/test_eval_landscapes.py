@@ -2,9 +2,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("engine.data.landscapes")
-
-from benchmarks.evals import landscapes  # noqa: E402
+from benchmarks.evals import landscapes
 
 
 @pytest.fixture(scope="module")
@@ -12,6 +10,7 @@ def judge():
     return landscapes.fit_judge(64)
 
 
+@pytest.mark.slow
 def test_judge_reaches_high_miou_on_held_out_scenes(judge):
     images, maps = landscapes.scenes(16, seed=2024, size=64)
     assert landscapes.TRAIN_SEED != 2024
@@ -20,6 +19,7 @@ def test_judge_reaches_high_miou_on_held_out_scenes(judge):
     assert scores["pixel_accuracy"] >= 0.9
 
 
+@pytest.mark.slow
 def test_judge_tolerates_a_generators_softer_look(judge):
     images, maps = landscapes.scenes(8, seed=2025, size=64)
     rng = np.random.default_rng(1)
@@ -27,6 +27,7 @@ def test_judge_tolerates_a_generators_softer_look(judge):
     assert landscapes.score_landscapes(soft, maps)["miou"] >= 0.75
 
 
+@pytest.mark.slow
 def test_judge_reads_unusual_maps_drawn_procedurally(judge):
     names, maps = landscapes.unusual_maps(64)
     assert names[:len(landscapes.UNUSUAL_MAPS)] == list(landscapes.UNUSUAL_MAPS)
@@ -47,6 +48,7 @@ def test_seed_diversity_measures_differences():
     assert data["visible"] > 0.5
 
 
+@pytest.mark.slow
 def test_wrong_maps_score_low(judge):
     images, maps = landscapes.scenes(8, seed=2026, size=64)
     flipped = [m[::-1] for m in maps]  # sky painted at the bottom

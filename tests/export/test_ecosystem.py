@@ -62,6 +62,7 @@ def test_optimum_samples_our_bundle_like_our_runtime(sd_bundle, tmp_path, sample
     assert diff <= 2 / 255
 
 
+@pytest.mark.slow
 def test_a_run_model_folder_loads_in_diffusers(tmp_path, latent_text_model):
     from diffusers import DiffusionPipeline
 
@@ -77,6 +78,7 @@ def test_a_run_model_folder_loads_in_diffusers(tmp_path, latent_text_model):
     assert type(pipe.scheduler).__name__ == "DDPMScheduler" and pipe.unet is not None
 
 
+@pytest.mark.slow
 def test_models_diffusers_cannot_run_say_why(tmp_path, pixel_class_model, semantic_model):
     from diffusers import DiffusionPipeline
 

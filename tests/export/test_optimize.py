@@ -68,6 +68,7 @@ def test_optimize_cpu_fuses_attention_checks_parity_and_records_providers(tmp_pa
     assert max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(fused_images, plain_images)) <= 1
 
 
+@pytest.mark.slow
 def test_optimize_cuda_without_cuda_is_refused_and_writes_nothing(tmp_path, pixel_class_model, monkeypatch):
     monkeypatch.setattr(bundle_writer, "_cuda_available", lambda: False)
     with pytest.raises(bundle_writer.ExportError, match="CUDA"):

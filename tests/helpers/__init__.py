@@ -1,1 +1,3 @@
-"""Shared test builders: tiny ONNX bundles (`tiny_bundles`, no torch) and tiny PyTorch models (`tiny_models`)."""
+"""Shared test builders: tiny ONNX bundles (`tiny_bundles`, no torch), tiny PyTorch models
+(`tiny_models`), data sets (`datasets`), the reference tools' environment (`peers`) and our modules
+read from the source (`source`)."""

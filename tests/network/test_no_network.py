@@ -146,6 +146,7 @@ ENTRY_POINTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 @pytest.mark.parametrize("user_value", [None, "0"])
 def test_every_entry_point_opts_out_before_onnxruntime_loads(entry, user_value, tmp_path):

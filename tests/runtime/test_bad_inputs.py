@@ -140,6 +140,7 @@ sys.exit(main(["generate", "--model", "digits", "--class", "4", "--batch", "8", 
 """
 
 
+@pytest.mark.slow
 def test_a_really_full_disk_part_way_through_a_batch(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -295,6 +296,7 @@ def test_strength_without_init_is_refused(bundles, tmp_path, capsys):
     assert_one_line(err, "--strength needs --init")
 
 
+@pytest.mark.slow
 def test_reading_a_recipe_never_decodes_the_pixels(bundles, tmp_path, capsys):
     """A 20000x20000 PNG (a 50 KB file, 1.2 GB decoded) replays from its recipe; Pillow would refuse it."""
     import json
@@ -336,6 +338,7 @@ def test_long_or_escaped_model_names(tmp_path, capsys, name):
         assert len(err[0]) < 600
 
 
+@pytest.mark.slow
 def test_info_into_a_closed_pipe_is_quiet():
     """`diffusion-studio info digits | head -1` printed a BrokenPipeError traceback. `true` closes the
     pipe before anything is written, so the write always fails."""
@@ -393,6 +396,7 @@ def _huge_png(path: Path, side: int = 20000) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["--init", "--mask"])
 def test_a_huge_png_as_init_or_mask_is_refused_before_decoding(bundles, tmp_path, capsys, option):
     huge = _huge_png(tmp_path / "huge.png")
@@ -406,6 +410,7 @@ def test_a_huge_png_as_init_or_mask_is_refused_before_decoding(bundles, tmp_path
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_an_init_image_of_another_size_is_refused_from_its_header(bundles, tmp_path, capsys):
     big = tmp_path / "big.png"
     Image.new("RGB", (4000, 3000)).save(big)
@@ -488,6 +493,7 @@ def test_a_size_far_beyond_the_model_is_refused_before_allocating(bundles, tmp_p
     assert_one_line(err, f"height {size} is too large for this model: at most 32")
 
 
+@pytest.mark.slow
 def test_an_sd_folder_given_by_path_replays_with_from_png_alone(tmp_path, capsys, monkeypatch):
     """Issue 11.5: SD folders record no hash; the lookup hashes their U-Net once and caches it."""
     monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))

@@ -114,6 +114,7 @@ def make_sd_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_sd_style_folder(tmp_path):
     b = open_bundle(make_sd_folder(tmp_path / "sd"))
     m = b.manifest
@@ -146,6 +147,7 @@ def test_auto_provider_is_quiet(bundles, capfd):
     assert b.provider in providers.ort.get_available_providers()
 
 
+@pytest.mark.slow
 def test_auto_provider_is_quiet_in_a_fresh_process(bundles):
     code = ("import sys; from desktop.runtime.bundle import open_bundle; "
             "b = open_bundle(sys.argv[1]); print(b.provider)")

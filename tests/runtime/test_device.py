@@ -40,6 +40,7 @@ def test_the_runner_gives_session_run_bits_and_keeps_unchanged_inputs_on_the_dev
     np.testing.assert_array_equal(runner.run(changed, "out_sample"), want2)
 
 
+@pytest.mark.slow
 def test_generation_through_the_runner_is_unchanged(bundles):
     request = GenerationRequest(prompt="a red cat", seed=4, steps=4, batch_size=2)
     plain = open_bundle(bundles["latent_text"], provider="cpu")

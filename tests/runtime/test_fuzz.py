@@ -170,6 +170,7 @@ def test_any_recipe_mutation_reads_or_says_why_and_then_resolves_or_says_why(rec
     check()
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None, derandomize=True)
 @given(st.text(alphabet=st.sampled_from(list("abc ,:\"\\\n<>()0123456789.-xKSteps:SamplerCFGscaleSizeModelhash")),
                max_size=300))

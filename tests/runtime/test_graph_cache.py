@@ -45,6 +45,7 @@ def from_cache(session) -> bool:
     return str(graph_cache.cache_root()) in session._model_path
 
 
+@pytest.mark.slow
 def test_second_open_loads_the_cached_graphs_and_gives_the_same_bits(bundles, cache):
     plain = open_bundle(bundles["latent_text"], provider="cpu")
     first = open_bundle(bundles["latent_text"], provider="cpu")  # writes the entries (the one above did too)
@@ -157,6 +158,7 @@ except RuntimeError:
 """
 
 
+@pytest.mark.slow
 def test_the_shared_thread_pool_gives_the_same_images(bundles, tmp_path):
     out = {}
     for mode in ("shared", "per-session"):

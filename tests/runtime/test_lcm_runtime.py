@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.pipeline import GenerationRequest, generate
@@ -14,6 +15,7 @@ from desktop.runtime.sd_folder import guidance_embedding
 LCM = Path(__file__).resolve().parents[1] / "fixtures" / "sd" / "optimum-lcm"
 
 
+@pytest.mark.slow
 def test_lcm_folder_generates_with_the_guidance_embedding():
     b = open_bundle(LCM, provider="cpu")
     assert b.manifest.defaults.sampler == "lcm"

@@ -18,12 +18,14 @@ def sd2():
     return open_bundle(SD / "optimum-sd2", provider="cpu")
 
 
+@pytest.mark.slow
 def test_size_options_of_an_sd_folder(sd2):
     options = size_options(sd2)
     assert options.default == (48, 48) and options.step == 8 and options.flexible  # VAE 4 x 2^(2-1)
     assert options.allows(64, 96) and not options.allows(60, 64) and not options.allows(0, 8)
 
 
+@pytest.mark.slow
 def test_estimate_grows_with_size_batch_and_guidance(sd2):
     small = memory.estimate(sd2, 1, 48, 48, guided=False)
     assert memory.estimate(sd2, 1, 96, 96, guided=False).unet > 4 * small.unet
@@ -38,23 +40,25 @@ def test_sd15_figures_are_the_documented_order_of_magnitude():
     assert 2.0 * memory.GIB < unet < 2.6 * memory.GIB and 0.7 * memory.GIB < vae < 1.1 * memory.GIB
 
 
+@pytest.mark.slow
 def test_refusal_names_the_largest_size_that_fits(sd2):
     budget = memory.estimate(sd2, 1, 512, 512, guided=True).needed
     with pytest.raises(memory.MemoryEstimateError) as err:
-        memory.check_fits(sd2, 1, 1024, 768, True, step=8, available=budget)
+        memory.check_fits(sd2, 1, 1024, 768, guided=True, step=8, available=budget)
     text = str(err.value)
     assert text.startswith("768x1024 at batch 1 needs about")
     w, h = map(int, re.search(r"that fits is (\d+)x(\d+)", text).groups())
     assert w % 8 == 0 and h % 8 == 0 and 0.7 < w / h < 0.8
-    assert memory.estimate(sd2, 1, h, w, True).needed <= budget
-    assert memory.estimate(sd2, 1, h + 64, w + 48, True).needed > budget
-    memory.check_fits(sd2, 1, 48, 48, True, step=8, available=budget)  # fits: no error
+    assert memory.estimate(sd2, 1, h, w, guided=True).needed <= budget
+    assert memory.estimate(sd2, 1, h + 64, w + 48, guided=True).needed > budget
+    memory.check_fits(sd2, 1, 48, 48, guided=True, step=8, available=budget)  # fits: no error
 
 
 def test_this_machine_reports_its_memory():
     assert memory.available_bytes("CPUExecutionProvider") > 0
 
 
+@pytest.mark.slow
 def test_a_request_that_cannot_fit_is_refused_before_anything_runs(sd2, monkeypatch):
     from desktop.runtime.pipeline import GenerationRequest, RequestError, generate
     calls = sd2.unet.calls

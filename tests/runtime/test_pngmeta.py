@@ -18,6 +18,7 @@ def opened(bundles):
     return {name: open_bundle(path, provider="cpu") for name, path in bundles.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, kw", [
     ("latent_text", dict(prompt="a red cat", negative_prompt="ugly, dog", sampler="ddpm", steps=4, guidance=2.5)),
     ("pixel_class", dict(class_name="two", init_image=np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8),

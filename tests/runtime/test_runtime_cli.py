@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from desktop.runtime import generate_cli, info_cli
@@ -13,6 +14,7 @@ from desktop.runtime.pngmeta import read_recipe
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_generate_writes_png_with_recipe_and_from_png_reproduces(bundles, tmp_path, capsys):
     out = tmp_path / "out"
     rc = generate_cli.main(["--model", str(bundles["latent_text"]), "--prompt", "red cat", "--negative", "dog",
@@ -88,6 +90,7 @@ def test_info(bundles, capsys):
     assert info_cli.main(["/nonexistent/model"]) == 2
 
 
+@pytest.mark.slow
 def test_generating_does_not_import_torch(bundles, tmp_path):
     code = ("import sys; from desktop.cli import main; "
             f"rc = main(['generate', '--model', {str(bundles['latent_text'])!r}, '--prompt', 'cat', "

@@ -35,6 +35,7 @@ def edit_json(path: Path, **changes) -> None:
     path.write_text(json.dumps(data))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, size, scale, prediction, step", [
     ("optimum-sd1", 32, 0.18215, "epsilon", 4),
     ("optimum-inpaint", 32, 0.18215, "epsilon", 4),
@@ -56,6 +57,7 @@ def test_optimum_folders_open_with_their_configs(name, size, scale, prediction, 
     assert (m.conditioning.mask is not None) == (name == "optimum-inpaint")
 
 
+@pytest.mark.slow
 def test_sd2_pads_with_its_tokenizers_pad_token():
     sd1 = open_bundle(fixture("optimum-sd1"), provider="cpu")
     sd2 = open_bundle(fixture("optimum-sd2"), provider="cpu")
@@ -63,6 +65,7 @@ def test_sd2_pads_with_its_tokenizers_pad_token():
     assert sd2.manifest.conditioning.text.pad_id == sd2.text.tokenizer.token_to_id("!") == 0
 
 
+@pytest.mark.slow
 def test_few_step_defaults():
     turbo = open_bundle(fixture("optimum-turbo"), provider="cpu").manifest.defaults
     assert (turbo.sampler, turbo.steps, turbo.guidance, turbo.spacing) == ("euler", 4, 1.0, "trailing")
@@ -70,6 +73,7 @@ def test_few_step_defaults():
     assert (sd1.sampler, sd1.steps, sd1.guidance, sd1.spacing) == ("dpmpp_2m", 25, 7.5, "leading")
 
 
+@pytest.mark.slow
 def test_lcm_needs_its_sampler_or_says_so():
     from diffusion.samplers import SAMPLERS
     if "lcm" in SAMPLERS:
@@ -80,6 +84,7 @@ def test_lcm_needs_its_sampler_or_says_so():
             open_bundle(fixture("optimum-lcm"), provider="cpu")
 
 
+@pytest.mark.slow
 def test_latent_parameters_are_split_into_the_mean():
     b = open_bundle(fixture("optimum-sd1"), provider="cpu")
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
@@ -89,6 +94,7 @@ def test_latent_parameters_are_split_into_the_mean():
     np.testing.assert_array_equal(z, params[:, :4])
 
 
+@pytest.mark.slow
 def test_scalar_timestep_gets_a_scalar_and_refuses_mixed_batches():
     b = open_bundle(fixture("optimum-sd1"), provider="cpu")
     assert b.unet.feed("timestep", np.array([7, 7], np.int64)).shape == ()
@@ -110,6 +116,7 @@ def test_guidance_embedding_matches_diffusers():
 # ------------------------------------------------------------------------------- refused at open
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changes, words", [
     ({"thresholding": True}, "'thresholding'"),
     ({"trained_betas": [0.1, 0.2]}, "'trained_betas'"),
@@ -128,6 +135,7 @@ def test_scheduler_config_we_cannot_honour_is_refused(tmp_path, changes, words):
     assert "scheduler/scheduler_config.json" in str(err.value) and words in str(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role, changes, words", [
     ("vae_decoder", {"block_out_channels": "big"}, "'block_out_channels' must be a non-empty list"),
     ("vae_decoder", {"scaling_factor": -1}, "'scaling_factor' must be a positive number"),
@@ -141,6 +149,7 @@ def test_bad_component_config_is_refused(tmp_path, role, changes, words):
     assert f"{role}/config.json" in str(err.value) and words in str(err.value)
 
 
+@pytest.mark.slow
 def test_missing_parts_are_named(tmp_path):
     folder = copy_fixture("optimum-sd1", tmp_path)
     shutil.rmtree(folder / "tokenizer")
@@ -151,6 +160,7 @@ def test_missing_parts_are_named(tmp_path):
         open_bundle(folder, provider="cpu")
 
 
+@pytest.mark.slow
 def test_without_configs_the_vae_factor_is_measured(tmp_path):
     folder = copy_fixture("optimum-sd2", tmp_path)
     for role in ("vae_decoder", "vae_encoder", "unet"):
@@ -160,6 +170,7 @@ def test_without_configs_the_vae_factor_is_measured(tmp_path):
     assert b.manifest.image.height == 64 * 4  # no sample_size anywhere: SD 1.x's 64 latent pixels
 
 
+@pytest.mark.slow
 def test_missing_scheduler_config_means_stable_diffusion_1(tmp_path):
     folder = copy_fixture("optimum-sd1", tmp_path)
     shutil.rmtree(folder / "scheduler")
@@ -168,6 +179,7 @@ def test_missing_scheduler_config_means_stable_diffusion_1(tmp_path):
     assert any("scheduler_config.json" in note for note in b.notes)
 
 
+@pytest.mark.slow
 def test_legacy_export_inputs_and_random_encoder():
     b = open_bundle(fixture("legacy-sd1"), provider="cpu")
     assert b.unet.inputs["timestep"] == ("tensor(float)", ["batch"])
@@ -179,6 +191,7 @@ def test_legacy_export_inputs_and_random_encoder():
     assert ids.shape == (1, 77, 16)
 
 
+@pytest.mark.slow
 def test_model_hash_covers_external_weights(tmp_path):
     folder = copy_fixture("legacy-sd1", tmp_path)
     before = open_bundle(folder, provider="cpu").model_hash
@@ -189,6 +202,7 @@ def test_model_hash_covers_external_weights(tmp_path):
     assert open_bundle(folder, provider="cpu").model_hash != before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["optimum-sd1", "optimum-inpaint", "legacy-sd1", "optimum-turbo", "optimum-lcm"])
 def test_generate_cli_at_another_size(name, tmp_path):
     from PIL import Image
@@ -201,6 +215,7 @@ def test_generate_cli_at_another_size(name, tmp_path):
         assert im.size == (48, 32)
 
 
+@pytest.mark.slow
 def test_lcm_unet_gets_the_guidance_embedding():
     """The denoiser feeds timestep_cond = embedding(guidance - 1) and makes one
     conditional call: the same output as diffusers' torch U-Net given that embedding."""

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from desktop.runtime import training
@@ -81,12 +82,14 @@ def test_an_error_event_ends_the_run_with_its_sentence():
     assert not state.running and state.error == "data: no usable image in /x"
 
 
+@pytest.mark.slow
 @given(st.text())
 def test_parse_event_never_raises_and_takes_only_objects_with_an_event(line):
     e = training.parse_event(line)
     assert e is None or (isinstance(e, dict) and isinstance(e["event"], str))
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from(["event", "stage", "step", "steps", "loss", "time", "train_seconds",
                                                    "max_seconds", "reason", "pid", "index", "of", "model", "path"]),
@@ -163,9 +166,9 @@ def test_install_command_names_this_python_and_the_kind_of_install(monkeypatch, 
 
 
 def test_missing_engine_modules_finds_without_importing(monkeypatch):
-    import desktop.cli
+    from desktop.runtime import installation
 
-    monkeypatch.setattr(desktop.cli, "ENGINE_MODULES", {"json", "surely_not_a_module_xyz"})
+    monkeypatch.setattr(installation, "ENGINE_MODULES", {"json", "surely_not_a_module_xyz"})
     assert training.missing_engine_modules() == ["surely_not_a_module_xyz"]
 
 

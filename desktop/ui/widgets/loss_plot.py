@@ -99,7 +99,7 @@ class LossPlot(QWidget):
             return QPointF(area.left() + (step - x0) / (x1 - x0) * area.width(),
                            area.bottom() - (y - y0) / ((y1 - y0) or 1.0) * area.height())
 
-        self._grid(p, area, log, y0, y1, x0, x1, dim, to_px)
+        self._grid(p, area, log=log, y0=y0, y1=y1, x0=x0, x1=x1, color=dim, to_px=to_px)
         accent = QColor(pal.highlight().color())
         faint = QColor(accent)
         faint.setAlpha(70)
@@ -132,7 +132,7 @@ class LossPlot(QWidget):
         p.drawPath(path)
 
     @staticmethod
-    def _grid(p, area, log, y0, y1, x0, x1, color, to_px) -> None:
+    def _grid(p, area, *, log, y0, y1, x0, x1, color, to_px) -> None:
         p.setPen(QPen(color, 0.6, Qt.PenStyle.DotLine))
         fm = p.fontMetrics()
         ticks = log_ticks(y0, y1) if log else nice_ticks(y0, y1)
