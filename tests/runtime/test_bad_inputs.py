@@ -328,7 +328,11 @@ def test_reading_a_recipe_never_decodes_the_pixels(bundles, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["x" * 300, "\x1b[31mred\x1b[0m\x07", "a\0b", "../../etc"])
-def test_long_or_escaped_model_names(tmp_path, capsys, name):
+def test_long_or_escaped_model_names(tmp_path, capsys, monkeypatch, name):
+    # "../../etc" must resolve to a folder that does not exist, wherever the checkout lives
+    # (from /tmp/ci it was /etc: a real folder, so the message was "not a model bundle").
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
     for sub in ("generate", "info"):
         argv = [sub, "--model", name, "--out", tmp_path / "o"] if sub == "generate" else [sub, name]
         code, out, err = run(argv, capsys)
