@@ -290,7 +290,7 @@ class StudioModel(QObject):
         p = self.params
         guided = bool(self.caps and self.caps.guided and p.guidance != 1.0)
         try:
-            est = check_fits(self.bundle, p.batch_size, p.height, p.width, guided, self.sizes.step)
+            est = check_fits(self.bundle, p.batch_size, p.height, p.width, guided=guided, step=self.sizes.step)
         except MemoryEstimateError as exc:
             return str(exc), False
         except (ValueError, OSError):
