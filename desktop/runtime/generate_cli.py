@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from .bundle import open_bundle
     from .fileio import check_writable_dir
     from .paths import RecipeModelError, outputs_dir
-    from .pipeline import RequestError, generate
+    from .pipeline import RequestError, generate, resolve_request
     from .pngmeta import RecipeError, SaveError, read_recipe_dict, save_result
     from .providers import ProviderError
     paths = []
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if recipe and args.width is None and args.height is None:  # the user's own size is checked as given
             request, size_notes = fit_size(request, bundle)
             notes += size_notes
+        resolve_request(bundle, request)  # a bad request is named before the output folder's free space
         out_dir = check_writable_dir(args.out or outputs_dir(), need_bytes=output_bytes(bundle, request))
         if notes:
             print(f"note: not applied from the recipe: {'; '.join(notes)}", file=sys.stderr)
