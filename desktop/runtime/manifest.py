@@ -77,7 +77,8 @@ class BundleError(ValueError):
     """A bundle that cannot be used; `file` and `field` say where (either may be None)."""
 
     def __init__(self, message: str, file: str | None = None, field: str | None = None):
-        super().__init__(message)
+        # one printable line whatever a bundle's keys hold (a key "\n" in sha256 broke the line)
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
         self.file = file
         self.field = field
 
@@ -528,10 +529,18 @@ def _validate_files(d: dict, kind: str, conditioning: Conditioning, bundle_dir) 
                               MANIFEST_NAME, f"files.{role}")
     if bundle_dir is not None:
         for role, rel in files.items():
-            if not (Path(bundle_dir) / rel).is_file():
+            if not _is_file(Path(bundle_dir) / rel):
                 raise BundleError(f"{rel}: file listed in {MANIFEST_NAME} (files.{role}) is missing from the bundle",
                                   rel, f"files.{role}")
     return files
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, with a name the file system refuses (too long, say) counted as no file."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _validate_defaults(d: dict, schedule: dict, conditioning: Conditioning) -> Defaults:
