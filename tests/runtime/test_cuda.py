@@ -13,20 +13,11 @@ from desktop.runtime import memory, providers
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.device import DeviceRunner
 from desktop.runtime.pipeline import GenerationRequest, generate
+from tests.helpers.feeds import feeds_for
 
 
 def cuda_loads() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers() and memory.nvml_free_bytes() is not None
-
-
-def feeds_for(model, batch=2, seed=0):
-    """Random inputs at the model's declared shapes (4 for every symbolic size but the batch)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, (kind, shape) in model.inputs.items():
-        dims = [batch if i == 0 else (d if isinstance(d, int) else 4) for i, d in enumerate(shape)]
-        out[name] = rng.integers(0, 2, dims) if "int" in kind else rng.standard_normal(dims).astype(np.float32)
-    return out
 
 
 pytestmark = pytest.mark.skipif(not cuda_loads() and not os.environ.get("DS_REQUIRE_CUDA"), reason="no NVIDIA GPU with a loadable CUDA provider here")

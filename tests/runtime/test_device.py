@@ -11,15 +11,7 @@ from desktop.runtime import memory, providers
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.device import DeviceRunner
 from desktop.runtime.pipeline import GenerationRequest, generate
-
-
-def feeds_for(model, batch=2, seed=0):
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, (kind, shape) in model.inputs.items():
-        dims = [batch if i == 0 else (d if isinstance(d, int) else 4) for i, d in enumerate(shape)]
-        out[name] = rng.integers(0, 2, dims) if "int" in kind else rng.standard_normal(dims).astype(np.float32)
-    return out
+from tests.helpers.feeds import feeds_for
 
 
 def test_the_runner_gives_session_run_bits_and_keeps_unchanged_inputs_on_the_device(bundles):
