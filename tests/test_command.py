@@ -20,6 +20,7 @@ def test_unknown_subcommand_is_exit_2(capsys):
     assert "unknown subcommand 'paint-me-a-cat'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # PyTorch: imports every command's module, the engine's too
 def test_every_subcommand_target_resolves():
     for sub in cli.SUBCOMMANDS:
         assert callable(cli.resolve(sub)), sub.target

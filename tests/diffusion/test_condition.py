@@ -4,19 +4,22 @@ import pytest
 
 from diffusion.condition import mask_to_size, masked_image, one_hot_labels
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
 
-
+@pytest.mark.slow  # PyTorch is the oracle
 @pytest.mark.parametrize("H,W,h,w", [(16, 16, 8, 8), (12, 18, 3, 6), (16, 16, 16, 16)])
 def test_mask_to_size_mean_pools_when_the_size_divides(H, W, h, w):
+    import torch
+    F = torch.nn.functional
     mask = np.random.default_rng(0).uniform(size=(2, 1, H, W)).astype(np.float32)
     expected = F.avg_pool2d(torch.from_numpy(mask), (H // h, W // w)).numpy()
     np.testing.assert_allclose(mask_to_size(mask, h, w), expected, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow  # PyTorch is the oracle
 @pytest.mark.parametrize("H,W,h,w", [(16, 16, 6, 6), (10, 7, 4, 9), (5, 5, 16, 16), (3, 8, 7, 3)])
 def test_mask_to_size_is_torch_bilinear_otherwise(H, W, h, w):
+    import torch
+    F = torch.nn.functional
     mask = np.random.default_rng(1).uniform(size=(1, 1, H, W)).astype(np.float32)
     expected = F.interpolate(torch.from_numpy(mask), size=(h, w), mode="bilinear", align_corners=False).numpy()
     np.testing.assert_allclose(mask_to_size(mask, h, w), expected, rtol=1e-5, atol=1e-6)

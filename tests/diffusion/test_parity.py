@@ -32,6 +32,8 @@ from diffusion.grid import dpm_grid, spaced_grid  # noqa: E402
 from diffusion.samplers import sample, sampler_grid, sampler_spec  # noqa: E402
 from diffusion.spacing import dpm_solver_timesteps, timesteps  # noqa: E402
 
+pytestmark = pytest.mark.slow  # PyTorch: diffusers' schedulers are the oracle
+
 torch.set_num_threads(1)
 TOL = 1e-5
 DIFFUSERS_NAME = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
@@ -99,7 +101,6 @@ def test_betas_match_diffusers(name, start, end, T):
     np.testing.assert_allclose(ours.alphas_cumprod, ref.alphas_cumprod.double().numpy(), rtol=2e-5)
 
 
-@pytest.mark.slow
 def test_spacing_matches_diffusers():
     for T in (1000, 50, 7):
         for steps in sorted({1, 2, 3, 7, 10, 20, 49, 50, T - 1, T} & set(range(1, T + 1))):
@@ -132,7 +133,6 @@ DDPM_CASES = [  # (schedule, steps, spacing, prediction, variance)
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name,steps,spacing,pred,variance", DDPM_CASES)
 def test_ddpm_matches_diffusers(name, steps, spacing, pred, variance, x_T, noises, monkeypatch):
     schedule = make_schedule(name, 1000)
@@ -165,7 +165,6 @@ def test_ddpm_clip_matches_diffusers_clip_sample(x_T, noises, monkeypatch):
     assert_close(ours, expected)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name,steps,spacing,pred,eta,clip", [
     ("linear", 1000, "leading", "epsilon", 0.0, False),
     ("linear", 50, "leading", "v_prediction", 0.0, False),
@@ -213,7 +212,6 @@ def test_ddim_clip_keeps_x0_and_eps_consistent(x_T):
         np.testing.assert_allclose(np.sqrt(a) * x0 + np.sqrt(1 - a) * eps, x, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name,steps,spacing,pred", [
     ("linear", 1, "leading", "epsilon"),
     ("linear", 2, "linspace", "epsilon"),

@@ -32,6 +32,7 @@ def test_any_config_parses_or_says_why(cfg):
     assert parsed.spacing in ("leading", "trailing", "linspace") and 0 <= parsed.steps_offset
 
 
+@pytest.mark.slow  # PyTorch: diffusers' scheduler classes are the oracle
 @pytest.mark.parametrize("cls", ["DDIMScheduler", "DDPMScheduler", "PNDMScheduler", "EulerDiscreteScheduler",
                                  "DPMSolverMultistepScheduler", "LCMScheduler", "UniPCMultistepScheduler"])
 @pytest.mark.parametrize("cfg", [{}, STABLE_DIFFUSION, {"timestep_spacing": "trailing", "prediction_type": "v_prediction"}])

@@ -5,6 +5,8 @@ import torch
 from engine.config import ConfigError, load_config
 from engine.train import AFFINE, random_affine
 
+pytestmark = pytest.mark.slow  # PyTorch: augmentation on tensors
+
 
 def test_random_affine_is_small_seeded_and_keeps_the_background():
     x = -torch.ones(6, 1, 16, 16)

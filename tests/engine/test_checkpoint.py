@@ -7,6 +7,8 @@ import torch
 
 from engine.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 
+pytestmark = pytest.mark.slow  # PyTorch: checkpoints
+
 
 def _optimizer_state():
     torch.manual_seed(0)

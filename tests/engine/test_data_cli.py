@@ -9,10 +9,11 @@ from PIL import Image
 from engine.data import ImageFolderDataset, landscapes, shapes
 from engine.data.cli import main
 
+pytestmark = pytest.mark.slow  # PyTorch: the data sets give tensors
+
 torch.set_num_threads(1)
 
 
-@pytest.mark.slow
 def test_shapes_round_trip(tmp_path, capsys):
     out = tmp_path / "shapes"
     assert main(["shapes", str(out), "--count", "12", "--seed", "4", "--size", "32"]) == 0
@@ -40,7 +41,6 @@ def test_shapes_round_trip(tmp_path, capsys):
         assert im.mode == "P" and im.getpalette()[3:6] == list(shapes.LABELS[1][1])
 
 
-@pytest.mark.slow
 def test_landscapes_and_digits_round_trip(tmp_path):
     assert main(["landscapes", str(tmp_path / "land"), "--count", "6"]) == 0
     ds = ImageFolderDataset(tmp_path / "land", size=32)

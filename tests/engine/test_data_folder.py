@@ -8,6 +8,8 @@ from PIL import Image
 
 from engine.data import DataError, ImageFolderDataset
 
+pytestmark = pytest.mark.slow  # PyTorch: the data sets give tensors
+
 torch.set_num_threads(1)
 
 

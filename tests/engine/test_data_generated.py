@@ -9,12 +9,13 @@ from engine.data import GeneratedDataset, item_rng
 from engine.data import digits, landscapes, shapes
 from engine.data import shapes_words as words
 
+pytestmark = pytest.mark.slow  # PyTorch: engine.data gives tensors
+
 torch.set_num_threads(1)
 
 
 # ---------------------------------------------------------------- determinism (all generators)
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["shapes", "landscapes", "digits"])
 def test_same_seed_same_items_and_item_i_independent_of_count(name):
     small = GeneratedDataset(name, count=3, seed=7)
@@ -147,7 +148,6 @@ def test_shapes_class_is_the_first_and_largest_object():
         assert len({o["region"] for o in objs}) == len(objs)
 
 
-@pytest.mark.slow
 def test_held_out_pairs_never_appear_unless_asked():
     scenes = [shapes.make_scene(item_rng(0, i)) for i in range(1500)]
     assert not any(shapes.is_held_out(s) for s in scenes)
@@ -165,7 +165,6 @@ def _interior(mask):
     return np.all([padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
 
 
-@pytest.mark.slow
 def test_shapes_label_maps_agree_with_pixels_and_colours_segment_analytically():
     colour_names = list(shapes.COLORS)
     for it in SHAPE_ITEMS[:40]:
@@ -282,7 +281,6 @@ def test_landscape_captions_follow_the_scene():
 
 # ---------------------------------------------------------------- digits
 
-@pytest.mark.slow
 def test_digits_are_the_sklearn_images():
     from sklearn.datasets import load_digits
 

@@ -1,8 +1,11 @@
 """The weight EMA: theta_ema <- d * theta_ema + (1 - d) * theta with the warm-up decay."""
+import pytest
 import torch
 from torch import nn
 
 from engine.ema import EMA
+
+pytestmark = pytest.mark.slow  # PyTorch
 
 
 def test_update_is_the_exponential_average_and_copies_integer_buffers():

@@ -9,6 +9,8 @@ from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 from engine.loaded import LoadedModel, ModelLoadError, load_model, save_model
 from engine.text import ScratchTextEncoder, train_wordpiece
 
+pytestmark = pytest.mark.slow  # PyTorch: diffusers models
+
 torch.set_num_threads(1)
 
 PROMPTS = ["a red circle", "", "a blue square on green grass"]
@@ -88,7 +90,6 @@ def assert_same_metadata(a: LoadedModel, b: LoadedModel):
     assert (a.in_channels, a.latent_channels, a.condition_channels) == (b.in_channels, b.latent_channels, b.condition_channels)
 
 
-@pytest.mark.slow
 def test_pixel_round_trip_same_outputs_and_metadata(tmp_path):
     model = pixel_model()
     save_model(model, tmp_path / "run" / "model")
@@ -120,7 +121,6 @@ def test_saved_scheduler_config_loads_in_diffusers_with_the_same_betas(tmp_path)
     assert torch.allclose(sched.betas.double(), betas.double(), atol=1e-6)
 
 
-@pytest.mark.slow
 def test_latent_text_round_trip_same_outputs_and_metadata(tmp_path):
     model = latent_model(small_scratch(), in_channels=9, mask={"kind": "inpaint"})
     assert model.condition_channels == 5 and model.latent_channels == 4 and model.latent_size == 4
@@ -142,7 +142,6 @@ def test_latent_text_round_trip_same_outputs_and_metadata(tmp_path):
         assert torch.allclose(model.vae.decode(z).sample, back.vae.decode(z).sample, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_minilm_text_model_round_trip_stores_only_the_spec(tmp_path):
     from engine.text import load_text_encoder
 
@@ -239,7 +238,6 @@ def write_sd_like_folder(folder, text_model_factory):
     return unet, vae, model, tokenizer
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("with_tokenizer_json", [True, False])
 def test_plain_diffusers_clip_latent_folder(tmp_path, with_tokenizer_json, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -292,7 +290,6 @@ def tiny_bert(folder):
     return model, tok_dir
 
 
-@pytest.mark.slow
 def test_plain_diffusers_bert_text_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from transformers import BertTokenizer
@@ -320,7 +317,6 @@ def test_plain_diffusers_inpainting_layout_and_class_embeds(tmp_path):
     assert back.class_names == ["0", "1", "2", "3"]  # the 5th embedding is the null class
 
 
-@pytest.mark.slow
 def test_legit_pickle_weights_load_via_weights_only(tmp_path):
     unet = perturb(tiny_pixel_unet(num_class_embeds=None))
     unet.save_pretrained(str(tmp_path / "m" / "unet"), safe_serialization=False)
@@ -413,7 +409,6 @@ def test_studio_metadata_errors_name_the_field(tmp_path):
         load_model(tmp_path / "model")
 
 
-@pytest.mark.slow
 def test_text_unet_without_text_encoder_is_an_error(tmp_path):
     tiny_cond_unet(16).save_pretrained(str(tmp_path / "m" / "unet"), safe_serialization=True)
     with pytest.raises(ModelLoadError, match="needs a text encoder"):

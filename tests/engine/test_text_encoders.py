@@ -16,6 +16,8 @@ from engine.text import (
     train_wordpiece,
 )
 
+pytestmark = pytest.mark.slow  # PyTorch: text encoders
+
 torch.set_num_threads(1)
 
 PROMPTS = [
@@ -42,7 +44,6 @@ def runtime_tokenize(tokenizer_json, settings, prompts):
     return torch.tensor([e.ids for e in enc]), torch.tensor([e.attention_mask for e in enc])
 
 
-@pytest.mark.slow
 def test_minilm_loads_offline_and_encodes_token_states(minilm):
     assert minilm.dim == 384 and minilm.max_length == 32 and minilm.uses_attention_mask
     states = minilm.encode(PROMPTS[:2])
@@ -52,7 +53,6 @@ def test_minilm_loads_offline_and_encodes_token_states(minilm):
     assert torch.isfinite(states).all()
 
 
-@pytest.mark.slow
 def test_minilm_same_prompt_same_states_different_prompt_different(minilm):
     a = minilm.encode(["a red circle", "a red circle", "a blue square"])
     assert torch.equal(a[0], a[1])
@@ -63,7 +63,6 @@ def test_minilm_same_prompt_same_states_different_prompt_different(minilm):
     assert torch.equal(minilm.encode(["a red circle"])[0], a[0])
 
 
-@pytest.mark.slow
 def test_minilm_tokenize_matches_runtime_tokenizers(minilm):
     settings = tokenizer_settings(minilm)
     assert settings == {"max_length": 32, "pad_id": 0, "pad_token": "[PAD]"}
@@ -80,7 +79,6 @@ def test_minilm_tokenize_matches_runtime_tokenizers(minilm):
     assert torch.equal(ids[0], ids[2])
 
 
-@pytest.mark.slow
 def test_minilm_tokenize_matches_transformers_bert_tokenizer(minilm):
     """Independent oracle: transformers' own BERT tokenizer for the same vocabulary."""
     from transformers import BertTokenizer
@@ -92,7 +90,6 @@ def test_minilm_tokenize_matches_transformers_bert_tokenizer(minilm):
     assert torch.equal(ours["attention_mask"], out["attention_mask"])
 
 
-@pytest.mark.slow
 def test_minilm_states_match_plain_bert_model(minilm):
     """encode == BertModel(ids, mask).last_hidden_state of the package's weights."""
     from transformers import BertModel
@@ -104,7 +101,6 @@ def test_minilm_states_match_plain_bert_model(minilm):
     assert torch.allclose(minilm.encode(PROMPTS[:3]), expected, atol=1e-5)
 
 
-@pytest.mark.slow
 def test_written_tokenizer_json_has_settings_baked_in(minilm, tmp_path):
     path = minilm.write_tokenizer_json(tmp_path / "tokenizer.json")
     plain = Tokenizer.from_file(str(path))  # no enable_* calls at all
@@ -112,7 +108,6 @@ def test_written_tokenizer_json_has_settings_baked_in(minilm, tmp_path):
     assert torch.equal(torch.tensor([e.ids for e in enc]), minilm.tokenize(PROMPTS)["input_ids"])
 
 
-@pytest.mark.slow
 def test_tokenize_rejects_a_bare_string(minilm):
     with pytest.raises(TypeError):
         minilm.tokenize("a red circle")
@@ -141,7 +136,6 @@ def test_scratch_forward_shape_and_padding_is_masked():
     assert not torch.allclose(enc(ids2)[0, :n], a[0, :n], atol=1e-3)  # without the mask they do
 
 
-@pytest.mark.slow
 def test_scratch_gradients_flow_to_every_parameter():
     torch.manual_seed(0)
     enc = small_scratch()
@@ -155,7 +149,6 @@ def test_scratch_gradients_flow_to_every_parameter():
     assert enc.blocks[0].qkv.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.slow
 def test_scratch_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     enc = small_scratch()
@@ -191,7 +184,6 @@ def test_unknown_kind_and_bad_dim_are_clear_errors():
         small_scratch(dim=30, heads=4)
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 @pytest.mark.parametrize("kind", ["scratch", "minilm"])
 def test_onnx_graph_with_runtime_tokenization_gives_the_same_states(kind, minilm, tmp_path):

@@ -19,6 +19,8 @@ from tests.helpers.datasets import ColourSet
 from engine.train import (CHECKPOINT, cached_latents, mask_to_size, masked_latents, one_hot_labels,
                           random_inpaint_masks, train)
 
+pytestmark = pytest.mark.slow  # PyTorch: trains
+
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +48,6 @@ def random_vae(tmp_path_factory):
     return run
 
 
-@pytest.mark.slow  # trains
 def test_pixel_class_model_loss_falls_and_writes_run(tmp_path):
     cfg = load_config("tiny-pixel", {"training": {"steps": 24, "sample_every": 24, "sample_steps": 4}})
     run = train(cfg, tmp_path / "run", dataset=ColourSet(), progress=False)
@@ -61,7 +62,6 @@ def test_pixel_class_model_loss_falls_and_writes_run(tmp_path):
     assert loaded.unet.config.num_class_embeds == 3  # two classes + the null class
 
 
-@pytest.mark.slow  # trains
 @pytest.mark.parametrize("cond", [
     {"text": "scratch", "class": True, "mask": ""},
     {"text": "", "class": False, "mask": "inpaint"},
@@ -83,7 +83,6 @@ def test_latent_model_loss_falls(tmp_path, random_vae, cond):
     assert conv_in.shape[1] == 4 + extra  # latent channels + condition channels (Conventions)
 
 
-@pytest.mark.slow  # trains
 def test_resume_is_exact(tmp_path):
     over = {"conditioning": {"mask": "inpaint"}, "dataset": {"flip": True},
             "training": {"checkpoint_every": 0, "sample_every": 0}}
@@ -105,7 +104,6 @@ def test_resume_is_exact(tmp_path):
     assert json.loads((part / "model" / "studio_model.json").read_text())["provenance"]["train_seconds"] >= round(first_seconds, 1)
 
 
-@pytest.mark.slow  # trains
 def test_existing_run_needs_resume_and_bad_checkpoint_is_named(tmp_path):
     cfg = load_config("tiny-pixel", {"training": {"steps": 2, "sample_every": 0}})
     run = train(cfg, tmp_path / "run", dataset=ColourSet(), progress=False)
@@ -128,7 +126,6 @@ train(cfg, sys.argv[1], dataset=ColourSet(), progress=False, resume="--resume" i
 """
 
 
-@pytest.mark.slow  # trains
 def test_sigkill_leaves_a_checkpoint_that_resumes(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run)], cwd=ROOT)  # -c: ROOT on sys.path
@@ -178,7 +175,6 @@ def test_torch_conditions_match_diffusion_condition(h):
                                cond.one_hot_labels(labels, 5, h, h), atol=1e-5)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("full_prob", [0.0, 0.1, 0.5, 1.0])
 def test_inpaint_masks_cover_the_whole_image_at_the_configured_rate(full_prob):
     m = random_inpaint_masks(4000, 16, 16, torch.Generator().manual_seed(1), "cpu", full_prob)
@@ -222,7 +218,6 @@ def test_masked_latents_encode_a_fully_masked_image_once():
     assert calls == [1, 2]  # the zero image once, then the two partly masked rows
 
 
-@pytest.mark.slow  # trains
 def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
     from engine.train_cli import main
 
@@ -235,7 +230,6 @@ def test_cli_trains_a_preset_on_generated_data(tmp_path, capsys):
     assert "tiny-pixel" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # trains
 def test_init_starts_the_unet_from_a_trained_run(tmp_path):
     from safetensors.torch import load_file
 

@@ -79,6 +79,7 @@ def test_fit_conditioning_follows_the_data():
     assert maps["mask"] == "semantic"
 
 
+@pytest.mark.slow  # PyTorch: the settings are checked after the engine is imported
 def test_bad_input_is_an_error_event_and_exit_2(capsys):
     assert main(["tiny-pixel", "--progress", "json", "--set", "training.steps"]) == 2
     evs = events(capsys)

@@ -10,6 +10,7 @@ def judge():
     return digits.load_judge()
 
 
+@pytest.mark.slow  # fits the judge (scikit-learn) for seconds
 def test_classifier_is_accurate_on_held_out_real_digits(judge):
     assert judge.heldout_accuracy >= 0.97
     assert len(judge.x_heldout) > 400 and not set(map(bytes, judge.x_heldout[:50])) & set(map(bytes, judge.x_train))
@@ -73,6 +74,7 @@ def test_bad_image_shape_is_a_clear_error():
         digits.to_digit_levels(np.zeros((4, 4)))
 
 
+@pytest.mark.slow  # PyTorch: the training digits come from engine.data
 def test_nearest_train_fraction_tells_copies_from_fresh_digits():
     train = digits.training_images(16).reshape(-1, 16, 16).astype(np.uint8)
     # copies of training digits sit closer to a training image than any fresh digit would

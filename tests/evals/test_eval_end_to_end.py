@@ -10,6 +10,8 @@ from desktop.runtime import pipeline
 from engine.data import landscapes as data_land
 from engine.data import shapes as data_shapes
 
+pytestmark = pytest.mark.slow  # PyTorch: scenes drawn by engine.data
+
 
 def fake_bundle(size=64, labels=None):
     mask = SimpleNamespace(kind="semantic", labels=tuple(SimpleNamespace(name=n, color=c) for n, c in labels)) \
@@ -38,7 +40,6 @@ def answer_for(prompt: shapes.Prompt) -> np.ndarray:
     return data_shapes.render_scene(scene, 64)[0]
 
 
-@pytest.mark.slow
 def test_shapes_evaluation_scores_right_answers_perfectly(monkeypatch):
     prompts = {p.text: p for p in shapes.make_prompts(3, seed=10_000)}
     prompts.update({p.text: p for p in shapes.make_prompts(2, seed=10_000, categories=tuple(shapes.FLOORS),
@@ -59,7 +60,6 @@ def test_shapes_evaluation_scores_right_answers_perfectly(monkeypatch):
     assert shapes.floor_check("fake", n_small=2)["ok"] is False
 
 
-@pytest.mark.slow
 def test_landscapes_evaluation_end_to_end(monkeypatch):
     images, maps = landscapes.ordinary_scenes(4, 10_000, 64)
     names, odd = landscapes.unusual_maps(64, n_random=0, seed=10_000)

@@ -38,6 +38,7 @@ def test_judge_reads_unusual_maps_drawn_procedurally(judge):
     assert len(np.unique(only_water)) == 1
 
 
+@pytest.mark.slow  # PyTorch: the scenes come from engine.data
 def test_seed_diversity_measures_differences():
     same = [np.full((3, 8, 8, 3), 100, np.uint8)]
     assert landscapes.seed_diversity(same) == {"rms": 0.0, "visible": 0.0}
@@ -55,6 +56,7 @@ def test_wrong_maps_score_low(judge):
     assert landscapes.score_landscapes(images, flipped)["miou"] < 0.4
 
 
+@pytest.mark.slow  # PyTorch: the scenes come from engine.data
 def test_miou_oracle():
     t = np.array([[0, 0], [1, 1]])
     p = np.array([[0, 1], [1, 1]])

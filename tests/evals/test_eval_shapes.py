@@ -10,13 +10,14 @@ from engine.data import shapes_words as words
 
 from benchmarks.evals import shapes
 
+pytestmark = pytest.mark.slow  # PyTorch: scenes drawn by engine.data
+
 
 @pytest.fixture(scope="module")
 def scenes64():
     return shapes.render_scenes(80, seed=31337, size=64)
 
 
-@pytest.mark.slow
 def test_detector_recovers_single_object_scenes(scenes64):
     singles = [s for s in scenes64 if s.scene["layout"] == "single"]
     assert len(singles) >= 25
@@ -25,14 +26,12 @@ def test_detector_recovers_single_object_scenes(scenes64):
         assert np.mean([m[part] for m in matches]) >= 0.95, part
 
 
-@pytest.mark.slow
 def test_detector_recovers_multi_object_scenes(scenes64):
     multi = [s for s in scenes64 if s.scene["layout"] != "single"][:30]
     matches = [shapes.scene_matches(s.scene, shapes.detect_objects(s.image)) for s in multi]
     assert np.mean([m["all"] for m in matches]) >= 0.9
 
 
-@pytest.mark.slow
 def test_detector_works_at_32_pixels():
     scenes = [s for s in shapes.render_scenes(40, seed=4242, size=32) if s.scene["layout"] == "single"]
     matches = [shapes.scene_matches(s.scene, shapes.detect_objects(s.image)) for s in scenes]
@@ -46,7 +45,6 @@ def test_detector_finds_nothing_on_background_or_noise():
     assert shapes.detect_objects(noise) == []
 
 
-@pytest.mark.slow
 def test_every_shape_and_colour_is_recognised_when_drawn_alone():
     # each (colour, shape) pair, held-out ones included, drawn medium-sized in the centre
     for k, (color, shape) in enumerate([(c, s) for c in data.COLORS for s in data.SHAPES]):
@@ -97,7 +95,6 @@ def _obj(color, shape, counts=(1,), region=None, size=None):
     return {"color": color, "shape": shape, "counts": counts, "region": region, "size": size}
 
 
-@pytest.mark.slow
 def test_scoring_against_prompts_on_drawn_answers():
     two = shapes.Prompt("two", "a red heart and a cyan square", (_obj("red", "heart"), _obj("cyan", "square")))
     right = _render([{"shape": "heart", "color": "red", "region": "left"},

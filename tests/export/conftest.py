@@ -1,14 +1,20 @@
-"""Fixtures: tiny LoadedModels of every kind (builders in tests/helpers/tiny_models.py)."""
+"""Fixtures: tiny LoadedModels of every kind (builders in tests/helpers/tiny_models.py).
+
+PyTorch is imported inside them: only slow tests use it (tests/conftest.py), and `make test-fast`
+collects the fast ONNX-level tests of this folder without importing it."""
 from __future__ import annotations
 
 import pytest
-import torch
-
-from tests.helpers.tiny_models import loaded, tiny_text_encoder, tiny_unet2d, tiny_vae
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(request):
+    """PyTorch on one thread for the slow tests (the only ones that use it)."""
+    if request.node.get_closest_marker("slow") is None:
+        yield
+        return
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -18,6 +24,8 @@ def _one_thread():
 @pytest.fixture
 def pixel_class_model():
     """Grey 8x8 pixel DDPM with two classes (+ the null class)."""
+    from tests.helpers.tiny_models import loaded, tiny_unet2d
+
     return loaded(kind="pixel", unet=tiny_unet2d(1, 1, 8, num_class_embeds=3), image_size=8, image_channels=1,
                   class_names=["zero", "one"], name="tiny-pixel")
 
@@ -25,7 +33,10 @@ def pixel_class_model():
 @pytest.fixture
 def latent_text_model(tmp_path_factory):
     """16x16 RGB latent model: cross-attention on a scratch text encoder, plus a class embedding."""
+    import torch
     from diffusers import UNet2DConditionModel
+
+    from tests.helpers.tiny_models import loaded, tiny_text_encoder, tiny_vae
 
     te = tiny_text_encoder(tmp_path_factory.mktemp("tokenizer"))
     torch.manual_seed(1)
@@ -41,6 +52,8 @@ def latent_text_model(tmp_path_factory):
 @pytest.fixture
 def latent_inpaint_model():
     """16x16 latent inpainting model: [z_t (4), mask (1), masked latent (4)] -> 4."""
+    from tests.helpers.tiny_models import loaded, tiny_unet2d, tiny_vae
+
     return loaded(kind="latent", unet=tiny_unet2d(9, 4, 8), vae=tiny_vae(), scale_factor=1.1, image_size=16,
                   image_channels=3, mask={"kind": "inpaint"}, name="tiny-inpaint")
 
@@ -48,6 +61,8 @@ def latent_inpaint_model():
 @pytest.fixture
 def semantic_model():
     """8x8 RGB pixel model on semantic maps with 3 labels: [x_t (3), one-hot (3)] -> 3."""
+    from tests.helpers.tiny_models import loaded, tiny_unet2d
+
     labels = [{"name": "sky", "color": (90, 160, 230)}, {"name": "grass", "color": [60, 150, 60]},
               {"name": "rock", "color": [120, 110, 100]}]
     return loaded(kind="pixel", unet=tiny_unet2d(6, 3, 8), image_size=8, image_channels=3,

@@ -20,6 +20,8 @@ from diffusion.samplers import sampler_spec  # noqa: E402
 from engine.loaded import save_model  # noqa: E402
 from tests.helpers.peers import run_in_peers  # noqa: E402
 
+pytestmark = pytest.mark.slow  # PyTorch: exports and reads bundles with diffusers
+
 HERE = Path(__file__).resolve().parent
 SINGLE = HERE.parent / "fixtures" / "single_file"
 
@@ -33,7 +35,6 @@ def sd_bundle(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["dpmpp_2m", "euler"])
 def test_optimum_samples_our_bundle_like_our_runtime(sd_bundle, tmp_path, sampler):
     index = json.loads((sd_bundle / "model_index.json").read_text())
@@ -62,7 +63,6 @@ def test_optimum_samples_our_bundle_like_our_runtime(sd_bundle, tmp_path, sample
     assert diff <= 2 / 255
 
 
-@pytest.mark.slow
 def test_a_run_model_folder_loads_in_diffusers(tmp_path, latent_text_model):
     from diffusers import DiffusionPipeline
 
@@ -78,7 +78,6 @@ def test_a_run_model_folder_loads_in_diffusers(tmp_path, latent_text_model):
     assert type(pipe.scheduler).__name__ == "DDPMScheduler" and pipe.unet is not None
 
 
-@pytest.mark.slow
 def test_models_diffusers_cannot_run_say_why(tmp_path, pixel_class_model, semantic_model):
     from diffusers import DiffusionPipeline
 

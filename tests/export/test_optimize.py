@@ -11,9 +11,7 @@ from onnx import TensorProto, helper
 from desktop.runtime import providers as providers_mod
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.pipeline import GenerationRequest, generate
-from export import bundle_writer
 from export import optimize as export_optimize
-from export.bundle_writer import export_bundle
 
 
 def one_op_session(op: str, inputs: int, **attrs):
@@ -50,6 +48,8 @@ def test_the_cpu_fusions_have_cpu_kernels(op, inputs, attrs):
 
 @pytest.mark.slow
 def test_optimize_cpu_fuses_attention_checks_parity_and_records_providers(tmp_path, latent_text_model, capfd):
+    from export.bundle_writer import export_bundle  # PyTorch: slow tests only (tests/conftest.py)
+
     lines = []
     out = export_bundle(latent_text_model, tmp_path / "cpu", optimize="cpu", log=lines.append, preview_samples=8)
     assert "fusion" not in capfd.readouterr().err  # no progress bar from the optimizer
@@ -70,6 +70,9 @@ def test_optimize_cpu_fuses_attention_checks_parity_and_records_providers(tmp_pa
 
 @pytest.mark.slow
 def test_optimize_cuda_without_cuda_is_refused_and_writes_nothing(tmp_path, pixel_class_model, monkeypatch):
+    from export import bundle_writer
+    from export.bundle_writer import export_bundle
+
     monkeypatch.setattr(bundle_writer, "_cuda_available", lambda: False)
     with pytest.raises(bundle_writer.ExportError, match="CUDA"):
         export_bundle(pixel_class_model, tmp_path / "opt", optimize="cuda", log=lambda s: None)

@@ -13,6 +13,8 @@ from engine.preview_decoder import PreviewDecoder, psnr, train_preview_decoder
 from export import preview_fit, preview_net
 from export.bundle_writer import export_bundle
 
+pytestmark = pytest.mark.slow  # PyTorch: trains and exports
+
 
 def _nonlinear_pairs(n=96, seed=0):
     """Latents [n,4,4,4] and a local nonlinear 'decode' [n,3,8,8] with sub-pixel detail."""
@@ -32,7 +34,6 @@ def test_decoder_shapes_and_range():
         PreviewDecoder(factor=3)
 
 
-@pytest.mark.slow  # trains for a few seconds
 def test_training_beats_the_linear_map_on_a_nonlinear_decoder():
     z, rgb = _nonlinear_pairs()
     net, report = train_preview_decoder(z, rgb, factor=2, steps=400, batch=32, width=16, lr=3e-3)
@@ -50,7 +51,6 @@ def latent_bundle(tmp_path, latent_inpaint_model):
     return export_bundle(latent_inpaint_model, tmp_path / "b", log=lambda *a: None)
 
 
-@pytest.mark.slow  # exports a bundle and trains a decoder
 def test_export_with_a_preview_decoder_writes_the_network_role(tmp_path, latent_inpaint_model):
     from desktop.runtime.bundle import open_bundle
 
@@ -67,7 +67,6 @@ def test_export_with_a_preview_decoder_writes_the_network_role(tmp_path, latent_
         (3, m.image.height, m.image.width)
 
 
-@pytest.mark.slow  # exports a bundle and trains a decoder
 def test_add_preview_decoder_installs_an_onnx_preview_the_runtime_runs(latent_bundle):
     from desktop.runtime.bundle import open_bundle
     from desktop.runtime.pipeline import GenerationRequest, generate
@@ -89,7 +88,6 @@ def test_add_preview_decoder_installs_an_onnx_preview_the_runtime_runs(latent_bu
     assert len(result.images) == 2
 
 
-@pytest.mark.slow  # exports a bundle
 def test_a_bad_preview_network_is_refused_naming_the_file(latent_bundle, tmp_path):
     preview_net.add_preview_decoder(latent_bundle, steps=2, width=8, log=lambda *a: None)
     rel = preview_net.PREVIEW_DECODER_FILE

@@ -19,6 +19,8 @@ from desktop.cli import main as cli  # noqa: E402
 from engine.loaded import ModelLoadError  # noqa: E402
 from engine.single_file import CONFIGS, checkpoint_shapes, detect_family, load_single_file  # noqa: E402
 
+pytestmark = pytest.mark.slow  # PyTorch: diffusers' converter and configs
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "single_file"
 
 
@@ -53,7 +55,6 @@ def test_the_family_is_read_from_the_keys(variant, family):
         assert detect_family(shapes, Path("x"), "epsilon") == "sd2-base"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("variant,prediction", [("sd1", "epsilon"), ("sd2", "v_prediction")])
 def test_tiny_checkpoints_load_offline_with_the_weights_they_were_made_from(tmp_path, variant, prediction):
     model = load_single_file(MAKE.checkpoint_path(variant), work_dir=tmp_path, config=MAKE.config_dir(variant))
@@ -72,14 +73,12 @@ def test_tiny_checkpoints_load_offline_with_the_weights_they_were_made_from(tmp_
     assert len(ids) == 77 and ids[0] == vocab - 2 and ids[3] == vocab - 1
 
 
-@pytest.mark.slow
 def test_prediction_type_flag_overrides_the_rule(tmp_path):
     model = load_single_file(MAKE.checkpoint_path("sd2"), work_dir=tmp_path, config=MAKE.config_dir("sd2"),
                              prediction_type="epsilon")
     assert model.prediction_type == "epsilon"
 
 
-@pytest.mark.slow
 def test_export_command_converts_a_single_file_with_the_parity_gate(tmp_path, capsys):
     out = tmp_path / "bundle"
     rc = cli(["export", str(MAKE.checkpoint_path("sd1")), str(out), "--config", str(MAKE.config_dir("sd1")),
@@ -204,7 +203,6 @@ def test_shipped_original_configs_describe_stable_diffusion(family):
     assert sched["steps_offset"] == 1 and sched["beta_schedule"] == "scaled_linear"
 
 
-@pytest.mark.slow
 def test_every_tensor_of_the_tiny_checkpoint_is_used(tmp_path):
     """No key of the original layout is silently dropped: each tensor of the file lands in the model."""
     model = load_single_file(MAKE.checkpoint_path("sd1"), work_dir=tmp_path, config=MAKE.config_dir("sd1"))

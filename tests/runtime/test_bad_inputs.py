@@ -563,6 +563,7 @@ def test_a_bundle_that_would_crash_later_is_refused_at_open(bundles, tmp_path, c
 # export --overwrite replaces only a bundle (the command line; the writer's own tests are in tests/export)
 
 
+@pytest.mark.slow  # PyTorch: the export command imports the engine first
 @pytest.mark.parametrize("make,words", [
     ("thesis_folder", "is a folder that is not a model bundle (it has no studio.json)"),
     ("file", "is a file, not a model bundle"),

@@ -200,7 +200,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-ZLIB_BOMB = zlib.compress(b"{" + b" " * (200 << 20), 9)  # 200 MB of spaces in about 200 KB
+@functools.cache  # compressed when a slow test first needs it, not at collection (about 2 s)
+def zlib_bomb() -> bytes:
+    return zlib.compress(b"{" + b" " * (200 << 20), 9)  # 200 MB of spaces in about 200 KB
 
 
 @st.composite
@@ -224,7 +226,7 @@ def damaged_png(draw, png: bytes) -> bytes:
         if action == "ztxt":
             new = keyword + b"\0\0" + draw(st.binary(max_size=64))
         elif action == "bomb":
-            new = keyword + b"\0\0" + ZLIB_BOMB
+            new = keyword + b"\0\0" + zlib_bomb()
         else:  # the recipe's JSON replaced by any text, compressed properly
             new = keyword + b"\0\0" + zlib.compress(draw(st.text(max_size=200)).encode("latin-1", "replace"))
         end = offset + 12 + len(body)

@@ -103,6 +103,7 @@ def test_scalar_timestep_gets_a_scalar_and_refuses_mixed_batches():
         b.unet.feed("timestep", np.array([7, 8], np.int64))
 
 
+@pytest.mark.slow  # PyTorch: diffusers' LCM pipeline is the oracle
 def test_guidance_embedding_matches_diffusers():
     torch = pytest.importorskip("torch")
     from diffusers import LatentConsistencyModelPipeline
