@@ -21,6 +21,7 @@ import pytest
 from desktop.runtime import fileio
 from desktop.runtime.bundle import open_bundle
 from export.out_dir import publish_bundle
+from tests.helpers.faults import die_at_step
 from tests.helpers.tiny_bundles import make_bundle
 
 pytestmark = pytest.mark.slow  # dozens of forked writers
@@ -31,26 +32,9 @@ COUNTED = ("rename", "replace", "fsync", "unlink", "rmdir")
 def _publish_and_die_at(kill_at: int, exchange_ok: bool, new: Path, out: Path) -> None:
     """In the forked child: an export's ending, killed at step `kill_at`; never returns."""
     try:
-        count = [0]
-
-        def step():
-            count[0] += 1
-            if count[0] == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        def counted(fn):
-            def wrapper(*a, **k):
-                step()
-                result = fn(*a, **k)
-                step()
-                return result
-            return wrapper
         tmp = fileio.temp_dir(out, "export")  # named with this process's pid, as an export's is
         shutil.copytree(new, tmp / "bundle")
-        for name in COUNTED:
-            setattr(os, name, counted(getattr(os, name)))
-        real = fileio._rename_flags
-        fileio._rename_flags = counted(lambda s, d, f: real(s, d, f) if exchange_ok else False)
+        die_at_step(kill_at, calls=COUNTED, exchange_ok=exchange_ok)
         try:
             publish_bundle(tmp / "bundle", out, overwrite=True)
         finally:

@@ -22,30 +22,13 @@ from desktop.runtime import fileio
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
-import os, signal, sys, shutil
+import sys
 from pathlib import Path
 from desktop.runtime import fileio
+from tests.helpers.faults import die_at_step
 
 kill_at, exchange_ok, what, target = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3], Path(sys.argv[4])
-count = [0]
-
-def step():
-    count[0] += 1
-    if count[0] == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-def counted(fn):
-    def wrapper(*a, **k):
-        step()
-        result = fn(*a, **k)
-        step()
-        return result
-    return wrapper
-
-for name in ("rename", "replace", "link", "fsync", "unlink", "rmdir"):
-    setattr(os, name, counted(getattr(os, name)))
-real_flags = fileio._rename_flags
-fileio._rename_flags = counted(lambda src, dst, flags: real_flags(src, dst, flags) if exchange_ok else False)
+count = die_at_step(kill_at, calls=("rename", "replace", "link", "fsync", "unlink", "rmdir"), exchange_ok=exchange_ok)
 
 if what == "file":
     fileio.write_text(target, "new " * 1000)
