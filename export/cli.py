@@ -57,14 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from export.bundle_writer import BundleExistsError, check_out_dir
+    from export.out_dir import BundleExistsError, check_out_dir
 
     out_dir = Path(args.out_dir)
     try:
-        check_out_dir(out_dir.absolute(), args.overwrite)  # before minutes of work
+        check_out_dir(out_dir.absolute(), args.overwrite)  # before minutes of work (and before PyTorch)
     except BundleExistsError as exc:
-        print(f"diffusion-studio export: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, 2)
     if args.int8 and (Path(args.source) / "studio.json").is_file():
         return _quantize_bundle(args, out_dir)
     from desktop.runtime import fileio
@@ -75,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model = _load_source(args, str(work))
         except (OSError, ValueError, RuntimeError) as exc:
-            print(f"diffusion-studio export: cannot load {args.source}: {exc}", file=sys.stderr)
-            return 2
+            return _error(f"cannot load {args.source}: {exc}", 2)
         return _export(args, model, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -96,11 +94,31 @@ def _load_source(args, work: str):
     return load_model(args.source)
 
 
-def _export(args, model, out_dir: Path) -> int:
-    from export.bundle_writer import BundleExistsError, export_bundle
+def _error(message, code: int) -> int:
+    """One sentence on stderr; returns the exit code."""
+    print(f"diffusion-studio export: {message}", file=sys.stderr)
+    return code
+
+
+def _exit_code(action, *, refused: tuple[type[Exception], ...] = ()) -> int:
+    """Runs `action` (writing a bundle): 0; 2 for an OUT_DIR that may not be replaced (or a `refused`
+    input); 1 for an export that failed its checks (ExportError)."""
+    from export.out_dir import BundleExistsError
     from export.parity import ExportError
 
     try:
+        action()
+    except (BundleExistsError, *refused) as exc:
+        return _error(exc, 2)
+    except ExportError as exc:
+        return _error(exc, 1)
+    return 0
+
+
+def _export(args, model, out_dir: Path) -> int:
+    from export.bundle_writer import export_bundle
+
+    def run():
         gate = None
         if args.int8:
             from export.quantize import evaluation_gate, evaluations_of
@@ -110,36 +128,20 @@ def _export(args, model, out_dir: Path) -> int:
                       int8=args.int8, int8_gate=gate, name=args.name, description=args.description,
                       overwrite=args.overwrite, preview_samples=args.preview_samples,
                       preview_decoder_steps=args.preview_decoder, source=str(Path(args.source).absolute()))
-    except BundleExistsError as exc:
-        print(f"diffusion-studio export: {exc}", file=sys.stderr)
-        return 2
-    except ExportError as exc:
-        print(f"diffusion-studio export: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    return _exit_code(run)
 
 
 def _quantize_bundle(args, out_dir) -> int:
     """`export BUNDLE OUT --int8`: an int8 copy of an existing bundle (no PyTorch needed)."""
 
     from desktop.runtime.manifest import BundleError
-    from export.bundle_writer import BundleExistsError
-    from export.parity import ExportError
     from export.quantize import quantize_bundle
 
     if args.fp16 or args.gpu_fp16 or args.optimize:
-        print("diffusion-studio export: a bundle SOURCE only takes --int8 (the other options need the model "
-              "it was exported from)", file=sys.stderr)
-        return 2
-    try:
-        quantize_bundle(Path(args.source), out_dir, overwrite=args.overwrite)
-    except (BundleExistsError, BundleError) as exc:
-        print(f"diffusion-studio export: {exc}", file=sys.stderr)
-        return 2
-    except ExportError as exc:
-        print(f"diffusion-studio export: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return _error("a bundle SOURCE only takes --int8 (the other options need the model it was exported from)", 2)
+    return _exit_code(lambda: quantize_bundle(Path(args.source), out_dir, overwrite=args.overwrite),
+                      refused=(BundleError,))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,17 @@ def test_a_unet_with_nothing_to_quantise_is_refused(tmp_path):
     assert not (tmp_path / "int8").exists()
 
 
+def test_the_command_reports_a_failed_quantisation_as_exit_1(tmp_path, capsys):
+    from desktop.cli import main as studio_main
+    from tests.helpers.tiny_bundles import make_bundle
+
+    tiny = make_bundle(tmp_path / "tiny", "latent", "text", size=16)  # one convolution: stays float
+    assert studio_main(["export", str(tiny), str(tmp_path / "int8"), "--int8"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("diffusion-studio export: the U-Net has no convolution"), err
+    assert not (tmp_path / "int8").exists()
+
+
 def test_calibration_records_the_guided_batch_of_real_generations(text_bundle):
     m = read_manifest(text_bundle)
     requests = quantize.calibration_requests(m, 2, seed=5)

@@ -563,7 +563,6 @@ def test_a_bundle_that_would_crash_later_is_refused_at_open(bundles, tmp_path, c
 # export --overwrite replaces only a bundle (the command line; the writer's own tests are in tests/export)
 
 
-@pytest.mark.slow  # PyTorch: the export command imports the engine first
 @pytest.mark.parametrize("make,words", [
     ("thesis_folder", "is a folder that is not a model bundle (it has no studio.json)"),
     ("file", "is a file, not a model bundle"),
@@ -572,7 +571,7 @@ def test_a_bundle_that_would_crash_later_is_refused_at_open(bundles, tmp_path, c
     ("bundle_without_overwrite", "already exists; pass --overwrite to replace it"),
 ])
 def test_export_overwrite_refuses_what_is_not_a_bundle(bundles, tmp_path, capsys, make, words):
-    pytest.importorskip("torch")
+    """Refused before the source is read and before PyTorch is imported (a fast test: tests/conftest.py)."""
     out = tmp_path / "out"
     if make == "thesis_folder":
         out.mkdir()
@@ -592,6 +591,30 @@ def test_export_overwrite_refuses_what_is_not_a_bundle(bundles, tmp_path, capsys
     code, stdout, err = run(["export", tmp_path / "no-source-needed", out, *overwrite], capsys)
     assert code == 2 and stdout == []
     assert_one_line(err, str(out), words)
+    assert {p: (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")} == snapshot
+
+
+@pytest.mark.parametrize("case,words", [
+    ("other_options", "a bundle SOURCE only takes --int8 (the other options need the model it was exported from)"),
+    ("damaged_bundle", "studio.json: not valid JSON"),
+    ("thesis_folder", "is a folder that is not a model bundle (it has no studio.json)"),
+])
+def test_export_int8_of_a_bundle_refuses_bad_input_in_one_sentence(bundles, tmp_path, capsys, case, words):
+    """`export BUNDLE OUT --int8` (no PyTorch): exit 2, one sentence, nothing written."""
+    source, out, options = bundles["pixel_class"], tmp_path / "out", ["--int8"]
+    if case == "other_options":
+        options.append("--fp16")
+    elif case == "damaged_bundle":
+        source = shutil.copytree(source, tmp_path / "damaged")
+        (source / "studio.json").write_text("{not json")
+    else:
+        out.mkdir()
+        (out / "thesis.txt").write_text("years of work")
+        options.append("--overwrite")
+    snapshot = {p: (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    code, stdout, err = run(["export", source, out, *options], capsys)
+    assert code == 2 and stdout == []
+    assert_one_line(err, words)
     assert {p: (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")} == snapshot
 
 
