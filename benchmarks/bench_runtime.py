@@ -3,6 +3,7 @@ PyTorch eager against ONNX Runtime.
 
     python benchmarks/bench_runtime.py models                      # digits, landscapes, shapes
     python benchmarks/bench_runtime.py models --baseline 3ffaefe --rounds 5 --models shapes
+    python benchmarks/bench_runtime.py models --busy 1             # ... with one niced busy process beside
     python benchmarks/bench_runtime.py fusions                     # each CPU fusion, per U-Net step
     python benchmarks/bench_runtime.py open                        # first open vs a cached second open
     python benchmarks/bench_runtime.py step --source tiny-latent   # a preset (random weights) or a run
@@ -11,10 +12,11 @@ PyTorch eager against ONNX Runtime.
 variants alternate round by round (the machine is shared: ratios from one run, medians over rounds):
 - `today`: the runtime as it was at --baseline (desktop/ and diffusion/ from `git archive`), on
   the same bundles;
-- `per-session`: this checkout with one thread pool per session (what today did), `no-spin`: the
-  same with threads that sleep at once when idle;
-- `now`: this checkout as the app and the CLI run it (one shared thread pool, cached optimised
-  graphs);
+- `per-session`: this checkout with ONNX Runtime's default, one spinning thread pool per session
+  (what today did); `spin`: ONNX Runtime's global pools shared by all sessions, spinning
+  (DIFFUSION_STUDIO_THREADS=spin);
+- `now`: this checkout as the app and the CLI run it (the default thread policy, `sleep`: one pool
+  per session whose idle threads sleep at once; cached optimised graphs);
 - `now:<variant>`: the same runtime on a bundle variant made by `--variants DIR` (e.g. int8 or
   CPU-optimised bundles written by export, one sub-folder per model).
 Each process opens the bundle (seconds: `open`), warms up with one image, then generates
@@ -43,6 +45,7 @@ PyTorch eager (torch.no_grad) and ONNX Runtime on the same inputs at batch 1, 2 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -99,8 +102,8 @@ def worker(config: dict) -> dict:
 
     if not desktop.__file__.startswith(config["root"]):
         raise RuntimeError(f"imported {desktop.__file__}, not the runtime in {config['root']}")
-    if hasattr(providers, "configure_threads"):  # today had one pool per session, spinning
-        providers.configure_threads(shared=config["threads"] == "shared", spinning=config["threads"] != "no-spin")
+    if config["threads"] != "per-session":  # today had one pool per session, spinning (ORT's default)
+        providers.configure_program_threads({"DIFFUSION_STUDIO_THREADS": config["threads"]})
     from desktop.runtime.bundle import open_bundle
     from desktop.runtime.pipeline import GenerationRequest, generate
 
@@ -159,7 +162,7 @@ def baseline_root(ref: str, into: Path) -> Path:
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of one n^3 fp32 MatMul in ONNX Runtime (CPU, the shared thread pool), best of `repeats`."""
+    """GFLOP/s of one n^3 fp32 MatMul in ONNX Runtime (CPU, the main process's session options), best of `repeats`."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -264,6 +267,20 @@ def bundle_dirs(models: list[str], variants: list[str]) -> list[tuple[str, str, 
     return rows
 
 
+@contextlib.contextmanager
+def busy_background(n: int):
+    """`n` busy-looping processes at the lowest priority (nice 19) while the rounds run: the machine
+    of a user with something else going on (the thread policies differ most there)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.nice(19))
+             for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def run_models(args) -> int:
     from benchmarks.report import commit, machine
 
@@ -280,16 +297,10 @@ def run_models(args) -> int:
             if not variant:
                 plan.append((name, "today", str(base), "per-session", path, fields))
                 plan.append((name, "per-session", str(ROOT), "per-session", path, fields))
-                plan.append((name, "no-spin", str(ROOT), "no-spin", path, fields))
-            plan.append((name, f"now:{variant}" if variant else "now", str(ROOT), "shared", path, fields))
-        for r in range(args.rounds):
-            for name, label, root, threads, path, fields in plan:
-                out = tmp / f"{name}-{label.replace(':', '_')}.npy"
-                res = spawn({"variant": label, "root": root, "threads": threads, "bundle": str(path),
-                             "fields": fields, "images": args.images, "batch": args.batch, "images_out": str(out)})
-                results.setdefault((name, label), []).append(res)
-                print(f"round {r + 1}/{args.rounds} {name:10s} {label:14s} open {res['open']:.2f} s  "
-                      f"single {res['single']:.3f} s  batch {res['batch']:.3f} s/image", file=sys.stderr)
+                plan.append((name, "spin", str(ROOT), "spin", path, fields))
+            plan.append((name, f"now:{variant}" if variant else "now", str(ROOT), "sleep", path, fields))
+        with busy_background(args.busy):
+            run_rounds(args, plan, results, tmp)
         diffs = {key: image_diff(np.load(tmp / f"{key[0]}-today.npy"), np.load(tmp / f"{key[0]}-{key[1].replace(':', '_')}.npy"))
                  for key in results}
         efficiency = {name: step_efficiency(ROOT / "assets" / "models" / name) for name in models}
@@ -297,6 +308,18 @@ def run_models(args) -> int:
     print_models_report(results, diffs, efficiency, peak, args, machine(f"onnxruntime {__import__('onnxruntime').__version__}"),
                         commit())
     return 0
+
+
+def run_rounds(args, plan: list, results: dict, tmp: Path) -> None:
+    """Every variant of the plan once per round, in its own process, in the plan's order."""
+    for r in range(args.rounds):
+        for name, label, root, threads, path, fields in plan:
+            out = tmp / f"{name}-{label.replace(':', '_')}.npy"
+            res = spawn({"variant": label, "root": root, "threads": threads, "bundle": str(path),
+                         "fields": fields, "images": args.images, "batch": args.batch, "images_out": str(out)})
+            results.setdefault((name, label), []).append(res)
+            print(f"round {r + 1}/{args.rounds} {name:10s} {label:14s} open {res['open']:.2f} s  "
+                  f"single {res['single']:.3f} s  batch {res['batch']:.3f} s/image", file=sys.stderr)
 
 
 def image_diff(a: np.ndarray, b: np.ndarray) -> dict:
@@ -309,7 +332,8 @@ def print_models_report(results, diffs, efficiency, peak, args, machine_line, co
     print("# Our models per image: today's runtime vs this checkout (one run, separate processes alternated)")
     print(f"machine: {machine_line} (shared with other jobs: ratios, not absolute seconds)")
     print(f"commit: {commit_line}; today = {args.baseline}; rounds {args.rounds}, {args.images} single images "
-          f"and one batch of {args.batch} per round; defaults of each model (steps, sampler)")
+          f"and one batch of {args.batch} per round; defaults of each model (steps, sampler); "
+          f"background: {args.busy} busy process(es) at nice 19 (--busy)")
     print()
     print("| model | runtime | open s | s/image (batch 1) | ×today | s/image (batch "
           f"{args.batch}) | ×today | max \\|Δ\\| vs today | values differing |")
@@ -348,7 +372,7 @@ def run_open(args) -> int:
                 home = tmp / f"home-{name}-{r}"  # empty: the first open optimises and fills the cache
                 bundle = str(ROOT / "assets" / "models" / name)
                 for label, root in (("today", base), ("first", ROOT), ("second", ROOT)):
-                    config = {"variant": label, "root": str(root), "threads": "shared" if root == ROOT else
+                    config = {"variant": label, "root": str(root), "threads": "sleep" if root == ROOT else
                               "per-session", "bundle": bundle, "open_only": True}
                     res = spawn(config, env={"DIFFUSION_STUDIO_HOME": str(home)})
                     times.setdefault((name, label), []).append(res["open"])
@@ -640,6 +664,7 @@ def main(argv=None) -> int:
     m.add_argument("--images", type=int, default=3, help="single images per round (median)")
     m.add_argument("--batch", type=int, default=4)
     m.add_argument("--variants", help="comma-separated folders of bundle variants, one sub-folder per model")
+    m.add_argument("--busy", type=int, default=0, help="busy-looping processes at nice 19 while measuring")
     f = sub.add_parser("fusions", help="each CPU fusion of export/optimize.py on our U-Nets")
     f.add_argument("--models", default=",".join(MODELS))
     f.add_argument("--repeats", type=int, default=15)

@@ -111,7 +111,7 @@ def unet_inputs(batch: int = 2, seed: int = 0):
 def worker_ours(cfg: dict) -> dict:
     from desktop.runtime import providers
 
-    providers.configure_threads(shared=True)  # as the app and the CLI run
+    providers.configure_program_threads()  # as the app and the CLI run
     from desktop.runtime.bundle import open_bundle
     from desktop.runtime.pipeline import GenerationRequest, generate, unet_model
 

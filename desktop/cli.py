@@ -19,7 +19,7 @@ class Subcommand:
     target: str  # "package.module:function", called with the remaining argv
     summary: str
     extra: str | None  # the pip extra it needs beyond the base install
-    shared_threads: bool = False  # every ONNX Runtime session of the process is ours: share one thread pool
+    owns_threads: bool = False  # every ONNX Runtime session of the process is ours: it picks the thread policy
 
 
 SUBCOMMANDS = (
@@ -78,9 +78,10 @@ def _stdout_to_devnull() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command; `argv` None means a program run (`diffusion-studio`, `python -m desktop`), which
-    owns its process: the app, `generate` and `info` then share one ONNX Runtime thread pool
-    (providers.configure_threads). A caller passing argv (tests, other programs) keeps ONNX Runtime's
-    default, since the shared pool makes ONNX Runtime refuse sessions created with default options."""
+    owns its process: the app, `generate` and `info` then choose ONNX Runtime's thread policy
+    (providers.configure_program_threads: threads that sleep when idle, unless
+    DIFFUSION_STUDIO_THREADS=spin). A caller passing argv (tests, other programs) keeps ONNX Runtime's
+    default, since a shared pool makes ONNX Runtime refuse sessions created with default options."""
     program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help", "help"):
@@ -101,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffusion-studio: unknown subcommand '{argv[0]}'\n\n{usage()}", file=sys.stderr)
         return 2
     try:
-        if sub.shared_threads and program:
-            from desktop.runtime.providers import configure_threads
+        if sub.owns_threads and program:
+            from desktop.runtime.providers import ProviderError, configure_program_threads
 
-            configure_threads(shared=True)
+            try:
+                configure_program_threads()
+            except ProviderError as exc:
+                print(exc, file=sys.stderr)
+                return 2
         func = resolve(sub)
         result = func(rest)
         sys.stdout.flush()  # a closed pipe (`info | head`) shows here, not as a message at exit

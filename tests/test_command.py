@@ -20,6 +20,24 @@ def test_unknown_subcommand_is_exit_2(capsys):
     assert "unknown subcommand 'paint-me-a-cat'" in capsys.readouterr().err
 
 
+def test_a_program_run_takes_its_thread_policy_from_the_environment(monkeypatch):
+    from desktop.runtime import providers
+
+    monkeypatch.setattr(providers, "_pool", {"shared": False, "spinning": True, "ready": None})
+    providers.configure_program_threads({})
+    assert providers._pool == {"shared": False, "spinning": False, "ready": None}  # sleep: the default
+    providers.configure_program_threads({"DIFFUSION_STUDIO_THREADS": " Spin "})
+    assert providers._pool == {"shared": True, "spinning": True, "ready": None}
+
+
+def test_an_unknown_thread_policy_is_one_sentence_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["diffusion-studio", "info", "--help"])  # a program run (argv None)
+    monkeypatch.setenv("DIFFUSION_STUDIO_THREADS", "fast please")
+    assert cli.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["DIFFUSION_STUDIO_THREADS='fast please' is not a thread policy: use one of sleep, spin"]
+
+
 @pytest.mark.slow  # PyTorch: imports every command's module, the engine's too
 def test_every_subcommand_target_resolves():
     for sub in cli.SUBCOMMANDS:

@@ -16,16 +16,19 @@ A bundle whose graphs only run on some providers (`studio.json` "providers", wri
 `export --optimize`) passes them as `allowed`: "auto" tries only those, a forced provider outside
 them is a ProviderError saying why.
 
-Threads: the app and the `generate` / `info` commands (desktop/cli.py) share ONNX Runtime's global
-thread pools among all their sessions (`configure_threads(shared=True)` before the first session;
-intra-op threads = ONNX Runtime's default, one per physical core). With one pool per session the
-U-Net's spinning threads slowed the VAE decode that follows it (15 ms alone, 25-28 ms after the
-loop); sharing gives the same bits, faster (benchmarks/bench_runtime.py measures it). A library
-user keeps ONNX Runtime's default, one pool per session: once the global pools exist, ONNX Runtime
-refuses every session created with default options (its quantisation calibrator, optimum, ...),
-so only a process that creates all its sessions here may share them. `spinning=False` makes idle
-threads of per-session pools sleep at once instead of spinning (better on a machine whose cores
-are busy elsewhere; Python cannot set it for the global pools).
+Threads: a program run (the app, `generate`, `info`; desktop/cli.py) chooses its policy once with
+`configure_program_threads`, from DIFFUSION_STUDIO_THREADS:
+- `sleep` (the default): one pool per session whose idle threads sleep at once
+  (`session.intra_op.allow_spinning=0`);
+- `spin`: ONNX Runtime's global pools shared by all the sessions, whose idle threads spin a while
+  before sleeping (Python cannot make the global pools' threads sleep).
+Measured per image on the shipped models (benchmarks/bench_runtime.py, 2-core EPYC): with the
+machine to itself `spin` is 1.12-1.15x faster; with anything else running, even one niced
+background job, spinning threads fight it for the cores and `spin` is 1.6-2.1x slower. A desktop
+always has something else running (our own UI thread, to begin with), so `sleep` is the default.
+A library user keeps ONNX Runtime's default, one spinning pool per session: once the global pools
+exist, ONNX Runtime refuses every session created with default options (its quantisation
+calibrator, optimum, ...), so only a process that creates all its sessions here may share them.
 
 Sessions on the CPU and CUDA providers go through `graph_cache`: the graph ONNX Runtime optimised
 the first time is loaded as is the next time.
@@ -124,6 +127,20 @@ def configure_threads(shared: bool, spinning: bool = True) -> None:
     if _pool["ready"] is not None and shared != _pool["shared"]:
         raise RuntimeError("the thread pools are chosen before the first ONNX Runtime session of the process")
     _pool["shared"], _pool["spinning"] = bool(shared), bool(spinning)
+
+
+THREADS_ENV = "DIFFUSION_STUDIO_THREADS"
+THREAD_POLICIES = {"sleep": {"shared": False, "spinning": False}, "spin": {"shared": True, "spinning": True}}
+
+
+def configure_program_threads(environ=None) -> None:
+    """The thread policy of a program run, from DIFFUSION_STUDIO_THREADS (`sleep` when unset; see
+    the module docstring); an unknown value is a ProviderError naming it."""
+    value = (os.environ if environ is None else environ).get(THREADS_ENV, "sleep")
+    policy = THREAD_POLICIES.get(value.strip().lower())
+    if policy is None:
+        raise ProviderError(f"{THREADS_ENV}={value!r} is not a thread policy: use one of {', '.join(THREAD_POLICIES)}")
+    configure_threads(**policy)
 
 
 def shared_thread_pool() -> bool:

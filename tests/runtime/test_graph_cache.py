@@ -1,5 +1,5 @@
 """Cached optimised graphs: same bits as an uncached session, damaged entries rebuilt, concurrent
-writers, eviction, an unwritable cache; and the shared thread pool gives the same images."""
+writers, eviction, an unwritable cache; and every thread policy gives the same images."""
 import json
 import os
 import shutil
@@ -143,28 +143,35 @@ def test_an_unwritable_cache_only_costs_the_cache(bundles, tmp_path, monkeypatch
     assert images(b, class_index=0).shape == (2, 8, 8, 3)
 
 
-SHARED_POOL_RUN = """
+THREAD_POLICY_RUN = """
 import sys, numpy as np
 from desktop.runtime import providers
-providers.configure_threads(shared=sys.argv[2] == "shared")
+if sys.argv[2] != "default":
+    providers.configure_program_threads({"DIFFUSION_STUDIO_THREADS": sys.argv[2]})
 from desktop.runtime.bundle import open_bundle
 from desktop.runtime.pipeline import GenerationRequest, generate
 b = open_bundle(sys.argv[1], provider="cpu")
 np.save(sys.argv[3], np.stack(generate(b, GenerationRequest(prompt="a red cat", seed=5, steps=4, batch_size=2)).images))
+print("shared" if providers.shared_thread_pool() else "per-session")
 try:
-    providers.configure_threads(shared=sys.argv[2] != "shared")
+    providers.configure_threads(shared=not providers.shared_thread_pool())
 except RuntimeError:
     print("locked")
 """
 
 
 @pytest.mark.slow
-def test_the_shared_thread_pool_gives_the_same_images(bundles, tmp_path):
-    out = {}
-    for mode in ("shared", "per-session"):
+def test_every_thread_policy_gives_the_same_images(bundles, tmp_path):
+    """`spin` (ONNX Runtime's shared global pools), `sleep` (per-session pools that never spin, the
+    programs' default) and ONNX Runtime's own default: the same bits; the choice is made once."""
+    out, pools = {}, {}
+    for mode in ("spin", "sleep", "default"):
         out[mode] = tmp_path / f"{mode}.npy"
-        run = subprocess.run([sys.executable, "-c", SHARED_POOL_RUN, str(bundles["latent_text"]), mode, str(out[mode])],
+        run = subprocess.run([sys.executable, "-c", THREAD_POLICY_RUN, str(bundles["latent_text"]), mode, str(out[mode])],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
-        assert run.stdout.strip() == "locked"  # the choice is made once per process
-    np.testing.assert_array_equal(np.load(out["shared"]), np.load(out["per-session"]))
+        pools[mode] = run.stdout.split()
+    assert pools == {"spin": ["shared", "locked"], "sleep": ["per-session", "locked"],
+                     "default": ["per-session", "locked"]}
+    np.testing.assert_array_equal(np.load(out["spin"]), np.load(out["default"]))
+    np.testing.assert_array_equal(np.load(out["sleep"]), np.load(out["default"]))
