@@ -1,7 +1,7 @@
 """Fixtures: tiny LoadedModels of every kind (builders in tests/helpers/tiny_models.py).
 
-PyTorch is imported inside them: only slow tests use it (tests/conftest.py), and `make test-fast`
-collects the fast ONNX-level tests of this folder without importing it."""
+PyTorch is imported inside them: only slow tests use it (tests/helpers/fast_target.py), and
+`make test-fast` collects the fast ONNX-level tests of this folder without importing it."""
 from __future__ import annotations
 
 import pytest

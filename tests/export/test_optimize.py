@@ -48,7 +48,7 @@ def test_the_cpu_fusions_have_cpu_kernels(op, inputs, attrs):
 
 @pytest.mark.slow
 def test_optimize_cpu_fuses_attention_checks_parity_and_records_providers(tmp_path, latent_text_model, capfd):
-    from export.bundle_writer import export_bundle  # PyTorch: slow tests only (tests/conftest.py)
+    from export.bundle_writer import export_bundle  # PyTorch: slow tests only (tests/helpers/fast_target.py)
 
     lines = []
     out = export_bundle(latent_text_model, tmp_path / "cpu", optimize="cpu", log=lines.append, preview_samples=8)

@@ -571,7 +571,8 @@ def test_a_bundle_that_would_crash_later_is_refused_at_open(bundles, tmp_path, c
     ("bundle_without_overwrite", "already exists; pass --overwrite to replace it"),
 ])
 def test_export_overwrite_refuses_what_is_not_a_bundle(bundles, tmp_path, capsys, make, words):
-    """Refused before the source is read and before PyTorch is imported (a fast test: tests/conftest.py)."""
+    """Refused before the source is read and before PyTorch is imported (a fast test:
+    tests/helpers/fast_target.py)."""
     out = tmp_path / "out"
     if make == "thesis_folder":
         out.mkdir()
