@@ -58,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before anything imports onnxruntime (our promise: no network)
 ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__" and "--worker" not in sys.argv:
     sys.path.insert(0, str(ROOT))
@@ -96,7 +97,6 @@ def request_fields(manifest: dict) -> dict:
 def worker(config: dict) -> dict:
     """Runs in a fresh process with config["root"] first on sys.path; prints a JSON result."""
     sys.path.insert(0, config["root"])
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import desktop
     from desktop.runtime import providers
 

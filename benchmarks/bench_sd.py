@@ -43,6 +43,7 @@ import threading
 import time
 from pathlib import Path
 
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before anything imports onnxruntime (our promise: no network)
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "benchmarks" / ".cache" / "sd15"
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"

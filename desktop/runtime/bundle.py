@@ -46,6 +46,12 @@ DTYPES = {
     "tensor(int64)": np.int64, "tensor(int32)": np.int32,
 }
 FLOATS = ("tensor(float)", "tensor(float16)", "tensor(double)")
+# A session called once per image or per batch (every role but the U-Net) gives its CPU memory arena
+# back after each run: at 512x512 the VAE decoder's arena otherwise keeps 1-2 GiB for the rest of
+# the process (measured: 2.44 GiB held after two decodes, 0.43 with shrinkage, same speed). The
+# U-Net, called every step, keeps its arena.
+SHRINK_AFTER_RUN = ort.RunOptions()
+SHRINK_AFTER_RUN.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 INTS = ("tensor(int64)", "tensor(int32)")
 
 
@@ -87,7 +93,9 @@ class OnnxModel:
         if self.runner is not None:
             result = self.runner.run(feeds, want)
         else:
-            result = self.session.run([want], {name: self.feed(name, value) for name, value in feeds.items()})[0]
+            options = None if self.role == "unet" else SHRINK_AFTER_RUN
+            result = self.session.run([want], {name: self.feed(name, value) for name, value in feeds.items()},
+                                      options)[0]
         return result.astype(np.float32) if result.dtype != np.float32 and result.dtype.kind == "f" else result
 
 

@@ -67,3 +67,29 @@ def test_batch_size_never_changes_an_image(bundles):
     for i in range(3):
         (alone,) = generate(b, GenerationRequest(prompt="a red cat", seed=7 + i, steps=3, batch_size=1)).images
         np.testing.assert_array_equal(together[i], alone)
+
+
+def test_only_the_unet_keeps_its_memory_arena_between_runs(bundles):
+    """Sessions called once per image run with arena shrinkage (their CPU memory goes back after
+    the run); the U-Net, called every step, keeps its arena. Both give the same bits either way."""
+    from desktop.runtime.bundle import SHRINK_AFTER_RUN
+
+    bundle = open_bundle(bundles["latent_text"], provider="cpu")
+    seen = {}
+    for model in (bundle.unet, bundle.vae_decoder):
+        real = model.session.run
+
+        def spy(names, feeds, options=None, _real=real, _role=model.role):
+            seen[_role] = options
+            return _real(names, feeds, options)
+
+        model.session.run = spy
+    result = generate(bundle, GenerationRequest(prompt="a red cat", seed=3, steps=2))
+    assert seen == {"unet": None, "vae_decoder": SHRINK_AFTER_RUN}
+    assert SHRINK_AFTER_RUN.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    plain = open_bundle(bundles["latent_text"], provider="cpu")
+    lat = bundle.manifest.latent
+    z = np.random.default_rng(1).standard_normal((1, lat.channels, lat.height, lat.width)).astype(np.float32)
+    np.testing.assert_array_equal(bundle.vae_decoder.run({"latent_sample": z}),
+                                  plain.vae_decoder.session.run(None, {"latent_sample": z})[0])
+    assert len(result.images) == 1
