@@ -24,10 +24,11 @@ def test_a_program_run_takes_its_thread_policy_from_the_environment(monkeypatch)
     from desktop.runtime import providers
 
     monkeypatch.setattr(providers, "_pool", {"shared": False, "spinning": True, "ready": None})
-    providers.configure_program_threads({})
-    assert providers._pool == {"shared": False, "spinning": False, "ready": None}  # sleep: the default
     providers.configure_program_threads({"DIFFUSION_STUDIO_THREADS": " Spin "})
     assert providers._pool == {"shared": True, "spinning": True, "ready": None}
+    for unset in ({}, {"DIFFUSION_STUDIO_THREADS": ""}, {"DIFFUSION_STUDIO_THREADS": "  "}):  # `VAR= cmd` is unset
+        providers.configure_program_threads(unset)
+        assert providers._pool == {"shared": False, "spinning": False, "ready": None}  # sleep: the default
 
 
 def test_an_unknown_thread_policy_is_one_sentence_and_exit_2(monkeypatch, capsys):

@@ -134,10 +134,10 @@ THREAD_POLICIES = {"sleep": {"shared": False, "spinning": False}, "spin": {"shar
 
 
 def configure_program_threads(environ=None) -> None:
-    """The thread policy of a program run, from DIFFUSION_STUDIO_THREADS (`sleep` when unset; see
-    the module docstring); an unknown value is a ProviderError naming it."""
-    value = (os.environ if environ is None else environ).get(THREADS_ENV, "sleep")
-    policy = THREAD_POLICIES.get(value.strip().lower())
+    """The thread policy of a program run, from DIFFUSION_STUDIO_THREADS (`sleep` when unset or
+    empty; see the module docstring); an unknown value is a ProviderError naming it."""
+    value = (os.environ if environ is None else environ).get(THREADS_ENV, "")
+    policy = THREAD_POLICIES.get(value.strip().lower() or "sleep")  # set but empty: as if unset
     if policy is None:
         raise ProviderError(f"{THREADS_ENV}={value!r} is not a thread policy: use one of {', '.join(THREAD_POLICIES)}")
     configure_threads(**policy)
