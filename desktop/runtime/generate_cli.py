@@ -118,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         if recipe and args.width is None and args.height is None:  # the user's own size is checked as given
             request, size_notes = fit_size(request, bundle)
             notes += size_notes
-        resolve_request(bundle, request)  # a bad request is named before the output folder's free space
-        out_dir = check_writable_dir(args.out or outputs_dir(), need_bytes=output_bytes(bundle, request))
+        # resolved once (pictures read once), so a bad request is named before the output folder's free space
+        request, warnings = resolve_request(bundle, request)
+        out_dir = check_writable_dir(args.out or outputs_dir(), need_bytes=output_bytes(request))
         if notes:
             print(f"note: not applied from the recipe: {'; '.join(notes)}", file=sys.stderr)
         result = run(bundle, request, quiet=args.quiet, generate=generate)
-        for w in result.warnings:
+        for w in warnings + result.warnings:
             print(f"note: {w}", file=sys.stderr)
         paths = save_result(result, out_dir)
     except SaveError as exc:
@@ -150,14 +151,10 @@ def one_line(exc: BaseException) -> str:
     return shown_name(" ".join(str(exc).split()), limit=1000)
 
 
-def output_bytes(bundle, request) -> int:
-    """About what the PNGs of `request` take on disk (uncompressed pixels + the recipe): the free
-    space `--out` must have before any work is done."""
-    m = bundle.manifest
-    height = request.height if isinstance(request.height, int) else m.image.height
-    width = request.width if isinstance(request.width, int) else m.image.width
-    batch = request.batch_size if isinstance(request.batch_size, int) and request.batch_size > 0 else 1
-    return batch * (height * width * 3 + (64 << 10))
+def output_bytes(request) -> int:
+    """About what the PNGs of a resolved `request` take on disk (uncompressed pixels + the recipe):
+    the free space `--out` must have before any work is done."""
+    return request.batch_size * (request.height * request.width * 3 + (64 << 10))
 
 
 def run(bundle, request, *, quiet: bool, generate):
