@@ -150,10 +150,13 @@ def _check_schedule(schedule) -> Schedule:
     return schedule
 
 
-def _grid(schedule: Schedule, ts: np.ndarray, *, strength: float, noise_scale: float = 1.0, end: float = 1.0) -> Grid:
-    ac = np.append(schedule.alphas_cumprod[ts], end)
+def _grid(schedule: Schedule, ts: np.ndarray, *, strength: float, noise_scale: float = 1.0, end: float = 1.0,
+          alphas_cumprod: np.ndarray | None = None, model_timesteps: np.ndarray | None = None) -> Grid:
+    """The grid through ``ts`` at ᾱ of those timesteps (or ``alphas_cumprod`` where a grid computes
+    its own), ending at ``end``; img2img's part of it for strength < 1."""
+    ac = np.append(schedule.alphas_cumprod[ts] if alphas_cumprod is None else alphas_cumprod, end)
     grid = Grid(timesteps=ts, alphas_cumprod=ac, num_train_timesteps=schedule.num_train_timesteps,
-                noise_scale=noise_scale)
+                noise_scale=noise_scale, model_timesteps=model_timesteps)
     return grid if check_strength(strength) == 1.0 else grid.truncate(strength)
 
 
@@ -196,9 +199,7 @@ def euler_grid(schedule: Schedule, *, steps: int, spacing: str = "leading", step
         sigma = np.interp(exact, np.arange(T, dtype=np.float64), sigma_all)
         ac_start, model_ts = 1.0 / (1.0 + sigma**2), exact
     scale = 1.0 if spacing == "leading" else float(np.sqrt(1.0 - ac_start[0]))
-    grid = Grid(timesteps=ts, alphas_cumprod=np.append(ac_start, 1.0), num_train_timesteps=T, noise_scale=scale,
-                model_timesteps=model_ts)
-    return grid if check_strength(strength) == 1.0 else grid.truncate(strength)
+    return _grid(schedule, ts, strength=strength, noise_scale=scale, alphas_cumprod=ac_start, model_timesteps=model_ts)
 
 
 def dpm_grid(schedule: Schedule, *, steps: int, spacing: str = "leading", steps_offset: int = 0,

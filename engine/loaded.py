@@ -54,6 +54,7 @@ from pathlib import Path
 import torch
 
 from diffusion import defaults as fallback_table
+from diffusion.checks import is_int
 from diffusion.forward import PREDICTION_TYPES
 from diffusion.schedule import SCHEDULES
 from diffusion.scheduler_config import BETA_SCHEDULES, SchedulerConfig, parse_scheduler_config, read_scheduler_config
@@ -290,7 +291,7 @@ def _validate(model: LoadedModel, where) -> None:
     if model.condition_channels < 0:
         bad(f"unet in_channels {model.in_channels} is less than the {model.diffused_channels} diffused channels")
     T = s["num_train_timesteps"]
-    if isinstance(model.steps_offset, bool) or not isinstance(model.steps_offset, int) or not 0 <= model.steps_offset < T:
+    if not is_int(model.steps_offset) or not 0 <= model.steps_offset < T:
         bad(f"steps_offset must be an integer from 0 to {T - 1}, got {model.steps_offset!r}")
     for name in ("set_alpha_to_one", "clip_sample"):
         value = getattr(model, name)

@@ -17,6 +17,7 @@ StringStringEntryProto {key (1), value (2)}.
 """
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 
@@ -73,11 +74,26 @@ def _fields(buf, start: int, end: int):
         raise OnnxFormatError("a message runs past its end")
 
 
+def _text(buf, span: tuple[int, int]) -> str:
+    """A string field's text ((offset, length) as `_fields` yields it)."""
+    return bytes(buf[span[0]:span[0] + span[1]]).decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _mapped(path: str | os.PathLike):
+    """The file, read-only memory-mapped (an empty file is no ONNX model)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise OnnxFormatError("the file is empty")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            yield buf
+
+
 def _entry(buf, offset: int, length: int) -> tuple[str, str]:
     key = value = ""
     for number, wire, v in _fields(buf, offset, offset + length):
         if wire == 2 and number in (1, 2):
-            text = bytes(buf[v[0]:v[0] + v[1]]).decode("utf-8", "replace")
+            text = _text(buf, v)
             key, value = (text, value) if number == 1 else (key, text)
     return key, value
 
@@ -85,26 +101,23 @@ def _entry(buf, offset: int, length: int) -> tuple[str, str]:
 def external_data_files(path: str | os.PathLike) -> list[str]:
     """The external-data locations named in an ONNX model, as written (relative to its folder), sorted."""
     found: set[str] = set()
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise OnnxFormatError("the file is empty")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            stack = [("model", 0, len(buf), 0)]
-            while stack:
-                kind, start, end, depth = stack.pop()
-                if depth > MAX_DEPTH:
-                    raise OnnxFormatError(f"graphs nested more than {MAX_DEPTH} deep")
-                children = CHILDREN.get(kind, {})
-                for number, wire, value in _fields(buf, start, end):
-                    if wire != 2 or number not in children:
-                        continue
-                    child = children[number]
-                    if child == "entry":
-                        key, location = _entry(buf, *value)
-                        if key == "location":
-                            found.add(location)
-                    else:
-                        stack.append((child, value[0], value[0] + value[1], depth + 1))
+    with _mapped(path) as buf:
+        stack = [("model", 0, len(buf), 0)]
+        while stack:
+            kind, start, end, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise OnnxFormatError(f"graphs nested more than {MAX_DEPTH} deep")
+            children = CHILDREN.get(kind, {})
+            for number, wire, value in _fields(buf, start, end):
+                if wire != 2 or number not in children:
+                    continue
+                child = children[number]
+                if child == "entry":
+                    key, location = _entry(buf, *value)
+                    if key == "location":
+                        found.add(location)
+                else:
+                    stack.append((child, value[0], value[0] + value[1], depth + 1))
     return sorted(found)
 
 
@@ -118,7 +131,7 @@ def _strides(buf, offset: int, length: int) -> list[int]:
     name, ints = "", []
     for number, wire, value in _fields(buf, offset, offset + length):
         if number == 1 and wire == 2:
-            name = bytes(buf[value[0]:value[0] + value[1]]).decode("utf-8", "replace")
+            name = _text(buf, value)
         elif number == 8 and wire == 0:
             ints.append(value)
         elif number == 8 and wire == 2:
@@ -134,7 +147,7 @@ def _halves(buf, offset: int, length: int) -> bool:
     op, strides = "", []
     for number, wire, value in _fields(buf, offset, offset + length):
         if number == 4 and wire == 2:
-            op = bytes(buf[value[0]:value[0] + value[1]]).decode("utf-8", "replace")
+            op = _text(buf, value)
         elif number == 5 and wire == 2:
             strides += _strides(buf, *value)
     return op in DOWNSAMPLING_OPS and 2 in strides
@@ -145,14 +158,11 @@ def downsampling_count(path: str | os.PathLike) -> int:
     depth of a U-Net's encoder, so its inputs' sides must be multiples of 2^count. Reads the graph's
     node list only (initializers are skipped by length, as in `external_data_files`)."""
     count = 0
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise OnnxFormatError("the file is empty")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            for number, wire, graph in _fields(buf, 0, len(buf)):
-                if number != 7 or wire != 2:
-                    continue
-                for field, kind, node in _fields(buf, graph[0], graph[0] + graph[1]):
-                    if field == 1 and kind == 2 and _halves(buf, *node):
-                        count += 1
+    with _mapped(path) as buf:
+        for number, wire, graph in _fields(buf, 0, len(buf)):
+            if number != 7 or wire != 2:
+                continue
+            for field, kind, node in _fields(buf, graph[0], graph[0] + graph[1]):
+                if field == 1 and kind == 2 and _halves(buf, *node):
+                    count += 1
     return count
