@@ -129,11 +129,9 @@ def picture(size: int) -> np.ndarray:
     return (np.stack([x, y, 0.5 + 0.5 * np.sin(6 * x * y)], axis=2) * 255).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddim"])
-@pytest.mark.parametrize("fixture, variant, kinds", CASES[:2])
-def test_img2img(fixture, variant, kinds, sampler, torch_folders, tmp_path):
-    """The init image's mean latent goes to the references as `image` (4 channels: taken as latents),
-    so both sides start from the same latent; the noise is torch's first draw from the seed."""
+def img2img_case(fixture: str, sampler: str):
+    """(bundle, request, init latents, noise) of the img2img cases: the test picture at strength 0.6,
+    10 steps, guidance 7.5, seed 5; its mean latent (scaled) and torch's first draw from the seed."""
     bundle = open_bundle(FIXTURES / fixture, provider="cpu")
     size = bundle.manifest.image.height
     init = picture(size)
@@ -141,12 +139,26 @@ def test_img2img(fixture, variant, kinds, sampler, torch_folders, tmp_path):
     noise = reference.torch_noise(5, init_latents.shape)
     request = P.GenerationRequest(prompt=PROMPT, sampler=sampler, steps=10, guidance=7.5, seed=5, init_image=init,
                                   strength=0.6, height=size, width=size)
+    return bundle, request, init_latents, noise
+
+
+def img2img_inputs(fixture: str, variant: str, folder, sampler: str, init_latents) -> dict:
+    """The references' inputs for `img2img_case` (the fixture's own scheduler settings)."""
+    return dict(mode="img2img", folder=str(folder), variant=variant, scheduler=sampler, prompt=PROMPT,
+                scheduler_config=str(FIXTURES / fixture / "scheduler" / "scheduler_config.json"),
+                guidance=7.5, steps=10, seed=5, init_latents=init_latents, strength=0.6)
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddim"])
+@pytest.mark.parametrize("fixture, variant, kinds", CASES[:2])
+def test_img2img(fixture, variant, kinds, sampler, torch_folders, tmp_path):
+    """The init image's mean latent goes to the references as `image` (4 channels: taken as latents),
+    so both sides start from the same latent; the noise is torch's first draw from the seed."""
+    bundle, request, init_latents, noise = img2img_case(fixture, sampler)
     got = ours(bundle, request, noise=noise)
     for kind in kinds:
         folder = torch_folders[variant] if kind == "torch" else FIXTURES / fixture
-        inputs = dict(mode="img2img", folder=str(folder), variant=variant, scheduler=sampler, prompt=PROMPT,
-                      scheduler_config=str(FIXTURES / fixture / "scheduler" / "scheduler_config.json"),
-                      guidance=7.5, steps=10, seed=5, init_latents=init_latents, strength=0.6)
+        inputs = img2img_inputs(fixture, variant, folder, sampler, init_latents)
         assert_close(got, reference_images(kind, inputs, tmp_path), f"{fixture} img2img {sampler} vs {kind}")
 
 
@@ -268,15 +280,7 @@ def test_img2img_legacy_folder(sampler, torch_folders, tmp_path):
     the graph, so both sides get the same encoded latent. (The legacy ONNX img2img pipeline itself
     noises the image one step above the first step it runs, an old rule diffusers' torch pipelines
     dropped; we follow the torch pipelines.)"""
-    bundle = open_bundle(FIXTURES / "legacy-sd1", provider="cpu")
-    size = bundle.manifest.image.height
-    init = picture(size)
-    init_latents = bundle.encode_latent(to_pixels(init)) * bundle.manifest.latent.scale_factor
-    noise = reference.torch_noise(5, init_latents.shape)
-    request = P.GenerationRequest(prompt=PROMPT, sampler=sampler, steps=10, guidance=7.5, seed=5, init_image=init,
-                                  strength=0.6, height=size, width=size)
+    bundle, request, init_latents, noise = img2img_case("legacy-sd1", sampler)
     got = ours(bundle, request, noise=noise, init_latents=init_latents)
-    inputs = dict(mode="img2img", folder=str(torch_folders["sd1"]), variant="sd1", scheduler=sampler, prompt=PROMPT,
-                  scheduler_config=str(FIXTURES / "legacy-sd1" / "scheduler" / "scheduler_config.json"),
-                  guidance=7.5, steps=10, seed=5, init_latents=init_latents, strength=0.6)
+    inputs = img2img_inputs("legacy-sd1", "sd1", torch_folders["sd1"], sampler, init_latents)
     assert_close(got, reference_images("torch", inputs, tmp_path), f"legacy-sd1 img2img {sampler} vs torch")
