@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from diffusion.checks import is_int
+
 MAX_FORK_DEPTH = 32
 STRUCTURAL = ("sampler", "steps", "spacing", "height", "width", "strength")  # fields a fork keeps from its root
 
@@ -43,7 +45,7 @@ def fork_chain(request, from_dict: Callable[[dict], Any]) -> list[Segment]:
         if not isinstance(fork, dict) or not isinstance(fork.get("parent"), dict):
             raise ForkError("fork must be {'parent': <request>, 'step': k}")
         step = fork.get("step")
-        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        if not is_int(step) or step < 1:
             raise ForkError(f"fork.step must be a whole number of steps from 1, got {step!r}")
         for key in ("init_image", "mask", "labels"):
             if fork["parent"].get(key) is not None and not isinstance(fork["parent"][key], dict):

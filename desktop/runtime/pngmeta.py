@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from diffusion.checks import is_number
+from diffusion.checks import is_int, is_number
 
 from . import a1111, fileio
 from .fork import MAX_FORK_DEPTH
@@ -256,7 +256,7 @@ def _check_fork(fork, where: str, *, decode_images: bool, depth: int) -> None:
     if depth >= MAX_FORK_DEPTH:
         raise RecipeError(f"{where}: recipe field 'fork' is more than {MAX_FORK_DEPTH} forks deep")
     step = fork.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step < 100_000:
+    if not is_int(step) or not 1 <= step < 100_000:
         raise RecipeError(f"{where}: recipe field 'fork.step' must be a whole number of steps, got {_shown(step)}")
     check_request(fork["parent"], f"{where} (fork parent {depth + 1})", decode_images=decode_images, depth=depth + 1)
 
