@@ -5,7 +5,8 @@ a user file only says what differs). `load_config(name_or_path)` accepts a prese
 (`"tiny-pixel"`) or a path to a `.toml` file; unknown sections/keys and bad values raise
 `ConfigError` naming the file, the field and what was expected. `dump_toml(cfg)` writes the
 resolved config that a run folder keeps as `config.toml` (a tiny writer: the standard library
-reads TOML but does not write it).
+reads TOML but does not write it); `rebuild_command(cfg, out)` the `diffusion-studio train` line that
+makes the same config again (a model's provenance records it).
 
     kind            "vae" | "pixel" | "latent"
     description     one plain sentence on what the preset makes (the app's Train window shows it)
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -235,3 +237,24 @@ def dump_toml(cfg: dict) -> str:
         if isinstance(v, dict):
             lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
     return "\n".join(lines) + "\n"
+
+
+def differences(base: dict, cfg: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """(dotted key, value) for every field of `cfg` whose value differs from `base`'s."""
+    out = []
+    for key, value in cfg.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out += differences(base[key], value, f"{prefix}{key}.")
+        elif base.get(key) != value:
+            out.append((prefix + key, value))
+    return out
+
+
+def rebuild_command(cfg: dict, out: str) -> str:
+    """The command that trains this config again into `out`: its preset with a `--set` for every
+    field that differs from the preset (an --init, a --batch, a --set); a config that is no preset
+    is the run folder's own config.toml."""
+    if cfg["name"] not in preset_names():
+        return f"diffusion-studio train {shlex.quote(out)}/config.toml --out {shlex.quote(out)}"
+    sets = [f"{key}={_toml_value(value)}" for key, value in differences(load_config(cfg["name"]), cfg)]
+    return shlex.join(["diffusion-studio", "train", cfg["name"], *(a for s in sets for a in ("--set", s)), "--out", out])

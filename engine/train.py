@@ -39,7 +39,7 @@ from torch import nn
 
 from diffusion.defaults import fallback_guidance
 
-from .config import load_config
+from .config import load_config, rebuild_command
 from .ema import EMA
 from .loop import (CHECKPOINT, TrainError, checkpointer, dataset_class_names, dataset_label_spec, make_accelerator,
                    make_dataset, machine_name, optimizer_step, prepare_run_folder, progress_bar, restore_state,
@@ -576,4 +576,4 @@ def run_provenance(cfg: dict, out: Path, *, step: int, seconds: float) -> dict:
     d = cfg["dataset"]
     return {"source": f"diffusion-studio train {cfg['name']}", "data": d["name"] + (f":{d['path']}" if d["path"] else ""),
             "steps": step, "train_seconds": round(seconds, 1), "machine": machine_name(), "metrics": metrics,
-            "rebuild": f"diffusion-studio train {cfg['name'] or 'config.toml'} --out {out.name}"}
+            "rebuild": rebuild_command(cfg, out.name)}
