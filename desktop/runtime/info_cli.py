@@ -49,9 +49,10 @@ def describe(bundle) -> str:
     if m.provenance:
         lines.append("  provenance:  " + json.dumps(m.provenance, sort_keys=True))
     lines.append("  files:")
+    width = max(map(len, m.files), default=0) + 2
     for role, rel in m.files.items():
         digest = m.sha256.get(rel)
-        lines.append(f"    {role:<13}{rel}" + (f"  sha256 {digest[:12]}..." if digest else ""))
+        lines.append(f"    {role:<{width}}{rel}" + (f"  sha256 {digest[:12]}..." if digest else ""))
     lines.append(f"  model hash:  {bundle.model_hash[:10]}")
     return "\n".join(lines)
 

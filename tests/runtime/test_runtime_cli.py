@@ -1,5 +1,6 @@
 """`diffusion-studio generate` / `info` end to end on tiny bundles, and no torch on the way."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,9 @@ def test_info(bundles, capsys):
     assert "pixel diffusion, 8x8" in text and "label map: 0=sky" in text and "unet/model.onnx" in text
     assert "provider:" in text and "ddim" in text
     assert "scheduler:   spacing" in text and "steps_offset 0" in text and "clips x0" in text
+    assert info_cli.main(["landscapes"]) == 0  # the shipped bundle: roles such as vae_decoder_config
+    files = capsys.readouterr().out.split("  files:\n")[1].splitlines()[:-1]
+    assert len(files) > 3 and all(re.fullmatch(r"    \w+ {2,}\S+  sha256 \w{12}\.\.\.", f) for f in files), files
     assert info_cli.main([str(bundles["latent_text"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["conditioning"]["text"]["max_length"] == 5
     assert info_cli.main(["/nonexistent/model"]) == 2
