@@ -27,11 +27,13 @@ import numpy as np
 from . import common
 
 N_BOXES = 64
-# Regression floors, not the targets (issue 6 targets a seam ratio within 1.2). The shipped
-# landscapes model has no mask channels and measured about 1.4 with plain re-noise blending before
-# the runtime's Poisson blend (`seamless`, the default), about 1.0 with it (1.2 at 4 scenes); a pasted
-# foreign patch scores 3-4.
-FLOORS = {"max_abs_kept": ("max", 1.0), "seam_ratio": ("max", 1.6)}
+# Regression floors, not the targets (issue 6 targets a seam ratio within 1.2). The landscapes model
+# has no mask channels; without the runtime's Poisson blend (`seamless`, the default) it scores about
+# 3 (eval_inpaint's "no Poisson blend" row), with it 1.28 at 12 scenes and 1.39 at n_small=4, both
+# DPM-Solver++ 20 (before its 2026-11-30 fine-tune: 1.51 and 1.47). Since the data set draws each
+# scene in its own style, the untouched scenes score 1.13 themselves (the reference boxes are a
+# sample too); a pasted foreign patch scores 3-4.
+FLOORS = {"max_abs_kept": ("max", 1.0), "seam_ratio": ("max", 1.5)}
 _STEPS = ((0, 1), (1, 0), (0, -1), (-1, 0))
 
 

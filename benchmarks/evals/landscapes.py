@@ -35,7 +35,9 @@ from . import common
 TRAIN_SEED = 424_242
 TRAIN_IMAGES = 100
 TRAIN_PIXELS = 60_000
-FLOORS = {"miou": 0.5}
+# The shipped model at n_small=12 (DPM-Solver++ 20): mIoU 0.575 ordinary, 0.353 on the named unusual
+# maps (the GPU-trained model before its random-map fine-tune: 0.640 and 0.227).
+FLOORS = {"miou": 0.5, "miou_unusual": 0.25}
 UNUSUAL_RANDOM = 6           # random label maps beside the named unusual ones
 DIVERSITY_MAPS, DIVERSITY_SEEDS = 4, 4
 VISIBLE_RMS = 10.0
@@ -286,8 +288,8 @@ def reference_row(n: int, seed: int, size: int) -> dict:
             "diversity": procedural_diversity(DIVERSITY_MAPS, seed, size)}
 
 
-def floor_check(model_path, n_small: int = 4, seed: int = 10_000) -> dict:
-    """Default sampler, n_small ordinary maps and the named unusual maps, against FLOORS."""
+def floor_check(model_path, n_small: int = 12, seed: int = 10_000) -> dict:
+    """Default sampler (DPM-Solver++ 20), n_small ordinary maps and the named unusual maps, against FLOORS."""
     bundle = common.open_model(model_path)
     h, _ = common.image_size(bundle)
     _, maps = ordinary_scenes(n_small, seed, h)

@@ -34,7 +34,7 @@ def test_digits_are_the_digits_asked_for():
 
 
 def test_landscapes_follow_the_painted_map():
-    assert_clears(landscapes.floor_check(bundle("landscapes"), n_small=4))
+    assert_clears(landscapes.floor_check(bundle("landscapes"), n_small=12))
 
 
 def test_shapes_follow_the_prompt():
