@@ -18,7 +18,7 @@ Runtimes (`--runtimes`):
   none by default; CUDA: --optimize cuda with fp16 compute), as the app runs it (shared thread
   pool; on CUDA the U-Net runs through IOBinding with CUDA graphs);
 - `diffusers`: StableDiffusionPipeline, eager (fp32 on the CPU, fp16 on CUDA);
-- `compile`: the same with torch.compile on the U-Net (CUDA: mode "max-autotune");
+- `compile`: the same with torch.compile on the U-Net (`--compile-mode`; CUDA: "max-autotune" unless told);
 - `optimum`: optimum's ORTStableDiffusionPipeline on a folder exported by `optimum-cli export onnx`,
   run in the peers venv (`make .venv-peers`; on a GPU machine it needs onnxruntime-gpu there).
 Everything built is cached under benchmarks/.cache/sd15 (git-ignored): the diffusers folder
@@ -133,8 +133,11 @@ def worker_ours(cfg: dict) -> dict:
     t = time.perf_counter()
     generate(bundle, request)
     image = time.perf_counter() - t
+    runner = getattr(bundle.unet, "runner", None)
+    how = "" if runner is None else ", IOBinding" + (", CUDA graph" if runner.cuda_graph and runner.graph is not None
+                                                     else f" (no CUDA graph: {'; '.join(runner.notes) or '?'})")
     return {"step": step, "image": image, "first": first, "open": opened, "ram": peak_ram(),
-            "vram": watch.peak() if watch else None, "provider": bundle.provider}
+            "vram": watch.peak() if watch else None, "provider": bundle.provider + how}
 
 
 def diffusers_pipeline(cfg: dict):
@@ -158,7 +161,7 @@ def worker_torch(cfg: dict) -> dict:
     pipe = diffusers_pipeline(cfg)
     opened = time.perf_counter() - t
     if cfg["runtime"] == "compile":
-        pipe.unet = torch.compile(pipe.unet, mode="max-autotune" if cuda else None, fullgraph=True)
+        pipe.unet = torch.compile(pipe.unet, mode=cfg.get("compile_mode"), fullgraph=True)
     dtype = torch.float16 if cuda else torch.float32
     x, ts, states = (torch.from_numpy(a).to(pipe.device) for a in unet_inputs())
     x, states = x.to(dtype), states.to(dtype)
@@ -351,7 +354,8 @@ def print_report(args, results: dict, flops: float | None, peak: float | None, o
     print(f"machine: {machine(args.gpu_name or '')} (shared with other jobs: compare ratios)")
     print(f"commit: {commit()}; command: {' '.join(['python', *sys.argv])}")
     print(f"{args.rounds} round(s), runtimes alternated, each in its own process; DDIM {args.steps} steps, "
-          f"guidance {GUIDANCE} (U-Net batch 2); U-Net step: median of {args.calls} calls")
+          f"guidance {GUIDANCE} (U-Net batch 2); U-Net step: median of {args.calls} calls; "
+          f"torch.compile mode: {args.compile_mode}")
     print()
     print("| runtime | s / U-Net step | × diffusers eager | s / image | × diffusers eager | first call s | "
           "peak RAM GiB | peak VRAM GiB | ran on |")
@@ -402,6 +406,11 @@ def main(argv=None) -> int:
     p.add_argument("--runtimes", default=",".join(RUNTIMES))
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
     p.add_argument("--no-models", action="store_true", help="skip our three shipped models")
+    p.add_argument("--build-only", action="store_true", help="build and export what the runtimes load (the cache), "
+                                                              "then stop")
+    p.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile's mode for the `compile` row (default: max-autotune on CUDA, whose autotuning "
+                        "takes minutes; default on the CPU)")
     p.add_argument("--optimize", choices=("none", "cpu", "cuda"),
                    help="our export's --optimize (default: none on the CPU, where the fusions measured within "
                         "noise on our models and the optimizer needs ~3x the U-Net in memory; cuda on CUDA)")
@@ -414,13 +423,18 @@ def main(argv=None) -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     pipeline = sd15.build(CACHE / "pipeline")
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
-    built = {"pipeline": str(pipeline), "device": args.device, "steps": args.steps, "calls": args.calls}
+    args.compile_mode = args.compile_mode or ("max-autotune" if args.device == "cuda" else "default")
+    built = {"pipeline": str(pipeline), "device": args.device, "steps": args.steps, "calls": args.calls,
+             "compile_mode": None if args.compile_mode == "default" else args.compile_mode}
     if "ours" in runtimes:
         optimize = args.optimize or ("cuda" if args.device == "cuda" else "none")
         built["bundle"] = str(export_ours(pipeline, args.device, optimize))
     if "optimum" in runtimes:
         optimum = export_optimum(pipeline, args.device)
         built["optimum"] = str(optimum) if optimum else None
+    if args.build_only:
+        print(json.dumps(built))
+        return 0
     results = {r: [] for r in runtimes}
     for r in range(args.rounds):
         for name in runtimes:

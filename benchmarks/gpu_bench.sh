@@ -3,6 +3,11 @@
 # CUDA 12; onnxruntime-gpu and torch bring their own CUDA libraries) and access to PyPI:
 #
 #     bash benchmarks/gpu_bench.sh            # then read benchmarks/.cache/gpu/*.md
+#     GPU_PYTHON=python3 bash benchmarks/gpu_bench.sh --rounds 1 --no-models   # no network (below)
+#
+# Arguments are passed on to bench_sd.py (a later one wins over the defaults here). GPU_PYTHON names
+# an interpreter that already has torch (CUDA), onnxruntime-gpu and this project's needs: then no
+# environment is made, nothing is downloaded, and optimum's row is left out (its venv needs PyPI).
 #
 # 1. .venv-gpu: this project with its engine and test extras, torch 2.13.0 from PyPI (there the
 #    CUDA build, not the CPU wheel that constraints-cpu.txt pins for `make test`) and
@@ -28,13 +33,17 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ORT_DISABLE_TELEMETRY=1
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 
-if [ ! -f .venv-gpu/.installed ]; then
+GPU=${GPU_PYTHON:-.venv-gpu/bin/python}
+RUNTIMES=ours,diffusers,compile,optimum
+if [ -n "${GPU_PYTHON:-}" ]; then
+    RUNTIMES=ours,diffusers,compile
+elif [ ! -f .venv-gpu/.installed ]; then
     "$PY" -m venv .venv-gpu
     .venv-gpu/bin/python -m pip install -q --upgrade pip
     .venv-gpu/bin/python -m pip install -q torch==2.13.0 -e '.[engine,test]'
     touch .venv-gpu/.installed
 fi
-.venv-gpu/bin/python - <<'EOF'
+"$GPU" - <<'EOF'
 import onnxruntime as ort
 import torch
 assert torch.cuda.is_available(), f"torch {torch.__version__} sees no CUDA device (a CPU build?)"
@@ -42,13 +51,16 @@ assert "CUDAExecutionProvider" in ort.get_available_providers(), "onnxruntime ha
 print("torch", torch.__version__, torch.cuda.get_device_name(0), "| onnxruntime", ort.__version__)
 EOF
 
-make .venv-peers PYTHON="$PY"
-if ! .venv-peers/bin/python -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())"; then
-    .venv-peers/bin/python -m pip uninstall -y -q onnxruntime onnxruntime-gpu
-    .venv-peers/bin/python -m pip install -q onnxruntime-gpu==1.31.1
+if [ -z "${GPU_PYTHON:-}" ]; then
+    make .venv-peers PYTHON="$PY"
+    if ! .venv-peers/bin/python -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())"; then
+        .venv-peers/bin/python -m pip uninstall -y -q onnxruntime onnxruntime-gpu
+        .venv-peers/bin/python -m pip install -q onnxruntime-gpu==1.31.1
+    fi
 fi
 
-DS_REQUIRE_CUDA=1 .venv-gpu/bin/python -m pytest -q tests/runtime/test_cuda.py tests/export/test_optimize_cuda.py \
+DS_REQUIRE_CUDA=1 "$GPU" -m pytest -q tests/runtime/test_cuda.py tests/export/test_optimize_cuda.py \
     tests/runtime/test_device.py 2>&1 | tee "$OUT/tests.txt" || echo "GPU tests FAILED (see $OUT/tests.txt); measuring anyway"
 
-.venv-gpu/bin/python benchmarks/bench_sd.py --device cuda --steps 50 --rounds 3 --calls 20 | tee "$OUT/bench_sd.md"
+"$GPU" benchmarks/bench_sd.py --device cuda --steps 50 --rounds 3 --calls 20 --runtimes "$RUNTIMES" "$@" \
+    | tee "$OUT/bench_sd.md"

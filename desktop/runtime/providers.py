@@ -30,12 +30,21 @@ A library user keeps ONNX Runtime's default, one spinning pool per session: once
 exist, ONNX Runtime refuses every session created with default options (its quantisation
 calibrator, optimum, ...), so only a process that creates all its sessions here may share them.
 
+CUDA libraries: onnxruntime-gpu loads CUDA and cuDNN when its CUDA provider starts. Where they come
+from NVIDIA's pip wheels (`pip install 'onnxruntime-gpu[cuda,cudnn]'`, or PyTorch's CUDA build in the
+same environment) they are not on the loader's path, so before the first CUDA attempt on a machine
+whose driver shows a GPU, `preload_cuda_libraries` lets ONNX Runtime load them from there
+(`onnxruntime.preload_dlls`, 1.21 and later); what it prints is kept out of the user's terminal.
+
 Sessions on the CPU and CUDA providers go through `graph_cache`: the graph ONNX Runtime optimised
 the first time is loaded as is the next time.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import warnings
 from pathlib import Path
 
 import onnxruntime as ort
@@ -60,6 +69,7 @@ ALIASES = {
 CACHED = (CPU, CUDA)  # providers whose optimised graphs ONNX Runtime can save (no compiled nodes)
 _failed: dict[str, str | None] = {}  # provider -> why it did not load in this process (None: nothing to say)
 _pool = {"shared": False, "spinning": True, "ready": None}  # thread pools: asked for; created (None: not yet)
+_cuda_preload: dict[str, str] = {}  # "output": what onnxruntime.preload_dlls printed, once it ran
 
 
 class ProviderError(RuntimeError):
@@ -102,6 +112,27 @@ def nvidia_gpu_visible() -> bool:
         return gpus.is_dir() and any(gpus.iterdir())
     except OSError:
         return False
+
+
+def preload_cuda_libraries() -> str | None:
+    """Once per process, on a machine whose NVIDIA driver shows a GPU: ONNX Runtime loads CUDA and
+    cuDNN from NVIDIA's pip wheels (onnxruntime.preload_dlls); returns what it printed (None when it
+    did not run). A library it cannot find is no error here: the CUDA attempt then fails quietly."""
+    if "output" in _cuda_preload:
+        return _cuda_preload["output"]
+    if not hasattr(ort, "preload_dlls") or not nvidia_gpu_visible():
+        return None
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # noqa: BLE001 - ORT raises plain RuntimeError/OSError
+            print(f"preload_dlls failed: {exc}")
+    for w in warned:
+        printed.write(f"{w.message}\n")
+    _cuda_preload["output"] = printed.getvalue()
+    return _cuda_preload["output"]
 
 
 def fallback_note(chosen: str, allowed: list[str] | None = None) -> str | None:
@@ -247,6 +278,8 @@ def create_session(path: str | os.PathLike, provider: str = "auto", *, allowed: 
         raise ProviderError(f"this model's graphs were optimised for {_only_for(allowed)} and cannot run on "
                             f"{short_name(order[0])}; use --provider {short_name(allowed[0])} on a machine that has "
                             f"it, or export the model again for {short_name(order[0])}")
+    if CUDA in order:
+        preload_cuda_libraries()
     cpu_ok = allowed is None or CPU in allowed
     fallback = None  # a CPU session ONNX Runtime fell back to, reused if CPU's turn comes
     kw = dict(sha256=sha256, verify=verify, cache=cache)

@@ -72,3 +72,31 @@ def test_fallback_note_names_the_provider_that_did_not_load(monkeypatch):
 
 def test_every_manifest_provider_name_is_one_users_can_type():
     assert set(manifest_mod.EXECUTION_PROVIDERS) <= set(providers.ALIASES)
+
+
+def test_cuda_libraries_are_preloaded_once_and_silently_where_a_gpu_shows(bundles, monkeypatch, capsys):
+    import warnings
+
+    calls = []
+
+    def fake_preload():
+        calls.append(1)
+        print("Failed to load libcudnn.so.9: not found")
+        warnings.warn("Failed to register bundled CUDA plugin EP")
+
+    monkeypatch.setattr(providers.ort, "preload_dlls", fake_preload, raising=False)
+    monkeypatch.setattr(providers.ort, "get_available_providers", lambda: [providers.CUDA, providers.CPU])
+    monkeypatch.setattr(providers, "_cuda_preload", {})
+    monkeypatch.setattr(providers, "_failed", {})
+    monkeypatch.setattr(providers, "nvidia_gpu_visible", lambda: False)
+    open_bundle(bundles["pixel_class"])
+    assert calls == [] and providers.preload_cuda_libraries() is None  # no GPU shows: nothing loaded
+    monkeypatch.setattr(providers, "nvidia_gpu_visible", lambda: True)
+    monkeypatch.setattr(providers, "_failed", {})  # the first attempt's CUDA did not load: forgotten
+    open_bundle(bundles["pixel_class"])
+    open_bundle(bundles["pixel_gray"])
+    assert calls == [1]  # once per process
+    assert "libcudnn.so.9" in providers.preload_cuda_libraries() and "plugin EP" in providers.preload_cuda_libraries()
+    assert calls == [1]  # asking again reads what the one call printed
+    out = capsys.readouterr()
+    assert "Failed" not in out.out + out.err
