@@ -298,7 +298,9 @@ def run(cmd: list[str], what: str) -> None:
     done = subprocess.run(["nice", "-n", "10", *cmd], env={**os.environ, **OFFLINE, "PYTHONPATH": str(REPO)},
                           cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
+        killed = f" (killed by signal {-done.returncode}{', out of memory?' if done.returncode == -9 else ''})" \
+            if done.returncode < 0 else ""
+        raise SystemExit(f"{what} failed{killed}:\n{done.stderr[-3000:]}")
 
 
 # --------------------------------------------------------------------------------------------
