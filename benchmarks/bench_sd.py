@@ -240,6 +240,11 @@ def worker_optimum(cfg: dict) -> dict:
 WORKERS = {"ours": worker_ours, "diffusers": worker_torch, "compile": worker_torch, "optimum": worker_optimum}
 
 
+def python_path() -> str:
+    """The repository first, then whatever PYTHONPATH already held (packages installed with --target)."""
+    return os.pathsep.join([str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+
+
 def spawn(cfg: dict, timeout: float) -> dict:
     """Runs one worker in its own process (the peers venv for optimum); its result or {"error": ...}."""
     python = str(PEERS_PYTHON) if cfg["runtime"] == "optimum" else sys.executable
@@ -247,7 +252,7 @@ def spawn(cfg: dict, timeout: float) -> dict:
         return {"error": "no peers venv (make .venv-peers)"}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(cfg, f)
-    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **OFFLINE, "PYTHONPATH": python_path()}
     try:
         done = subprocess.run(["nice", "-n", "10", python, __file__, "--worker", f.name], capture_output=True,
                               text=True, env=env, cwd=REPO, timeout=timeout)
@@ -295,7 +300,7 @@ def export_optimum(pipeline: Path, device: str) -> Path | None:
 
 def run(cmd: list[str], what: str) -> None:
     print(f"{what}: {' '.join(cmd[:3])} ...", file=sys.stderr)
-    done = subprocess.run(["nice", "-n", "10", *cmd], env={**os.environ, **OFFLINE, "PYTHONPATH": str(REPO)},
+    done = subprocess.run(["nice", "-n", "10", *cmd], env={**os.environ, **OFFLINE, "PYTHONPATH": python_path()},
                           cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         killed = f" (killed by signal {-done.returncode}{', out of memory?' if done.returncode == -9 else ''})" \

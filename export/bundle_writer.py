@@ -31,6 +31,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -145,25 +146,55 @@ def _export_one(graph, raw_dir: Path, bundle_dir: Path, *, fp16: bool, gpu_fp16:
                               "on a machine with an NVIDIA GPU (or skip the check: check=False)")
         # TF32 off: the check compares fp32 with fp32 (TF32 alone would cost ~1e-3 relative)
         providers = [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
-    if fuse:  # export fp32 -> fuse -> fp16, in that order (the fusions match fp32 patterns)
-        proto = export_optimize.optimize_graph(raw_path, graph.role, fuse, fp16=half_compute)
-        export_optimize.check_target(proto, fuse, graph.role)
-        precision = "fp16-compute" if half_compute else ("fp16" if fp16 else "fp32")
-        if fp16 and not half_compute:
-            proto = fp16_tools.weights_to_fp16(proto)
-    else:
-        proto = fp16_tools.load_model(raw_path)
-        if half_compute:
-            proto, precision = fp16_tools.compute_to_fp16(proto), "fp16-compute"
-        elif fp16 or gpu_fp16:
-            proto, precision = fp16_tools.weights_to_fp16(proto), "fp16"
-    written = fp16_tools.save_model(proto, out_path, external_data)
-    del proto
-    if check and (precision != "fp32" or providers or fuse):
-        checks.append(parity.require(parity.check_graph(graph, out_path, precision=precision, providers=providers,
-                                                        references=references), out_path))
+    dropped: list[str] = []  # fusions whose operators the provider refused to run for this graph
+    while True:
+        proto, precision = _converted(graph, raw_path, fuse, dropped, fp16=fp16, gpu_fp16=gpu_fp16,
+                                      half_compute=half_compute)
+        written = fp16_tools.save_model(proto, out_path, external_data)
+        del proto
+        if not (check and (precision != "fp32" or providers or fuse)):
+            break
+        try:
+            checks.append(parity.require(parity.check_graph(graph, out_path, precision=precision, providers=providers,
+                                                            references=references), out_path))
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own error types
+            fusion = _refused_fusion(exc, fuse, dropped)
+            if fusion is None:
+                raise
+            dropped.append(fusion)
+            log(f"{graph.role}: ONNX Runtime refused a fused operator ({str(exc).splitlines()[0][:200]}); "
+                f"fusing again without '{fusion}'")
+            continue
         log(checks[-1].line())
+        break
     return [p.relative_to(bundle_dir).as_posix() for p in written], [c.to_dict() for c in checks]
+
+
+def _converted(graph, raw_path: Path, fuse: str | None, dropped: list[str], *, fp16: bool, gpu_fp16: bool,
+               half_compute: bool):
+    """(graph to write, precision): fused for `fuse` without the `dropped` fusions, then in half precision
+    as asked (export fp32 -> fuse -> fp16, in that order: the fusions match fp32 patterns)."""
+    if fuse:
+        fusions = [f for f in export_optimize.TARGET_FUSIONS[fuse] if f not in dropped]
+        proto = export_optimize.optimize_graph(raw_path, graph.role, fuse, fusions=fusions, fp16=half_compute)
+        export_optimize.check_target(proto, fuse, graph.role)
+        if fp16 and not half_compute:
+            return fp16_tools.weights_to_fp16(proto), "fp16"
+        return proto, "fp16-compute" if half_compute else "fp32"
+    proto = fp16_tools.load_model(raw_path)
+    if half_compute:
+        return fp16_tools.compute_to_fp16(proto), "fp16-compute"
+    if fp16 or gpu_fp16:
+        return fp16_tools.weights_to_fp16(proto), "fp16"
+    return proto, "fp32"
+
+
+def _refused_fusion(exc: Exception, fuse: str | None, dropped: list[str]) -> str | None:
+    """The fusion to leave out when ONNX Runtime could not run one of its operators in the check
+    ("... running BiasSplitGelu node ..."), or None (not a fused graph, or another error)."""
+    match = re.search(r"running (\w+) node", str(exc))
+    fusion = export_optimize.FUSION_OF_OPERATOR.get(match.group(1)) if match and fuse else None
+    return fusion if fusion in export_optimize.TARGET_FUSIONS.get(fuse, ()) and fusion not in dropped else None
 
 
 def _can_move_raw(raw_path: Path, external_data) -> bool:

@@ -45,6 +45,17 @@ TARGET_FUSIONS = {
     "cuda": tuple(FUSIONS),
 }
 PROVIDERS = {"cpu": ["cpu", "cuda"], "cuda": ["cuda"]}  # what a bundle optimised for the target runs on
+# Widths (the bias length: twice the GEGLU inner size) that ONNX Runtime's CUDA BiasSplitGelu kernel
+# runs; any other is an error at run time (measured with onnxruntime-gpu 1.31.1 on an H200: "hidden size
+# should be 2560, 5120, 6144, 10240 or 12288, got 64"). SD 1.x/2.x and SDXL fuse; our small models do not.
+BIAS_SPLIT_GELU_WIDTHS = (2560, 5120, 6144, 10240, 12288)
+# the fusion that makes each operator, for a graph the provider refused to run (export/bundle_writer.py)
+FUSION_OF_OPERATOR = {
+    "Attention": "attention", "MultiHeadAttention": "attention", "LayerNormalization": "layernorm",
+    "SkipLayerNormalization": "layernorm", "Gelu": "gelu", "BiasGelu": "gelu", "FastGelu": "gelu",
+    "GroupNorm": "groupnorm", "SkipGroupNorm": "groupnorm", "NhwcConv": "nhwc", "BiasSplitGelu": "splitgelu",
+    "PackedAttention": "packed", "PackedMultiHeadAttention": "packed", "BiasAdd": "biasadd",
+}
 
 
 def providers_for(target: str) -> list[str]:
@@ -120,12 +131,25 @@ def optimize_graph(path: Path, role: str, target: str, *, fusions=None, fp16: bo
     if illegal:
         raise ValueError(f"fusions {illegal} make operators the {target} provider cannot run")
     model_type = MODEL_TYPES[role]
-    with optimizer_patches():
-        optimized = optimize_model(str(path), model_type=model_type, opt_level=0, use_gpu=target == "cuda",
-                                   optimization_options=fusion_options(model_type, wanted))
+
+    def fuse(names):
+        with optimizer_patches():
+            return optimize_model(str(path), model_type=model_type, opt_level=0, use_gpu=target == "cuda",
+                                  optimization_options=fusion_options(model_type, names))
+
+    optimized = fuse(wanted)
+    if "splitgelu" in wanted and unsupported_split_gelu(optimized.model):
+        optimized = fuse(tuple(f for f in wanted if f != "splitgelu"))
     if fp16:
         optimized.convert_float_to_float16(keep_io_types=True)
     return optimized.model
+
+
+def unsupported_split_gelu(model: onnx.ModelProto) -> list[int]:
+    """Widths of the graph's BiasSplitGelu nodes that the CUDA kernel does not run (BIAS_SPLIT_GELU_WIDTHS)."""
+    widths = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+    return sorted({widths.get(n.input[1], 0) for n in model.graph.node if n.op_type == "BiasSplitGelu"}
+                  - set(BIAS_SPLIT_GELU_WIDTHS))
 
 
 def operators(model: onnx.ModelProto) -> set[str]:
