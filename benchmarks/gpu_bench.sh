@@ -40,7 +40,7 @@ if [ -n "${GPU_PYTHON:-}" ]; then
 elif [ ! -f .venv-gpu/.installed ]; then
     "$PY" -m venv .venv-gpu
     .venv-gpu/bin/python -m pip install -q --upgrade pip
-    .venv-gpu/bin/python -m pip install -q torch==2.13.0 -e '.[engine,test]'
+    .venv-gpu/bin/python -m pip install -q torch==2.13.0 -e '.[engine,test,cuda]'
     touch .venv-gpu/.installed
 fi
 "$GPU" - <<'EOF'
