@@ -33,7 +33,9 @@ import numpy as np
 from . import common
 
 PCA_COMPONENTS = 20
-FLOORS = {"accuracy": 0.80, "diversity": 0.5}
+# The shipped model at the test's 4 images per digit: accuracy 1.00, diversity 0.71, nearest-train 0.30
+# (the one before the affine fine-tune: 0.75, above the 0.6).
+FLOORS = {"accuracy": 0.95, "diversity": 0.6, "nearest_train": ("max", 0.6)}
 
 
 @dataclass(frozen=True)
