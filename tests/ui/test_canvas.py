@@ -161,3 +161,25 @@ def test_a_new_size_resamples_the_painting_instead_of_clearing_it(qtbot, open_wi
     assert m.canvas.labels.shape == (16, width) and m.canvas.init_image.shape == (16, width, 3)
     assert (m.canvas.labels[8:] == 2).all() and (m.canvas.labels[:8] == 0).all()
     assert m.canvas.mask[:, : width // 4 - 1].min() == 1 and m.canvas.mask[:, width // 2:].max() == 0
+
+
+def test_one_mouse_move_paints_all_its_dabs_and_redraws_once(qtbot, open_window):
+    """A long drag is many dabs (a quarter radius apart) but one `changed`, so one overlay redraw per
+    mouse event; the painted pixels are those of painting the dabs one by one."""
+    from desktop.ui import brush
+
+    w = open_window(cond="semantic", size=16)
+    m, view, panel = w.model, w.canvas.view, w.canvas
+    w.resize(1000, 700)
+    qtbot.wait(50)
+    panel.set_tool("labels")
+    view.set_radius(1)
+    changes = []
+    m.canvas.changed.connect(lambda: changes.append(1))
+    stroke(qtbot, view, (1, 8), (14, 8))
+    assert len(changes) == 2  # the press, then the one move (which is dozens of dabs)
+    start, end = view.to_image(widget_pos(view, 1, 8).toPointF()), view.to_image(widget_pos(view, 14, 8).toPointF())
+    want = np.full((16, 16), -1, np.int32)
+    for x, y in [(start.x(), start.y()), *brush.stroke_points(start.x(), start.y(), end.x(), end.y(), 1)]:
+        brush.paint_labels(want, x, y, 1, view.label)
+    np.testing.assert_array_equal(m.canvas.labels, want)

@@ -80,13 +80,14 @@ class PaintView(ImageView):
         self.update()
 
     # --- painting -------------------------------------------------------------------------
-    def _dab(self, pos: QPointF) -> None:
+    def _dabs(self, points: list[tuple[float, float]]) -> None:
+        """Paints the dabs of one mouse event with the current tool (one `changed` for all of them)."""
         if self.tool in ("brush", "eraser"):
-            self.canvas.dab_mask(pos.x(), pos.y(), self.radius, self.hardness, self.tool == "eraser")
+            self.canvas.dabs_mask(points, self.radius, self.hardness, self.tool == "eraser")
         elif self.tool == "labels":
-            self.canvas.dab_labels(pos.x(), pos.y(), self.radius, self.label)
+            self.canvas.dabs_labels(points, self.radius, self.label)
         elif self.tool == "label_eraser":
-            self.canvas.dab_labels(pos.x(), pos.y(), self.radius, -1)
+            self.canvas.dabs_labels(points, self.radius, -1)
 
     def paints(self) -> bool:
         return self.mode is not None and self.tool != "none"
@@ -102,14 +103,15 @@ class PaintView(ImageView):
             return
         self.canvas.checkpoint()
         self._last = pos
-        self._dab(pos)
+        self._dabs([(pos.x(), pos.y())])
 
     def mouseMoveEvent(self, event) -> None:
         self._cursor = event.position()
         if self._last is not None:
             pos = self.to_image(event.position())
-            for x, y in brush.stroke_points(self._last.x(), self._last.y(), pos.x(), pos.y(), self.radius):
-                self._dab(QPointF(x, y))
+            points = list(brush.stroke_points(self._last.x(), self._last.y(), pos.x(), pos.y(), self.radius))
+            if points:
+                self._dabs(points)
             self._last = pos
         super().mouseMoveEvent(event)
         self.update()
