@@ -109,9 +109,7 @@ class PaintView(ImageView):
         self._cursor = event.position()
         if self._last is not None:
             pos = self.to_image(event.position())
-            points = list(brush.stroke_points(self._last.x(), self._last.y(), pos.x(), pos.y(), self.radius))
-            if points:
-                self._dabs(points)
+            self._dabs(brush.stroke_points(self._last.x(), self._last.y(), pos.x(), pos.y(), self.radius))
             self._last = pos
         super().mouseMoveEvent(event)
         self.update()
