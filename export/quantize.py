@@ -124,12 +124,15 @@ def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
 
     model = fp16_tools.weights_to_fp32(fp16_tools.load_model(source))
     types = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in model.graph.input}
+    large = fp16_tools.needs_external_data(model)  # > 2 GB (SD-class): every intermediate graph keeps its weights apart
     work = target.parent / ".int8-work"
     work.mkdir(parents=True, exist_ok=True)
     try:
         fp16_tools.save_model(model, work / "fp32.onnx")
         del model
-        quant_pre_process(str(work / "fp32.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True)
+        quant_pre_process(str(work / "fp32.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True,
+                          save_as_external_data=large, all_tensors_to_one_file=True,
+                          external_data_location="pre.onnx.data")
         convs = [n.name for n in onnx.load(str(work / "pre.onnx"), load_external_data=False).graph.node
                  if n.op_type == "Conv"]
         quantize_static(str(work / "pre.onnx"), str(target), Feeds(feeds, types), quant_format=QuantFormat.QDQ,
@@ -137,7 +140,7 @@ def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                                       "CalibPercentile": PERCENTILE})
+                                       "CalibPercentile": PERCENTILE}, use_external_data_format=large)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(target), load_external_data=False).graph.node):

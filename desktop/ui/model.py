@@ -110,6 +110,7 @@ class StudioModel(QObject):
         self.bundle = None
         self.caps: Capabilities | None = None
         self.sizes = None                     # the open model's SizeOptions (desktop/runtime/image_size.py)
+        self.memory_notes: dict = {}          # (batch, height, width, guided) -> memory_note's answer, this bundle
         self.thread: GenerationThread | None = None
         self.frames: list[Frame] = []
         self.result_images: list[np.ndarray] = []
@@ -152,7 +153,7 @@ class StudioModel(QObject):
         previous = self.entry
         from desktop.runtime.image_size import size_options
 
-        self.bundle = bundle
+        self.bundle, self.memory_notes = bundle, {}
         self.caps = capabilities(bundle.manifest, path)
         self.sizes = size_options(bundle)
         self.entry = next((e for e in self.models if e.path == path), ModelEntry(path, library.USER, self.caps))
@@ -289,13 +290,17 @@ class StudioModel(QObject):
             return "", True
         p = self.params
         guided = bool(self.caps and self.caps.guided and p.guidance != 1.0)
-        try:
-            est = check_fits(self.bundle, p.batch_size, p.height, p.width, guided=guided, step=self.sizes.step)
-        except MemoryEstimateError as exc:
-            return str(exc), False
-        except (ValueError, OSError):
-            return "", True
-        return f"needs about {gib(est.needed)} of memory", True
+        key = (p.batch_size, p.height, p.width, guided)  # the panel asks on every canvas change
+        if key not in self.memory_notes:
+            try:
+                est = check_fits(self.bundle, p.batch_size, p.height, p.width, guided=guided, step=self.sizes.step)
+                answer = f"needs about {gib(est.needed)} of memory", True
+            except MemoryEstimateError as exc:
+                answer = str(exc), False
+            except (ValueError, OSError):
+                answer = "", True
+            self.memory_notes = {key: answer}  # one entry: a new size or model asks the machine again
+        return self.memory_notes[key]
 
     def randomize_seed(self) -> None:
         self.set_param("seed", random.randint(0, MAX_SEED))

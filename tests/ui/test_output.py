@@ -119,7 +119,7 @@ def test_a_batch_is_a_grid_and_every_action_uses_the_chosen_image(qtbot, open_wi
     assert m.selected == 3
 
 
-def test_width_and_height_come_in_the_models_steps(qtbot, open_window, home):
+def test_width_and_height_come_in_the_models_steps(qtbot, open_window, home, monkeypatch):
     """An SD folder (made by optimum) takes other sizes: the controls offer them in its steps."""
     import shutil
 
@@ -132,10 +132,21 @@ def test_width_and_height_come_in_the_models_steps(qtbot, open_window, home):
     assert sizes.flexible and c.width_box.isVisible() and not c.size_fixed.isVisible()
     assert c.width_box.singleStep() == sizes.step and c.width_box.minimum() == sizes.step
     assert "memory" in c.size_note.text()
+    from desktop.runtime import memory
+
+    asked, check_fits = [], memory.check_fits
+    monkeypatch.setattr(memory, "check_fits", lambda *a, **k: asked.append(a[1:4]) or check_fits(*a, **k))
+    notes, memory_note = [], m.memory_note
+    monkeypatch.setattr(m, "memory_note", lambda: notes.append(1) or memory_note())
+    note = c.size_note.text()
+    for value in (1.0, 0.5, 0.0):                                # painting asks for the note each time...
+        m.canvas.set_mask(np.full(m.canvas.mask.shape, value, np.float32))
+    assert len(notes) >= 3 and asked == [] and c.size_note.text() == note  # ...but the estimate is not redone
     c.width_box.lineEdit().setText(str(2 * sizes.step + 1))      # between two steps: snapped
     c.width_box.interpretText()
     c.width_box.editingFinished.emit()
     assert m.params.width == 2 * sizes.step
+    assert asked and asked[-1][2] == 2 * sizes.step and c.size_note.text() != note  # a new size asks again
     c.height_box.setValue(3 * sizes.step)
     run_and_wait(qtbot, m)
     assert m.result_images[0].shape[:2] == (3 * sizes.step, 2 * sizes.step)
