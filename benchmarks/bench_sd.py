@@ -17,6 +17,8 @@ Runtimes (`--runtimes`):
 - `ours`: desktop.runtime on a bundle written by our exporter (`export_bundle`; CPU: fp32, --optimize
   none by default; CUDA: --optimize cuda with fp16 compute), as the app runs it (shared thread
   pool; on CUDA the U-Net runs through IOBinding with CUDA graphs);
+- `ours-int8`: the same bundle made int8 by `export.quantize.quantize_bundle` (what `export BUNDLE OUT
+  --int8` runs; calibration `INT8_CALIBRATION`), on the CPU; the row gives its images' mean |Δ| from fp32;
 - `diffusers`: StableDiffusionPipeline, eager (fp32 on the CPU, fp16 on CUDA);
 - `compile`: the same with torch.compile on the U-Net (`--compile-mode`; CUDA: "max-autotune" unless told);
 - `optimum`: optimum's ORTStableDiffusionPipeline on a folder exported by `optimum-cli export onnx`,
@@ -47,7 +49,11 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before anything imports o
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "benchmarks" / ".cache" / "sd15"
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
-RUNTIMES = ("ours", "diffusers", "compile", "optimum")
+RUNTIMES = ("ours", "ours-int8", "diffusers", "compile", "optimum")
+# ours-int8's quantisation (export/quantize.py, through the product's path) with a smaller calibration than
+# `export --int8` uses by default (8 generations at the model's 20 steps, 4 more for the gate): on 2 CPU cores
+# that is hours at this size. The gate's image comparison still runs; random weights have no evaluation.
+INT8_CALIBRATION = {"calibration": 2, "check": 1, "steps": 4}
 PROMPT = "a photograph of an astronaut riding a horse"
 SIZE = 512
 GUIDANCE = 7.5
@@ -134,7 +140,9 @@ def worker_ours(cfg: dict) -> dict:
     generate(bundle, request)
     image = time.perf_counter() - t
     runner = getattr(bundle.unet, "runner", None)
-    how = "" if runner is None else ", IOBinding" + (", CUDA graph" if runner.cuda_graph and runner.graph is not None
+    int8 = bundle.manifest.provenance.get("export", {}).get("int8")
+    how = f", int8 (images {int8['mean_abs_diff_255']:.1f}/255 from fp32)" if int8 else ""
+    how += "" if runner is None else ", IOBinding" + (", CUDA graph" if runner.cuda_graph and runner.graph is not None
                                                      else f" (no CUDA graph: {'; '.join(runner.notes) or '?'})")
     return {"step": step, "image": image, "first": first, "open": opened, "ram": peak_ram(),
             "vram": watch.peak() if watch else None, "provider": bundle.provider + how}
@@ -237,7 +245,8 @@ def worker_optimum(cfg: dict) -> dict:
             "vram": watch.peak() if watch else None, "provider": f"onnxruntime {ort.__version__} {provider}"}
 
 
-WORKERS = {"ours": worker_ours, "diffusers": worker_torch, "compile": worker_torch, "optimum": worker_optimum}
+WORKERS = {"ours": worker_ours, "ours-int8": worker_ours, "diffusers": worker_torch, "compile": worker_torch,
+           "optimum": worker_optimum}
 
 
 def python_path() -> str:
@@ -281,6 +290,17 @@ def export_ours(pipeline: Path, device: str, optimize: str) -> Path:
             "export_bundle(load_model(sys.argv[1]), Path(sys.argv[2]), optimize=None if sys.argv[3] == 'none' "
             "else sys.argv[3], gpu_fp16=sys.argv[4] == 'cuda', check=False, preview_samples=4, name='sd15-random')")
     run([sys.executable, "-c", code, str(pipeline), str(out), optimize, device], "our export")
+    return out
+
+
+def int8_ours(bundle: Path) -> Path:
+    """The int8 copy of our CPU bundle, as `export BUNDLE OUT --int8` makes it (INT8_CALIBRATION)."""
+    out = bundle.with_name(bundle.name + "-int8")
+    if (out / "studio.json").is_file():
+        return out
+    code = ("import sys, json; from pathlib import Path; from export.quantize import quantize_bundle; "
+            "quantize_bundle(Path(sys.argv[1]), Path(sys.argv[2]), use_evaluations=False, **json.loads(sys.argv[3]))")
+    run([sys.executable, "-c", code, str(bundle), str(out), json.dumps(INT8_CALIBRATION)], "our int8 export")
     return out
 
 
@@ -410,7 +430,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="DDIM steps per image (CPU: a few; GPU: 50)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--calls", type=int, default=3, help="U-Net calls timed per worker (median)")
-    p.add_argument("--runtimes", default=",".join(RUNTIMES))
+    p.add_argument("--runtimes", help=f"some of {','.join(RUNTIMES)} (default: all; on CUDA all but ours-int8)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
     p.add_argument("--no-models", action="store_true", help="skip our three shipped models")
     p.add_argument("--build-only", action="store_true", help="build and export what the runtimes load (the cache), "
@@ -429,13 +449,21 @@ def main(argv=None) -> int:
     args.gpu_name = gpu_name() if args.device == "cuda" else None
     CACHE.mkdir(parents=True, exist_ok=True)
     pipeline = sd15.build(CACHE / "pipeline")
-    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    runtimes = [r.strip() for r in (args.runtimes or ",".join(r for r in RUNTIMES if args.device == "cpu"
+                                                               or r != "ours-int8")).split(",") if r.strip()]
+    unknown = sorted(set(runtimes) - set(RUNTIMES))
+    if unknown:
+        raise SystemExit(f"unknown runtimes {', '.join(unknown)}: choose from {', '.join(RUNTIMES)}")
     args.compile_mode = args.compile_mode or ("max-autotune" if args.device == "cuda" else "default")
     built = {"pipeline": str(pipeline), "device": args.device, "steps": args.steps, "calls": args.calls,
              "compile_mode": None if args.compile_mode == "default" else args.compile_mode}
-    if "ours" in runtimes:
+    if "ours-int8" in runtimes and args.device == "cuda":
+        raise SystemExit("ours-int8 is a CPU bundle: leave it out of --runtimes with --device cuda")
+    if "ours" in runtimes or "ours-int8" in runtimes:
         optimize = args.optimize or ("cuda" if args.device == "cuda" else "none")
         built["bundle"] = str(export_ours(pipeline, args.device, optimize))
+    if "ours-int8" in runtimes:
+        built["bundle_int8"] = str(int8_ours(Path(built["bundle"])))
     if "optimum" in runtimes:
         optimum = export_optimum(pipeline, args.device)
         built["optimum"] = str(optimum) if optimum else None
@@ -446,6 +474,8 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         for name in runtimes:
             cfg = {**built, "runtime": name, "flops": name == "diffusers" and r == 0}
+            if name == "ours-int8":
+                cfg["bundle"] = built["bundle_int8"]
             res = spawn(cfg, args.timeout)
             results[name].append(res)
             print(f"round {r + 1} {name}: {res}", file=sys.stderr)

@@ -9,8 +9,11 @@ kept only when the model still clears its quality gate.
    output channel, uint8 activations (the u8s8 kernels x86 runs fastest, VNNI where the CPU has it),
    ranges at the 99.999th percentile of the recorded inputs. The first and the last convolution
    stay float (they carry x_t in and ε out: quantising them doubled the U-Net's error on landscapes,
-   11% -> 5% mean relative error), and so does the rest of the graph (norms, softmax, the time
-   embedding).
+   11% -> 5% mean relative error), and so do attention's products of two activations with the
+   softmax between them (`float_nodes`: int8 there made shapes 0.91x of fp32 per image and SD-1.5
+   slower; float, shapes is 1.2-1.4x) and the rest of the graph (norms, the time embedding).
+   U-Nets over 2 GB (SD class) keep their weights in external data throughout and are calibrated one
+   image at a time (ONNX Runtime's calibrator holds every Conv/MatMul output of what it is given).
 3. The gate, on other seeds than the calibration's: the int8 bundle's images against the source
    bundle's (mean |Δ| at most `MEAN_TOLERANCE` levels of 255), and, when the caller gives one, the
    model's own evaluation (`gate(bundle_dir) -> None | failure sentence`; the export CLI passes the
@@ -46,14 +49,15 @@ GENERIC_PROMPTS = ("", "a photo", "a red circle on a blue background", "two gree
 EVALUATIONS = ("digits", "landscapes", "shapes", "inpaint")  # benchmarks/evals modules with floor_check
 
 
-def calibration_requests(manifest, count: int, seed: int, prompts=None) -> list[dict]:
-    """`count` generation requests (GenerationRequest fields) covering what the model is conditioned on."""
+def calibration_requests(manifest, count: int, seed: int, prompts=None, steps: int | None = None) -> list[dict]:
+    """`count` generation requests (GenerationRequest fields) covering what the model is conditioned on;
+    `steps`: fewer sampler steps than the model's default (the SD benchmark's quick calibration)."""
     rng = np.random.default_rng(seed)
     c = manifest.conditioning
     h, w = manifest.image.height, manifest.image.width
     requests = []
     for i in range(count):
-        r: dict = {"seed": seed + i}
+        r: dict = {"seed": seed + i, **({"steps": steps} if steps else {})}
         if c.class_:
             r["class_index"] = i % len(c.class_.names)
         if c.text:
@@ -105,16 +109,39 @@ def record_unet_inputs(bundle_dir: Path, requests: list[dict]) -> list[dict]:
 
 
 class Feeds:
-    """onnxruntime.quantization's CalibrationDataReader over recorded feeds (cast to the graph's types)."""
+    """onnxruntime.quantization's CalibrationDataReader over recorded feeds (cast to the graph's types).
+    `set_range` lets quantize_static collect a few feeds at a time (its CalibStridedMinMax option)."""
 
     def __init__(self, feeds: list[dict], types: dict):
-        self.items = iter([{k: np.ascontiguousarray(v, dtype=types[k]) for k, v in f.items()} for f in feeds])
+        self.feeds = [{k: np.ascontiguousarray(v, dtype=types[k]) for k, v in f.items()} for f in feeds]
+        self.items = iter(self.feeds)
+
+    def __len__(self):
+        return len(self.feeds)
 
     def get_next(self):
         return next(self.items, None)
 
+    def set_range(self, start_index: int, end_index: int):
+        self.items = iter(self.feeds[start_index:end_index])
+
     def rewind(self):  # not used by MinMax
         pass
+
+
+def one_image_each(feeds: list[dict]) -> list[dict]:
+    """The recorded calls split into calls of one image each (x_t, t, text states... share the batch axis)."""
+    return [{k: v[i: i + 1] for k, v in f.items()} for f in feeds for i in range(len(next(iter(f.values()))))]
+
+
+def float_nodes(graph) -> list[str]:
+    """The Conv and MatMul nodes that stay float: the first and last convolution, and the attention's
+    products of two activations (scores and scores x values; quantising them also quantises the softmax
+    between: at SD-1.5 scale QLinearSoftmax took 4.2 s of a 15 s step where the float one takes 2.7 s)."""
+    weights = {i.name for i in graph.initializer}
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    products = [n.name for n in graph.node if n.op_type == "MatMul" and not weights.intersection(n.input)]
+    return convs[:1] + convs[-1:] + products
 
 
 def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
@@ -133,16 +160,22 @@ def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
         quant_pre_process(str(work / "fp32.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True,
                           save_as_external_data=large, all_tensors_to_one_file=True,
                           external_data_location="pre.onnx.data")
-        convs = [n.name for n in onnx.load(str(work / "pre.onnx"), load_external_data=False).graph.node
-                 if n.op_type == "Conv"]
-        quantize_static(str(work / "pre.onnx"), str(target), Feeds(feeds, types), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=OP_TYPES, nodes_to_exclude=convs[:1] + convs[-1:], per_channel=True,
+        excluded = float_nodes(onnx.load(str(work / "pre.onnx"), load_external_data=False).graph)
+        # The calibrator keeps every Conv/MatMul output of the calls it is given: SD-class graphs get one
+        # image at a time (a batch-2 SD-1.5 call at 512x512 alone went past 24 GB), the histograms merge.
+        strided = {"CalibStridedMinMax": 1} if large else {}
+        reader = Feeds(one_image_each(feeds) if large else feeds, types)
+        quantize_static(str(work / "pre.onnx"), str(target), reader, quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=OP_TYPES, nodes_to_exclude=excluded, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                                       "CalibPercentile": PERCENTILE}, use_external_data_format=large)
+                                       "CalibPercentile": PERCENTILE, **strided}, use_external_data_format=large)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    data = target.with_name(target.name + ".data")
+    if data.is_file():
+        shutil.copymode(target, data)  # onnx writes external data as 0600; the bundle's files are alike
     if not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(target), load_external_data=False).graph.node):
         raise ExportError("the U-Net has no convolution or matrix product to quantise besides its first and last "
                           "convolution; export without --int8")
@@ -190,25 +223,29 @@ def evaluations_of(provenance: dict) -> list[str]:
 
 
 def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = 8, check: int = 4, prompts=None,
-                      log=print) -> dict:
+                      steps: int | None = None, log=print) -> dict:
     """Makes the bundle at `bundle_dir` an int8 bundle (see the module docstring); its report.
     On a failed gate raises ExportError (the caller discards the folder)."""
     manifest = read_manifest(bundle_dir)
     reference = bundle_dir.with_name(bundle_dir.name + ".fp")  # the source bundle, for the gate's comparison
     shutil.copytree(bundle_dir, reference)
     try:
-        feeds = record_unet_inputs(reference, calibration_requests(manifest, calibration, CALIBRATION_SEED, prompts))
+        feeds = record_unet_inputs(reference, calibration_requests(manifest, calibration, CALIBRATION_SEED, prompts,
+                                                                   steps))
         log(f"int8           calibrated on {len(feeds)} U-Net calls ({calibration} generations)")
         rel = manifest.files["unet"]
         for extra in [r for role, r in manifest.files.items() if role == "unet_data"]:
             (bundle_dir / extra).unlink()
         quantize_unet(reference / rel, bundle_dir / rel, feeds)
+        data = Path(rel).with_name(Path(rel).name + ".data").as_posix()  # an int8 graph still over 2 GB
         files = {role: r for role, r in manifest.files.items() if role != "unet_data"}
+        if (bundle_dir / data).is_file():
+            files["unet_data"] = data
         provenance = {**manifest.provenance}
         provenance.pop("evaluation", None)  # measured on the float model: not this one's
         write_manifest(bundle_dir, replace(manifest, precision="int8", providers=("cpu",), files=files,
                                            provenance=provenance))
-        gate_requests = calibration_requests(manifest, check, GATE_SEED, prompts)
+        gate_requests = calibration_requests(manifest, check, GATE_SEED, prompts, steps)
         mean = mean_difference(reference, bundle_dir, gate_requests)
         log(f"int8           mean |Δ| {mean:.2f}/255 against the float model over {len(gate_requests)} generations")
         if mean > MEAN_TOLERANCE:
@@ -217,7 +254,8 @@ def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = 8, chec
         failure = gate(bundle_dir) if gate is not None else None
         if failure:
             raise ExportError(f"the int8 U-Net is not good enough: {failure}; export without --int8")
-        report = {"method": "static QDQ, Conv+MatMul but the first and last Conv, int8 weights per channel, "
+        report = {"method": "static QDQ, Conv+MatMul but the first and last Conv and attention's products, "
+                            "int8 weights per channel, "
                             f"uint8 activations, percentile {PERCENTILE}",
                   "calibration_calls": len(feeds), "calibration_generations": calibration,
                   "mean_abs_diff_255": round(mean, 3),

@@ -66,8 +66,10 @@ def test_int8_bundle(text_bundle, tmp_path, monkeypatch):
     assert json.loads((out / "studio.json").read_text())["format_version"] == 2
     report = m.provenance["export"]["int8"]
     assert report["calibration_calls"] > 0 and report["mean_abs_diff_255"] <= quantize.MEAN_TOLERANCE
-    ops = {n.op_type for n in onnx.load(str(out / m.files["unet"])).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    graph = onnx.load(str(out / m.files["unet"])).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
+    softmax = {o for n in graph.node if n.op_type == "Softmax" for o in n.output}
+    assert softmax and all(n.op_type == "MatMul" for n in graph.node if softmax & set(n.input))  # attention: float
     request = GenerationRequest(prompt="a red circle", seed=3, steps=3, class_name="dog")
     a = generate(open_bundle(text_bundle, provider="cpu"), request).images[0]
     b = generate(open_bundle(out, provider="cpu"), request).images[0]
@@ -101,3 +103,46 @@ def test_evaluation_gate_finds_our_evaluations():
     gate = quantize.evaluation_gate(quantize.evaluations_of({"data": "digits", "evaluation": {"digits": {}}}))
     assert gate is not None and gate.names == ["digits"]
     assert quantize.evaluation_gate(["my-own-data"]) is None
+
+
+def test_float_nodes_are_the_outer_convolutions_and_the_products_of_two_activations():
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [0.0] * 16)
+    k = helper.make_tensor("k", TensorProto.FLOAT, [4, 4, 1, 1], [0.0] * 16)
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c1"], name="first"),
+             helper.make_node("Conv", ["c1", "k"], ["c2"], name="middle"),
+             helper.make_node("MatMul", ["c2", "w"], ["q"], name="weights"),
+             helper.make_node("MatMul", ["q", "q"], ["s"], name="scores"),
+             helper.make_node("Conv", ["s", "k"], ["y"], name="last")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, k])
+    assert quantize.float_nodes(graph) == ["first", "last", "scores"]
+
+
+def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(text_bundle, tmp_path, monkeypatch):
+    """SD-class U-Nets (> 2 GB): the graphs in between keep their weights in .data files, calibration
+    collects one image at a time, and the int8 bundle lists the data file it ends up with."""
+    from onnxruntime.quantization import calibrate
+
+    from export import fp16
+
+    monkeypatch.setattr(quantize, "MEAN_TOLERANCE", 64.0)
+    monkeypatch.setattr(fp16, "needs_external_data", lambda model: True)
+    batches, collect = [], calibrate.HistogramCalibrater.collect_data
+
+    def counting_collect(self, reader):
+        items = list(reader.items)
+        batches.append([len(next(iter(f.values()))) for f in items])
+        reader.items = iter(items)
+        return collect(self, reader)
+
+    monkeypatch.setattr(calibrate.HistogramCalibrater, "collect_data", counting_collect)
+    out = quantize.quantize_bundle(text_bundle, tmp_path / "int8", use_evaluations=False, log=lambda s: None,
+                                   calibration=1, check=1, steps=2)
+    m = read_manifest(out)
+    assert m.files["unet_data"] == "unet/model.onnx.data" and (out / "unet/model.onnx.data").stat().st_size > 0
+    assert (out / "unet/model.onnx.data").stat().st_mode & 0o777 == (out / "unet/model.onnx").stat().st_mode & 0o777
+    assert batches == [[1]] * 4  # 2 steps x the guided batch of 2: one call of one image per collection
+    assert m.provenance["export"]["int8"]["calibration_calls"] == 2
+    generate(open_bundle(out, provider="cpu"), GenerationRequest(prompt="a red circle", seed=3, steps=2))
