@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import replace
@@ -222,20 +223,33 @@ def evaluations_of(provenance: dict) -> list[str]:
     return recorded + [str(provenance.get("data") or "").split(" ")[0]]
 
 
+def linked_copy(source: Path, target: Path) -> None:
+    """A copy of a bundle folder whose files are hard links where the file system allows (an SD
+    bundle is 4 GB): nothing here writes into a bundle file; new contents are new files (unlink first,
+    or fileio's atomic replace)."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
+
+
 def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = 8, check: int = 4, prompts=None,
                       steps: int | None = None, log=print) -> dict:
     """Makes the bundle at `bundle_dir` an int8 bundle (see the module docstring); its report.
     On a failed gate raises ExportError (the caller discards the folder)."""
     manifest = read_manifest(bundle_dir)
     reference = bundle_dir.with_name(bundle_dir.name + ".fp")  # the source bundle, for the gate's comparison
-    shutil.copytree(bundle_dir, reference)
+    linked_copy(bundle_dir, reference)
     try:
         feeds = record_unet_inputs(reference, calibration_requests(manifest, calibration, CALIBRATION_SEED, prompts,
                                                                    steps))
         log(f"int8           calibrated on {len(feeds)} U-Net calls ({calibration} generations)")
         rel = manifest.files["unet"]
-        for extra in [r for role, r in manifest.files.items() if role == "unet_data"]:
-            (bundle_dir / extra).unlink()
+        for old in [r for role, r in manifest.files.items() if role in ("unet", "unet_data")]:
+            (bundle_dir / old).unlink()  # new files: the reference's links keep the float graph
         quantize_unet(reference / rel, bundle_dir / rel, feeds)
         data = Path(rel).with_name(Path(rel).name + ".data").as_posix()  # an int8 graph still over 2 GB
         files = {role: r for role, r in manifest.files.items() if role != "unet_data"}
@@ -279,7 +293,7 @@ def quantize_bundle(source: Path, out_dir: Path, *, overwrite: bool = False, use
     tmp = fileio.temp_dir(out_dir, "int8")
     try:
         work = tmp / "bundle"
-        shutil.copytree(source, work)
+        linked_copy(source, work)
         quantize_in_place(work, gate=gate, log=log, **kw)
         publish_bundle(work, out_dir, overwrite)
     finally:
