@@ -148,3 +148,14 @@ def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(te
     assert batches == [[1]] * 4  # 2 steps x the guided batch of 2: one call of one image per collection
     assert m.provenance["export"]["int8"]["calibration_calls"] == 2
     generate(open_bundle(out, provider="cpu"), GenerationRequest(prompt="a red circle", seed=3, steps=2))
+
+
+def test_too_little_memory_to_quantise_is_one_sentence_before_any_work(text_bundle, tmp_path, monkeypatch):
+    from desktop.runtime import memory
+
+    monkeypatch.setattr(memory, "ram_available_bytes", lambda: 1000)
+    monkeypatch.setattr(quantize, "record_unet_inputs", lambda *a: pytest.fail("calibrated anyway"))
+    with pytest.raises(ExportError, match=r"^quantising this U-Net \(\d+ MB\) takes about \d+ MB of memory and this "
+                                          r"machine has 0 MB available; quantise it on a larger machine"):
+        quantize.quantize_bundle(text_bundle, tmp_path / "int8", use_evaluations=False, log=lambda s: None)
+    assert not (tmp_path / "int8").exists()
