@@ -228,18 +228,27 @@ def check_memory(bundle_dir: Path, manifest) -> None:
     """ExportError (one sentence) when this machine lacks the memory quantising the U-Net takes."""
     from desktop.runtime.memory import gib, ram_available_bytes
 
-    graph = sum((bundle_dir / rel).stat().st_size for role, rel in manifest.files.items() if role in ("unet", "unet_data"))
+    graph = sum((bundle_dir / rel).stat().st_size for rel in unet_files(manifest))
     need, have = MEMORY_PER_GRAPH_BYTE * graph, ram_available_bytes()
     if have is not None and have < need:
         raise ExportError(f"quantising this U-Net ({gib(graph)}) takes about {gib(need)} of memory and this machine "
                           f"has {gib(have)} available; quantise it on a larger machine or export without --int8")
 
 
-def linked_copy(source: Path, target: Path) -> None:
+def unet_files(manifest) -> list[str]:
+    return [rel for role, rel in manifest.files.items() if role in ("unet", "unet_data")]
+
+
+def linked_copy(source: Path, target: Path, *, except_files=()) -> None:
     """A copy of a bundle folder whose files are hard links where the file system allows (an SD
-    bundle is 4 GB): nothing here writes into a bundle file; new contents are new files (unlink first,
-    or fileio's atomic replace)."""
+    bundle is 4 GB; nothing here writes into a bundle file: new contents are new files or fileio's
+    atomic replace), but for `except_files` (relative paths), which are left out. The U-Net's files
+    are never linked: onnx refuses to load external data from a file with several links."""
+    skipped = {(source / rel).resolve() for rel in except_files}
+
     def link(src, dst):
+        if Path(src).resolve() in skipped:
+            return
         try:
             os.link(src, dst)
         except OSError:
@@ -255,14 +264,14 @@ def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = 8, chec
     manifest = read_manifest(bundle_dir)
     check_memory(bundle_dir, manifest)
     reference = bundle_dir.with_name(bundle_dir.name + ".fp")  # the source bundle, for the gate's comparison
-    linked_copy(bundle_dir, reference)
+    linked_copy(bundle_dir, reference, except_files=unet_files(manifest))
+    for rel in unet_files(manifest):
+        os.replace(bundle_dir / rel, reference / rel)  # the float U-Net moves there; the int8 one is written here
     try:
         feeds = record_unet_inputs(reference, calibration_requests(manifest, calibration, CALIBRATION_SEED, prompts,
                                                                    steps))
         log(f"int8           calibrated on {len(feeds)} U-Net calls ({calibration} generations)")
         rel = manifest.files["unet"]
-        for old in [r for role, r in manifest.files.items() if role in ("unet", "unet_data")]:
-            (bundle_dir / old).unlink()  # new files: the reference's links keep the float graph
         quantize_unet(reference / rel, bundle_dir / rel, feeds)
         data = Path(rel).with_name(Path(rel).name + ".data").as_posix()  # an int8 graph still over 2 GB
         files = {role: r for role, r in manifest.files.items() if role != "unet_data"}
@@ -306,7 +315,9 @@ def quantize_bundle(source: Path, out_dir: Path, *, overwrite: bool = False, use
     tmp = fileio.temp_dir(out_dir, "int8")
     try:
         work = tmp / "bundle"
-        linked_copy(source, work)
+        linked_copy(source, work, except_files=unet_files(manifest))
+        for rel in unet_files(manifest):
+            shutil.copy2(source / rel, work / rel)
         quantize_in_place(work, gate=gate, log=log, **kw)
         publish_bundle(work, out_dir, overwrite)
     finally:

@@ -129,6 +129,14 @@ def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(te
 
     from export import fp16
 
+    from dataclasses import replace
+
+    from desktop.runtime.manifest import write_manifest
+
+    source = read_manifest(text_bundle)  # the float U-Net with external data, as an SD bundle's
+    fp16.save_model(onnx.load(str(text_bundle / source.files["unet"])), text_bundle / source.files["unet"],
+                    external_data=True)
+    write_manifest(text_bundle, replace(source, files={**source.files, "unet_data": "unet/model.onnx.data"}))
     monkeypatch.setattr(quantize, "MEAN_TOLERANCE", 64.0)
     monkeypatch.setattr(fp16, "needs_external_data", lambda model: True)
     batches, collect = [], calibrate.HistogramCalibrater.collect_data
