@@ -105,8 +105,11 @@ def record_unet_inputs(bundle_dir: Path, requests: list[dict]) -> list[dict]:
         return run(feeds, output)
 
     unet.run = recording_run
-    for fields in requests:
-        generate(bundle, GenerationRequest(**fields))
+    try:
+        for fields in requests:
+            generate(bundle, GenerationRequest(**fields))
+    finally:
+        del unet.run  # OnnxModel.run again: without this cycle the sessions (SD: 8 GB) are freed on return
     return recorded
 
 

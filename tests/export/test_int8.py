@@ -44,12 +44,25 @@ def test_the_command_reports_a_failed_quantisation_as_exit_1(tmp_path, capsys):
     assert not (tmp_path / "int8").exists()
 
 
-def test_calibration_records_the_guided_batch_of_real_generations(text_bundle):
+def test_calibration_records_the_guided_batch_of_real_generations(text_bundle, monkeypatch):
+    import gc
+    import weakref
+
+    from desktop.runtime import bundle
+
     m = read_manifest(text_bundle)
     requests = quantize.calibration_requests(m, 2, seed=5)
     assert [r["prompt"] for r in requests] == list(quantize.GENERIC_PROMPTS[:2])
     assert [r["class_index"] for r in requests] == [0, 1]
-    feeds = quantize.record_unet_inputs(text_bundle, requests)
+    opened, open_bundle = [], bundle.open_bundle
+    monkeypatch.setattr(bundle, "open_bundle", lambda *a, **k: opened.append(open_bundle(*a, **k)) or opened[-1])
+    gc.disable()
+    try:
+        feeds = quantize.record_unet_inputs(text_bundle, requests)
+        unet = weakref.ref(opened.pop().unet)
+        assert unet() is None  # the sessions are freed on return, before quantisation needs the memory
+    finally:
+        gc.enable()
     steps = m.defaults.steps
     assert len(feeds) == 2 * steps  # one U-Net call per step and generation
     assert all(f["sample"].shape[0] == 2 for f in feeds)  # guidance: unconditional + conditional
