@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -159,6 +160,7 @@ def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
     large = fp16_tools.needs_external_data(model)  # > 2 GB (SD-class): every intermediate graph keeps its weights apart
     work = target.parent / ".int8-work"
     work.mkdir(parents=True, exist_ok=True)
+    system_temp, tempfile.tempdir = tempfile.tempdir, str(work)  # quantize_static's copies (GBs) stay in ours
     try:
         fp16_tools.save_model(model, work / "fp32.onnx")
         del model
@@ -177,6 +179,7 @@ def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                                        "CalibPercentile": PERCENTILE, **strided}, use_external_data_format=large)
     finally:
+        tempfile.tempdir = system_temp
         shutil.rmtree(work, ignore_errors=True)
     data = target.with_name(target.name + ".data")
     if data.is_file():
