@@ -5,7 +5,7 @@ desktop/ never pulls in torch, diffusers, transformers or engine; desktop/runtim
 Qt; diffusion/ pulls in nothing but numpy and the standard library. Our layers, lowest first:
 diffusion < desktop.runtime < engine < export, and desktop.ui on desktop.runtime; engine reaches into
 the runtime only for `desktop.runtime.fileio` (the one way files are written), export for the
-runtime modules that read and run what it writes.
+runtime modules that read and run what it writes, and `desktop.runtime.memory` (what the machine has).
 """
 import json
 import subprocess
@@ -90,7 +90,7 @@ LAYERS = {
     "engine": {"diffusion", "engine", "desktop.runtime.fileio"},
     "export": {"diffusion", "engine", "export", "desktop.runtime.fileio", "desktop.runtime.manifest",
                "desktop.runtime.bundle", "desktop.runtime.pipeline", "desktop.runtime.preview",
-               "desktop.runtime.providers"},
+               "desktop.runtime.providers", "desktop.runtime.memory"},
 }
 
 
