@@ -449,8 +449,8 @@ def main(argv=None) -> int:
     args.gpu_name = gpu_name() if args.device == "cuda" else None
     CACHE.mkdir(parents=True, exist_ok=True)
     pipeline = sd15.build(CACHE / "pipeline")
-    runtimes = [r.strip() for r in (args.runtimes or ",".join(r for r in RUNTIMES if args.device == "cpu"
-                                                               or r != "ours-int8")).split(",") if r.strip()]
+    runtimes = ([r.strip() for r in args.runtimes.split(",") if r.strip()] if args.runtimes else
+                [r for r in RUNTIMES if args.device == "cpu" or r != "ours-int8"])
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         raise SystemExit(f"unknown runtimes {', '.join(unknown)}: choose from {', '.join(RUNTIMES)}")

@@ -138,13 +138,13 @@ def test_float_nodes_are_the_outer_convolutions_and_the_products_of_two_activati
 def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(text_bundle, tmp_path, monkeypatch):
     """SD-class U-Nets (> 2 GB): the graphs in between keep their weights in .data files, calibration
     collects one image at a time, and the int8 bundle lists the data file it ends up with."""
-    from onnxruntime.quantization import calibrate
-
-    from export import fp16
-
+    import tempfile
     from dataclasses import replace
 
+    from onnxruntime.quantization import calibrate
+
     from desktop.runtime.manifest import write_manifest
+    from export import fp16
 
     source = read_manifest(text_bundle)  # the float U-Net with external data, as an SD bundle's
     fp16.save_model(onnx.load(str(text_bundle / source.files["unet"])), text_bundle / source.files["unet"],
@@ -155,8 +155,6 @@ def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(te
     batches, collect = [], calibrate.HistogramCalibrater.collect_data
 
     def counting_collect(self, reader):
-        import tempfile
-
         assert tempfile.gettempdir().endswith(".int8-work")  # ONNX Runtime's copies land in our folder
         items = list(reader.items)
         batches.append([len(next(iter(f.values()))) for f in items])
@@ -169,8 +167,6 @@ def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(te
     m = read_manifest(out)
     assert m.files["unet_data"] == "unet/model.onnx.data" and (out / "unet/model.onnx.data").stat().st_size > 0
     assert (out / "unet/model.onnx.data").stat().st_mode & 0o777 == (out / "unet/model.onnx").stat().st_mode & 0o777
-    import tempfile
-
     assert not tempfile.gettempdir().endswith(".int8-work")
     assert batches == [[1]] * 4  # 2 steps x the guided batch of 2: one call of one image per collection
     assert m.provenance["export"]["int8"]["calibration_calls"] == 2
