@@ -13,10 +13,10 @@ variants alternate round by round (the machine is shared: ratios from one run, m
 - `today`: the runtime as it was at --baseline (desktop/ and diffusion/ from `git archive`), on
   the same bundles;
 - `per-session`: this checkout with ONNX Runtime's default, one spinning thread pool per session
-  (what today did); `spin`: ONNX Runtime's global pools shared by all sessions, spinning
-  (DIFFUSION_STUDIO_THREADS=spin);
-- `now`: this checkout as the app and the CLI run it (the default thread policy, `sleep`: one pool
-  per session whose idle threads sleep at once; cached optimised graphs);
+  (what today did); `sleep`, `spin`, `burst`: this checkout under that DIFFUSION_STUDIO_THREADS
+  policy (desktop/runtime/providers.py); --policies picks which of these run;
+- `now`: this checkout as the app and the CLI run it (the default thread policy, `burst`; cached
+  optimised graphs);
 - `now:<variant>`: the same runtime on a bundle variant made by `--variants DIR` (e.g. int8 or
   CPU-optimised bundles written by export, one sub-folder per model).
 Each process opens the bundle (seconds: `open`), warms up with one image, then generates
@@ -161,8 +161,8 @@ def baseline_root(ref: str, into: Path) -> Path:
 # FLOPs per U-Net step and the matmul peak
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of one n^3 fp32 MatMul in ONNX Runtime (CPU, the main process's session options), best of `repeats`."""
+def matmul_session(n: int = 2048):
+    """A session running one n^3 fp32 MatMul (the main process's session options), and its feeds."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -174,7 +174,12 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
     session = ort.InferenceSession(model.SerializeToString(), providers.session_options(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    feeds = {x: rng.standard_normal((n, n)).astype(np.float32) for x in "ab"}
+    return session, {x: rng.standard_normal((n, n)).astype(np.float32) for x in "ab"}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of one n^3 fp32 MatMul in ONNX Runtime (CPU, the main process's session options), best of `repeats`."""
+    session, feeds = matmul_session(n)
     session.run(None, feeds)
     best = min(_timed(lambda: session.run(None, feeds)) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
@@ -238,17 +243,24 @@ def unet_feeds(bundle, batch: int) -> dict:
     return {k: v.astype(np.float16) if types.get(k) == "tensor(float16)" else v for k, v in feeds.items()}
 
 
-def step_efficiency(bundle_path: Path, repeats: int = 10) -> dict:
-    """FLOPs per batch-2 U-Net step, its median seconds in the shipped session, and GFLOP/s."""
+def step_efficiency(bundle_path: Path, repeats: int = 15, n: int = 2048) -> dict:
+    """FLOPs per batch-2 U-Net step, its median seconds in the shipped session, GFLOP/s, and the
+    median GFLOP/s of an n^3 MatMul timed alternately with it (the peak under the same machine load:
+    the machine is shared, and a peak read at another moment has differed by 2x)."""
     from desktop.runtime.bundle import open_bundle
 
     bundle = open_bundle(bundle_path, provider="cpu")
     feeds = unet_feeds(bundle, 2)
     flops = unet_flops(bundle.path / bundle.manifest.files["unet"], feeds)
-    session = bundle.unet.session
+    session, (mm, mm_feeds) = bundle.unet.session, matmul_session(n)
     session.run(None, feeds)
-    seconds = statistics.median(_timed(lambda: session.run(None, feeds)) for _ in range(repeats))
-    return {"gflop": flops / 1e9, "ms": seconds * 1e3, "gflops": flops / seconds / 1e9}
+    mm.run(None, mm_feeds)
+    steps, peaks = [], []
+    for _ in range(repeats):
+        steps.append(_timed(lambda: session.run(None, feeds)))
+        peaks.append(_timed(lambda: mm.run(None, mm_feeds)))
+    seconds, peak = statistics.median(steps), 2 * n**3 / statistics.median(peaks) / 1e9
+    return {"gflop": flops / 1e9, "ms": seconds * 1e3, "gflops": flops / seconds / 1e9, "peak": peak}
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,8 +296,12 @@ def busy_background(n: int):
 def run_models(args) -> int:
     from benchmarks.report import commit, machine
 
+    from desktop.runtime import providers
+
+    providers.configure_program_threads({})  # this process's sessions (efficiency table) as the app runs them
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     variants = [v for v in (args.variants or "").split(",") if v]
+    policies = [p for p in args.policies.split(",") if p]
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -296,16 +312,14 @@ def run_models(args) -> int:
             fields = request_fields(manifest)
             if not variant:
                 plan.append((name, "today", str(base), "per-session", path, fields))
-                plan.append((name, "per-session", str(ROOT), "per-session", path, fields))
-                plan.append((name, "spin", str(ROOT), "spin", path, fields))
-            plan.append((name, f"now:{variant}" if variant else "now", str(ROOT), "sleep", path, fields))
+                plan += [(name, policy, str(ROOT), policy, path, fields) for policy in policies]
+            plan.append((name, f"now:{variant}" if variant else "now", str(ROOT), "", path, fields))  # "": the default policy
         with busy_background(args.busy):
             run_rounds(args, plan, results, tmp)
         diffs = {key: image_diff(np.load(tmp / f"{key[0]}-today.npy"), np.load(tmp / f"{key[0]}-{key[1].replace(':', '_')}.npy"))
                  for key in results}
         efficiency = {name: step_efficiency(ROOT / "assets" / "models" / name) for name in models}
-        peak = matmul_peak()
-    print_models_report(results, diffs, efficiency, peak, args, machine(f"onnxruntime {__import__('onnxruntime').__version__}"),
+    print_models_report(results, diffs, efficiency, args, machine(f"onnxruntime {__import__('onnxruntime').__version__}"),
                         commit())
     return 0
 
@@ -327,7 +341,7 @@ def image_diff(a: np.ndarray, b: np.ndarray) -> dict:
     return {"max": int(d.max()), "share": float((d > 0).mean())}
 
 
-def print_models_report(results, diffs, efficiency, peak, args, machine_line, commit_line) -> None:
+def print_models_report(results, diffs, efficiency, args, machine_line, commit_line) -> None:
     med = lambda key, field: statistics.median(r[field] for r in results[key])  # noqa: E731
     print("# Our models per image: today's runtime vs this checkout (one run, separate processes alternated)")
     print(f"machine: {machine_line} (shared with other jobs: ratios, not absolute seconds)")
@@ -345,12 +359,13 @@ def print_models_report(results, diffs, efficiency, peak, args, machine_line, co
         print(f"| {name} | {label} | {med((name, label), 'open'):.2f} | {s1:.3f} | {med(today, 'single') / s1:.2f} | "
               f"{sb:.3f} | {med(today, 'batch') / sb:.2f} | {d['max']} | {d['share'] * 100:.3f}% |")
     print()
-    print(f"matmul peak (one 2048³ fp32 MatMul in ONNX Runtime, this run): {peak:.0f} GFLOP/s")
+    print("U-Net steps timed alternately with one 2048³ fp32 MatMul in ONNX Runtime (the peak), medians:")
     print()
-    print("| model | U-Net GFLOP per step (batch 2) | ms per step | GFLOP/s | share of peak |")
-    print("|---|---:|---:|---:|---:|")
+    print("| model | U-Net GFLOP per step (batch 2) | ms per step | GFLOP/s | matmul peak GFLOP/s | share of peak |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, e in efficiency.items():
-        print(f"| {name} | {e['gflop']:.2f} | {e['ms']:.1f} | {e['gflops']:.0f} | {e['gflops'] / peak * 100:.0f}% |")
+        print(f"| {name} | {e['gflop']:.2f} | {e['ms']:.1f} | {e['gflops']:.0f} | {e['peak']:.0f} | "
+              f"{e['gflops'] / e['peak'] * 100:.0f}% |")
 
 
 # --------------------------------------------------------------------------------------------
@@ -664,6 +679,8 @@ def main(argv=None) -> int:
     m.add_argument("--images", type=int, default=3, help="single images per round (median)")
     m.add_argument("--batch", type=int, default=4)
     m.add_argument("--variants", help="comma-separated folders of bundle variants, one sub-folder per model")
+    m.add_argument("--policies", default="per-session,sleep,spin",
+                   help="thread policies measured beside today and now (per-session: ONNX Runtime's default)")
     m.add_argument("--busy", type=int, default=0, help="busy-looping processes at nice 19 while measuring")
     f = sub.add_parser("fusions", help="each CPU fusion of export/optimize.py on our U-Nets")
     f.add_argument("--models", default=",".join(MODELS))

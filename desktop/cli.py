@@ -79,8 +79,8 @@ def _stdout_to_devnull() -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command; `argv` None means a program run (`diffusion-studio`, `python -m desktop`), which
     owns its process: the app, `generate` and `info` then choose ONNX Runtime's thread policy
-    (providers.configure_program_threads: threads that sleep when idle, unless
-    DIFFUSION_STUDIO_THREADS=spin). A caller passing argv (tests, other programs) keeps ONNX Runtime's
+    (providers.configure_program_threads: threads that stop spinning when a run ends, unless
+    DIFFUSION_STUDIO_THREADS says otherwise). A caller passing argv (tests, other programs) keeps ONNX Runtime's
     default, since a shared pool makes ONNX Runtime refuse sessions created with default options."""
     program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -23,12 +23,22 @@ def test_unknown_subcommand_is_exit_2(capsys):
 def test_a_program_run_takes_its_thread_policy_from_the_environment(monkeypatch):
     from desktop.runtime import providers
 
-    monkeypatch.setattr(providers, "_pool", {"shared": False, "spinning": True, "ready": None})
+    monkeypatch.setattr(providers, "_pool", {"shared": False, "spinning": True, "stop_after_run": False, "ready": None})
     providers.configure_program_threads({"DIFFUSION_STUDIO_THREADS": " Spin "})
-    assert providers._pool == {"shared": True, "spinning": True, "ready": None}
+    assert providers._pool == {"shared": True, "spinning": True, "stop_after_run": False, "ready": None}
     for unset in ({}, {"DIFFUSION_STUDIO_THREADS": ""}, {"DIFFUSION_STUDIO_THREADS": "  "}):  # `VAR= cmd` is unset
         providers.configure_program_threads(unset)
-        assert providers._pool == {"shared": False, "spinning": False, "ready": None}  # sleep: the default
+        assert providers._pool == {"shared": False, "spinning": True, "stop_after_run": True,
+                                   "ready": None}  # burst: the default
+    options = providers.session_options()  # spinning within a run, stopped when it ends
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        options.get_session_config_entry("session.intra_op.allow_spinning")
+    providers.configure_program_threads({"DIFFUSION_STUDIO_THREADS": "sleep"})
+    options = providers.session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        options.get_session_config_entry("session.force_spinning_stop")
 
 
 def test_an_unknown_thread_policy_is_one_sentence_and_exit_2(monkeypatch, capsys):
@@ -36,7 +46,7 @@ def test_an_unknown_thread_policy_is_one_sentence_and_exit_2(monkeypatch, capsys
     monkeypatch.setenv("DIFFUSION_STUDIO_THREADS", "fast please")
     assert cli.main() == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["DIFFUSION_STUDIO_THREADS='fast please' is not a thread policy: use one of sleep, spin"]
+    assert err == ["DIFFUSION_STUDIO_THREADS='fast please' is not a thread policy: use one of burst, sleep, spin"]
 
 
 @pytest.mark.slow  # PyTorch: imports every command's module, the engine's too

@@ -18,17 +18,21 @@ them is a ProviderError saying why.
 
 Threads: a program run (the app, `generate`, `info`; desktop/cli.py) chooses its policy once with
 `configure_program_threads`, from DIFFUSION_STUDIO_THREADS:
-- `sleep` (the default): one pool per session whose idle threads sleep at once
-  (`session.intra_op.allow_spinning=0`);
+- `burst` (the default): one pool per session whose idle threads spin between the kernels of a run
+  and stop spinning as soon as the run ends (`session.force_spinning_stop=1`), so a model's many
+  small kernels start without waking threads, and nothing spins between steps, in the next stage
+  (the VAE after the U-Net loop) or under the app's window;
+- `sleep`: one pool per session whose idle threads sleep at once (`session.intra_op.allow_spinning=0`);
 - `spin`: ONNX Runtime's global pools shared by all the sessions, whose idle threads spin a while
-  before sleeping (Python cannot make the global pools' threads sleep).
-Measured per image on the shipped models (benchmarks/bench_runtime.py, 2-core EPYC): with the
-machine to itself `spin` is 1.12-1.15x faster; with anything else running, even one niced
-background job, spinning threads fight it for the cores and `spin` is 1.6-2.1x slower. A desktop
-always has something else running (our own UI thread, to begin with), so `sleep` is the default.
-A library user keeps ONNX Runtime's default, one spinning pool per session: once the global pools
-exist, ONNX Runtime refuses every session created with default options (its quantisation
-calibrator, optimum, ...), so only a process that creates all its sessions here may share them.
+  before sleeping, also between runs (Python cannot make the global pools' threads stop).
+Measured per image on the shipped models (benchmarks/bench_runtime.py models --policies sleep,spin,
+2-core EPYC, separate processes alternated): `burst` against `sleep` is 1.1-1.2x faster with the
+machine to itself and the same or faster with a niced busy process beside it; `spin`, whose threads
+keep spinning between runs, loses most with something else running. The measured figures are in
+README.md. A library user keeps ONNX Runtime's default, one spinning pool per session: once the
+global pools exist, ONNX Runtime refuses every session created with default options (its
+quantisation calibrator, optimum, ...), so only a process that creates all its sessions here may
+share them.
 
 CUDA libraries: onnxruntime-gpu loads CUDA and cuDNN when its CUDA provider starts. Where they come
 from NVIDIA's pip wheels (`pip install 'onnxruntime-gpu[cuda,cudnn]'`, or PyTorch's CUDA build in the
@@ -68,7 +72,7 @@ ALIASES = {
 }
 CACHED = (CPU, CUDA)  # providers whose optimised graphs ONNX Runtime can save (no compiled nodes)
 _failed: dict[str, str | None] = {}  # provider -> why it did not load in this process (None: nothing to say)
-_pool = {"shared": False, "spinning": True, "ready": None}  # thread pools: asked for; created (None: not yet)
+_pool = {"shared": False, "spinning": True, "stop_after_run": False, "ready": None}  # thread pools: asked for; created (None: not yet)
 _cuda_preload: dict[str, str] = {}  # "output": what onnxruntime.preload_dlls printed, once it ran
 
 
@@ -151,24 +155,27 @@ def mark_failed(provider: str, reason: str) -> None:
     _failed[provider] = reason
 
 
-def configure_threads(shared: bool, spinning: bool = True) -> None:
+def configure_threads(shared: bool, spinning: bool = True, stop_after_run: bool = False) -> None:
     """One thread pool for every session of the process (`shared`), or one per session (ONNX
     Runtime's default); decided before the first session. `spinning`: idle threads spin briefly
-    before sleeping (ONNX Runtime's default)."""
+    before sleeping (ONNX Runtime's default); `stop_after_run`: ... and stop spinning when a run ends."""
     if _pool["ready"] is not None and shared != _pool["shared"]:
         raise RuntimeError("the thread pools are chosen before the first ONNX Runtime session of the process")
-    _pool["shared"], _pool["spinning"] = bool(shared), bool(spinning)
+    _pool["shared"], _pool["spinning"], _pool["stop_after_run"] = bool(shared), bool(spinning), bool(stop_after_run)
 
 
 THREADS_ENV = "DIFFUSION_STUDIO_THREADS"
-THREAD_POLICIES = {"sleep": {"shared": False, "spinning": False}, "spin": {"shared": True, "spinning": True}}
+THREAD_POLICIES = {"burst": {"shared": False, "spinning": True, "stop_after_run": True},
+                   "sleep": {"shared": False, "spinning": False},
+                   "spin": {"shared": True, "spinning": True}}
+DEFAULT_THREAD_POLICY = "burst"
 
 
 def configure_program_threads(environ=None) -> None:
-    """The thread policy of a program run, from DIFFUSION_STUDIO_THREADS (`sleep` when unset or
-    empty; see the module docstring); an unknown value is a ProviderError naming it."""
+    """The thread policy of a program run, from DIFFUSION_STUDIO_THREADS (DEFAULT_THREAD_POLICY when
+    unset or empty; see the module docstring); an unknown value is a ProviderError naming it."""
     value = (os.environ if environ is None else environ).get(THREADS_ENV, "")
-    policy = THREAD_POLICIES.get(value.strip().lower() or "sleep")  # set but empty: as if unset
+    policy = THREAD_POLICIES.get(value.strip().lower() or DEFAULT_THREAD_POLICY)  # set but empty: as if unset
     if policy is None:
         raise ProviderError(f"{THREADS_ENV}={value!r} is not a thread policy: use one of {', '.join(THREAD_POLICIES)}")
     configure_threads(**policy)
@@ -189,14 +196,16 @@ def shared_thread_pool() -> bool:
 
 
 def session_options(quiet: bool = False, provider: str = CPU) -> ort.SessionOptions:
-    """Errors only in ONNX Runtime's log (nothing at all for a quiet attempt), the shared thread
-    pool, DirectML's required settings."""
+    """Errors only in ONNX Runtime's log (nothing at all for a quiet attempt), the thread policy,
+    DirectML's required settings."""
     options = ort.SessionOptions()
     options.log_severity_level = 4 if quiet else 3
     if shared_thread_pool():
         options.use_per_session_threads = False
     if not _pool["spinning"]:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if _pool["stop_after_run"]:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     if provider == "DmlExecutionProvider":  # DirectML supports neither memory patterns nor parallel execution
         options.enable_mem_pattern = False
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

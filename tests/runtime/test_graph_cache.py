@@ -162,16 +162,17 @@ except RuntimeError:
 
 @pytest.mark.slow
 def test_every_thread_policy_gives_the_same_images(bundles, tmp_path):
-    """`spin` (ONNX Runtime's shared global pools), `sleep` (per-session pools that never spin, the
-    programs' default) and ONNX Runtime's own default: the same bits; the choice is made once."""
+    """`spin` (ONNX Runtime's shared global pools), `sleep` (per-session pools that never spin),
+    `burst` (per-session pools that stop spinning when a run ends, the programs' default) and ONNX
+    Runtime's own default: the same bits; the choice is made once."""
     out, pools = {}, {}
-    for mode in ("spin", "sleep", "default"):
+    for mode in ("spin", "sleep", "burst", "default"):
         out[mode] = tmp_path / f"{mode}.npy"
         run = subprocess.run([sys.executable, "-c", THREAD_POLICY_RUN, str(bundles["latent_text"]), mode, str(out[mode])],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
         pools[mode] = run.stdout.split()
     assert pools == {"spin": ["shared", "locked"], "sleep": ["per-session", "locked"],
-                     "default": ["per-session", "locked"]}
-    np.testing.assert_array_equal(np.load(out["spin"]), np.load(out["default"]))
-    np.testing.assert_array_equal(np.load(out["sleep"]), np.load(out["default"]))
+                     "burst": ["per-session", "locked"], "default": ["per-session", "locked"]}
+    for mode in ("spin", "sleep", "burst"):
+        np.testing.assert_array_equal(np.load(out[mode]), np.load(out["default"]))
