@@ -245,7 +245,7 @@ def _export_provenance(model, *, source, fp16: bool, gpu_fp16: bool, optimize, p
 
 
 def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False, optimize: str | bool | None = None,
-                  int8: bool = False, int8_gate=None,
+                  int8: bool = False, int8_gate=None, int8_options: dict | None = None,
                   external_data: bool | None = None, check: bool = True, preview_samples: int = 32,
                   preview_decoder_steps: int = 0,
                   name: str | None = None, description: str | None = None, overwrite: bool = False,
@@ -263,7 +263,8 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
     the CPU): fused graphs for that provider, recorded in the manifest's `providers`.
     `int8`: the U-Net quantised to int8 (export/quantize.py), kept only if it passes the gate:
     the images stay close to the float model's, and `int8_gate(bundle_dir)` (None or a failure
-    sentence; e.g. quantize.evaluation_gate) accepts it.
+    sentence; e.g. quantize.evaluation_gate) accepts it; `int8_options`: quantize_in_place's
+    calibration settings (`calibration` generations, their sampler `steps`).
     The model's networks are put in eval mode and float32 in place.
     """
     optimize = optimize_target(optimize)
@@ -308,7 +309,7 @@ def export_bundle(model, out_dir, *, fp16: bool = False, gpu_fp16: bool = False,
         if int8:
             from export import quantize
 
-            quantize.quantize_in_place(bundle, gate=int8_gate, log=log)
+            quantize.quantize_in_place(bundle, gate=int8_gate, log=log, **(int8_options or {}))
         publish_bundle(bundle, out_dir, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 U-Net for the CPU, calibrated on the model's own sampler inputs; refused unless the "
                         "images stay close to the float model's and the model clears its evaluation floors. "
                         "SOURCE may also be a bundle (studio.json) to quantise")
+    p.add_argument("--int8-calibration", type=_positive, metavar="N",
+                   help="with --int8: generations recorded to calibrate it (default 8); fewer is faster, e.g. 2 "
+                        "for an SD-class model on a few CPU cores, where the default takes hours")
+    p.add_argument("--int8-steps", type=_positive, metavar="S",
+                   help="with --int8: sampler steps of each calibration and check generation (default: the "
+                        "model's own)")
     p.add_argument("--name", help="the model's name in the app (default: from the source)")
     p.add_argument("--description", help="one line a user reads")
     p.add_argument("--overwrite", action="store_true",
@@ -55,8 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def int8_options(args) -> dict:
+    """quantize_in_place's calibration settings the user gave (its defaults otherwise)."""
+    options = {"calibration": args.int8_calibration, "steps": args.int8_steps}
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if int8_options(args) and not args.int8:
+        return _error("--int8-calibration and --int8-steps go with --int8", 2)
     from export.out_dir import BundleExistsError, check_out_dir
 
     out_dir = Path(args.out_dir)
@@ -125,7 +149,7 @@ def _export(args, model, out_dir: Path) -> int:
 
             gate = evaluation_gate(evaluations_of(model.provenance or {}))
         export_bundle(model, out_dir, fp16=args.fp16, gpu_fp16=args.gpu_fp16, optimize=args.optimize,
-                      int8=args.int8, int8_gate=gate, name=args.name, description=args.description,
+                      int8=args.int8, int8_gate=gate, int8_options=int8_options(args), name=args.name, description=args.description,
                       overwrite=args.overwrite, preview_samples=args.preview_samples,
                       preview_decoder_steps=args.preview_decoder, source=str(Path(args.source).absolute()))
 
@@ -140,7 +164,8 @@ def _quantize_bundle(args, out_dir) -> int:
 
     if args.fp16 or args.gpu_fp16 or args.optimize:
         return _error("a bundle SOURCE only takes --int8 (the other options need the model it was exported from)", 2)
-    return _exit_code(lambda: quantize_bundle(Path(args.source), out_dir, overwrite=args.overwrite),
+    return _exit_code(lambda: quantize_bundle(Path(args.source), out_dir, overwrite=args.overwrite,
+                                              **int8_options(args)),
                       refused=(BundleError,))
 
 

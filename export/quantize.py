@@ -150,21 +150,34 @@ def float_nodes(graph) -> list[str]:
     return convs[:1] + convs[-1:] + products
 
 
+def fp32_graph(source: Path, header, work: Path) -> tuple[Path, bool]:
+    """The graph at `source` with fp32 weights, for the quantiser, and whether it is over 2 GB:
+    `source` itself when its weights are fp32 already (an SD-class U-Net is not written again, 3.4 GB),
+    else an fp32-weight copy in `work`. `header`: the graph loaded without its external data."""
+    if not any(i.data_type == onnx.TensorProto.FLOAT16 for i in header.graph.initializer):
+        data = {e.value for i in header.graph.initializer for e in i.external_data if e.key == "location"}
+        size = source.stat().st_size + sum((source.parent / name).stat().st_size for name in data)
+        return source, size >= fp16_tools.EXTERNAL_DATA_THRESHOLD
+    model = fp16_tools.weights_to_fp32(fp16_tools.load_model(source))
+    large = fp16_tools.needs_external_data(model)
+    fp16_tools.save_model(model, work / "fp32.onnx")
+    return work / "fp32.onnx", large
+
+
 def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
     """The int8 QDQ U-Net of the graph at `source` (fp32 or fp16 weights), calibrated on `feeds`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    model = fp16_tools.weights_to_fp32(fp16_tools.load_model(source))
-    types = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in model.graph.input}
-    large = fp16_tools.needs_external_data(model)  # > 2 GB (SD-class): every intermediate graph keeps its weights apart
+    header = onnx.load(str(source), load_external_data=False)
+    types = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in header.graph.input}
     work = target.parent / ".int8-work"
     work.mkdir(parents=True, exist_ok=True)
     system_temp, tempfile.tempdir = tempfile.tempdir, str(work)  # quantize_static's copies (GBs) stay in ours
     try:
-        fp16_tools.save_model(model, work / "fp32.onnx")
-        del model
-        quant_pre_process(str(work / "fp32.onnx"), str(work / "pre.onnx"), skip_symbolic_shape=True,
+        fp32, large = fp32_graph(source, header, work)  # large: > 2 GB (SD-class), every graph keeps its weights apart
+        del header
+        quant_pre_process(str(fp32), str(work / "pre.onnx"), skip_symbolic_shape=True,
                           save_as_external_data=large, all_tensors_to_one_file=True,
                           external_data_location="pre.onnx.data")
         excluded = float_nodes(onnx.load(str(work / "pre.onnx"), load_external_data=False).graph)

@@ -141,7 +141,7 @@ def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(te
     import tempfile
     from dataclasses import replace
 
-    from onnxruntime.quantization import calibrate
+    from onnxruntime.quantization import calibrate, shape_inference
 
     from desktop.runtime.manifest import write_manifest
     from export import fp16
@@ -151,8 +151,11 @@ def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(te
                     external_data=True)
     write_manifest(text_bundle, replace(source, files={**source.files, "unet_data": "unet/model.onnx.data"}))
     monkeypatch.setattr(quantize, "MEAN_TOLERANCE", 64.0)
-    monkeypatch.setattr(fp16, "needs_external_data", lambda model: True)
+    monkeypatch.setattr(fp16, "EXTERNAL_DATA_THRESHOLD", 1)  # every graph counts as over 2 GB
     batches, collect = [], calibrate.HistogramCalibrater.collect_data
+    prepared, pre_process = [], shape_inference.quant_pre_process
+    monkeypatch.setattr(shape_inference, "quant_pre_process", lambda src, *a, **k: prepared.append(src) or
+                        pre_process(src, *a, **k))
 
     def counting_collect(self, reader):
         assert tempfile.gettempdir().endswith(".int8-work")  # ONNX Runtime's copies land in our folder
@@ -170,6 +173,7 @@ def test_a_graph_over_2gb_is_quantised_with_external_data_one_image_at_a_time(te
     assert not tempfile.gettempdir().endswith(".int8-work")
     assert batches == [[1]] * 4  # 2 steps x the guided batch of 2: one call of one image per collection
     assert m.provenance["export"]["int8"]["calibration_calls"] == 2
+    assert [prepared[0].split("/")[-3:]] == [["bundle.fp", "unet", "model.onnx"]]  # fp32 already: not written again
     generate(open_bundle(out, provider="cpu"), GenerationRequest(prompt="a red circle", seed=3, steps=2))
 
 
@@ -182,3 +186,49 @@ def test_too_little_memory_to_quantise_is_one_sentence_before_any_work(text_bund
                                           r"machine has 0 MB available; quantise it on a larger machine"):
         quantize.quantize_bundle(text_bundle, tmp_path / "int8", use_evaluations=False, log=lambda s: None)
     assert not (tmp_path / "int8").exists()
+
+
+def test_fp16_weights_are_widened_for_the_quantiser_and_fp32_ones_used_as_they_are(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export import fp16
+
+    weight = np.arange(6, dtype=np.float32).reshape(2, 3)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "fp32.onnx")
+    onnx.save(fp16.weights_to_fp16(model, min_elements=1), tmp_path / "fp16.onnx")
+    work = tmp_path / "work"
+    work.mkdir()
+    header = onnx.load(str(tmp_path / "fp32.onnx"), load_external_data=False)
+    assert quantize.fp32_graph(tmp_path / "fp32.onnx", header, work) == (tmp_path / "fp32.onnx", False)
+    assert list(work.iterdir()) == []
+    header = onnx.load(str(tmp_path / "fp16.onnx"), load_external_data=False)
+    widened, large = quantize.fp32_graph(tmp_path / "fp16.onnx", header, work)
+    assert widened.parent == work and not large
+    (w,) = onnx.load(str(widened)).graph.initializer
+    assert w.data_type == TensorProto.FLOAT and np.array_equal(numpy_helper.to_array(w), weight)
+
+
+def test_calibration_settings_reach_the_quantiser_and_need_int8(tmp_path, monkeypatch, capsys):
+    from desktop.cli import main as studio_main
+    from tests.helpers.tiny_bundles import make_bundle
+
+    tiny = make_bundle(tmp_path / "tiny", "latent", "text", size=16)
+    calls = []
+    monkeypatch.setattr(quantize, "quantize_bundle", lambda source, out, **kw: calls.append(kw))
+    assert studio_main(["export", str(tiny), str(tmp_path / "a"), "--int8", "--int8-calibration", "2",
+                        "--int8-steps", "4"]) == 0
+    assert studio_main(["export", str(tiny), str(tmp_path / "b"), "--int8"]) == 0
+    assert calls == [{"overwrite": False, "calibration": 2, "steps": 4}, {"overwrite": False}]
+    capsys.readouterr()
+    assert studio_main(["export", str(tiny), str(tmp_path / "c"), "--int8-steps", "4"]) == 2
+    assert capsys.readouterr().err.strip() == "diffusion-studio export: --int8-calibration and --int8-steps go with --int8"
+    with pytest.raises(SystemExit) as exit_:
+        studio_main(["export", str(tiny), str(tmp_path / "d"), "--int8", "--int8-calibration", "0"])
+    assert exit_.value.code == 2
+    assert "'0' is not a whole number of at least 1" in capsys.readouterr().err
+    assert calls == [{"overwrite": False, "calibration": 2, "steps": 4}, {"overwrite": False}]
