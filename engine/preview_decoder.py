@@ -109,7 +109,7 @@ def train_preview_decoder(z: torch.Tensor, rgb: torch.Tensor, *, factor: int, st
         loss.backward()
         opt.step()
         if log is not None and (step + 1) % 100 == 0:
-            log(f"preview decoder step {step + 1}/{steps}: L1 {float(loss):.4f}")
+            log(f"preview decoder step {step + 1}/{steps}: L1 {loss.item():.4f}")
     net.eval()
     with torch.no_grad():
         fit = psnr(torch.cat([net(z[i:i + 64]) for i in range(0, min(len(z), 256), 64)]), rgb[:min(len(z), 256)])

@@ -123,7 +123,7 @@ def add_preview_decoder(bundle, *, data=None, steps: int = 1500, width: int = 48
     data_json["files"]["preview"] = PREVIEW_DECODER_FILE
     data_json.setdefault("provenance", {}).setdefault("export", {})["preview"] = report
     data_json["sha256"] = {}
-    write_manifest(bundle, manifest_from_dict(data_json))
+    write_manifest(bundle, manifest_from_dict(data_json), model_index=False)  # export.ecosystem's stays
     open_bundle(bundle)
     log(f"preview        {bundle / PREVIEW_DECODER_FILE} installed; {bundle} opens")
     return report

@@ -55,7 +55,10 @@ if [ "$mode" != train ]; then
     [digits]="Handwritten digits 0-9 (16x16, grey): a class-conditional pixel DDPM trained on scikit-learn's real digits. Pick a class and generate."
     [shapes]="Coloured shapes on plain or textured grounds (64x64) from a text prompt such as 'a red star at the top left'; also inpaints."
     [landscapes]="Procedural landscapes (64x64) from a painted label map: sky, clouds, mountains, snow, water, sand, grass, trees, rock. Paint the map, then generate.")
+  declare -A preview=([digits]="" [shapes]="--preview-decoder 1500" [landscapes]="--preview-decoder 1500")
   for name in digits shapes landscapes; do
-    "$PY" -m desktop export "$RUNS/$name" "assets/models/$name" --fp16 --overwrite --name "$name" --description "${about[$name]}"
+    # shellcheck disable=SC2086  # the latent models' learned live preview (a few minutes each on a CPU)
+    "$PY" -m desktop export "$RUNS/$name" "assets/models/$name" --fp16 --overwrite --name "$name" \
+      --description "${about[$name]}" ${preview[$name]}
   done
 fi

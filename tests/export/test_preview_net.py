@@ -73,7 +73,9 @@ def test_add_preview_decoder_installs_an_onnx_preview_the_runtime_runs(latent_bu
 
     before = open_bundle(latent_bundle)
     assert not isinstance(before.preview, PreviewNetwork)
+    ecosystem = (latent_bundle / "model_index.json").read_bytes()  # export.ecosystem's, with its notes
     report = preview_net.add_preview_decoder(latent_bundle, steps=30, width=8, log=lambda *a: None)
+    assert (latent_bundle / "model_index.json").read_bytes() == ecosystem
     manifest = json.loads((latent_bundle / "studio.json").read_text())
     assert manifest["files"]["preview"] == preview_net.PREVIEW_DECODER_FILE
     assert not (latent_bundle / "preview" / "linear.json").exists()
