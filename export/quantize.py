@@ -23,7 +23,9 @@ The bundle then says precision "int8" and providers ["cpu"] (QDQ graphs are fast
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import os
 import shutil
@@ -185,12 +187,13 @@ def quantize_unet(source: Path, target: Path, feeds: list[dict]) -> None:
         # image at a time (a batch-2 SD-1.5 call at 512x512 alone went past 24 GB), the histograms merge.
         strided = {"CalibStridedMinMax": 1} if large else {}
         reader = Feeds(one_image_each(feeds) if large else feeds, types)
-        quantize_static(str(work / "pre.onnx"), str(target), reader, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=OP_TYPES, nodes_to_exclude=excluded, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                                       "CalibPercentile": PERCENTILE, **strided}, use_external_data_format=large)
+        with contextlib.redirect_stdout(io.StringIO()):  # its calibrator prints progress lines; the export logs its own
+            quantize_static(str(work / "pre.onnx"), str(target), reader, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=OP_TYPES, nodes_to_exclude=excluded, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.Percentile,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                           "CalibPercentile": PERCENTILE, **strided}, use_external_data_format=large)
     finally:
         tempfile.tempdir = system_temp
         shutil.rmtree(work, ignore_errors=True)
