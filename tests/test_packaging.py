@@ -18,6 +18,19 @@ from desktop.runtime import desktop_entry, installation, logs
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# ------------------------------------------------------------------------------ shipped assets
+
+ASSETS_BUDGET_BYTES = 100_000_000  # assets/ (default models, screenshots) stays within 100 MB
+
+
+def test_the_shipped_assets_stay_within_their_budget():
+    files = [p for p in (ROOT / "assets").rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    largest = max(files, key=lambda p: p.stat().st_size)
+    assert total <= ASSETS_BUDGET_BYTES, (f"assets/ holds {total / 1e6:.2f} MB, over its 100 MB budget "
+                                          f"(largest: {largest.relative_to(ROOT)})")
+
+
 # ------------------------------------------------------------------------------ desktop entry
 
 
