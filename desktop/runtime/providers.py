@@ -26,13 +26,12 @@ Threads: a program run (the app, `generate`, `info`; desktop/cli.py) chooses its
 - `spin`: ONNX Runtime's global pools shared by all the sessions, whose idle threads spin a while
   before sleeping, also between runs (Python cannot make the global pools' threads stop).
 Measured per image on the shipped models (benchmarks/bench_runtime.py models --policies sleep,spin,
-2-core EPYC, separate processes alternated): `burst` against `sleep` is 1.1-1.2x faster with the
-machine to itself and the same or faster with a niced busy process beside it; `spin`, whose threads
-keep spinning between runs, loses most with something else running. The measured figures are in
-README.md. A library user keeps ONNX Runtime's default, one spinning pool per session: once the
-global pools exist, ONNX Runtime refuses every session created with default options (its
-quantisation calibrator, optimum, ...), so only a process that creates all its sessions here may
-share them.
+2-core EPYC, separate processes alternated, six runs): `burst` against `sleep` is 0.97-1.23x per
+image (median 1.09x) with the machine to itself and about the same (0.95-1.23x, median 0.98x) with
+a niced busy process beside it. A library user keeps ONNX Runtime's default, one spinning pool per
+session: once the global pools exist, ONNX Runtime refuses every session created with default
+options (its quantisation calibrator, optimum, ...), so only a process that creates all its
+sessions here may share them.
 
 CUDA libraries: onnxruntime-gpu loads CUDA and cuDNN when its CUDA provider starts. Where they come
 from NVIDIA's pip wheels (`pip install 'onnxruntime-gpu[cuda,cudnn]'`, or PyTorch's CUDA build in the
