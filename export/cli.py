@@ -13,6 +13,8 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from export.quantize import CALIBRATION_GENERATIONS
+
     p = argparse.ArgumentParser(
         prog="diffusion-studio export",
         description="Export a training run, model folder or diffusers folder to a model bundle for the app. "
@@ -34,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "images stay close to the float model's and the model clears its evaluation floors. "
                         "SOURCE may also be a bundle (studio.json) to quantise")
     p.add_argument("--int8-calibration", type=_positive, metavar="N",
-                   help="with --int8: generations recorded to calibrate it (default 8); fewer is faster, e.g. 2 "
-                        "for an SD-class model on a few CPU cores, where the default takes hours")
+                   help=f"with --int8: generations recorded to calibrate it (default {CALIBRATION_GENERATIONS}); "
+                        "fewer is faster, e.g. 2 for an SD-class model on a few CPU cores, where the default "
+                        "takes hours")
     p.add_argument("--int8-steps", type=_positive, metavar="S",
                    help="with --int8: sampler steps of each calibration and check generation (default: the "
                         "model's own)")
@@ -149,8 +152,8 @@ def _export(args, model, out_dir: Path) -> int:
 
             gate = evaluation_gate(evaluations_of(model.provenance or {}))
         export_bundle(model, out_dir, fp16=args.fp16, gpu_fp16=args.gpu_fp16, optimize=args.optimize,
-                      int8=args.int8, int8_gate=gate, int8_options=int8_options(args), name=args.name, description=args.description,
-                      overwrite=args.overwrite, preview_samples=args.preview_samples,
+                      int8=args.int8, int8_gate=gate, int8_options=int8_options(args), name=args.name,
+                      description=args.description, overwrite=args.overwrite, preview_samples=args.preview_samples,
                       preview_decoder_steps=args.preview_decoder, source=str(Path(args.source).absolute()))
 
     return _exit_code(run)

@@ -46,6 +46,7 @@ from export.parity import ExportError
 MEAN_TOLERANCE = 10.0  # mean |Δ| in 0..255 levels over the gate's images (measured: landscapes 4.75, digits 8.76)
 CALIBRATION_SEED = 900_000
 GATE_SEED = 700_000
+CALIBRATION_GENERATIONS, GATE_GENERATIONS = 8, 4  # generations recorded for calibration; compared by the gate
 OP_TYPES = ["Conv", "MatMul"]
 PERCENTILE = 99.999  # activation ranges: MinMax let rare outliers waste the 8 bits (U-Net error 11% -> 9%)
 GENERIC_PROMPTS = ("", "a photo", "a red circle on a blue background", "two green squares at the top left",
@@ -279,7 +280,8 @@ def linked_copy(source: Path, target: Path, *, except_files=()) -> None:
     shutil.copytree(source, target, copy_function=link)
 
 
-def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = 8, check: int = 4, prompts=None,
+def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = CALIBRATION_GENERATIONS,
+                      check: int = GATE_GENERATIONS, prompts=None,
                       steps: int | None = None, log=print) -> dict:
     """Makes the bundle at `bundle_dir` an int8 bundle (see the module docstring); its report.
     On a failed gate raises ExportError (the caller discards the folder)."""

@@ -71,7 +71,8 @@ ALIASES = {
 }
 CACHED = (CPU, CUDA)  # providers whose optimised graphs ONNX Runtime can save (no compiled nodes)
 _failed: dict[str, str | None] = {}  # provider -> why it did not load in this process (None: nothing to say)
-_pool = {"shared": False, "spinning": True, "stop_after_run": False, "ready": None}  # thread pools: asked for; created (None: not yet)
+# thread pools: as asked for (configure_threads); "ready": whether they were created (None: not yet)
+_pool = {"shared": False, "spinning": True, "stop_after_run": False, "ready": None}
 _cuda_preload: dict[str, str] = {}  # "output": what onnxruntime.preload_dlls printed, once it ran
 
 
@@ -160,7 +161,7 @@ def configure_threads(shared: bool, spinning: bool = True, stop_after_run: bool 
     before sleeping (ONNX Runtime's default); `stop_after_run`: ... and stop spinning when a run ends."""
     if _pool["ready"] is not None and shared != _pool["shared"]:
         raise RuntimeError("the thread pools are chosen before the first ONNX Runtime session of the process")
-    _pool["shared"], _pool["spinning"], _pool["stop_after_run"] = bool(shared), bool(spinning), bool(stop_after_run)
+    _pool.update(shared=bool(shared), spinning=bool(spinning), stop_after_run=bool(stop_after_run))
 
 
 THREADS_ENV = "DIFFUSION_STUDIO_THREADS"
