@@ -10,7 +10,9 @@ For each latent bundle, in one process, through the desktop runtime's ONNX sessi
   linear map fitted here on other images (seed `FIT_SEED`), the baseline a network must beat;
 - cost: median ms per call at batch 1 of the preview, the linear map and one U-Net call at the
   batch classifier-free guidance uses (2), alternated in one loop so the shared CPU's load hits all
-  alike; the preview's share of a step.
+  alike; the preview's share of a step;
+- per image: the model's default request generated with the bundle's preview every step (as the
+  app's sampler callback does) and without (as `generate` does), alternated: what the preview costs.
 """
 from __future__ import annotations
 
@@ -93,6 +95,26 @@ def measure(path: Path, images: int, repeats: int) -> list[list]:
     return out
 
 
+def app_overhead(path: Path, rounds: int) -> list:
+    """Seconds per image of the model's default request with a preview every step (the app's
+    sampler callback) and without one (`generate`), alternated; the preview's share."""
+    import json
+
+    from benchmarks.bench_runtime import request_fields
+    from desktop.runtime.bundle import open_bundle
+    from desktop.runtime.pipeline import GenerationRequest, generate
+
+    bundle = open_bundle(path, provider="cpu")
+    fields = request_fields(json.loads((Path(path) / "studio.json").read_text()))
+    if "labels" in fields:
+        fields["labels"] = np.asarray(fields["labels"], np.int64)
+    request = GenerationRequest(seed=1, batch_size=1, **fields)
+    seconds = _median_alternating({"app": lambda: generate(bundle, request, on_step=lambda info: None),
+                                   "generate": lambda: generate(bundle, request)}, rounds)
+    return [bundle.manifest.name, seconds["app"] / 1e3, seconds["generate"] / 1e3,
+            (seconds["app"] / seconds["generate"] - 1) * 100]
+
+
 def _unet_input(info, m, batch: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     dims = [batch if not isinstance(d, int) or k == 0 else d for k, d in enumerate(info.shape)]
@@ -112,13 +134,18 @@ def main(argv=None) -> int:
     p.add_argument("bundles", nargs="*", type=Path, default=[MODELS / "landscapes", MODELS / "shapes"])
     p.add_argument("--images", type=int, default=64, help="check images per bundle (default %(default)s)")
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=6, help="images per variant for the per-image table")
     args = p.parse_args(argv)
     rows = [row for b in args.bundles for row in measure(b, args.images, args.repeats)]
+    per_image = [app_overhead(b, args.rounds) for b in args.bundles]
     print("# Live preview: PSNR vs the VAE decode, and cost per call")
     print(f"machine: {machine()} (shared; costs alternated in one loop)")
     print(f"commit:  {commit()}")
     print(f"{args.images} check images per bundle (seed {CHECK_SEED}); reference = the bundle's vae_decoder\n")
     print(format_table(["model", "preview", "PSNR dB", "ms/call", "% of a U-Net step", "U-Net ms (batch 2)"], rows))
+    print(f"\nPer image (the model's default request, batch 1, median of {args.rounds} alternated): with the "
+          "bundle's preview every step (the app) and without (`generate`)\n")
+    print(format_table(["model", "s/image with preview", "s/image without", "preview's cost %"], per_image))
     return 0
 
 

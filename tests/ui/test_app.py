@@ -157,7 +157,7 @@ def test_cancel_mid_run_is_idle_within_one_step_and_writes_nothing(qtbot, open_w
     steps_run = []
     pressed = threading.Event()
 
-    def slow(info):  # the worker holds after step 3 until Esc was pressed at step 2: no race with the UI
+    def slow(info):  # the worker holds after step 3 until Esc was pressed at step 2, if it gets there first
         steps_run.append(info.step)
         if info.step == 3:
             pressed.wait(20)
@@ -176,7 +176,8 @@ def test_cancel_mid_run_is_idle_within_one_step_and_writes_nothing(qtbot, open_w
     qtbot.waitUntil(w.isActiveWindow)   # window shortcuts need the active window
     run_and_wait(qtbot, m)
     assert cancelled_at == [2]
-    assert max(steps_run) == 3, f"ran {max(steps_run)} steps after a cancel at step 2 (the step in flight was 3)"
+    # the cancel lands before step 3 starts, or during it (the worker may already be in it): never later
+    assert max(steps_run) in (2, 3), f"ran {max(steps_run)} steps after a cancel at step 2"
     assert not m.running and w.controls.generate_button.isEnabled()
     assert not list((home["home"] / "outputs").glob("*.png")) if (home["home"] / "outputs").exists() else True
     assert len(m.history) == 0
