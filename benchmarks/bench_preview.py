@@ -69,12 +69,10 @@ def _median_alternating(fns: dict, repeats: int) -> dict:
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
-def measure(path: Path, images: int, repeats: int) -> list[list]:
-    from desktop.runtime.bundle import open_bundle
+def measure(bundle, images: int, repeats: int) -> list[list]:
     from desktop.runtime.preview import PreviewNetwork, latent_preview
     from export.preview_fit import fit_linear, pool
 
-    bundle = open_bundle(path, provider="cpu")
     m = bundle.manifest
     factor = m.image.height // m.latent.height
     z, ref = _latents_and_decodes(bundle, _images(bundle, images, CHECK_SEED))
@@ -95,17 +93,15 @@ def measure(path: Path, images: int, repeats: int) -> list[list]:
     return out
 
 
-def app_overhead(path: Path, rounds: int) -> list:
+def app_overhead(bundle, rounds: int) -> list:
     """Seconds per image of the model's default request with a preview every step (the app's
     sampler callback) and without one (`generate`), alternated; the preview's share."""
     import json
 
     from benchmarks.bench_runtime import request_fields
-    from desktop.runtime.bundle import open_bundle
     from desktop.runtime.pipeline import GenerationRequest, generate
 
-    bundle = open_bundle(path, provider="cpu")
-    fields = request_fields(json.loads((Path(path) / "studio.json").read_text()))
+    fields = request_fields(json.loads((bundle.path / "studio.json").read_text()))
     if "labels" in fields:
         fields["labels"] = np.asarray(fields["labels"], np.int64)
     request = GenerationRequest(seed=1, batch_size=1, **fields)
@@ -136,8 +132,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--rounds", type=int, default=6, help="images per variant for the per-image table")
     args = p.parse_args(argv)
-    rows = [row for b in args.bundles for row in measure(b, args.images, args.repeats)]
-    per_image = [app_overhead(b, args.rounds) for b in args.bundles]
+    from desktop.runtime.bundle import open_bundle
+
+    bundles = [open_bundle(path, provider="cpu") for path in args.bundles]
+    rows = [row for b in bundles for row in measure(b, args.images, args.repeats)]
+    per_image = [app_overhead(b, args.rounds) for b in bundles]
     print("# Live preview: PSNR vs the VAE decode, and cost per call")
     print(f"machine: {machine()} (shared; costs alternated in one loop)")
     print(f"commit:  {commit()}")
