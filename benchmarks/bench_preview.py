@@ -11,8 +11,9 @@ For each latent bundle, in one process, through the desktop runtime's ONNX sessi
 - cost: median ms per call at batch 1 of the preview, the linear map and one U-Net call at the
   batch classifier-free guidance uses (2), alternated in one loop so the shared CPU's load hits all
   alike; the preview's share of a step;
-- per image: the model's default request generated with the bundle's preview every step (as the
-  app's sampler callback does) and without (as `generate` does), alternated: what the preview costs.
+- per image: the model's default request generated with the bundle's preview rendered every step,
+  paced as the app's live view renders it, and without (as `generate` does), alternated: what the
+  previews cost.
 """
 from __future__ import annotations
 
@@ -94,21 +95,28 @@ def measure(bundle, images: int, repeats: int) -> list[list]:
 
 
 def app_overhead(bundle, rounds: int) -> list:
-    """Seconds per image of the model's default request with a preview every step (the app's
-    sampler callback) and without one (`generate`), alternated; the preview's share."""
+    """Seconds per image of the model's default request with the preview rendered every step (the app
+    before live pacing), paced as the app's worker paces it (`LivePacing`: at most one every
+    LIVE_INTERVAL, and the last) and without previews (`generate`), alternated; the previews' share."""
     import json
 
     from benchmarks.bench_runtime import request_fields
     from desktop.runtime.pipeline import GenerationRequest, generate
+    from desktop.ui.worker import LIVE_INTERVAL, LivePacing, frame_from_step
 
     fields = request_fields(json.loads((bundle.path / "studio.json").read_text()))
     if "labels" in fields:
         fields["labels"] = np.asarray(fields["labels"], np.int64)
     request = GenerationRequest(seed=1, batch_size=1, **fields)
-    seconds = _median_alternating({"app": lambda: generate(bundle, request, on_step=lambda info: None),
+
+    def app(pacing):   # the worker's frames: x̂_0 and x_t rendered for the steps the live view shows
+        started = time.perf_counter()
+        return generate(bundle, request, on_step=lambda info: frame_from_step(info, started, pacing))
+    seconds = _median_alternating({"every": lambda: app(None), "paced": lambda: app(LivePacing(1, LIVE_INTERVAL)),
                                    "generate": lambda: generate(bundle, request)}, rounds)
-    return [bundle.manifest.name, seconds["app"] / 1e3, seconds["generate"] / 1e3,
-            (seconds["app"] / seconds["generate"] - 1) * 100]
+    base = seconds["generate"]
+    return [bundle.manifest.name, seconds["every"] / 1e3, seconds["paced"] / 1e3, base / 1e3,
+            (seconds["every"] / base - 1) * 100, (seconds["paced"] / base - 1) * 100]
 
 
 def _unet_input(info, m, batch: int) -> np.ndarray:
@@ -142,9 +150,9 @@ def main(argv=None) -> int:
     print(f"commit:  {commit()}")
     print(f"{args.images} check images per bundle (seed {CHECK_SEED}); reference = the bundle's vae_decoder\n")
     print(format_table(["model", "preview", "PSNR dB", "ms/call", "% of a U-Net step", "U-Net ms (batch 2)"], rows))
-    print(f"\nPer image (the model's default request, batch 1, median of {args.rounds} alternated): with the "
-          "bundle's preview every step (the app) and without (`generate`)\n")
-    print(format_table(["model", "s/image with preview", "s/image without", "preview's cost %"], per_image))
+    print(f"\nPer image (the model's default request, batch 1, median of {args.rounds} alternated): the bundle's "
+          "preview rendered every step, paced as the app's live view (desktop/ui/worker.py LivePacing), none (`generate`)\n")
+    print(format_table(["model", "s every step", "s paced (app)", "s none", "every step +%", "paced +%"], per_image))
     return 0
 
 

@@ -176,11 +176,21 @@ class GenerationRequest:
 
 @dataclass
 class StepInfo:
+    """One sampler step as the caller of `generate` sees it. The preview is rendered on first use:
+    a caller that shows only some steps (the app, a few a second) pays only for those."""
     step: int  # steps done, 1..steps
     steps: int
     t: int  # the timestep just evaluated
-    preview: list  # one HxWx3 uint8 array per image
     x_t: np.ndarray  # [B, C, h, w] float32, the sampler's state after this step
+    render: Callable[[], list] = field(repr=False)  # -> the preview, computed afresh
+    _preview: list | None = field(default=None, repr=False)
+
+    @property
+    def preview(self) -> list:
+        """One HxWx3 uint8 array per image: x̂_0 through the bundle's preview (rendered once)."""
+        if self._preview is None:
+            self._preview = self.render()
+        return self._preview
 
 
 @dataclass
@@ -642,16 +652,20 @@ def inpaint_composite(r: GenerationRequest, inputs: EncodedInputs) -> Callable |
 
 
 def preview_callback(bundle: Bundle, on_step: Callable[[StepInfo], None], composite: Callable | None) -> Callable:
-    """The sampler's callback: x̂_0 -> uint8 previews (a latent model's through its linear preview map)."""
+    """The sampler's callback: a StepInfo whose preview renders x̂_0 as uint8 images on demand (a latent
+    model's through the bundle's preview decoder or linear map)."""
     m = bundle.manifest
 
     def callback(info: dict) -> None:
-        x0 = info["x0"]
-        rgb = latent_preview(x0, bundle.preview, m.vae_factor) if m.latent else x0
-        previews = list(to_uint8(rgb))
-        if composite is not None:  # the kept pixels as they will be, the prediction inside the mask
-            previews = [composite(p) for p in previews]
-        on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], preview=previews, x_t=info["x"]))
+        x0 = info["x0"]  # the sampler's own copy: it is not touched again
+
+        def render() -> list:
+            rgb = latent_preview(x0, bundle.preview, m.vae_factor) if m.latent else x0
+            previews = list(to_uint8(rgb))
+            if composite is not None:  # the kept pixels as they will be, the prediction inside the mask
+                previews = [composite(p) for p in previews]
+            return previews
+        on_step(StepInfo(step=info["step"], steps=info["steps"], t=info["t"], x_t=info["x"], render=render))
     return callback
 
 

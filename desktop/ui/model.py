@@ -511,7 +511,8 @@ class StudioModel(QObject):
         self.last_request = request
         self.frames = []
         self.show_result([], [], [], "running")
-        self.thread = GenerationThread(self.bundle, request, self.settings.output_dir(), save=save, parent=self)
+        self.thread = GenerationThread(self.bundle, request, self.settings.output_dir(), save=save,
+                                       preview_every=int(self.settings["preview_every"]), parent=self)
         self.thread.stepped.connect(self._on_step)
         self.thread.succeeded.connect(self._on_success)
         self.thread.failed.connect(self._on_failed)
@@ -554,8 +555,7 @@ class StudioModel(QObject):
         it_s = frame.step / frame.elapsed if frame.elapsed > 0 else 0.0
         eta = (frame.steps - frame.step) / it_s if it_s > 0 else -1.0
         self.progressChanged.emit(frame.step, frame.steps, it_s, eta)
-        every = max(1, int(self.settings["preview_every"]))
-        if frame.step % every == 0 or frame.step == frame.steps:
+        if frame.live:
             self.frameChanged.emit(frame)
 
     def _on_success(self, result, saved) -> None:

@@ -1,16 +1,20 @@
 """The worker thread that owns the pipeline call (docs/ARCHITECTURE.md, "Why the layering").
 
 `GenerationThread.run` calls `desktop.runtime.pipeline.generate` (looked up when the run starts,
-so tests can wrap it), turns every `StepInfo` into a display `Frame` off the UI thread, saves the
-PNGs with their recipes, and reports through signals only. Cancel sets an event the sampler polls
-before every network call, so a run stops within one step.
+so tests can wrap it), turns every `StepInfo` into a display `Frame` (rendering, off the UI thread,
+the few a second the live view shows), saves the PNGs with their recipes, and reports through
+signals only. Cancel sets an event the sampler polls before every network call, so a run stops
+within one step.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QThread, Signal
@@ -31,25 +35,56 @@ except ImportError:  # pragma: no cover - onnxruntime is a base dependency
     ORT_ERRORS = ()
 
 
+LIVE_INTERVAL = 1 / 15   # seconds: the live view is refreshed at most this often during a run
+
+
 @dataclass
 class Frame:
-    """One denoising step, ready to display: the predicted x̂_0 and the noisy x_t of every image."""
+    """One denoising step: its predicted x̂_0 and noisy x_t as HxWx3 uint8 images, one per image of
+    the batch, rendered on first use. `live`: rendered in the worker for the live view (`LivePacing`);
+    the trajectory renders the other steps when they are looked at."""
     step: int
     steps: int
     t: int
-    x0: list                 # one HxWx3 uint8 array per image of the batch
-    x_t: list | None         # the same for the noisy sample, or None
     elapsed: float           # seconds since the run started
+    info: Any = field(repr=False)   # the runtime's StepInfo: its preview renders x̂_0 once
+    live: bool = False
+
+    @cached_property
+    def x0(self) -> list:
+        return [np.asarray(p) for p in (self.info.preview or [])] or self.x_t or [np.zeros((8, 8, 3), np.uint8)]
+
+    @cached_property
+    def x_t(self) -> list | None:
+        if self.info.x_t is None:
+            return None
+        arr = np.asarray(self.info.x_t)
+        return [images.latent_to_image(a) for a in arr] if arr.ndim == 4 else [images.latent_to_image(arr)]
 
 
-def frame_from_step(info, started: float) -> Frame:
-    x_t = info.x_t
-    noisy = None
-    if x_t is not None:
-        arr = np.asarray(x_t)
-        noisy = [images.latent_to_image(arr[i]) for i in range(arr.shape[0])] if arr.ndim == 4 else [images.latent_to_image(arr)]
-    x0 = [np.asarray(p) for p in (info.preview or [])] or noisy or [np.zeros((8, 8, 3), np.uint8)]
-    return Frame(int(info.step), int(info.steps), int(info.t), x0, noisy, time.perf_counter() - started)
+class LivePacing:
+    """Which steps the live view shows: every `every`-th step, no two closer than `interval` seconds
+    apart, and always the last. A fast model's steps come faster than anyone can watch them; rendering
+    each one cost up to 29% of an image (benchmarks/bench_preview.py)."""
+
+    def __init__(self, every: int = 1, interval: float = LIVE_INTERVAL):
+        self.every, self.interval, self.last = max(1, int(every)), float(interval), -math.inf
+
+    def due(self, step: int, steps: int, now: float) -> bool:
+        if step == steps or (step % self.every == 0 and now - self.last >= self.interval):
+            self.last = now
+            return True
+        return False
+
+
+def frame_from_step(info, started: float, pacing: LivePacing | None = None) -> Frame:
+    """The step as a Frame; one the live view will show is rendered here, off the UI thread."""
+    now = time.perf_counter()
+    frame = Frame(int(info.step), int(info.steps), int(info.t), now - started, info)
+    if pacing is None or pacing.due(frame.step, frame.steps, now):
+        frame.live = True
+        frame.x0, frame.x_t   # noqa: B018 - render both now
+    return frame
 
 
 def is_cancelled_error(exc: BaseException) -> bool:
@@ -87,9 +122,10 @@ class GenerationThread(QThread):
     failed = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, bundle, request, out_dir: Path, *, save: bool = True, parent=None):
+    def __init__(self, bundle, request, out_dir: Path, *, save: bool = True, preview_every: int = 1, parent=None):
         super().__init__(parent)
         self.bundle, self.request, self.out_dir, self.save = bundle, request, Path(out_dir), save
+        self.preview_every = preview_every
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -99,9 +135,10 @@ class GenerationThread(QThread):
         from desktop.runtime import pipeline
 
         started = time.perf_counter()
+        pacing = LivePacing(self.preview_every, LIVE_INTERVAL)
 
         def on_step(info):
-            self.stepped.emit(frame_from_step(info, started))
+            self.stepped.emit(frame_from_step(info, started, pacing))
 
         try:
             result = pipeline.generate(self.bundle, self.request, on_step=on_step, cancel=self._cancel.is_set)

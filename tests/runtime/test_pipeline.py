@@ -231,6 +231,22 @@ def test_previews_every_step(opened):
                    for i in infos)
 
 
+def test_a_preview_is_rendered_only_when_asked_for_and_once(opened, monkeypatch):
+    from desktop.runtime import pipeline
+
+    calls = []
+    real = pipeline.latent_preview
+    monkeypatch.setattr(pipeline, "latent_preview", lambda *a, **k: calls.append(1) or real(*a, **k))
+    b, request = opened["latent_text"], GenerationRequest(steps=4, seed=2)
+    infos = []
+    quiet = generate(b, request, on_step=infos.append)     # a progress bar: nothing looks at the previews
+    assert len(infos) == 4 and calls == []
+    assert np.array_equal(quiet.images[0], generate(b, request).images[0])
+    first = infos[1].preview
+    assert infos[1].preview is first and len(calls) == 1   # rendered once, kept
+    assert np.array_equal(first[0], infos[1].render()[0])  # what a later look renders is the same picture
+
+
 def test_grey_model_gives_grey_rgb(opened):
     im = generate(opened["pixel_gray"], GenerationRequest(seed=3)).images[0]
     assert im.shape == (8, 8, 3) and (im[..., 0] == im[..., 1]).all() and (im[..., 1] == im[..., 2]).all()

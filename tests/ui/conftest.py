@@ -9,6 +9,15 @@ from desktop.runtime import pipeline
 from tests.helpers.tiny_bundles import make_bundle
 
 
+@pytest.fixture(autouse=True)
+def every_step_live(monkeypatch):
+    """The live view shows every step here (a tiny model's steps take a millisecond; the app paces them
+    at LIVE_INTERVAL): tests that count frames count steps. test_live_pacing.py runs the real pacing."""
+    from desktop.ui import worker
+
+    monkeypatch.setattr(worker, "LIVE_INTERVAL", 0.0)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """DIFFUSION_STUDIO_HOME in tmp_path (data, config, outputs, history), and an empty bundled folder."""

@@ -195,6 +195,8 @@ def test_two_thousand_random_actions(qtbot, home, no_waiting):
                                  f"({len(w.model.history.entries)} history entries, canvas {w.model.canvas.height}x"
                                  f"{w.model.canvas.width})")
     assert w.model.bundle is not None  # still usable
-    assert len(finished) > 20, (len(finished), monkey.counts)  # runs really started and ended
+    # runs really started and ended: how many depends on the machine's speed (a Generate while a run is
+    # going is refused); 17-44 on the 2-core CI machine, so more than 20 failed there now and then
+    assert len(finished) >= 8, (len(finished), monkey.counts)
     print(f"soak: {monkey.counts}, {len(finished)} runs, {len(errors)} messages, RSS {warm >> 20} -> {after >> 20} MB")
     print("soak messages:", sorted(set(errors))[:20])

@@ -53,7 +53,8 @@ class SettingsDialog(QDialog):
         self.preview_every.setRange(1, 100)
         self.preview_every.setValue(int(settings["preview_every"]))
         self.preview_every.setSuffix(" step(s)")
-        self.preview_every.setToolTip("Refresh the live preview every N steps (the trajectory keeps every step)")
+        self.preview_every.setToolTip("Refresh the live preview every N steps (a fast model's steps, a few times "
+                                      "a second); the trajectory keeps every step")
         self.theme = QComboBox()
         for key, label in THEME_LABELS.items():
             self.theme.addItem(label, key)
