@@ -40,6 +40,7 @@ import onnx
 from desktop.runtime import fileio
 from desktop.runtime.manifest import read_manifest, write_manifest
 from export import fp16 as fp16_tools
+from export.ecosystem import MODEL_INDEX
 from export.out_dir import check_out_dir, publish_bundle
 from export.parity import ExportError
 
@@ -303,8 +304,9 @@ def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = CALIBRA
             files["unet_data"] = data
         provenance = {**manifest.provenance}
         provenance.pop("evaluation", None)  # measured on the float model: not this one's
+        keep_index = (bundle_dir / MODEL_INDEX).is_file()  # export.ecosystem's, with its notes: the components stay
         write_manifest(bundle_dir, replace(manifest, precision="int8", providers=("cpu",), files=files,
-                                           provenance=provenance))
+                                           provenance=provenance), model_index=not keep_index)
         gate_requests = calibration_requests(manifest, check, GATE_SEED, prompts, steps)
         mean = mean_difference(reference, bundle_dir, gate_requests)
         log(f"int8           mean |Δ| {mean:.2f}/255 against the float model over {len(gate_requests)} generations")
@@ -321,7 +323,7 @@ def quantize_in_place(bundle_dir: Path, *, gate=None, calibration: int = CALIBRA
                   "mean_abs_diff_255": round(mean, 3),
                   "evaluation_gate": getattr(gate, "names", []) if gate is not None else []}
         provenance["export"] = {**provenance.get("export", {}), "int8": report}
-        write_manifest(bundle_dir, replace(read_manifest(bundle_dir), provenance=provenance))
+        write_manifest(bundle_dir, replace(read_manifest(bundle_dir), provenance=provenance), model_index=False)
         return report
     finally:
         shutil.rmtree(reference, ignore_errors=True)

@@ -80,6 +80,8 @@ def test_int8_bundle(text_bundle, tmp_path, monkeypatch, capsys):
     assert {p: p.read_bytes() for p in text_bundle.rglob("*") if p.is_file()} == before  # linked, not written
     m = read_manifest(out)
     assert m.precision == "int8" and m.providers == ("cpu",)
+    index = (text_bundle / "model_index.json").read_bytes()   # the exporter's, with its diffusers notes
+    assert b"_diffusion_studio_unsupported" in index and (out / "model_index.json").read_bytes() == index
     assert json.loads((out / "studio.json").read_text())["format_version"] == 2
     report = m.provenance["export"]["int8"]
     assert report["calibration_calls"] > 0 and report["mean_abs_diff_255"] <= quantize.MEAN_TOLERANCE
