@@ -45,6 +45,7 @@ import io
 import os
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -183,14 +184,11 @@ class StepInfo:
     t: int  # the timestep just evaluated
     x_t: np.ndarray  # [B, C, h, w] float32, the sampler's state after this step
     render: Callable[[], list] = field(repr=False)  # -> the preview, computed afresh
-    _preview: list | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def preview(self) -> list:
         """One HxWx3 uint8 array per image: x̂_0 through the bundle's preview (rendered once)."""
-        if self._preview is None:
-            self._preview = self.render()
-        return self._preview
+        return self.render()
 
 
 @dataclass

@@ -65,9 +65,9 @@ class Frame:
 class LivePacing:
     """Which steps the live view shows: every `every`-th step, no two closer than `interval` seconds
     apart, and always the last. A fast model's steps come faster than anyone can watch them; rendering
-    each one cost up to 29% of an image (benchmarks/bench_preview.py)."""
+    each one made a landscapes image 12% slower (benchmarks/bench_preview.py)."""
 
-    def __init__(self, every: int = 1, interval: float = LIVE_INTERVAL):
+    def __init__(self, every: int, interval: float):
         self.every, self.interval, self.last = max(1, int(every)), float(interval), -math.inf
 
     def due(self, step: int, steps: int, now: float) -> bool:
