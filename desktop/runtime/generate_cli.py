@@ -5,6 +5,7 @@ Errors a user can act on (bad model, bad request, missing file) print one line a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, help="image height in pixels (default: the model's size)")
     p.add_argument("--seed", type=int, help="seed of the first image; image i uses seed + i (default 0)")
     p.add_argument("--batch", type=int, help="number of images (default 1)")
-    p.add_argument("--out", help="output folder (default: your outputs folder)")
+    p.add_argument("--out", help="output folder (default: your outputs folder), or a file name ending in .png "
+                   "(with --batch, or when the name is taken, -1, -2, ... are added: nothing is overwritten)")
     p.add_argument("--provider", default="auto", help="auto, cpu, cuda, directml, coreml, ...")
     p.add_argument("--from-png", help="reproduce a PNG's recipe (other options override it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -120,13 +122,14 @@ def main(argv: list[str] | None = None) -> int:
             notes += size_notes
         # resolved once (pictures read once), so a bad request is named before the output folder's free space
         request, warnings = resolve_request(bundle, request)
-        out_dir = check_writable_dir(args.out or outputs_dir(), need_bytes=output_bytes(request))
+        folder, stem = output_place(args.out)
+        out_dir = check_writable_dir(folder or outputs_dir(), need_bytes=output_bytes(request))
         if notes:
             print(f"note: not applied from the recipe: {'; '.join(notes)}", file=sys.stderr)
         result = run(bundle, request, quiet=args.quiet, generate=generate)
         for w in warnings + result.warnings:
             print(f"note: {w}", file=sys.stderr)
-        paths = save_result(result, out_dir)
+        paths = save_result(result, out_dir, stem)
     except SaveError as exc:
         for p in exc.saved:
             print(p)
@@ -149,6 +152,18 @@ def one_line(exc: BaseException) -> str:
     """An error as one printable line (no terminal escapes from names that came from outside)."""
     from .paths import shown_name
     return shown_name(" ".join(str(exc).split()), limit=1000)
+
+
+def output_place(out: str | None) -> tuple[Path | None, str | None]:
+    """(folder, file stem) of `--out`: a path ending in ".png" that is not a folder names the file
+    (`save_png` adds "-1", "-2", ... for a batch or a taken name); anything else is the folder, its
+    images named by `output_stem`. (None, None) without `--out`."""
+    if not out:
+        return None, None
+    path = Path(out)
+    if path.suffix.lower() == ".png" and not out.endswith(("/", os.sep)) and not path.is_dir():
+        return path.parent, path.stem
+    return path, None
 
 
 def output_bytes(request) -> int:

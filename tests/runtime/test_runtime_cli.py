@@ -43,6 +43,25 @@ def test_generate_model_by_name_from_user_folder(bundles, tmp_path, monkeypatch,
     assert generate_cli.main(["--from-png", path, "--quiet"]) == 0
 
 
+def test_generate_out_png_names_the_file_and_never_overwrites(bundles, tmp_path, capsys):
+    run = lambda out, *more: generate_cli.main(["--model", str(bundles["pixel_class"]), "--class", "two", "--steps", "2",  # noqa: E731
+                                                "--out", out, "--quiet", *more])
+    assert run(str(tmp_path / "pics" / "cat.png"), "--batch", "2") == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "pics" / n) for n in ("cat.png", "cat-1.png")]
+    first = (tmp_path / "pics" / "cat.png").read_bytes()
+    assert run(str(tmp_path / "pics" / "cat.PNG"), "--seed", "9") == 0  # taken (on this file system or not): a new name
+    (third,) = capsys.readouterr().out.split()
+    assert Path(third).parent == tmp_path / "pics" and Path(third).name not in ("cat.png", "cat-1.png")
+    assert (tmp_path / "pics" / "cat.png").read_bytes() == first
+    (tmp_path / "dir.png").mkdir()  # an existing folder is a folder, whatever its name
+    assert run(str(tmp_path / "dir.png")) == 0
+    (path,) = capsys.readouterr().out.split()
+    assert Path(path).parent == tmp_path / "dir.png" and Path(path).name == "pixel_class-0.png"
+    assert run(str(tmp_path / "new.png") + "/") == 0  # a trailing separator says folder
+    (path,) = capsys.readouterr().out.split()
+    assert Path(path).parent == tmp_path / "new.png"
+
+
 def test_generate_errors_are_one_line_exit_2(bundles, tmp_path, capsys):
     cases = [
         (["--model", str(tmp_path / "missing")], "no model"),
