@@ -128,3 +128,48 @@ def add_preview_decoder(bundle, *, data=None, steps: int = 1500, width: int = 48
     log(f"preview        {bundle / PREVIEW_DECODER_FILE} installed; {bundle} opens")
     return report
 
+
+def same_vae_decoder(a, b, *, samples: int = 4, tolerance: float = 1e-4) -> float:
+    """max |Δ| between opened bundles a and b's VAE decoders on the same random latents; ValueError
+    (naming both) when they are not the same decoder within `tolerance`."""
+    m = a.manifest.latent
+    if (m.channels, m.height, m.width) != (b.manifest.latent.channels, b.manifest.latent.height, b.manifest.latent.width):
+        raise ValueError(f"{a.path} and {b.path} have different latent shapes")
+    z = np.random.default_rng(0).standard_normal((samples, m.channels, m.height, m.width)).astype(np.float32)
+    da, db = (x.vae_decoder.run({"latent_sample": z}) for x in (a, b))
+    delta = float(np.max(np.abs(da - db))) if da.shape == db.shape else float("inf")
+    if not delta <= tolerance:
+        raise ValueError(f"the VAE decoders of {a.path} and {b.path} differ (max |Δ| {delta:.3g}): "
+                         "train a decoder for this bundle instead")
+    return delta
+
+
+def copy_preview_decoder(bundle, source, *, log=print) -> dict:
+    """Install `source`'s preview decoder in `bundle` (in place) when both have the same VAE decoder,
+    as a U-Net fine-tuned on the source's VAE has: the decoder only reads x̂_0 latents, so it stays
+    right and no new binary is made. The source's report is kept, with where it came from."""
+    from desktop.runtime.bundle import open_bundle
+    from desktop.runtime.fileio import write_file
+    from desktop.runtime.manifest import MANIFEST_NAME, manifest_from_dict, write_manifest
+
+    bundle, source = Path(bundle), Path(source)
+    src = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
+    if src["files"].get("preview") != PREVIEW_DECODER_FILE:
+        raise ValueError(f"{source} has no preview decoder ({PREVIEW_DECODER_FILE})")
+    delta = same_vae_decoder(open_bundle(bundle, provider="cpu"), open_bundle(source, provider="cpu"))
+    data_json = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+    payload = (source / PREVIEW_DECODER_FILE).read_bytes()
+    write_file(bundle / PREVIEW_DECODER_FILE, lambda f: f.write(payload))
+    old = data_json["files"].get("preview")
+    if old and old != PREVIEW_DECODER_FILE and (bundle / old).is_file():
+        (bundle / old).unlink()
+    report = dict(src["provenance"]["export"]["preview"],
+                  copied_from=f"{src.get('name', source.name)} (the same VAE decoder: max |Δ| {delta:.2g})")
+    data_json["files"]["preview"] = PREVIEW_DECODER_FILE
+    data_json.setdefault("provenance", {}).setdefault("export", {})["preview"] = report
+    data_json["sha256"] = {}
+    write_manifest(bundle, manifest_from_dict(data_json), model_index=False)  # export.ecosystem's stays
+    open_bundle(bundle)
+    log(f"preview        {bundle / PREVIEW_DECODER_FILE} copied from {source}; {bundle} opens")
+    return report
+

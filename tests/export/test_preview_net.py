@@ -90,6 +90,30 @@ def test_add_preview_decoder_installs_an_onnx_preview_the_runtime_runs(latent_bu
     assert len(result.images) == 2
 
 
+def test_a_fine_tuned_bundle_on_the_same_vae_takes_the_decoder_a_different_vae_is_refused(latent_bundle, tmp_path):
+    from desktop.runtime.bundle import open_bundle
+    from tests.helpers.tiny_models import loaded, tiny_unet2d, tiny_vae
+
+    preview_net.add_preview_decoder(latent_bundle, steps=2, width=8, log=lambda *a: None)
+    model = lambda unet_seed, vae_seed: loaded(  # noqa: E731  (the fixture's model, other seeds)
+        kind="latent", unet=tiny_unet2d(9, 4, 8, seed=unet_seed), vae=tiny_vae(vae_seed), scale_factor=1.1,
+        image_size=16, image_channels=3, mask={"kind": "inpaint"}, name="tiny-inpaint")
+    tuned = export_bundle(model(1, 0), tmp_path / "tuned", log=lambda *a: None)
+    before = open_bundle(tuned).manifest.model_hash
+    report = preview_net.copy_preview_decoder(tuned, latent_bundle, log=lambda *a: None)
+    rel = preview_net.PREVIEW_DECODER_FILE
+    assert (tuned / rel).read_bytes() == (latent_bundle / rel).read_bytes()
+    assert "tiny-inpaint" in report["copied_from"] and report["steps"] == 2
+    bundle = open_bundle(tuned)
+    assert isinstance(bundle.preview, PreviewNetwork) and bundle.manifest.model_hash == before
+    assert not (tuned / "preview" / "linear.json").exists()
+    other = export_bundle(model(1, 5), tmp_path / "other", log=lambda *a: None)
+    manifest = (other / "studio.json").read_bytes()
+    with pytest.raises(ValueError, match="VAE decoders of .* differ"):
+        preview_net.copy_preview_decoder(other, latent_bundle, log=lambda *a: None)
+    assert (other / "studio.json").read_bytes() == manifest and not (other / rel).exists()
+
+
 def test_a_bad_preview_network_is_refused_naming_the_file(latent_bundle, tmp_path):
     preview_net.add_preview_decoder(latent_bundle, steps=2, width=8, log=lambda *a: None)
     rel = preview_net.PREVIEW_DECODER_FILE
