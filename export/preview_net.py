@@ -103,20 +103,38 @@ def write_preview_decoder(net, bundle_dir: Path, latent_channels: int, latent_si
 def add_preview_decoder(bundle, *, data=None, steps: int = 1500, width: int = 48, log=print) -> dict:
     """Train, export and install a preview decoder in a finished latent bundle (in place: the new
     files are written, then the manifest is rewritten with their hashes; the linear map is removed)."""
-    from desktop.runtime.bundle import open_bundle
-    from desktop.runtime.manifest import MANIFEST_NAME, manifest_from_dict, write_manifest
     from engine.bundle_weights import vae_from_bundle
 
     bundle = Path(bundle)
-    data_json = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
-    latent = data_json.get("latent")
-    if not latent:
-        raise ValueError(f"{bundle}: not a latent model; a pixel model's preview is its own x̂_0")
+    data_json = _latent_manifest(bundle)
+    latent = data_json["latent"]
     vae, scale_factor = vae_from_bundle(bundle)
     data = data if data is not None else (data_json.get("provenance") or {}).get("data")
     net, report = fit_preview_decoder(vae, scale_factor, int(data_json["image"]["height"]), data=data, steps=steps,
                                       width=width, log=log)
     report["parity"] = write_preview_decoder(net, bundle, int(latent["channels"]), int(latent["height"]))
+    _register(bundle, data_json, report)
+    log(f"preview        {bundle / PREVIEW_DECODER_FILE} installed; {bundle} opens")
+    return report
+
+
+def _latent_manifest(bundle: Path) -> dict:
+    """The manifest of `bundle` as JSON; ValueError unless it is a latent model's."""
+    from desktop.runtime.manifest import MANIFEST_NAME
+
+    data_json = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+    if not data_json.get("latent"):
+        raise ValueError(f"{bundle}: not a latent model; a pixel model's preview is its own x̂_0")
+    return data_json
+
+
+def _register(bundle: Path, data_json: dict, report: dict) -> None:
+    """Point the manifest `data_json` at the PREVIEW_DECODER_FILE now in `bundle` (its report under
+    provenance.export.preview), remove a linear map it replaces, rewrite the manifest's hashes and
+    check that the bundle opens."""
+    from desktop.runtime.bundle import open_bundle
+    from desktop.runtime.manifest import manifest_from_dict, write_manifest
+
     old = data_json["files"].get("preview")
     if old and old != PREVIEW_DECODER_FILE and (bundle / old).is_file():
         (bundle / old).unlink()
@@ -125,8 +143,6 @@ def add_preview_decoder(bundle, *, data=None, steps: int = 1500, width: int = 48
     data_json["sha256"] = {}
     write_manifest(bundle, manifest_from_dict(data_json), model_index=False)  # export.ecosystem's stays
     open_bundle(bundle)
-    log(f"preview        {bundle / PREVIEW_DECODER_FILE} installed; {bundle} opens")
-    return report
 
 
 def same_vae_decoder(a, b, *, samples: int = 4, tolerance: float = 1e-4) -> float:
@@ -150,26 +166,18 @@ def copy_preview_decoder(bundle, source, *, log=print) -> dict:
     right and no new binary is made. The source's report is kept, with where it came from."""
     from desktop.runtime.bundle import open_bundle
     from desktop.runtime.fileio import write_file
-    from desktop.runtime.manifest import MANIFEST_NAME, manifest_from_dict, write_manifest
 
     bundle, source = Path(bundle), Path(source)
-    src = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
+    opened = open_bundle(bundle, provider="cpu"), open_bundle(source, provider="cpu")  # manifests checked
+    data_json, src = _latent_manifest(bundle), _latent_manifest(source)
     if src["files"].get("preview") != PREVIEW_DECODER_FILE:
         raise ValueError(f"{source} has no preview decoder ({PREVIEW_DECODER_FILE})")
-    delta = same_vae_decoder(open_bundle(bundle, provider="cpu"), open_bundle(source, provider="cpu"))
-    data_json = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+    delta = same_vae_decoder(*opened)
     payload = (source / PREVIEW_DECODER_FILE).read_bytes()
     write_file(bundle / PREVIEW_DECODER_FILE, lambda f: f.write(payload))
-    old = data_json["files"].get("preview")
-    if old and old != PREVIEW_DECODER_FILE and (bundle / old).is_file():
-        (bundle / old).unlink()
-    report = dict(src["provenance"]["export"]["preview"],
-                  copied_from=f"{src.get('name', source.name)} (the same VAE decoder: max |Δ| {delta:.2g})")
-    data_json["files"]["preview"] = PREVIEW_DECODER_FILE
-    data_json.setdefault("provenance", {}).setdefault("export", {})["preview"] = report
-    data_json["sha256"] = {}
-    write_manifest(bundle, manifest_from_dict(data_json), model_index=False)  # export.ecosystem's stays
-    open_bundle(bundle)
+    report = ((src.get("provenance") or {}).get("export") or {}).get("preview") or {}
+    _register(bundle, data_json, dict(report, copied_from=(
+        f"{src.get('name', source.name)} (the same VAE decoder: max |Δ| {delta:.2g})")))
     log(f"preview        {bundle / PREVIEW_DECODER_FILE} copied from {source}; {bundle} opens")
-    return report
+    return data_json["provenance"]["export"]["preview"]
 
