@@ -149,8 +149,8 @@ def same_vae_decoder(a, b, *, samples: int = 4, tolerance: float = 1e-4) -> floa
     """max |Δ| between opened bundles a and b's VAE decoders on the same random latents; ValueError
     (naming both) when they are not the same decoder within `tolerance`."""
     m = a.manifest.latent
-    if (m.channels, m.height, m.width) != (b.manifest.latent.channels, b.manifest.latent.height, b.manifest.latent.width):
-        raise ValueError(f"{a.path} and {b.path} have different latent shapes")
+    if m != b.manifest.latent:
+        raise ValueError(f"{a.path} and {b.path} have different latents (shape or scale factor)")
     z = np.random.default_rng(0).standard_normal((samples, m.channels, m.height, m.width)).astype(np.float32)
     da, db = (x.vae_decoder.run({"latent_sample": z}) for x in (a, b))
     delta = float(np.max(np.abs(da - db))) if da.shape == db.shape else float("inf")
@@ -165,7 +165,7 @@ def copy_preview_decoder(bundle, source, *, log=print) -> dict:
     as a U-Net fine-tuned on the source's VAE has: the decoder only reads x̂_0 latents, so it stays
     right and no new binary is made. The source's report is kept, with where it came from."""
     from desktop.runtime.bundle import open_bundle
-    from desktop.runtime.fileio import write_file
+    from desktop.runtime.fileio import write_bytes
 
     bundle, source = Path(bundle), Path(source)
     opened = open_bundle(bundle, provider="cpu"), open_bundle(source, provider="cpu")  # manifests checked
@@ -173,8 +173,7 @@ def copy_preview_decoder(bundle, source, *, log=print) -> dict:
     if src["files"].get("preview") != PREVIEW_DECODER_FILE:
         raise ValueError(f"{source} has no preview decoder ({PREVIEW_DECODER_FILE})")
     delta = same_vae_decoder(*opened)
-    payload = (source / PREVIEW_DECODER_FILE).read_bytes()
-    write_file(bundle / PREVIEW_DECODER_FILE, lambda f: f.write(payload))
+    write_bytes(bundle / PREVIEW_DECODER_FILE, (source / PREVIEW_DECODER_FILE).read_bytes())
     report = ((src.get("provenance") or {}).get("export") or {}).get("preview") or {}
     _register(bundle, data_json, dict(report, copied_from=(
         f"{src.get('name', source.name)} (the same VAE decoder: max |Δ| {delta:.2g})")))
